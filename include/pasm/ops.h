@@ -1,0 +1,106 @@
+/* pasm ops: plain forward and backward functions over NCHW float32.
+ *
+ * Conventions (all ops):
+ * - Backward functions OVERWRITE their output gradients (dx, dweight, dbias);
+ *   a caller that needs a sum (residual branches) adds explicitly.
+ * - Any gradient pointer may be NULL when it is not wanted (e.g. dx of the
+ *   first layer when the input gradient is not needed).
+ * - Reductions run in a fixed order for a given thread count, so results are
+ *   bit-identical run to run.
+ * - Ops never allocate: scratch memory comes from a workspace whose size the
+ *   matching *_workspace_size function gives.
+ */
+#ifndef PASM_OPS_H
+#define PASM_OPS_H
+
+#include "pasm/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- 2-D convolution (no groups, no dilation) ---- */
+typedef struct {
+    int n;              /* batch */
+    int c_in, h_in, w_in;
+    int c_out;
+    int kernel;         /* square kernel K */
+    int stride, pad;    /* S, P (zero padding) */
+    int h_out, w_out;   /* filled by pasm_conv2d_shape */
+} pasm_conv2d_shape;
+
+/* Fills h_out/w_out; PASM_ERR_SHAPE when the output would be empty. */
+pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s);
+/* Bytes of scratch both forward and backward need for this shape. */
+size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s);
+/* x (N,Cin,H,W), weight (Cout,Cin,K,K), bias (Cout) or NULL -> y (N,Cout,Ho,Wo). */
+void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                         const float *bias, float *y, void *workspace);
+/* dy (N,Cout,Ho,Wo) -> dx (N,Cin,H,W), dweight (Cout,Cin,K,K), dbias (Cout). */
+void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                          const float *dy, float *dx, float *dweight, float *dbias,
+                          void *workspace);
+
+/* ---- batch normalisation (2-D, per channel) ----
+ * Training: normalise with batch statistics (biased variance), update
+ * running_mean/var with momentum and the UNBIASED batch variance (PyTorch).
+ * Evaluation: normalise with the running estimates.
+ * save_mean / save_invstd (C) keep what backward needs. */
+typedef struct {
+    int n, c, h, w;
+    float eps;      /* 1e-5 */
+    float momentum; /* 0.1 */
+} pasm_bn_shape;
+
+void pasm_batchnorm_forward_train(const pasm_bn_shape *s, const float *x, const float *gamma,
+                                  const float *beta, float *running_mean, float *running_var,
+                                  float *y, float *save_mean, float *save_invstd);
+void pasm_batchnorm_forward_eval(const pasm_bn_shape *s, const float *x, const float *gamma,
+                                 const float *beta, const float *running_mean,
+                                 const float *running_var, float *y);
+/* Backward of training mode (batch statistics). */
+void pasm_batchnorm_backward(const pasm_bn_shape *s, const float *x, const float *gamma,
+                             const float *save_mean, const float *save_invstd, const float *dy,
+                             float *dx, float *dgamma, float *dbeta);
+/* Backward of evaluation mode (running statistics are constants): used by the
+ * attacks, which differentiate a frozen network with respect to its input. */
+void pasm_batchnorm_backward_eval(const pasm_bn_shape *s, const float *gamma,
+                                  const float *running_var, const float *dy, float *dx);
+
+/* ---- elementwise ---- */
+void pasm_relu_forward(int64_t n, const float *x, float *y);  /* y may equal x */
+/* dx = dy * (y > 0); y is the ReLU output; dx may equal dy. */
+void pasm_relu_backward(int64_t n, const float *y, const float *dy, float *dx);
+void pasm_add_forward(int64_t n, const float *a, const float *b, float *y); /* y = a + b */
+void pasm_add_inplace(int64_t n, float *y, const float *x);                 /* y += x */
+
+/* ---- global average pooling: x (N,C,H,W) -> y (N,C) ---- */
+void pasm_avgpool_forward(int n, int c, int h, int w, const float *x, float *y);
+void pasm_avgpool_backward(int n, int c, int h, int w, const float *dy, float *dx);
+
+/* ---- linear: x (N,In), weight (Out,In), bias (Out) -> y (N,Out) ---- */
+void pasm_linear_forward(int n, int in, int out, const float *x, const float *weight,
+                         const float *bias, float *y);
+void pasm_linear_backward(int n, int in, int out, const float *x, const float *weight,
+                          const float *dy, float *dx, float *dweight, float *dbias);
+
+/* ---- losses over logits (N,K) ----
+ * Cross-entropy with optional label smoothing eps (PyTorch semantics: target
+ * = (1-eps)*onehot + eps/K) and optional per-class weights (NULL = none;
+ * PyTorch's weighted mean: sum w_y*l / sum w_y).
+ * Returns the mean loss; dlogits (N,K) = d(mean loss)/d logits, or NULL.
+ * probs (N,K) receives the softmax, or NULL. */
+double pasm_cross_entropy(int n, int k, const float *logits, const int32_t *labels,
+                          float smoothing, const float *class_weights, float *dlogits,
+                          float *probs);
+/* Distillation: mean over the batch of t^2 * KL(softmax(teacher/t) || softmax(student/t)).
+ * dstudent (N,K) = gradient of that mean w.r.t. student logits, or NULL. */
+double pasm_distill_loss(int n, int k, const float *student, const float *teacher, float t,
+                         float *dstudent);
+/* Row-wise softmax, y may equal x. */
+void pasm_softmax(int n, int k, const float *x, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,9 @@
+/* pasm: facial-expression training and Point Adversarial Self Mining.
+ * Include this one header to use the whole library. */
+#ifndef PASM_H
+#define PASM_H
+#include "pasm/core.h"
+#include "pasm/ops.h"
+#include "pasm/nn.h"
+#include "pasm/io.h"
+#endif

@@ -1,0 +1,60 @@
+/* Aligned, zeroed allocation with a counter (tests check that training steps
+ * allocate nothing), the arena that networks plan their memory in, and
+ * small helpers (monotonic clock). */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pasm/core.h"
+
+static atomic_uint_fast64_t alloc_count;
+
+void *pasm_alloc(size_t bytes, const char *what) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) {
+        pasm_errorf(PASM_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes,
+                    what ? what : "buffer");
+        return NULL;
+    }
+    memset(p, 0, rounded);
+    atomic_fetch_add(&alloc_count, 1);
+    return p;
+}
+
+void pasm_free(void *p) { free(p); }
+
+uint64_t pasm_alloc_count(void) { return atomic_load(&alloc_count); }
+
+pasm_status pasm_arena_init(pasm_arena *a, size_t bytes, const char *what) {
+    a->used = 0;
+    a->size = bytes;
+    a->base = pasm_alloc(bytes, what);
+    return a->base ? PASM_OK : PASM_ERR_NOMEM;
+}
+
+void *pasm_arena_take(pasm_arena *a, size_t bytes) {
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (a->used + rounded > a->size) {
+        pasm_errorf(PASM_ERR_NOMEM, "arena plan too small: %zu of %zu bytes used, %zu more asked",
+                    a->used, a->size, rounded);
+        return NULL;
+    }
+    void *p = a->base + a->used;
+    a->used += rounded;
+    return p;
+}
+
+void pasm_arena_free(pasm_arena *a) {
+    pasm_free(a->base);
+    a->base = NULL;
+    a->size = a->used = 0;
+}
+
+double pasm_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

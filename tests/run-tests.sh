@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs each test binary, then prints one closing line: "N passed, N failed".
+# Counts come from cmocka's own summary lines of each binary.
+set -u
+passed=0; failed=0; broken=()
+for t in "$@"; do
+  echo "=== $t"
+  out=$("$t" 2>&1); rc=$?
+  printf '%s\n' "$out"
+  p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+  f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + p)); failed=$((failed + f))
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); broken+=("$t (exit $rc)"); fi
+done
+for b in "${broken[@]+"${broken[@]}"}"; do echo "broken: $b"; done
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
