@@ -186,25 +186,29 @@ static void test_eval_input_gradient(void **unused) {
     assert_int_equal(pasm_net_forward(net, x, batch, 0, &logits), PASM_OK);
     pasm_cross_entropy(batch, 5, logits, labels, 0, NULL, dlogits, NULL);
     assert_int_equal(pasm_net_backward(net, dlogits, dx), PASM_OK);
-    int pixels[] = {0, 33, 500, 1023, 1024 + 77, 1024 + 600, 2047, 1024 + 31 * 32};
+    /* Directional derivatives along random directions carry far more signal
+     * than single pixels, whose finite differences drown in float rounding
+     * and ReLU kinks. */
+    static float v[2 * 32 * 32], xp[2 * 32 * 32];
     double worst = 0;
-    for (size_t i = 0; i < sizeof pixels / sizeof pixels[0]; i++) {
-        int p = pixels[i];
-        float keep = x[p], eps = 1e-2f;
-        x[p] = keep + eps;
-        pasm_net_forward(net, x, batch, 0, &logits);
-        double up = pasm_cross_entropy(batch, 5, logits, labels, 0, NULL, NULL, NULL);
-        x[p] = keep - eps;
-        pasm_net_forward(net, x, batch, 0, &logits);
-        double down = pasm_cross_entropy(batch, 5, logits, labels, 0, NULL, NULL, NULL);
-        x[p] = keep;
-        double fd = (up - down) / (2 * eps);
-        double err = fabs(fd - dx[p]) / (1e-4 + fabs(fd));
-        printf("  pixel %4d: analytic %+.6e finite-difference %+.6e\n", p, dx[p], fd);
+    for (int dir = 0; dir < 3; dir++) {
+        fill_input(v, batch * size * size, 100 + dir);
+        double analytic = 0, eps = 1e-3;
+        for (int i = 0; i < batch * size * size; i++) analytic += (double)dx[i] * v[i];
+        double side[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            for (int i = 0; i < batch * size * size; i++)
+                xp[i] = x[i] + (float)((sgn ? -eps : eps) * v[i]);
+            pasm_net_forward(net, xp, batch, 0, &logits);
+            side[sgn] = pasm_cross_entropy(batch, 5, logits, labels, 0, NULL, NULL, NULL);
+        }
+        double fd = (side[0] - side[1]) / (2 * eps);
+        double err = fabs(fd - analytic) / (1e-6 + fabs(fd));
+        printf("  direction %d: analytic %+.6e finite-difference %+.6e\n", dir, analytic, fd);
         if (err > worst) worst = err;
     }
-    printf("  eval-mode input gradient: worst relative error %.3g (tolerance 5e-2)\n", worst);
-    assert_true(worst < 5e-2);
+    printf("  eval-mode input gradient: worst relative error %.3g (tolerance 2e-2)\n", worst);
+    assert_true(worst < 2e-2);
     pasm_net_free(net);
 }
 
