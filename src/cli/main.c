@@ -6,7 +6,14 @@
 #include "cli/commands.h"
 #include "pasm/core.h"
 
+int pasm_cmd_train(int argc, char **argv);
+int pasm_cmd_eval(int argc, char **argv);
+int pasm_cmd_predict(int argc, char **argv);
+
 const pasm_command pasm_commands[] = {
+    {"train", pasm_cmd_train, "train an expression classifier"},
+    {"eval", pasm_cmd_eval, "accuracy, per-class accuracy and confusion of a checkpoint"},
+    {"predict", pasm_cmd_predict, "labels and probabilities of faces"},
     {NULL, NULL, NULL},
 };
 
