@@ -326,7 +326,7 @@ static pasm_status read_classes_and_norm(meta_reader *r, const pasm_load_options
                            "numbers, one per channel",
                            r->path, mean ? mean : "(missing)", std ? std : "(missing)");
     st = set_norm(m, means, n_mean, stds, n_std, 0, "metadata norm_mean/norm_std");
-    return st == PASM_OK ? st : pasm_error_prefix(st, "%s", r->path);
+    return st == PASM_OK ? st : pasm_error_prefix(PASM_ERR_FORMAT, "%s", r->path);
 }
 
 static pasm_status read_run_info(meta_reader *r) {
