@@ -11,4 +11,6 @@ typedef struct {
 
 extern const pasm_command pasm_commands[];
 
+int pasm_cmd_info(int argc, char **argv);
+
 #endif

@@ -7,6 +7,7 @@
 #include "pasm/core.h"
 
 const pasm_command pasm_commands[] = {
+    {"info", pasm_cmd_info, "print a checkpoint's metadata and tensors"},
     {NULL, NULL, NULL},
 };
 
