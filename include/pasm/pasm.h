@@ -6,5 +6,6 @@
 #include "pasm/ops.h"
 #include "pasm/nn.h"
 #include "pasm/io.h"
+#include "pasm/data.h"
 #include "pasm/train.h"
 #endif

@@ -6,6 +6,8 @@
 
 #include "pasm/core.h"
 #include "pasm/nn.h"
+#include "pasm/data.h"
+#include "pasm/io.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -78,6 +80,97 @@ double pasm_metrics_accuracy(const pasm_metrics *m);
 double pasm_metrics_mean_class_accuracy(const pasm_metrics *m);
 /* Recall of class c; NaN when it has no samples. */
 double pasm_metrics_class_accuracy(const pasm_metrics *m, int c);
+
+/* ---- evaluation ---- */
+/* Runs the network in evaluation mode over the whole dataset (normalised with
+ * mean/std, batches of the network's planned size). tta_flip averages the
+ * softmax of each face and its mirror image. Adds every prediction to m
+ * (initialised by the caller with the dataset's classes); loss (may be NULL)
+ * gets the mean cross-entropy of the (averaged) probabilities; probs (may be
+ * NULL) gets (n, K) probabilities and logits (may be NULL) the raw logits
+ * (those of the unflipped face). */
+pasm_status pasm_evaluate(pasm_net *net, const pasm_dataset *ds, const float *mean,
+                          const float *std, int tta_flip, pasm_metrics *m, double *loss,
+                          float *probs, float *logits);
+
+/* ---- the training loop ---- */
+typedef enum { PASM_BALANCE_NONE, PASM_BALANCE_WEIGHTS, PASM_BALANCE_SAMPLER } pasm_balance;
+pasm_status pasm_balance_parse(const char *name, pasm_balance *out);
+const char *pasm_balance_name(pasm_balance b);
+
+typedef struct {
+    int epochs;                  /* 30 */
+    int batch;                   /* 128 */
+    pasm_sgd_options sgd;        /* lr 0.1 (the schedule's peak), momentum 0.9, Nesterov, wd 5e-4 */
+    pasm_schedule_kind schedule; /* onecycle */
+    int warmup_epochs;           /* cosine: 1 */
+    float label_smoothing;       /* 0 */
+    pasm_balance balance;        /* none */
+    pasm_augment_config augment; /* crop 4 (reflect), flip, no erasing */
+    uint64_t seed;
+    /* Distillation (PASM's student): when teacher is not NULL the loss is
+     * (1-kd_alpha)*CE + kd_alpha*t^2*KL(teacher/t || student/t), the teacher's
+     * logits taken in evaluation mode on the same augmented batch. */
+    pasm_net *teacher;
+    float kd_alpha, kd_temp;
+    /* Files: out_path (X.safetensors, best on validation or last), and beside
+     * it X.last.safetensors, X.state.safetensors, X.metrics.jsonl. NULL: none. */
+    const char *out_path;
+    int resume;            /* continue from X.state.safetensors */
+    int stop_after_epochs; /* end this run (resumably) after that many epochs; 0 = off */
+} pasm_train_options;
+
+void pasm_train_defaults(pasm_train_options *o);
+
+typedef struct {
+    int epoch, epochs;     /* 1-based epoch */
+    int batch, batches;    /* 1-based batch within the epoch */
+    double loss;           /* running mean over the epoch */
+    double images_per_s;
+    double eta_seconds;    /* for the whole run */
+    float lr;
+} pasm_train_progress;
+
+typedef struct {
+    int epoch;
+    float lr; /* at the epoch's last step */
+    double train_loss, train_accuracy;
+    int has_val;
+    double val_loss, val_accuracy, val_mean_class_accuracy;
+    double images_per_s, seconds;
+    int is_best;
+} pasm_epoch_stats;
+
+typedef struct {
+    void (*on_batch)(void *user, const pasm_train_progress *p);
+    void (*on_epoch)(void *user, const pasm_epoch_stats *e);
+    void *user;
+    /* Set (by a signal handler) to stop: the current step finishes, a
+     * resumable state is written and pasm_train returns PASM_ERR_INTERRUPTED. */
+    volatile int *stop;
+} pasm_train_hooks;
+
+typedef struct {
+    int epochs_done;
+    int best_epoch;        /* 0 without validation */
+    double best_val_accuracy;
+    double seconds;
+    int64_t steps;
+} pasm_train_result;
+
+/* Trains net (initialised, or loaded) on train, choosing the best epoch on val
+ * (may be NULL). meta (norm_mean/std, classes, args) goes into every
+ * checkpoint with the epoch. With opt->resume, the network, optimiser and
+ * position come from X.state.safetensors and the run continues where it
+ * stopped, ending byte-identical to an uninterrupted run. */
+pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_dataset *train,
+                       const pasm_dataset *val, const pasm_train_options *opt,
+                       const pasm_train_hooks *hooks, pasm_train_result *result);
+
+/* "X.safetensors" -> "X.last.safetensors" etc. (suffix "last", "state"; or
+ * the metrics file with suffix "metrics" and extension "jsonl"). */
+void pasm_train_sibling(const char *out_path, const char *suffix, const char *ext, char *buf,
+                        size_t len);
 
 #ifdef __cplusplus
 }

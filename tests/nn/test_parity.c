@@ -2,8 +2,8 @@
  * width-16 ResNet-18 with python/pasm_torch.py, ran it on the first 16
  * PublicTest faces of fer2013-mini.csv (case gray48) and on a seeded 3-channel
  * 64x64 batch (case rgb64), and saved PyTorch's logits, loss, input gradient,
- * every parameter gradient, BN running statistics and 5 SGD steps (momentum
- * 0.9, Nesterov, weight decay 5e-4). pasm repeats all of it from the same
+ * every parameter gradient, BN running statistics, 5 SGD steps (momentum
+ * 0.9, Nesterov, weight decay 5e-4) and the eval-mode input gradient after them. pasm repeats all of it from the same
  * initial weights and must match every tensor within the stated tolerances.
  * Faces are read from ../shared at run time; only PyTorch's outputs are
  * committed. */
@@ -176,6 +176,15 @@ static void run_case(const parity_case *pc) {
     assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
     compare(&ref, "after_eval_logits", logits, (int64_t)pc->batch * k, 2e-3, 2e-3);
     const pasm_tensor *after_ref = ref_tensor(&ref, "after_eval_logits", (int64_t)pc->batch * k);
+    /* The frozen network's input gradient (what the point attacks use), with
+     * BN's running statistics as constants. */
+    pasm_cross_entropy(pc->batch, k, logits, labels, 0, NULL, dlogits, NULL);
+    assert_int_equal(pasm_net_backward(net, dlogits, dx), PASM_OK);
+    double worst_eval = 0;
+    compare_scaled(&ref, "after_eval_input_grad", dx, in_count, 2e-3, &worst_eval);
+    printf("  eval-mode input gradient after 5 steps: max|diff|/max|ref| %.3g (limit 2e-3)\n",
+           worst_eval);
+    assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
     for (int i = 0; i < pc->batch; i++)
         assert_int_equal(argmax(logits + (size_t)i * k, k),
                          argmax((const float *)after_ref->data + (size_t)i * k, k));

@@ -1,6 +1,7 @@
 /* ResNet-18 structure (torchvision's names, order and shapes), memory
  * planning (no allocation in a training step), initialisation statistics,
- * determinism, and the eval-mode input gradient against finite differences. */
+ * and determinism. The input gradients are checked against PyTorch in
+ * test_parity.c; the ops against finite differences in tests/ops. */
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -163,51 +164,6 @@ static void test_determinism_and_no_allocation(void **unused) {
     pasm_net_free(b);
 }
 
-/* The attacks differentiate the frozen network (eval mode) with respect to
- * its input: check that gradient against central differences of the
- * true-class cross-entropy on a few pixels. */
-static void test_eval_input_gradient(void **unused) {
-    int size = 32, batch = 2;
-    pasm_net *net = make_net(16, 1, 5, size, batch);
-    pasm_net_init(net, 4);
-    /* non-trivial running statistics */
-    for (int i = 0; i < pasm_net_n_state(net); i++) {
-        pasm_tensor *t = pasm_net_state(net, i);
-        size_t len = strlen(t->name);
-        if (len > 13 && !strcmp(t->name + len - 13, ".running_mean"))
-            for (int j = 0; j < t->shape[0]; j++) ((float *)t->data)[j] = 0.05f * (j % 5 - 2);
-        if (len > 12 && !strcmp(t->name + len - 12, ".running_var"))
-            for (int j = 0; j < t->shape[0]; j++) ((float *)t->data)[j] = 0.5f + 0.1f * (j % 7);
-    }
-    static float x[2 * 32 * 32], dx[2 * 32 * 32], dlogits[2 * 5];
-    fill_input(x, batch * size * size, 8);
-    int32_t labels[2] = {1, 4};
-    const float *logits;
-    assert_int_equal(pasm_net_forward(net, x, batch, 0, &logits), PASM_OK);
-    pasm_cross_entropy(batch, 5, logits, labels, 0, NULL, dlogits, NULL);
-    assert_int_equal(pasm_net_backward(net, dlogits, dx), PASM_OK);
-    int pixels[] = {0, 33, 500, 1023, 1024 + 77, 1024 + 600, 2047, 1024 + 31 * 32};
-    double worst = 0;
-    for (size_t i = 0; i < sizeof pixels / sizeof pixels[0]; i++) {
-        int p = pixels[i];
-        float keep = x[p], eps = 1e-2f;
-        x[p] = keep + eps;
-        pasm_net_forward(net, x, batch, 0, &logits);
-        double up = pasm_cross_entropy(batch, 5, logits, labels, 0, NULL, NULL, NULL);
-        x[p] = keep - eps;
-        pasm_net_forward(net, x, batch, 0, &logits);
-        double down = pasm_cross_entropy(batch, 5, logits, labels, 0, NULL, NULL, NULL);
-        x[p] = keep;
-        double fd = (up - down) / (2 * eps);
-        double err = fabs(fd - dx[p]) / (1e-4 + fabs(fd));
-        printf("  pixel %4d: analytic %+.6e finite-difference %+.6e\n", p, dx[p], fd);
-        if (err > worst) worst = err;
-    }
-    printf("  eval-mode input gradient: worst relative error %.3g (tolerance 5e-2)\n", worst);
-    assert_true(worst < 5e-2);
-    pasm_net_free(net);
-}
-
 int main(void) {
     pasm_set_threads(2);
     const struct CMUnitTest tests[] = {
@@ -216,7 +172,6 @@ int main(void) {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_init_statistics),
         cmocka_unit_test(test_determinism_and_no_allocation),
-        cmocka_unit_test(test_eval_input_gradient),
     };
     return cmocka_run_group_tests_name("nn/resnet", tests, NULL, NULL);
 }
