@@ -6,14 +6,11 @@
 #include "cli/commands.h"
 #include "pasm/core.h"
 
-int pasm_cmd_train(int argc, char **argv);
-int pasm_cmd_eval(int argc, char **argv);
-int pasm_cmd_predict(int argc, char **argv);
-
 const pasm_command pasm_commands[] = {
     {"train", pasm_cmd_train, "train an expression classifier"},
     {"eval", pasm_cmd_eval, "accuracy, per-class accuracy and confusion of a checkpoint"},
     {"predict", pasm_cmd_predict, "labels and probabilities of faces"},
+    {"info", pasm_cmd_info, "print a checkpoint's metadata and tensors"},
     {NULL, NULL, NULL},
 };
 
