@@ -6,4 +6,5 @@
 #include "pasm/ops.h"
 #include "pasm/nn.h"
 #include "pasm/io.h"
+#include "pasm/data.h"
 #endif
