@@ -31,6 +31,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 TEST_UTIL := $(wildcard tests/util/*.c)
 TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard include/pasm/*.h)
+$(TEST_UTIL_OBJ): CFLAGS += -Itests
 
 .PHONY: all lib test check clean install fuzz bench
 

@@ -51,15 +51,18 @@ float *pasm_net_param_block(pasm_net *net, int64_t *count);
 float *pasm_net_grad_block(pasm_net *net, int64_t *count);
 
 /* Forward over x (n, C, S, S) normalised float input, n <= max_batch.
- * train != 0: batch statistics, running statistics updated, activations kept
- * for backward. Returns a pointer to the logits (n, num_classes), valid until
- * the next forward. */
+ * train != 0: batch statistics, running statistics updated. Activations are
+ * kept for backward; x itself is not copied, so it must stay unchanged until
+ * pasm_net_backward. Returns a pointer to the logits (n, num_classes), valid
+ * until the next forward. */
 pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
                              const float **logits);
-/* Backward from dlogits (n, num_classes) of the last forward (train or eval
- * mode; eval mode treats BN statistics as constants). Fills every parameter
- * gradient (overwriting) and, when dx is not NULL, the input gradient
- * (n, C, S, S). */
+/* Backward from dlogits (n, num_classes) of the last forward.
+ * After a training forward: fills every parameter gradient (overwriting) and,
+ * when dx is not NULL, the input gradient (n, C, S, S).
+ * After an evaluation forward (a frozen network, as the attacks use it): BN
+ * statistics are constants, parameter gradients are NOT computed (they are
+ * left as they were) and only dx is filled. */
 pasm_status pasm_net_backward(pasm_net *net, const float *dlogits, float *dx);
 
 /* Copies all state tensors from src to dst (same config). */

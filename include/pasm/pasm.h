@@ -7,4 +7,5 @@
 #include "pasm/nn.h"
 #include "pasm/io.h"
 #include "pasm/data.h"
+#include "pasm/train.h"
 #endif

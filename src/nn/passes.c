@@ -1,0 +1,141 @@
+/* Forward and backward passes of the ResNet: the layers in order, then in
+ * reverse. No autograd: each layer's backward is called with the activations
+ * its forward kept. Gradient flow uses four planned scratch buffers. */
+#include <string.h>
+
+#include "nn/net_internal.h"
+
+static void conv_forward(pasm_net *net, conv_layer *c, const float *x, int n) {
+    pasm_conv2d_shape s = c->shape;
+    s.n = n;
+    pasm_conv2d_forward(&s, x, c->weight, NULL, c->out, net->workspace);
+}
+
+static void bn_forward(pasm_net *net, bn_layer *b, const float *x, int n, int relu) {
+    pasm_bn_shape s = b->shape;
+    s.n = n;
+    if (net->last_train) {
+        pasm_batchnorm_forward_train(&s, x, b->gamma, b->beta, b->running_mean, b->running_var,
+                                     b->out, b->save_mean, b->save_invstd);
+        (*b->batches_tracked)++;
+    } else {
+        pasm_batchnorm_forward_eval(&s, x, b->gamma, b->beta, b->running_mean, b->running_var,
+                                    b->out);
+    }
+    if (relu) pasm_relu_forward((int64_t)n * s.c * s.h * s.w, b->out, b->out);
+}
+
+static void block_forward(pasm_net *net, block *b, const float *in, int n) {
+    b->in = in;
+    conv_forward(net, &b->conv1, in, n);
+    bn_forward(net, &b->bn1, b->conv1.out, n, 1);
+    conv_forward(net, &b->conv2, b->bn1.out, n);
+    bn_forward(net, &b->bn2, b->conv2.out, n, 0);
+    const float *shortcut = in;
+    if (b->has_downsample) {
+        conv_forward(net, &b->down_conv, in, n);
+        bn_forward(net, &b->down_bn, b->down_conv.out, n, 0);
+        shortcut = b->down_bn.out;
+    }
+    int64_t count = (int64_t)n * b->c_out * b->size_out * b->size_out;
+    pasm_add_inplace(count, b->bn2.out, shortcut);
+    pasm_relu_forward(count, b->bn2.out, b->bn2.out);
+}
+
+static const float *block_output(const block *b) { return b->bn2.out; }
+
+pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
+                             const float **logits) {
+    if (n < 1 || n > net->max_batch)
+        return pasm_errorf(PASM_ERR_INVALID, "batch of %d images: the network was planned for "
+                                             "1 to %d",
+                           n, net->max_batch);
+    if (train && n < 2)
+        return pasm_errorf(PASM_ERR_INVALID, "a training batch needs at least 2 images for "
+                                             "batch normalisation (got %d)",
+                           n);
+    net->input = x;
+    net->last_n = n;
+    net->last_train = train != 0;
+    conv_forward(net, &net->stem_conv, x, n);
+    bn_forward(net, &net->stem_bn, net->stem_conv.out, n, 1);
+    const float *h = net->stem_bn.out;
+    for (int i = 0; i < 8; i++) {
+        block_forward(net, &net->blocks[i], h, n);
+        h = block_output(&net->blocks[i]);
+    }
+    int c = net->final_channels, size = net->final_size, k = net->cfg.num_classes;
+    pasm_avgpool_forward(n, c, size, size, h, net->pooled);
+    pasm_linear_forward(n, c, k, net->pooled, net->fc_weight, net->fc_bias, net->logits);
+    if (logits) *logits = net->logits;
+    return PASM_OK;
+}
+
+/* BN backward into dx; parameter gradients only after a training forward. */
+static void bn_backward(pasm_net *net, bn_layer *b, const float *x, const float *dy, float *dx,
+                        int n) {
+    pasm_bn_shape s = b->shape;
+    s.n = n;
+    if (net->last_train)
+        pasm_batchnorm_backward(&s, x, b->gamma, b->save_mean, b->save_invstd, dy, dx, b->dgamma,
+                                b->dbeta);
+    else
+        pasm_batchnorm_backward_eval(&s, b->gamma, b->running_var, dy, dx);
+}
+
+static void conv_backward(pasm_net *net, conv_layer *c, const float *x, const float *dy,
+                          float *dx, int n) {
+    pasm_conv2d_shape s = c->shape;
+    s.n = n;
+    float *dweight = net->last_train ? c->dweight : NULL;
+    pasm_conv2d_backward(&s, x, c->weight, dy, dx, dweight, NULL, net->workspace);
+}
+
+/* dout holds the gradient of the block's output; on return *din holds the
+ * gradient of its input. Uses the scratch buffers other than dout. */
+static void block_backward(pasm_net *net, block *b, float *dout, float **din, int n) {
+    float *spare[3];
+    int k = 0;
+    for (int i = 0; i < 4; i++)
+        if (net->scratch[i] != dout) spare[k++] = net->scratch[i];
+    int64_t out_count = (int64_t)n * b->c_out * b->size_out * b->size_out;
+    pasm_relu_backward(out_count, b->bn2.out, dout, dout);
+    /* main path: bn2 <- conv2 <- relu <- bn1 <- conv1 */
+    bn_backward(net, &b->bn2, b->conv2.out, dout, spare[0], n);
+    conv_backward(net, &b->conv2, b->bn1.out, spare[0], spare[1], n);
+    int64_t mid_count = (int64_t)n * b->c_out * b->size_out * b->size_out;
+    pasm_relu_backward(mid_count, b->bn1.out, spare[1], spare[1]);
+    bn_backward(net, &b->bn1, b->conv1.out, spare[1], spare[0], n);
+    conv_backward(net, &b->conv1, b->in, spare[0], spare[2], n);
+    int64_t in_count = (int64_t)n * b->conv1.shape.c_in * b->conv1.shape.h_in *
+                       b->conv1.shape.w_in;
+    /* shortcut */
+    if (b->has_downsample) {
+        bn_backward(net, &b->down_bn, b->down_conv.out, dout, spare[0], n);
+        conv_backward(net, &b->down_conv, b->in, spare[0], spare[1], n);
+        pasm_add_inplace(in_count, spare[2], spare[1]);
+    } else {
+        pasm_add_inplace(in_count, spare[2], dout);
+    }
+    *din = spare[2];
+}
+
+pasm_status pasm_net_backward(pasm_net *net, const float *dlogits, float *dx) {
+    int n = net->last_n;
+    if (n < 1 || !net->input)
+        return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
+    int c = net->final_channels, size = net->final_size, k = net->cfg.num_classes;
+    float *fc_dw = net->last_train ? net->fc_dweight : NULL;
+    float *fc_db = net->last_train ? net->fc_dbias : NULL;
+    pasm_linear_backward(n, c, k, net->pooled, net->fc_weight, dlogits, net->dpooled, fc_dw,
+                         fc_db);
+    float *g = net->scratch[0];
+    pasm_avgpool_backward(n, c, size, size, net->dpooled, g);
+    for (int i = 7; i >= 0; i--) block_backward(net, &net->blocks[i], g, &g, n);
+    int w = net->cfg.width, s = net->cfg.input_size;
+    pasm_relu_backward((int64_t)n * w * s * s, net->stem_bn.out, g, g);
+    float *dstem = g == net->scratch[0] ? net->scratch[1] : net->scratch[0];
+    bn_backward(net, &net->stem_bn, net->stem_conv.out, g, dstem, n);
+    conv_backward(net, &net->stem_conv, net->input, dstem, dx, n);
+    return PASM_OK;
+}

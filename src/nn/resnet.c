@@ -1,0 +1,322 @@
+/* ResNet-18 in torchvision's structure and names, adapted to small faces:
+ * a 3x3 stride-1 stem, no max-pool, four stages of two BasicBlocks with widths
+ * w, 2w, 4w, 8w and strides 1, 2, 2, 2, global average pool, fc.
+ *
+ * The network is built twice by the same code: once in counting mode, which
+ * only adds up how many floats every parameter, buffer and activation needs,
+ * and once in assigning mode, which points each of them into blocks allocated
+ * in between. So memory is planned once, for the largest batch, and forward
+ * and backward allocate nothing (llm.c's discipline). */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/net_internal.h"
+#include "pasm/ops.h"
+
+/* ---- planning ---- */
+
+typedef struct {
+    pasm_net *net;
+    int assign;               /* 0: count sizes, 1: point into the blocks */
+    int64_t n_param, n_buffer, n_counter;
+    size_t activation_bytes;
+} planner;
+
+enum { KIND_PARAM, KIND_BUFFER, KIND_COUNTER };
+
+/* Registers one state_dict tensor (in torchvision's order) and returns its
+ * data (and gradient for parameters) in assigning mode. */
+static void *reg(planner *p, const char *name, int kind, int ndim, const int64_t *shape,
+                 float **grad) {
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= shape[i];
+    pasm_net *net = p->net;
+    void *data = NULL;
+    if (p->assign) {
+        pasm_tensor *t = &net->state[net->n_state];
+        memset(t, 0, sizeof *t);
+        snprintf(t->name, sizeof t->name, "%s", name);
+        t->ndim = ndim;
+        for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+        if (kind == KIND_PARAM) {
+            t->dtype = PASM_F32;
+            data = net->param_block + p->n_param;
+            pasm_tensor *pt = &net->params[net->n_params], *gt = &net->grads[net->n_params];
+            *pt = *t;
+            pt->data = data;
+            *gt = *t;
+            gt->data = net->grad_block + p->n_param;
+            if (grad) *grad = gt->data;
+            net->n_params++;
+        } else if (kind == KIND_BUFFER) {
+            t->dtype = PASM_F32;
+            data = net->buffer_block + p->n_buffer;
+        } else {
+            t->dtype = PASM_I64;
+            data = net->counter_block + p->n_counter;
+        }
+        t->data = data;
+        net->n_state++;
+    }
+    if (kind == KIND_PARAM) p->n_param += numel;
+    else if (kind == KIND_BUFFER) p->n_buffer += numel;
+    else p->n_counter += numel;
+    return data;
+}
+
+static float *activation(planner *p, int64_t floats) {
+    size_t bytes = ((size_t)floats * sizeof(float) + 63) / 64 * 64;
+    float *out = p->assign ? (float *)(p->net->activation_block + p->activation_bytes) : NULL;
+    p->activation_bytes += bytes;
+    return out;
+}
+
+static void plan_conv(planner *p, conv_layer *c, const char *name, int c_in, int size, int c_out,
+                      int kernel, int stride) {
+    pasm_conv2d_shape s = {.n = p->net->max_batch, .c_in = c_in, .h_in = size, .w_in = size,
+                           .c_out = c_out, .kernel = kernel, .stride = stride,
+                           .pad = kernel / 2};
+    pasm_conv2d_shape_init(&s);
+    c->shape = s;
+    int64_t shape[4] = {c_out, c_in, kernel, kernel};
+    c->weight = reg(p, name, KIND_PARAM, 4, shape, &c->dweight);
+    c->out = activation(p, (int64_t)s.n * c_out * s.h_out * s.w_out);
+    size_t ws = pasm_conv2d_workspace_size(&s);
+    if (ws > p->net->workspace_bytes) p->net->workspace_bytes = ws;
+}
+
+static void plan_bn(planner *p, bn_layer *b, const char *prefix, int c, int size) {
+    char name[96];
+    int64_t shape[1] = {c};
+    b->shape = (pasm_bn_shape){.n = p->net->max_batch, .c = c, .h = size, .w = size,
+                               .eps = 1e-5f, .momentum = 0.1f};
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    b->gamma = reg(p, name, KIND_PARAM, 1, shape, &b->dgamma);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    b->beta = reg(p, name, KIND_PARAM, 1, shape, &b->dbeta);
+    snprintf(name, sizeof name, "%s.running_mean", prefix);
+    b->running_mean = reg(p, name, KIND_BUFFER, 1, shape, NULL);
+    snprintf(name, sizeof name, "%s.running_var", prefix);
+    b->running_var = reg(p, name, KIND_BUFFER, 1, shape, NULL);
+    snprintf(name, sizeof name, "%s.num_batches_tracked", prefix);
+    b->batches_tracked = reg(p, name, KIND_COUNTER, 0, NULL, NULL);
+    b->save_mean = activation(p, c);
+    b->save_invstd = activation(p, c);
+    b->out = activation(p, (int64_t)p->net->max_batch * c * size * size);
+}
+
+static void plan_block(planner *p, block *b, const char *prefix, int c_in, int size_in, int c_out,
+                       int stride) {
+    char name[96];
+    snprintf(name, sizeof name, "%s.conv1.weight", prefix);
+    plan_conv(p, &b->conv1, name, c_in, size_in, c_out, 3, stride);
+    int size = b->conv1.shape.h_out;
+    snprintf(name, sizeof name, "%s.bn1", prefix);
+    plan_bn(p, &b->bn1, name, c_out, size);
+    snprintf(name, sizeof name, "%s.conv2.weight", prefix);
+    plan_conv(p, &b->conv2, name, c_out, size, c_out, 3, 1);
+    snprintf(name, sizeof name, "%s.bn2", prefix);
+    plan_bn(p, &b->bn2, name, c_out, size);
+    b->has_downsample = stride != 1 || c_in != c_out;
+    if (b->has_downsample) {
+        snprintf(name, sizeof name, "%s.downsample.0.weight", prefix);
+        plan_conv(p, &b->down_conv, name, c_in, size_in, c_out, 1, stride);
+        snprintf(name, sizeof name, "%s.downsample.1", prefix);
+        plan_bn(p, &b->down_bn, name, c_out, size);
+    }
+    b->c_out = c_out;
+    b->size_out = size;
+}
+
+/* Walks the whole network in torchvision's state_dict order. */
+static void plan_network(planner *p) {
+    pasm_net *net = p->net;
+    const pasm_net_config *cfg = &net->cfg;
+    int w = cfg->width, size = cfg->input_size;
+    plan_conv(p, &net->stem_conv, "conv1.weight", cfg->in_channels, size, w, 3, 1);
+    plan_bn(p, &net->stem_bn, "bn1", w, size);
+    int c_in = w;
+    for (int stage = 0; stage < 4; stage++) {
+        int c_out = w << stage;
+        for (int i = 0; i < 2; i++) {
+            char prefix[32];
+            snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, i);
+            block *b = &net->blocks[stage * 2 + i];
+            plan_block(p, b, prefix, c_in, size, c_out, (i == 0 && stage > 0) ? 2 : 1);
+            c_in = c_out;
+            size = b->size_out;
+        }
+    }
+    net->final_channels = c_in;
+    net->final_size = size;
+    int64_t fc_w[2] = {cfg->num_classes, c_in}, fc_b[1] = {cfg->num_classes};
+    net->fc_weight = reg(p, "fc.weight", KIND_PARAM, 2, fc_w, &net->fc_dweight);
+    net->fc_bias = reg(p, "fc.bias", KIND_PARAM, 1, fc_b, &net->fc_dbias);
+    int64_t n = net->max_batch;
+    net->pooled = activation(p, n * c_in);
+    net->dpooled = activation(p, n * c_in);
+    net->logits = activation(p, n * cfg->num_classes);
+    /* Gradient scratch: the largest activation is the stem's output. */
+    int64_t largest = n * w * cfg->input_size * cfg->input_size;
+    for (int i = 0; i < 4; i++) net->scratch[i] = activation(p, largest);
+}
+
+/* ---- creation ---- */
+
+pasm_status pasm_net_config_check(const pasm_net_config *cfg) {
+    if (strcmp(cfg->arch, "resnet18") != 0)
+        return pasm_errorf(PASM_ERR_INVALID, "unknown architecture '%s' (known: resnet18)",
+                           cfg->arch);
+    if (cfg->width != 16 && cfg->width != 32 && cfg->width != 64)
+        return pasm_errorf(PASM_ERR_INVALID, "width %d is not one of 16, 32, 64", cfg->width);
+    if (cfg->in_channels != 1 && cfg->in_channels != 3)
+        return pasm_errorf(PASM_ERR_INVALID, "input channels %d: must be 1 or 3",
+                           cfg->in_channels);
+    if (cfg->num_classes < 2 || cfg->num_classes > 100000)
+        return pasm_errorf(PASM_ERR_INVALID, "number of classes %d: must be 2 or more",
+                           cfg->num_classes);
+    if (cfg->input_size < 32 || cfg->input_size > 1024)
+        return pasm_errorf(PASM_ERR_INVALID, "input size %d: must be between 32 and 1024",
+                           cfg->input_size);
+    return PASM_OK;
+}
+
+pasm_status pasm_net_create(pasm_net **out, const pasm_net_config *cfg, int max_batch) {
+    *out = NULL;
+    pasm_status st = pasm_net_config_check(cfg);
+    if (st) return st;
+    if (max_batch < 1)
+        return pasm_errorf(PASM_ERR_INVALID, "batch size %d: must be at least 1", max_batch);
+    pasm_net *net = pasm_alloc(sizeof *net, "network");
+    if (!net) return PASM_ERR_NOMEM;
+    net->cfg = *cfg;
+    net->max_batch = max_batch;
+    planner count = {.net = net, .assign = 0};
+    plan_network(&count);
+    net->n_param_floats = count.n_param;
+    net->param_block = pasm_alloc((size_t)count.n_param * sizeof(float), "parameters");
+    net->grad_block = pasm_alloc((size_t)count.n_param * sizeof(float), "gradients");
+    net->buffer_block = pasm_alloc((size_t)count.n_buffer * sizeof(float), "BN statistics");
+    net->counter_block = pasm_alloc((size_t)count.n_counter * sizeof(int64_t), "BN counters");
+    net->activation_block = pasm_alloc(count.activation_bytes, "activations");
+    net->workspace = pasm_alloc(net->workspace_bytes, "convolution workspace");
+    net->activation_bytes = count.activation_bytes;
+    net->buffer_floats = count.n_buffer;
+    net->n_counters = count.n_counter;
+    if (!net->param_block || !net->grad_block || !net->buffer_block || !net->counter_block ||
+        !net->activation_block || !net->workspace) {
+        pasm_net_free(net);
+        return pasm_error_prefix(PASM_ERR_NOMEM, "building resnet18 width %d for batch %d",
+                                 cfg->width, max_batch);
+    }
+    planner assign = {.net = net, .assign = 1};
+    net->workspace_bytes = 0;
+    plan_network(&assign);
+    /* Evaluation-safe defaults until init or a checkpoint: running var 1. */
+    for (int i = 0; i < net->n_state; i++) {
+        const char *name = net->state[i].name;
+        size_t len = strlen(name);
+        if (len > 12 && strcmp(name + len - 12, ".running_var") == 0) {
+            float *v = net->state[i].data;
+            for (int64_t j = 0; j < net->state[i].shape[0]; j++) v[j] = 1.0f;
+        }
+    }
+    *out = net;
+    return PASM_OK;
+}
+
+void pasm_net_free(pasm_net *net) {
+    if (!net) return;
+    pasm_free(net->param_block);
+    pasm_free(net->grad_block);
+    pasm_free(net->buffer_block);
+    pasm_free(net->counter_block);
+    pasm_free(net->activation_block);
+    pasm_free(net->workspace);
+    pasm_free(net);
+}
+
+const pasm_net_config *pasm_net_get_config(const pasm_net *net) { return &net->cfg; }
+int pasm_net_max_batch(const pasm_net *net) { return net->max_batch; }
+
+size_t pasm_net_memory_bytes(const pasm_net *net) {
+    return (size_t)net->n_param_floats * 2 * sizeof(float) +
+           (size_t)net->buffer_floats * sizeof(float) + (size_t)net->n_counters * 8 +
+           net->activation_bytes + net->workspace_bytes;
+}
+
+int pasm_net_n_state(const pasm_net *net) { return net->n_state; }
+pasm_tensor *pasm_net_state(pasm_net *net, int i) {
+    return (i >= 0 && i < net->n_state) ? &net->state[i] : NULL;
+}
+int pasm_net_n_params(const pasm_net *net) { return net->n_params; }
+pasm_tensor *pasm_net_param(pasm_net *net, int i) {
+    return (i >= 0 && i < net->n_params) ? &net->params[i] : NULL;
+}
+pasm_tensor *pasm_net_grad(pasm_net *net, int i) {
+    return (i >= 0 && i < net->n_params) ? &net->grads[i] : NULL;
+}
+
+pasm_tensor *pasm_net_find(pasm_net *net, const char *name) {
+    for (int i = 0; i < net->n_state; i++)
+        if (strcmp(net->state[i].name, name) == 0) return &net->state[i];
+    return NULL;
+}
+
+float *pasm_net_param_block(pasm_net *net, int64_t *count) {
+    if (count) *count = net->n_param_floats;
+    return net->param_block;
+}
+
+float *pasm_net_grad_block(pasm_net *net, int64_t *count) {
+    if (count) *count = net->n_param_floats;
+    return net->grad_block;
+}
+
+pasm_status pasm_net_copy_state(pasm_net *dst, const pasm_net *src) {
+    const pasm_net_config *a = &dst->cfg, *b = &src->cfg;
+    if (strcmp(a->arch, b->arch) || a->width != b->width || a->in_channels != b->in_channels ||
+        a->num_classes != b->num_classes)
+        return pasm_errorf(PASM_ERR_SHAPE, "cannot copy weights between different networks "
+                                           "(width %d/%d, classes %d/%d)",
+                           a->width, b->width, a->num_classes, b->num_classes);
+    memcpy(dst->param_block, src->param_block, (size_t)src->n_param_floats * sizeof(float));
+    memcpy(dst->buffer_block, src->buffer_block, (size_t)src->buffer_floats * sizeof(float));
+    memcpy(dst->counter_block, src->counter_block, (size_t)src->n_counters * sizeof(int64_t));
+    return PASM_OK;
+}
+
+/* ---- initialisation (torchvision's) ---- */
+
+void pasm_net_init(pasm_net *net, uint64_t seed) {
+    for (int i = 0; i < net->n_state; i++) {
+        pasm_tensor *t = &net->state[i];
+        pasm_rng rng;
+        pasm_rng_init(&rng, seed, PASM_RNG_INIT, (uint64_t)i, 0);
+        int64_t n = pasm_tensor_numel(t);
+        const char *name = t->name;
+        size_t len = strlen(name);
+        int is = 0;
+#define ENDS(s) (len >= strlen(s) && strcmp(name + len - strlen(s), s) == 0)
+        if (t->dtype == PASM_I64) {
+            memset(t->data, 0, (size_t)n * sizeof(int64_t));
+            continue;
+        }
+        float *d = t->data;
+        if (t->ndim == 4) { /* conv: kaiming normal, fan_out, relu gain */
+            double fan_out = (double)t->shape[0] * t->shape[2] * t->shape[3];
+            float std = (float)sqrt(2.0 / fan_out);
+            for (int64_t j = 0; j < n; j++) d[j] = std * pasm_rng_normal(&rng);
+        } else if (strncmp(name, "fc.", 3) == 0) { /* nn.Linear default */
+            double fan_in = (double)net->final_channels;
+            float bound = (float)(1.0 / sqrt(fan_in));
+            for (int64_t j = 0; j < n; j++) d[j] = bound * (2.0f * pasm_rng_uniform(&rng) - 1.0f);
+        } else {
+            is = ENDS(".weight") || ENDS(".running_var");
+            for (int64_t j = 0; j < n; j++) d[j] = is ? 1.0f : 0.0f;
+        }
+#undef ENDS
+    }
+}

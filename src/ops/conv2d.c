@@ -1,0 +1,263 @@
+/* 2-D convolution on the CPU: im2col + OpenBLAS sgemm, parallel over the
+ * batch. Each OpenMP thread lowers its own images into its own slice of the
+ * workspace (inside a parallel region OpenBLAS runs single-threaded, so the
+ * two never oversubscribe the cores); a batch smaller than the team runs
+ * image by image with OpenBLAS threading instead. Backward accumulates the
+ * weight gradient per thread and sums the partials in thread order, so the
+ * result is bit-identical run to run for a given thread count.
+ *
+ * The workspace is planned for omp_get_max_threads() at planning time: the
+ * thread count must not grow between pasm_conv2d_workspace_size and the
+ * calls that use the workspace. */
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+
+#include "pasm/ops.h"
+
+/* 64-byte aligned float counts, so every slice starts on a cache line. */
+static size_t round_floats(size_t n) { return (n + 15) / 16 * 16; }
+
+static int is_pointwise(const pasm_conv2d_shape *s) {
+    return s->kernel == 1 && s->stride == 1 && s->pad == 0;
+}
+
+static size_t col_floats(const pasm_conv2d_shape *s) {
+    if (is_pointwise(s)) return 0; /* the image itself is the column matrix */
+    return round_floats((size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out);
+}
+
+static size_t weight_floats(const pasm_conv2d_shape *s) {
+    return round_floats((size_t)s->c_out * s->c_in * s->kernel * s->kernel);
+}
+
+pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s) {
+    if (!s) return pasm_errorf(PASM_ERR_INVALID, "%s:%d: conv2d shape is NULL", __FILE__, __LINE__);
+    if (s->n <= 0 || s->c_in <= 0 || s->h_in <= 0 || s->w_in <= 0 || s->c_out <= 0 ||
+        s->kernel <= 0 || s->stride <= 0 || s->pad < 0)
+        return pasm_errorf(PASM_ERR_SHAPE,
+                           "%s:%d: conv2d: bad shape n=%d c_in=%d h=%d w=%d c_out=%d k=%d s=%d p=%d",
+                           __FILE__, __LINE__, s->n, s->c_in, s->h_in, s->w_in, s->c_out,
+                           s->kernel, s->stride, s->pad);
+    int hp = s->h_in + 2 * s->pad - s->kernel, wp = s->w_in + 2 * s->pad - s->kernel;
+    if (hp < 0 || wp < 0)
+        return pasm_errorf(PASM_ERR_SHAPE,
+                           "%s:%d: conv2d: kernel %d larger than padded input %dx%d (pad %d)",
+                           __FILE__, __LINE__, s->kernel, s->h_in, s->w_in, s->pad);
+    s->h_out = hp / s->stride + 1;
+    s->w_out = wp / s->stride + 1;
+    return PASM_OK;
+}
+
+/* Per thread: one column buffer; per thread but the first: one partial
+ * weight gradient (thread 0 accumulates straight into dweight). */
+size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
+    size_t threads = (size_t)omp_get_max_threads();
+    size_t floats = threads * col_floats(s) + (threads - 1) * weight_floats(s);
+    return floats * sizeof(float);
+}
+
+/* Output columns ow whose input column ow*S - P + kw lies inside [0, W). */
+static void valid_range(int out, int in, int stride, int pad, int k, int *lo, int *hi) {
+    int a = pad - k; /* ow*S >= P - k */
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int b = in - 1 + pad - k; /* ow*S <= W - 1 + P - k */
+    *hi = b < 0 ? 0 : b / stride + 1;
+    if (*hi > out) *hi = out;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* x (C,H,W) -> col (C*K*K, Ho*Wo), zero outside the image. Channels in
+ * parallel only when called outside a parallel region (threaded != 0). */
+static void im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded) {
+    const int C = s->c_in, H = s->h_in, W = s->w_in, K = s->kernel, S = s->stride, P = s->pad;
+    const int Ho = s->h_out, Wo = s->w_out;
+#pragma omp parallel for schedule(static) if (threaded)
+    for (int c = 0; c < C; c++) {
+        for (int kh = 0; kh < K; kh++) {
+            for (int kw = 0; kw < K; kw++) {
+                float *row = col + ((size_t)(c * K + kh) * K + kw) * Ho * Wo;
+                int lo, hi;
+                valid_range(Wo, W, S, P, kw, &lo, &hi);
+                for (int oh = 0; oh < Ho; oh++) {
+                    float *dst = row + (size_t)oh * Wo;
+                    int ih = oh * S - P + kh;
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, sizeof(float) * Wo);
+                        continue;
+                    }
+                    /* Input column of output column ow: ow * S + shift. */
+                    const float *src = x + ((size_t)c * H + ih) * W;
+                    const int shift = kw - P;
+                    for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+                    if (S == 1)
+                        memcpy(dst + lo, src + lo + shift, sizeof(float) * (hi - lo));
+                    else
+                        for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * S + shift];
+                    for (int ow = hi; ow < Wo; ow++) dst[ow] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+/* col (C*K*K, Ho*Wo) -> dx (C,H,W): overwrite dx with the sum of every
+ * column entry that read it, in a fixed order. */
+static void col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int threaded) {
+    const int C = s->c_in, H = s->h_in, W = s->w_in, K = s->kernel, S = s->stride, P = s->pad;
+    const int Ho = s->h_out, Wo = s->w_out;
+#pragma omp parallel for schedule(static) if (threaded)
+    for (int c = 0; c < C; c++) {
+        float *dxc = dx + (size_t)c * H * W;
+        memset(dxc, 0, sizeof(float) * H * W);
+        for (int kh = 0; kh < K; kh++) {
+            for (int kw = 0; kw < K; kw++) {
+                const float *row = col + ((size_t)(c * K + kh) * K + kw) * Ho * Wo;
+                int lo, hi;
+                valid_range(Wo, W, S, P, kw, &lo, &hi);
+                for (int oh = 0; oh < Ho; oh++) {
+                    int ih = oh * S - P + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    const float *src = row + (size_t)oh * Wo;
+                    float *dst = dxc + (size_t)ih * W;
+                    const int shift = kw - P;
+                    for (int ow = lo; ow < hi; ow++) dst[ow * S + shift] += src[ow];
+                }
+            }
+        }
+    }
+}
+
+/* One image: y_i (Cout, Ho*Wo) = W (Cout, CKK) . col (CKK, Ho*Wo) + b. */
+static void forward_image(const pasm_conv2d_shape *s, const float *x_i, const float *weight,
+                          const float *bias, float *y_i, float *col, int threaded) {
+    const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
+    const float *b_mat = x_i;
+    if (!is_pointwise(s)) {
+        im2col(s, x_i, col, threaded);
+        b_mat = col;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, hw, ckk, 1.0f, weight, ckk,
+                b_mat, hw, 0.0f, y_i, hw);
+    if (!bias) return;
+    for (int co = 0; co < s->c_out; co++) {
+        float *row = y_i + (size_t)co * hw, b = bias[co];
+        for (int j = 0; j < hw; j++) row[j] += b;
+    }
+}
+
+/* Whether to split the batch over threads (each running single-threaded
+ * BLAS) or to run images one by one with threaded BLAS. */
+static int split_batch(int n, int threads) { return threads > 1 && n >= threads; }
+
+void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                         const float *bias, float *y, void *workspace) {
+    const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
+    const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
+    const size_t col_size = col_floats(s);
+    float *ws = workspace;
+    const int threads = omp_get_max_threads();
+    if (!split_batch(s->n, threads)) {
+        for (int i = 0; i < s->n; i++)
+            forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, ws, 1);
+        return;
+    }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int i = 0; i < s->n; i++) {
+        float *col = ws + (size_t)omp_get_thread_num() * col_size;
+        forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, col, 0);
+    }
+}
+
+/* One image of backward. dw (if not NULL) gets dy_i . col^T added (or
+ * stored when first); dx_i (if not NULL) gets col2im(W^T . dy_i). */
+static void backward_image(const pasm_conv2d_shape *s, const float *x_i, const float *weight,
+                           const float *dy_i, float *dx_i, float *dw, int first, float *col,
+                           int threaded) {
+    const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
+    const int pointwise = is_pointwise(s);
+    if (dw) {
+        const float *cols = x_i;
+        if (!pointwise) {
+            im2col(s, x_i, col, threaded);
+            cols = col;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, ckk, hw, 1.0f, dy_i, hw,
+                    cols, hw, first ? 0.0f : 1.0f, dw, ckk);
+    }
+    if (dx_i) {
+        /* The column buffer is free again: reuse it for d(col). */
+        float *dcol = pointwise ? dx_i : col;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, hw, s->c_out, 1.0f, weight, ckk,
+                    dy_i, hw, 0.0f, dcol, hw);
+        if (!pointwise) col2im(s, dcol, dx_i, threaded);
+    }
+}
+
+/* dbias[co] = sum over images and pixels of dy, in double, fixed order. */
+static void bias_grad(const pasm_conv2d_shape *s, const float *dy, float *dbias) {
+    const size_t hw = (size_t)s->h_out * s->w_out;
+#pragma omp parallel for schedule(static)
+    for (int co = 0; co < s->c_out; co++) {
+        double sum = 0.0;
+        for (int i = 0; i < s->n; i++) {
+            const float *row = dy + ((size_t)i * s->c_out + co) * hw;
+            double row_sum = 0.0;
+#pragma omp simd reduction(+ : row_sum)
+            for (size_t j = 0; j < hw; j++) row_sum += row[j];
+            sum += row_sum;
+        }
+        dbias[co] = (float)sum;
+    }
+}
+
+/* Threads split the batch into contiguous chunks; thread t's weight
+ * gradient lands in dweight (t = 0) or in its partial, then the partials
+ * are added to dweight in thread order. */
+static void backward_split(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                           const float *dy, float *dx, float *dweight, float *ws, int threads) {
+    const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
+    const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
+    const size_t col_size = col_floats(s), w_size = weight_floats(s);
+    const size_t w_count = (size_t)s->c_out * s->c_in * s->kernel * s->kernel;
+    float *partials = ws + (size_t)threads * col_size;
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        const int begin = (int)((int64_t)s->n * t / team), end = (int)((int64_t)s->n * (t + 1) / team);
+        float *col = ws + (size_t)t * col_size;
+        float *dw = NULL;
+        if (dweight) dw = t == 0 ? dweight : partials + (size_t)(t - 1) * w_size;
+        for (int i = begin; i < end; i++)
+            backward_image(s, x + i * x_stride, weight, dy + i * y_stride,
+                           dx ? dx + i * x_stride : NULL, dw, i == begin, col, 0);
+        if (dw && begin == end) memset(dw, 0, sizeof(float) * w_count);
+#pragma omp barrier
+        if (dweight && team > 1) {
+#pragma omp for schedule(static)
+            for (size_t j = 0; j < w_count; j++) {
+                float sum = dweight[j];
+                for (int p = 0; p < team - 1; p++) sum += partials[(size_t)p * w_size + j];
+                dweight[j] = sum;
+            }
+        }
+    }
+}
+
+void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                          const float *dy, float *dx, float *dweight, float *dbias,
+                          void *workspace) {
+    if (dbias) bias_grad(s, dy, dbias);
+    if (!dx && !dweight) return;
+    float *ws = workspace;
+    const int threads = omp_get_max_threads();
+    if (split_batch(s->n, threads)) {
+        backward_split(s, x, weight, dy, dx, dweight, ws, threads);
+        return;
+    }
+    const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
+    const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
+    for (int i = 0; i < s->n; i++)
+        backward_image(s, x + i * x_stride, weight, dy + i * y_stride,
+                       dx ? dx + i * x_stride : NULL, dweight, i == 0, ws, 1);
+}

@@ -1,0 +1,273 @@
+/* PyTorch parity: tests/fixtures/make_fixtures.py (run by hand) built a
+ * width-16 ResNet-18 with python/pasm_torch.py, ran it on the first 16
+ * PublicTest faces of fer2013-mini.csv (case gray48) and on a seeded 3-channel
+ * 64x64 batch (case rgb64), and saved PyTorch's logits, loss, input gradient,
+ * every parameter gradient, BN running statistics, 5 SGD steps (momentum
+ * 0.9, Nesterov, weight decay 5e-4) and the eval-mode input gradient after them. pasm repeats all of it from the same
+ * initial weights and must match every tensor within the stated tolerances.
+ * Faces are read from ../shared at run time; only PyTorch's outputs are
+ * committed. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "pasm/pasm.h"
+#include "util/test_util.h"
+
+#define FIXTURES "tests/fixtures/"
+
+typedef struct {
+    const char *name;
+    int batch, channels, size, classes;
+    float mean, std;
+} parity_case;
+
+/* The first n PublicTest rows of fer2013-mini.csv, normalised. Parsed here
+ * with a plain reader so the test does not depend on the data layer. */
+static void read_faces(float *x, int n, float mean, float std) {
+    const char *path = test_shared_path("data/fer2013/fer2013-mini.csv");
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot open %s (is ../shared beside the repository?)", path);
+    static char line[16384];
+    int got = 0;
+    while (got < n && fgets(line, sizeof line, f)) {
+        if (!strstr(line, ",PublicTest")) continue;
+        char *p = strchr(line, ',');
+        assert_non_null(p);
+        p++;
+        for (int i = 0; i < 48 * 48; i++) {
+            long v = strtol(p, &p, 10);
+            x[(size_t)got * 2304 + i] = ((float)v / 255.0f - mean) / std;
+        }
+        got++;
+    }
+    fclose(f);
+    assert_int_equal(got, n);
+}
+
+/* x[n,c,h,w] = sin(0.05(h+1)(c+1) + 0.03(w+1)(n+1)) + 0.5 cos(0.07((h*w) mod 13) + n),
+ * computed in double and rounded, as the fixture script does. */
+static void formula_input(float *x, int n, int c, int s) {
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int h = 0; h < s; h++)
+                for (int w = 0; w < s; w++)
+                    x[(((size_t)i * c + ch) * s + h) * s + w] =
+                        (float)(sin(0.05 * (h + 1) * (ch + 1) + 0.03 * (w + 1) * (i + 1)) +
+                                0.5 * cos(0.07 * ((h * w) % 13) + i));
+}
+
+static const pasm_tensor *ref_tensor(const pasm_safetensors *ref, const char *name,
+                                     int64_t numel) {
+    const pasm_tensor *t = pasm_safetensors_find(ref, name);
+    if (!t) fail_msg("fixture %s has no tensor '%s'", ref->source, name);
+    assert_int_equal(pasm_tensor_numel(t), numel);
+    return t;
+}
+
+static void compare(const pasm_safetensors *ref, const char *name, const float *mine,
+                    int64_t numel, double atol, double rtol) {
+    const pasm_tensor *t = ref_tensor(ref, name, numel);
+    test_assert_close(name, mine, t->data, numel, atol, rtol);
+}
+
+/* Gradients are compared relative to the largest value of the tensor, since
+ * near-zero entries carry only rounding noise. */
+static void compare_scaled(const pasm_safetensors *ref, const char *name, const float *mine,
+                           int64_t numel, double rel, double *worst) {
+    const pasm_tensor *t = ref_tensor(ref, name, numel);
+    const float *r = t->data;
+    double scale = 0, diff = 0;
+    for (int64_t i = 0; i < numel; i++) {
+        if (fabs(r[i]) > scale) scale = fabs(r[i]);
+        double d = fabs((double)mine[i] - r[i]);
+        if (d > diff || isnan(d)) diff = isnan(d) ? INFINITY : d;
+    }
+    double rel_diff = diff / (scale > 0 ? scale : 1);
+    if (rel_diff > *worst) *worst = rel_diff;
+    if (rel_diff > rel)
+        fail_msg("%s: max|diff| %.3g is %.3g of the tensor's largest value %.3g (limit %.0e)",
+                 name, diff, rel_diff, scale, rel);
+}
+
+static int argmax(const float *v, int k) {
+    int best = 0;
+    for (int i = 1; i < k; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+static void run_case(const parity_case *pc) {
+    char path[512];
+    pasm_net *net = NULL;
+    pasm_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    snprintf(path, sizeof path, FIXTURES "%s_init.safetensors", pc->name);
+    if (pasm_checkpoint_load(path, NULL, pc->batch, &net, &meta))
+        fail_msg("%s", pasm_last_error());
+    assert_int_equal(meta.net.width, 16);
+    assert_int_equal(meta.net.in_channels, pc->channels);
+    assert_int_equal(meta.net.num_classes, pc->classes);
+    assert_int_equal(meta.net.input_size, pc->size);
+    pasm_safetensors ref;
+    snprintf(path, sizeof path, FIXTURES "%s_ref.safetensors", pc->name);
+    if (pasm_safetensors_read(path, &ref)) fail_msg("%s", pasm_last_error());
+
+    int64_t in_count = (int64_t)pc->batch * pc->channels * pc->size * pc->size;
+    int k = pc->classes;
+    float *x = malloc((size_t)in_count * sizeof(float));
+    float *dx = malloc((size_t)in_count * sizeof(float));
+    float *dlogits = malloc((size_t)pc->batch * k * sizeof(float));
+    int32_t labels[64];
+    const pasm_tensor *lt = ref_tensor(&ref, "labels", pc->batch);
+    for (int i = 0; i < pc->batch; i++) labels[i] = (int32_t)((int64_t *)lt->data)[i];
+    if (pc->channels == 1) read_faces(x, pc->batch, pc->mean, pc->std);
+    else formula_input(x, pc->batch, pc->channels, pc->size);
+
+    printf(" case %s\n", pc->name);
+    const float *logits;
+    assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
+    compare(&ref, "eval_logits", logits, (int64_t)pc->batch * k, 1e-4, 1e-4);
+
+    assert_int_equal(pasm_net_forward(net, x, pc->batch, 1, &logits), PASM_OK);
+    compare(&ref, "logits", logits, (int64_t)pc->batch * k, 1e-4, 1e-4);
+    float loss = (float)pasm_cross_entropy(pc->batch, k, logits, labels, 0, NULL, dlogits, NULL);
+    compare(&ref, "loss", &loss, 1, 1e-5, 1e-5);
+    assert_int_equal(pasm_net_backward(net, dlogits, dx), PASM_OK);
+    double worst_input = 0, worst_grad = 0, worst_running = 0;
+    compare_scaled(&ref, "input_grad", dx, in_count, 1e-3, &worst_input);
+    for (int i = 0; i < pasm_net_n_params(net); i++) {
+        pasm_tensor *g = pasm_net_grad(net, i);
+        char name[128];
+        snprintf(name, sizeof name, "grad.%s", g->name);
+        compare_scaled(&ref, name, g->data, pasm_tensor_numel(g), 1e-3, &worst_grad);
+    }
+    for (int i = 0; i < pasm_net_n_state(net); i++) {
+        pasm_tensor *t = pasm_net_state(net, i);
+        if (!strstr(t->name, ".running_")) continue;
+        char name[128];
+        snprintf(name, sizeof name, "running.%s", t->name);
+        compare_scaled(&ref, name, t->data, pasm_tensor_numel(t), 1e-4, &worst_running);
+    }
+    printf("  input gradient: max|diff|/max|ref| %.3g (limit 1e-3)\n", worst_input);
+    printf("  parameter gradients: worst max|diff|/max|ref| %.3g (limit 1e-3)\n", worst_grad);
+    printf("  BN running statistics: worst max|diff|/max|ref| %.3g (limit 1e-4)\n",
+           worst_running);
+
+    /* 5 SGD steps on the same batch; step 1's gradients are already there */
+    int64_t count;
+    float *params = pasm_net_param_block(net, &count);
+    pasm_sgd sgd;
+    pasm_sgd_options opt = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
+    assert_int_equal(pasm_sgd_init(&sgd, &opt, count), PASM_OK);
+    float losses[5] = {loss};
+    pasm_sgd_step(&sgd, params, pasm_net_grad_block(net, NULL), opt.lr);
+    for (int step = 1; step < 5; step++) {
+        assert_int_equal(pasm_net_forward(net, x, pc->batch, 1, &logits), PASM_OK);
+        losses[step] =
+            (float)pasm_cross_entropy(pc->batch, k, logits, labels, 0, NULL, dlogits, NULL);
+        assert_int_equal(pasm_net_backward(net, dlogits, NULL), PASM_OK);
+        pasm_sgd_step(&sgd, params, pasm_net_grad_block(net, NULL), opt.lr);
+    }
+    pasm_sgd_free(&sgd);
+    compare(&ref, "sgd_losses", losses, 5, 1e-4, 1e-4);
+    assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
+    compare(&ref, "after_eval_logits", logits, (int64_t)pc->batch * k, 2e-3, 2e-3);
+    const pasm_tensor *after_ref = ref_tensor(&ref, "after_eval_logits", (int64_t)pc->batch * k);
+    /* The frozen network's input gradient (what the point attacks use), with
+     * BN's running statistics as constants. */
+    pasm_cross_entropy(pc->batch, k, logits, labels, 0, NULL, dlogits, NULL);
+    assert_int_equal(pasm_net_backward(net, dlogits, dx), PASM_OK);
+    double worst_eval = 0;
+    compare_scaled(&ref, "after_eval_input_grad", dx, in_count, 2e-3, &worst_eval);
+    printf("  eval-mode input gradient after 5 steps: max|diff|/max|ref| %.3g (limit 2e-3)\n",
+           worst_eval);
+    assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
+    for (int i = 0; i < pc->batch; i++)
+        assert_int_equal(argmax(logits + (size_t)i * k, k),
+                         argmax((const float *)after_ref->data + (size_t)i * k, k));
+
+    if (!strcmp(pc->name, "gray48")) {
+        /* The weights after 5 steps, as PyTorch saved them without metadata. */
+        pasm_net *torch_net = NULL;
+        pasm_model_meta torch_meta;
+        memset(&torch_meta, 0, sizeof torch_meta);
+        pasm_load_options lo = {.norm = "0.5,0.25"};
+        if (pasm_checkpoint_load(FIXTURES "gray48_after.safetensors", &lo, pc->batch, &torch_net,
+                                 &torch_meta))
+            fail_msg("%s", pasm_last_error());
+        assert_int_equal(torch_meta.net.input_size, 48);
+        assert_int_equal(torch_meta.n_classes, 7);
+        assert_string_equal(torch_meta.class_names[3], "Happy");
+        double worst_after = 0;
+        for (int i = 0; i < pasm_net_n_state(net); i++) {
+            pasm_tensor *mine = pasm_net_state(net, i);
+            pasm_tensor *theirs = pasm_net_find(torch_net, mine->name);
+            assert_non_null(theirs);
+            if (mine->dtype == PASM_I64) {
+                assert_int_equal(*(int64_t *)mine->data, *(int64_t *)theirs->data);
+                continue;
+            }
+            int64_t n = pasm_tensor_numel(mine);
+            double d = test_max_abs_diff(mine->data, theirs->data, n);
+            if (d > worst_after) worst_after = d;
+            if (d > 1e-3) fail_msg("%s after 5 steps: max|diff| %.3g", mine->name, d);
+        }
+        printf("  weights after 5 SGD steps: worst max|diff| %.3g (limit 1e-3)\n", worst_after);
+        /* PyTorch's file predicts PyTorch's labels in pasm. */
+        const float *torch_logits;
+        assert_int_equal(pasm_net_forward(torch_net, x, pc->batch, 0, &torch_logits), PASM_OK);
+        compare(&ref, "after_eval_logits (PyTorch's weights)", torch_logits,
+                (int64_t)pc->batch * k, 1e-4, 1e-4);
+        for (int i = 0; i < pc->batch; i++)
+            assert_int_equal(argmax(torch_logits + (size_t)i * k, k),
+                             argmax((const float *)after_ref->data + (size_t)i * k, k));
+        pasm_net_free(torch_net);
+        pasm_model_meta_free(&torch_meta);
+
+        /* What pasm wrote, for the fixture script's --check-pasm direction. */
+        mkdir("build", 0755);
+        mkdir("build/parity", 0755);
+        pasm_model_meta out_meta;
+        memset(&out_meta, 0, sizeof out_meta);
+        assert_int_equal(pasm_model_meta_copy(&out_meta, &meta), PASM_OK);
+        out_meta.epoch = 5;
+        if (pasm_checkpoint_save("build/parity/after5.safetensors", net, &out_meta))
+            fail_msg("%s", pasm_last_error());
+        pasm_model_meta_free(&out_meta);
+        pasm_tensor lt_out = {.name = "eval_logits", .dtype = PASM_F32, .ndim = 2,
+                              .shape = {pc->batch, k}, .data = (void *)logits};
+        assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
+        lt_out.data = (void *)logits;
+        if (pasm_safetensors_write("build/parity/after5_eval_logits.safetensors", &lt_out, 1,
+                                   NULL, NULL, 0))
+            fail_msg("%s", pasm_last_error());
+    }
+    free(x);
+    free(dx);
+    free(dlogits);
+    pasm_safetensors_free(&ref);
+    pasm_model_meta_free(&meta);
+    pasm_net_free(net);
+}
+
+static void test_gray48(void **unused) {
+    parity_case pc = {"gray48", 16, 1, 48, 7, 0.5f, 0.25f};
+    run_case(&pc);
+}
+
+static void test_rgb64(void **unused) {
+    parity_case pc = {"rgb64", 8, 3, 64, 10, 0.0f, 1.0f};
+    run_case(&pc);
+}
+
+int main(void) {
+    pasm_set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gray48),
+        cmocka_unit_test(test_rgb64),
+    };
+    return cmocka_run_group_tests_name("nn/parity", tests, NULL, NULL);
+}

@@ -1,0 +1,257 @@
+/* Tests of the CPU convolution: forward against a naive double-precision
+ * convolution, input/weight/bias gradients against central finite
+ * differences of L = sum(r * conv(x)) on that reference, for several
+ * (kernel, stride, pad) combinations with and without bias; the split-batch
+ * and image-by-image paths; NULL gradients and overwrite semantics; shape
+ * errors; and bit-identical weight gradients run to run. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <omp.h>
+
+#include "opcheck.h"
+#include "pasm/ops.h"
+
+/* Double-precision reference: plain loops over the definition. */
+static void ref_conv(const pasm_conv2d_shape *s, const double *x, const double *w,
+                     const double *b, double *y) {
+    const int K = s->kernel;
+    for (int i = 0; i < s->n; i++)
+        for (int co = 0; co < s->c_out; co++)
+            for (int oh = 0; oh < s->h_out; oh++)
+                for (int ow = 0; ow < s->w_out; ow++) {
+                    double sum = b ? b[co] : 0.0;
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                int ih = oh * s->stride - s->pad + kh;
+                                int iw = ow * s->stride - s->pad + kw;
+                                if (ih < 0 || ih >= s->h_in || iw < 0 || iw >= s->w_in) continue;
+                                sum += x[((i * s->c_in + ci) * s->h_in + ih) * s->w_in + iw] *
+                                       w[((co * s->c_in + ci) * K + kh) * K + kw];
+                            }
+                    y[((i * s->c_out + co) * s->h_out + oh) * s->w_out + ow] = sum;
+                }
+}
+
+/* One problem: float tensors for the op, the same values in double for the
+ * reference, r (the loss weights) in both. */
+typedef struct {
+    pasm_conv2d_shape s;
+    int64_t nx, nw, ny;
+    int has_bias;
+    float *x, *w, *b, *y, *r, *dx, *dw, *db;
+    double *xd, *wd, *bd, *yd, *rd;
+    void *ws;
+} conv_case;
+
+static void case_init(conv_case *c, int n, int c_in, int hw, int c_out, int k, int stride, int pad,
+                      int has_bias, uint64_t seed) {
+    memset(c, 0, sizeof(*c));
+    c->s = (pasm_conv2d_shape){.n = n, .c_in = c_in, .h_in = hw, .w_in = hw + 1, .c_out = c_out,
+                               .kernel = k, .stride = stride, .pad = pad};
+    assert_int_equal(pasm_conv2d_shape_init(&c->s), PASM_OK);
+    c->has_bias = has_bias;
+    c->nx = (int64_t)n * c_in * c->s.h_in * c->s.w_in;
+    c->nw = (int64_t)c_out * c_in * k * k;
+    c->ny = (int64_t)n * c_out * c->s.h_out * c->s.w_out;
+    c->x = zeroed(c->nx, sizeof(float));
+    c->dx = zeroed(c->nx, sizeof(float));
+    c->xd = zeroed(c->nx, sizeof(double));
+    c->w = zeroed(c->nw, sizeof(float));
+    c->dw = zeroed(c->nw, sizeof(float));
+    c->wd = zeroed(c->nw, sizeof(double));
+    c->b = zeroed(c_out, sizeof(float));
+    c->db = zeroed(c_out, sizeof(float));
+    c->bd = zeroed(c_out, sizeof(double));
+    c->y = zeroed(c->ny, sizeof(float));
+    c->r = zeroed(c->ny, sizeof(float));
+    c->yd = zeroed(c->ny, sizeof(double));
+    c->rd = zeroed(c->ny, sizeof(double));
+    random_fill(seed, 1, c->nx, -1.0f, 1.0f, c->x, c->xd);
+    random_fill(seed, 2, c->nw, -0.5f, 0.5f, c->w, c->wd);
+    random_fill(seed, 3, c_out, -0.5f, 0.5f, c->b, c->bd);
+    random_fill(seed, 4, c->ny, -1.0f, 1.0f, c->r, c->rd);
+    /* Exactly the planned size (not pasm_alloc's rounding), so ASan sees
+     * any overrun; at least one byte so malloc never returns NULL. */
+    size_t bytes = pasm_conv2d_workspace_size(&c->s);
+    c->ws = zeroed((int64_t)(bytes ? bytes : 1), 1);
+}
+
+static void case_free(conv_case *c) {
+    float *f[] = {c->x, c->w, c->b, c->y, c->r, c->dx, c->dw, c->db};
+    double *d[] = {c->xd, c->wd, c->bd, c->yd, c->rd};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) free(f[i]);
+    for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++) free(d[i]);
+    free(c->ws);
+}
+
+static double case_loss(void *ctx) {
+    conv_case *c = ctx;
+    ref_conv(&c->s, c->xd, c->wd, c->has_bias ? c->bd : NULL, c->yd);
+    return weighted_sum(c->ny, c->rd, c->yd);
+}
+
+/* Forward and all three gradients of one configuration. */
+static void check_case(int n, int c_in, int hw, int c_out, int k, int stride, int pad,
+                       int has_bias) {
+    conv_case c;
+    case_init(&c, n, c_in, hw, c_out, k, stride, pad, has_bias, 1000 + 97 * k + 13 * stride + pad);
+    char name[96];
+    snprintf(name, sizeof(name), "conv n%d c%d->%d %dx%d K%d S%d P%d%s", n, c_in, c_out, hw,
+             hw + 1, k, stride, pad, has_bias ? " bias" : "");
+    printf("%s\n", name);
+    pasm_conv2d_forward(&c.s, c.x, c.w, has_bias ? c.b : NULL, c.y, c.ws);
+    case_loss(&c);
+    assert_true(compare_forward("y", c.ny, c.y, c.yd, FWD_ATOL, FWD_RTOL));
+    /* Garbage in the outputs: backward must overwrite, not accumulate. */
+    for (int64_t i = 0; i < c.nx; i++) c.dx[i] = NAN;
+    for (int64_t i = 0; i < c.nw; i++) c.dw[i] = NAN;
+    for (int i = 0; i < c_out; i++) c.db[i] = NAN;
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, c.dw, has_bias ? c.db : NULL, c.ws);
+    assert_true(check_gradient("dx", c.xd, c.nx, c.dx, case_loss, &c));
+    assert_true(check_gradient("dweight", c.wd, c.nw, c.dw, case_loss, &c));
+    if (has_bias) assert_true(check_gradient("dbias", c.bd, c_out, c.db, case_loss, &c));
+    case_free(&c);
+}
+
+static void test_conv_3x3_s1_p1(void **state) {
+    (void)state;
+    check_case(3, 2, 5, 3, 3, 1, 1, 1);
+    check_case(2, 3, 4, 2, 3, 1, 1, 0);
+}
+
+static void test_conv_3x3_s2_p1(void **state) {
+    (void)state;
+    check_case(3, 2, 6, 3, 3, 2, 1, 0);
+    check_case(2, 2, 7, 2, 3, 2, 1, 1);
+}
+
+static void test_conv_1x1(void **state) {
+    (void)state;
+    check_case(3, 3, 5, 4, 1, 1, 0, 0); /* pointwise path: no im2col */
+    check_case(2, 3, 5, 4, 1, 2, 0, 0); /* ResNet downsample shortcut */
+    check_case(2, 2, 4, 2, 1, 1, 1, 1); /* 1x1 with padding takes im2col */
+}
+
+static void test_conv_other_kernels(void **state) {
+    (void)state;
+    check_case(2, 2, 6, 2, 2, 2, 0, 1);
+    check_case(2, 1, 7, 2, 5, 3, 2, 0);
+    check_case(1, 2, 5, 3, 3, 1, 1, 1); /* one image: threaded-BLAS path */
+    check_case(2, 1, 3, 2, 3, 1, 0, 1); /* output 1x2 */
+}
+
+/* The split-batch path (n >= threads) and the image-by-image path
+ * (threads = 1) agree to float rounding. */
+static void test_conv_paths_agree(void **state) {
+    (void)state;
+    const int saved = omp_get_max_threads();
+    conv_case c;
+    pasm_set_threads(2);
+    case_init(&c, 5, 4, 6, 6, 3, 1, 1, 1, 77);
+    pasm_conv2d_forward(&c.s, c.x, c.w, c.b, c.y, c.ws);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, c.dw, c.db, c.ws);
+    float *y2 = zeroed(c.ny, sizeof(float)), *dx2 = zeroed(c.nx, sizeof(float));
+    float *dw2 = zeroed(c.nw, sizeof(float));
+    pasm_set_threads(1);
+    pasm_conv2d_forward(&c.s, c.x, c.w, c.b, y2, c.ws); /* 1 thread needs less workspace */
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, dx2, dw2, NULL, c.ws);
+    pasm_set_threads(saved);
+    double my = 0, mx = 0, mw = 0;
+    for (int64_t i = 0; i < c.ny; i++) my = fmax(my, fabs(c.y[i] - y2[i]));
+    for (int64_t i = 0; i < c.nx; i++) mx = fmax(mx, fabs(c.dx[i] - dx2[i]));
+    for (int64_t i = 0; i < c.nw; i++) mw = fmax(mw, fabs(c.dw[i] - dw2[i]));
+    printf("  2 threads vs 1: max |diff| y %.3e dx %.3e dweight %.3e\n", my, mx, mw);
+    assert_true(my <= 1e-5 && mx <= 1e-5 && mw <= 1e-4);
+    free(y2);
+    free(dx2);
+    free(dw2);
+    case_free(&c);
+}
+
+/* NULL gradient pointers: the others come out the same as with all. */
+static void test_conv_null_grads(void **state) {
+    (void)state;
+    conv_case c;
+    case_init(&c, 3, 2, 5, 3, 3, 2, 1, 1, 55);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, c.dw, c.db, c.ws);
+    float *dx2 = zeroed(c.nx, sizeof(float)), *dw2 = zeroed(c.nw, sizeof(float));
+    float *db2 = zeroed(c.s.c_out, sizeof(float));
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, NULL, dw2, NULL, c.ws);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, dx2, NULL, NULL, c.ws);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, NULL, NULL, db2, c.ws);
+    assert_memory_equal(dx2, c.dx, c.nx * sizeof(float));
+    assert_memory_equal(dw2, c.dw, c.nw * sizeof(float));
+    assert_memory_equal(db2, c.db, c.s.c_out * sizeof(float));
+    free(dx2);
+    free(dw2);
+    free(db2);
+    case_free(&c);
+}
+
+/* Same inputs, same thread count: bit-identical gradients. */
+static void test_conv_deterministic(void **state) {
+    (void)state;
+    conv_case c;
+    case_init(&c, 7, 8, 9, 16, 3, 1, 1, 1, 99);
+    float *dw2 = zeroed(c.nw, sizeof(float)), *dx2 = zeroed(c.nx, sizeof(float));
+    float *db2 = zeroed(c.s.c_out, sizeof(float));
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, c.dw, c.db, c.ws);
+    for (int rep = 0; rep < 3; rep++) {
+        pasm_conv2d_backward(&c.s, c.x, c.w, c.r, dx2, dw2, db2, c.ws);
+        assert_memory_equal(dw2, c.dw, c.nw * sizeof(float));
+        assert_memory_equal(dx2, c.dx, c.nx * sizeof(float));
+        assert_memory_equal(db2, c.db, c.s.c_out * sizeof(float));
+    }
+    printf("  conv backward x4 (%d threads): dweight, dx, dbias bit-identical\n",
+           omp_get_max_threads());
+    free(dw2);
+    free(dx2);
+    free(db2);
+    case_free(&c);
+}
+
+static void test_conv_shape_errors(void **state) {
+    (void)state;
+    pasm_conv2d_shape s = {.n = 1, .c_in = 1, .h_in = 2, .w_in = 2, .c_out = 1, .kernel = 3,
+                           .stride = 1, .pad = 0};
+    assert_int_equal(pasm_conv2d_shape_init(&s), PASM_ERR_SHAPE);
+    assert_non_null(strstr(pasm_last_error(), "kernel 3"));
+    s.pad = 1;
+    assert_int_equal(pasm_conv2d_shape_init(&s), PASM_OK);
+    assert_int_equal(s.h_out, 2);
+    s.stride = 0;
+    assert_int_equal(pasm_conv2d_shape_init(&s), PASM_ERR_SHAPE);
+    s.stride = 2;
+    s.c_in = 0;
+    assert_int_equal(pasm_conv2d_shape_init(&s), PASM_ERR_SHAPE);
+    assert_int_equal(pasm_conv2d_shape_init(NULL), PASM_ERR_INVALID);
+    /* 48x48, K3 S2 P1 -> 24x24; 1x1 S2 -> 24x24 (ResNet's shapes). */
+    pasm_conv2d_shape r = {.n = 2, .c_in = 3, .h_in = 48, .w_in = 48, .c_out = 4, .kernel = 3,
+                           .stride = 2, .pad = 1};
+    assert_int_equal(pasm_conv2d_shape_init(&r), PASM_OK);
+    assert_int_equal(r.h_out, 24);
+    assert_int_equal(r.w_out, 24);
+    /* The workspace does not depend on the batch: a network plans it once
+     * for its largest batch and runs smaller ones in it. */
+    size_t a = pasm_conv2d_workspace_size(&r);
+    r.n = 64;
+    assert_int_equal(pasm_conv2d_workspace_size(&r), a);
+}
+
+int main(void) {
+    pasm_set_threads(2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_3x3_s1_p1),   cmocka_unit_test(test_conv_3x3_s2_p1),
+        cmocka_unit_test(test_conv_1x1),         cmocka_unit_test(test_conv_other_kernels),
+        cmocka_unit_test(test_conv_paths_agree), cmocka_unit_test(test_conv_null_grads),
+        cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,27 @@
+/* Helpers shared by the tests: where ../shared is, scratch folders, array
+ * comparison with a printed maximum difference. */
+#ifndef PASM_TEST_UTIL_H
+#define PASM_TEST_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+/* $PASM_SHARED or "../shared", joined with rel; returns a static buffer. */
+const char *test_shared_path(const char *rel);
+/* The pasm binary ($PASM_BIN or build/pasm). */
+const char *test_pasm_bin(void);
+/* Creates a fresh scratch folder under /tmp; returns a static copy of its path. */
+char *test_tmpdir(char *buf, size_t len);
+/* rm -rf of a scratch folder made by test_tmpdir. */
+void test_rmdir(const char *path);
+/* Max |a-b| and the max of |a-b| / (atol + rtol*|b|) over n floats. */
+double test_max_abs_diff(const float *a, const float *b, int64_t n);
+/* Fails the test when some |a-b| > atol + rtol*|b|; prints the max difference
+ * under the given label. */
+void test_assert_close(const char *label, const float *a, const float *b, int64_t n, double atol,
+                       double rtol);
+
+#endif
