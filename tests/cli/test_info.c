@@ -1,6 +1,6 @@
 /* `pasm info` end to end: runs the built binary on a checkpoint saved in a
  * scratch folder and checks the table, the --json object and exit codes. */
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 #include <stdio.h>
 #include <stdlib.h>

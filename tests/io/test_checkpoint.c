@@ -2,7 +2,7 @@
  * metadata (architecture inferred from shapes), and every way a checkpoint
  * can disagree with the network: each must fail naming the file, the tensor
  * and the problem. Networks are width 16 at 32x32 to keep this fast. */
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 #include <math.h>
 #include <stdio.h>
