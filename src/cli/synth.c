@@ -30,9 +30,8 @@ static void synth_usage(FILE *out) {
             "      --hands F       fraction of faces partly covered by a hand (default %g)\n"
             "  -q, --quiet         print nothing on success (default off)\n"
             "  -h, --help          this text\n",
-            d.count, PASM_SYNTH_MIN_SIZE, PASM_SYNTH_MAX_SIZE, d.size,
-            (unsigned long long)d.seed, (double)d.ambiguous_fraction, (double)d.glasses_fraction,
-            (double)d.hand_fraction);
+            d.count, PASM_SYNTH_MIN_SIZE, PASM_SYNTH_MAX_SIZE, d.size, (unsigned long long)d.seed,
+            (double)d.ambiguous_fraction, (double)d.glasses_fraction, (double)d.hand_fraction);
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -85,8 +84,12 @@ static void print_split(const pasm_synth_stats *s, int split) {
         if (s->per_class[split][c] < lo) lo = s->per_class[split][c];
         if (s->per_class[split][c] > hi) hi = s->per_class[split][c];
     }
-    if (lo == hi) printf("  %-5s %7d faces (%d per class)\n", pasm_synth_split_name(split), s->count[split], lo);
-    else printf("  %-5s %7d faces (%d-%d per class)\n", pasm_synth_split_name(split), s->count[split], lo, hi);
+    if (lo == hi)
+        printf("  %-5s %7d faces (%d per class)\n", pasm_synth_split_name(split), s->count[split],
+               lo);
+    else
+        printf("  %-5s %7d faces (%d-%d per class)\n", pasm_synth_split_name(split),
+               s->count[split], lo, hi);
 }
 
 static void print_summary(const char *out_dir, const pasm_synth_options *o,
@@ -104,14 +107,16 @@ enum { OPT_SEED = 256, OPT_AMBIGUOUS, OPT_GLASSES, OPT_HANDS };
 /* Fills o and *out_dir from argv; returns -1 to go on, else the exit code. */
 static int parse_args(int argc, char **argv, pasm_synth_options *o, const char **out_dir,
                       int *quiet) {
-    static const struct option longs[] = {
-        {"out", required_argument, NULL, 'o'},      {"count", required_argument, NULL, 'n'},
-        {"size", required_argument, NULL, 's'},     {"seed", required_argument, NULL, OPT_SEED},
-        {"ambiguous", required_argument, NULL, OPT_AMBIGUOUS},
-        {"glasses", required_argument, NULL, OPT_GLASSES},
-        {"hands", required_argument, NULL, OPT_HANDS},
-        {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {{"out", required_argument, NULL, 'o'},
+                                          {"count", required_argument, NULL, 'n'},
+                                          {"size", required_argument, NULL, 's'},
+                                          {"seed", required_argument, NULL, OPT_SEED},
+                                          {"ambiguous", required_argument, NULL, OPT_AMBIGUOUS},
+                                          {"glasses", required_argument, NULL, OPT_GLASSES},
+                                          {"hands", required_argument, NULL, OPT_HANDS},
+                                          {"quiet", no_argument, NULL, 'q'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
     optind = 1;
     opterr = 0;
     int c, ok = 1;
@@ -123,7 +128,9 @@ static int parse_args(int argc, char **argv, pasm_synth_options *o, const char *
             ok = parse_int("--size", optarg, PASM_SYNTH_MIN_SIZE, PASM_SYNTH_MAX_SIZE, &o->size);
             break;
         case OPT_SEED: ok = parse_seed(optarg, &o->seed); break;
-        case OPT_AMBIGUOUS: ok = parse_fraction("--ambiguous", optarg, &o->ambiguous_fraction); break;
+        case OPT_AMBIGUOUS:
+            ok = parse_fraction("--ambiguous", optarg, &o->ambiguous_fraction);
+            break;
         case OPT_GLASSES: ok = parse_fraction("--glasses", optarg, &o->glasses_fraction); break;
         case OPT_HANDS: ok = parse_fraction("--hands", optarg, &o->hand_fraction); break;
         case 'q': *quiet = 1; break;

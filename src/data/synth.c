@@ -14,8 +14,8 @@ enum { STREAM_IDENTITY = 0, STREAM_EXPRESSION = 1, STREAM_NOISE = 2 };
 
 static const char *const class_names[PASM_SYNTH_N_CLASSES] = {
     "angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"};
-static const char *const region_names[PASM_SYNTH_N_REGIONS] = {
-    "mouth", "left_brow", "right_brow", "left_eye", "right_eye"};
+static const char *const region_names[PASM_SYNTH_N_REGIONS] = {"mouth", "left_brow", "right_brow",
+                                                               "left_eye", "right_eye"};
 
 const char *pasm_synth_class_name(int cls) {
     return cls >= 0 && cls < PASM_SYNTH_N_CLASSES ? class_names[cls] : NULL;
@@ -56,8 +56,8 @@ static const synth_expression prototypes[PASM_SYNTH_N_CLASSES] = {
 };
 
 /* How far each parameter wanders from its prototype (one standard deviation). */
-static const synth_expression spreads = {0.03f, 0.02f, 0.07f, 0.1f, 0.02f, 0.2f,
-                                   0.025f, 0.025f, 0.02f, 0.015f, 0.015f, 0.12f};
+static const synth_expression spreads = {0.03f,  0.02f,  0.07f, 0.1f,   0.02f,  0.2f,
+                                         0.025f, 0.025f, 0.02f, 0.015f, 0.015f, 0.12f};
 
 static float uniform(pasm_rng *r, float lo, float hi) {
     return lo + (hi - lo) * pasm_rng_uniform(r);
@@ -67,7 +67,7 @@ static float clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ?
 
 /* Every draw happens whatever the class, so the stream is consumed alike. */
 static synth_expression draw_expression(pasm_rng *r, int cls, float ambiguous_fraction,
-                                  pasm_synth_regions *info, int *lip_side) {
+                                        pasm_synth_regions *info, int *lip_side) {
     float u_blend = pasm_rng_uniform(r);
     int other = (cls + 1 + (int)pasm_rng_below(r, PASM_SYNTH_N_CLASSES - 1)) % PASM_SYNTH_N_CLASSES;
     float other_weight = uniform(r, 0.2f, 0.45f);

@@ -8,8 +8,8 @@
 
 #include "data/synth_internal.h"
 
-void synth_canvas_init(synth_canvas *c, float *img, int size, float angle, float scale,
-                       float off_x, float off_y) {
+void synth_canvas_init(synth_canvas *c, float *img, int size, float angle, float scale, float off_x,
+                       float off_y) {
     c->img = img;
     c->size = size;
     c->cos_a = cosf(angle);
@@ -159,7 +159,7 @@ float synth_polygon_sdf(const void *shape, float u, float v) {
         float bx = wx - t * ex, by = wy - t * ey;
         float d2 = bx * bx + by * by;
         if (d2 < best) best = d2;
-        int c0 = v >= p->y[i], c1 = v < p->y[j], c2 = ex * wy > ey * wx;
+        int c0 = v >= p->y[i], c1 = v<p->y[j], c2 = ex * wy> ey * wx;
         if ((c0 && c1 && c2) || (!c0 && !c1 && !c2)) sign = -sign;
     }
     return sign * sqrtf(best);

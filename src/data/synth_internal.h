@@ -59,15 +59,15 @@ typedef struct {
 typedef struct {
     synth_sdf sdf;
     const void *shape;
-    synth_rect bounds;     /* face-space box outside which the shape is empty */
-    float tone;            /* constant grey level when tone_fn is NULL */
+    synth_rect bounds; /* face-space box outside which the shape is empty */
+    float tone;        /* constant grey level when tone_fn is NULL */
     synth_tone tone_fn;
     const void *tone_ctx;
-    float opacity;         /* 0..1 */
+    float opacity; /* 0..1 */
 } synth_layer;
 
-void synth_canvas_init(synth_canvas *c, float *img, int size, float angle, float scale,
-                       float off_x, float off_y);
+void synth_canvas_init(synth_canvas *c, float *img, int size, float angle, float scale, float off_x,
+                       float off_y);
 /* Face coordinates of pixel (px, py)'s centre. */
 void synth_pixel_to_face(const synth_canvas *c, int px, int py, float *u, float *v);
 /* Composites the layer over the canvas; when touched is not NULL, grows it to
@@ -114,17 +114,17 @@ typedef struct {
 /* An identity: everything about a face but its expression. Lengths in face
  * units; tones are grey levels. */
 typedef struct {
-    float angle, scale, off_x, off_y;                 /* pose */
+    float angle, scale, off_x, off_y; /* pose */
     float bg, bg_grad, bg_dir, light_dir, light, brightness, noise_sd;
     float shirt_tone;
-    float cx, cy, rx, ry, taper, skin, shade;         /* head */
-    int ears, hair_style;                             /* 0 short, 1 long, 2 bangs, 3 shaved */
+    float cx, cy, rx, ry, taper, skin, shade; /* head */
+    int ears, hair_style;                     /* 0 short, 1 long, 2 bangs, 3 shaved */
     float hair_tone, hair_volume, hairline, temple_drop, hair_part, hair_freq, hair_phase;
     float eye_y, eye_dx, eye_w, eye_h, iris_r, gaze_x, gaze_y, iris_tone, sclera_tone, lid_tone;
     float brow_gap, brow_in, brow_out, brow_thick, brow_arch, brow_tone;
     float nose_y, nose_w, nose_side;
     float mouth_y, mouth_w, lip_tone, lip_up, lip_lo, mouth_tone;
-    int glasses;                                      /* 0 none, 1 clear, 2 dark */
+    int glasses; /* 0 none, 1 clear, 2 dark */
     float glass_a, glass_b, glass_thick, glass_tone;
     int hand, hand_side;
     float hand_x, hand_y, hand_angle, hand_len, hand_r, hand_tone;

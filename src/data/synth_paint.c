@@ -87,8 +87,8 @@ static float hair_tone(const void *ctx, float u, float v) {
 
 /* ---- helpers ---- */
 
-static void paint(synth_canvas *c, synth_sdf sdf, const void *shape, synth_rect bounds,
-                  float tone, float opacity, pasm_synth_box *touched) {
+static void paint(synth_canvas *c, synth_sdf sdf, const void *shape, synth_rect bounds, float tone,
+                  float opacity, pasm_synth_box *touched) {
     synth_layer layer = {sdf, shape, bounds, tone, NULL, NULL, opacity};
     synth_paint(c, &layer, touched);
 }
@@ -154,8 +154,8 @@ static void paint_hair_back(synth_canvas *c, const synth_identity *id) {
     head_shape outer = head_of(id, id->hair_volume);
     if (id->hair_style == 1) {
         /* Long hair falls behind the head to the shoulders. */
-        round_box fall = {id->cx, id->cy + id->ry * 0.45f, id->rx + id->hair_volume,
-                          id->ry * 0.85f, 0.15f};
+        round_box fall = {id->cx, id->cy + id->ry * 0.45f, id->rx + id->hair_volume, id->ry * 0.85f,
+                          0.15f};
         synth_combo both = {head_sdf, &outer, round_box_sdf, &fall, SYNTH_UNION};
         synth_rect b = round_box_bounds(&fall);
         b.v0 = id->cy - id->ry - id->hair_volume;
@@ -170,13 +170,15 @@ static void paint_hair_back(synth_canvas *c, const synth_identity *id) {
 
 static void paint_head(synth_canvas *c, const synth_identity *id) {
     if (id->ears) {
-        float ear_y = 0.5f * (id->eye_y + id->nose_y), ear_ry = 0.45f * (id->nose_y - id->eye_y) + 0.04f;
+        float ear_y = 0.5f * (id->eye_y + id->nose_y),
+              ear_ry = 0.45f * (id->nose_y - id->eye_y) + 0.04f;
         for (int side = -1; side <= 1; side += 2) {
             float ear_x = id->cx + side * id->rx * 0.97f;
             paint_ellipse(c, synth_make_ellipse(ear_x, ear_y, id->rx * 0.16f, ear_ry, 0.0f),
                           id->skin * 0.85f, 1.0f, NULL);
-            paint_ellipse(c, synth_make_ellipse(ear_x + side * 0.03f, ear_y, id->rx * 0.06f,
-                                                ear_ry * 0.6f, 0.0f),
+            paint_ellipse(c,
+                          synth_make_ellipse(ear_x + side * 0.03f, ear_y, id->rx * 0.06f,
+                                             ear_ry * 0.6f, 0.0f),
                           id->skin * 0.6f, 0.6f, NULL);
         }
     }
@@ -210,8 +212,9 @@ static void paint_nose(synth_canvas *c, const synth_identity *id) {
     synth_stroke_add(&tip, x + w * 0.6f, id->nose_y + 0.01f, 0.012f);
     paint_stroke(c, &tip, id->skin * 0.55f, 0.35f, NULL);
     for (int side = -1; side <= 1; side += 2)
-        paint_ellipse(c, synth_make_ellipse(x + side * w * 0.42f, id->nose_y + 0.025f, w * 0.22f,
-                                            w * 0.12f, side * 0.3f),
+        paint_ellipse(c,
+                      synth_make_ellipse(x + side * w * 0.42f, id->nose_y + 0.025f, w * 0.22f,
+                                         w * 0.12f, side * 0.3f),
                       id->skin * 0.35f, 0.8f, NULL);
 }
 
@@ -225,12 +228,14 @@ static void eye_outline(const synth_identity *id, float open, int side, synth_po
     float up = id->eye_h * open, down = id->eye_h * (0.5f + 0.3f * open);
     float lid = id->rx * 0.03f;
     for (int i = 0; i < N; i++) {
-        float t = -1.0f + 2.0f * (float)i / (float)(N - 1), f = powf(fmaxf(1.0f - t * t, 0.0f), 0.7f);
+        float t = -1.0f + 2.0f * (float)i / (float)(N - 1),
+              f = powf(fmaxf(1.0f - t * t, 0.0f), 0.7f);
         synth_polygon_add(almond, ex + w * t, ey - up * f);
         synth_stroke_add(upper, ex + w * t, ey - up * f, lid * (0.6f + 0.5f * f));
     }
     for (int i = N - 1; i >= 0; i--) {
-        float t = -1.0f + 2.0f * (float)i / (float)(N - 1), f = powf(fmaxf(1.0f - t * t, 0.0f), 0.8f);
+        float t = -1.0f + 2.0f * (float)i / (float)(N - 1),
+              f = powf(fmaxf(1.0f - t * t, 0.0f), 0.8f);
         if (i > 0 && i < N - 1) synth_polygon_add(almond, ex + w * t, ey + down * f);
         synth_stroke_add(lower, ex + w * t, ey + down * f, lid * 0.6f);
     }
@@ -245,7 +250,8 @@ static void paint_eye(synth_canvas *c, const synth_identity *id, const synth_exp
     float ix = id->cx + side * id->eye_dx + id->gaze_x * id->eye_w;
     float iy = id->eye_y + (id->gaze_y - 0.1f) * id->eye_h;
     synth_ellipse iris = synth_make_ellipse(ix, iy, id->iris_r, id->iris_r, 0.0f);
-    paint_clipped(c, synth_ellipse_sdf, &iris, synth_ellipse_bounds(&iris), &almond, id->iris_tone, box);
+    paint_clipped(c, synth_ellipse_sdf, &iris, synth_ellipse_bounds(&iris), &almond, id->iris_tone,
+                  box);
     synth_ellipse pupil = synth_make_ellipse(ix, iy, id->iris_r * 0.45f, id->iris_r * 0.45f, 0.0f);
     paint_clipped(c, synth_ellipse_sdf, &pupil, synth_ellipse_bounds(&pupil), &almond, 10.0f, box);
     paint_stroke(c, &lower, id->lid_tone, 0.35f, box);
@@ -321,13 +327,16 @@ static void paint_opening(synth_canvas *c, const synth_identity *id, const mouth
     if (teeth <= 0.05f || m->open + m->raise < 0.03f) return;
     /* Upper teeth: a band under the upper lip, clipped to the opening. */
     for (int i = 0; i < MOUTH_N; i++)
-        synth_polygon_add(&band, m->x0 + m->half_width * mouth_t(i), mouth_upper(m, mouth_t(i)) - 0.02f);
+        synth_polygon_add(&band, m->x0 + m->half_width * mouth_t(i),
+                          mouth_upper(m, mouth_t(i)) - 0.02f);
     for (int i = MOUTH_N - 1; i >= 0; i--) {
         float t = mouth_t(i);
         synth_polygon_add(&band, m->x0 + m->half_width * t,
-                          mouth_upper(m, t) + (0.45f * m->open + m->raise) * teeth * mouth_profile(t));
+                          mouth_upper(m, t) +
+                              (0.45f * m->open + m->raise) * teeth * mouth_profile(t));
     }
-    paint_clipped(c, synth_polygon_sdf, &band, synth_polygon_bounds(&band), &hole, id->sclera_tone, box);
+    paint_clipped(c, synth_polygon_sdf, &band, synth_polygon_bounds(&band), &hole, id->sclera_tone,
+                  box);
 }
 
 /* Smile lines beside the corners and, for a raised lip, the crease from the
@@ -357,8 +366,13 @@ static void paint_creases(synth_canvas *c, const synth_identity *id, const mouth
 static void paint_mouth(synth_canvas *c, const synth_identity *id, const synth_expression *e,
                         int lip_side, pasm_synth_box *box) {
     float R = id->rx;
-    mouth_geometry m = {id->cx, id->mouth_y, id->mouth_w * e->mouth_width, e->mouth_curve * R,
-                        fmaxf(e->mouth_open * R, 0.035f * R), e->lip_raise * R, (float)lip_side};
+    mouth_geometry m = {id->cx,
+                        id->mouth_y,
+                        id->mouth_w * e->mouth_width,
+                        e->mouth_curve * R,
+                        fmaxf(e->mouth_open * R, 0.035f * R),
+                        e->lip_raise * R,
+                        (float)lip_side};
     paint_creases(c, id, &m, e, box);
     paint_lips(c, id, &m, e->lip_thick, box);
     paint_opening(c, id, &m, e->teeth, box);
@@ -372,8 +386,10 @@ static void paint_glasses(synth_canvas *c, const synth_identity *id) {
     for (int side = -1; side <= 1; side += 2) {
         synth_ellipse lens =
             synth_make_ellipse(id->cx + side * id->eye_dx, ey, id->glass_a, id->glass_b, 0.0f);
-        if (id->glasses == 2) paint_ellipse(c, lens, 20.0f, 0.85f, NULL);
-        else paint_ellipse(c, lens, 235.0f, 0.12f, NULL);
+        if (id->glasses == 2)
+            paint_ellipse(c, lens, 20.0f, 0.85f, NULL);
+        else
+            paint_ellipse(c, lens, 235.0f, 0.12f, NULL);
         ring_shape ring = {lens, half};
         paint(c, ring_sdf, &ring, synth_rect_grow(synth_ellipse_bounds(&lens), half),
               id->glass_tone, 1.0f, NULL);
@@ -404,9 +420,11 @@ static void paint_hand(synth_canvas *c, const synth_identity *id) {
     static const float lengths[4] = {0.8f, 1.0f, 0.95f, 0.75f};
     for (int i = 0; i < 4; i++) {
         float off = ((float)i - 1.5f) * 2.1f * r * s, l = len * lengths[i];
-        float tip_x = id->hand_x + qx * off - dx * (len - l), tip_y = id->hand_y + qy * off - dy * (len - l);
+        float tip_x = id->hand_x + qx * off - dx * (len - l),
+              tip_y = id->hand_y + qy * off - dy * (len - l);
         synth_stroke finger = {0};
-        synth_stroke_add(&finger, tip_x - dx * (l + r * 2.0f), tip_y - dy * (l + r * 2.0f), r + edge);
+        synth_stroke_add(&finger, tip_x - dx * (l + r * 2.0f), tip_y - dy * (l + r * 2.0f),
+                         r + edge);
         synth_stroke_add(&finger, tip_x, tip_y, r * 0.9f + edge);
         paint_stroke(c, &finger, outline, 1.0f, NULL);
         for (int k = 0; k < 2; k++) finger.r[k] -= edge;
@@ -419,7 +437,8 @@ static void paint_hand(synth_canvas *c, const synth_identity *id) {
  * cosine per pixel. */
 static float byte_noise(pasm_rng *noise) {
     uint32_t bits = pasm_rng_u32(noise);
-    float sum = (float)((bits & 255u) + ((bits >> 8) & 255u) + ((bits >> 16) & 255u) + (bits >> 24));
+    float sum =
+        (float)((bits & 255u) + ((bits >> 8) & 255u) + ((bits >> 16) & 255u) + (bits >> 24));
     return (sum - 510.0f) * (1.0f / 147.8f); /* mean 0, standard deviation 1 */
 }
 
@@ -438,7 +457,8 @@ static void paint_light_and_noise(synth_canvas *c, const synth_identity *id, pas
 void synth_paint_face(synth_canvas *c, const synth_identity *id, const synth_expression *e,
                       int lip_side, pasm_rng *noise, pasm_synth_regions *regions) {
     pasm_synth_box *box = regions->box;
-    for (int i = 0; i < PASM_SYNTH_N_REGIONS; i++) box[i] = (pasm_synth_box){c->size, c->size, 0, 0};
+    for (int i = 0; i < PASM_SYNTH_N_REGIONS; i++)
+        box[i] = (pasm_synth_box){c->size, c->size, 0, 0};
     paint_background(c, id);
     paint_body(c, id);
     paint_hair_back(c, id);

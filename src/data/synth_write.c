@@ -62,8 +62,7 @@ static pasm_status make_tree(const char *out_dir) {
     return PASM_OK;
 }
 
-static pasm_status open_csv(const char *out_dir, const char *name, const char *header,
-                           FILE **out) {
+static pasm_status open_csv(const char *out_dir, const char *name, const char *header, FILE **out) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/%s", out_dir, name) >= (int)sizeof path)
         return pasm_errorf(PASM_ERR_INVALID, "%s: path too long", out_dir);

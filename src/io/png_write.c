@@ -36,8 +36,8 @@ static int color_type_for(int channels) {
  * from the caller so no local that changes after setjmp needs volatile. */
 static int write_rows(FILE *f, int w, int h, int channels, const uint8_t *pixels,
                       png_error_context *ctx) {
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, ctx, on_png_error,
-                                              on_png_warning);
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, ctx, on_png_error, on_png_warning);
     if (!png) {
         snprintf(ctx->message, sizeof ctx->message, "cannot create libpng writer");
         return -1;
@@ -61,7 +61,8 @@ static int write_rows(FILE *f, int w, int h, int channels, const uint8_t *pixels
 
 pasm_status pasm_png_write(const char *path, int w, int h, int channels, const uint8_t *pixels) {
     if (!path || !pixels)
-        return pasm_errorf(PASM_ERR_INVALID, "pasm_png_write: %s is NULL", path ? "pixels" : "path");
+        return pasm_errorf(PASM_ERR_INVALID, "pasm_png_write: %s is NULL",
+                           path ? "pixels" : "path");
     if (w < 1 || h < 1 || w > 1000000 || h > 1000000)
         return pasm_errorf(PASM_ERR_INVALID, "%s: bad PNG size %dx%d", path, w, h);
     if (color_type_for(channels) < 0)

@@ -172,16 +172,18 @@ static void test_classes_look_like_their_names(void **state) {
         draw(&o, id, PASM_SYNTH_ANGRY, angry, &ra);
         draw(&o, id, PASM_SYNTH_NEUTRAL, neutral, &rn);
         mouth_open += box_height(&ru.box[PASM_SYNTH_MOUTH]) > box_height(&rn.box[PASM_SYNTH_MOUTH]);
-        eyes_open += box_height(&ru.box[PASM_SYNTH_LEFT_EYE]) > box_height(&ra.box[PASM_SYNTH_LEFT_EYE]) &&
-                     box_height(&ru.box[PASM_SYNTH_RIGHT_EYE]) > box_height(&ra.box[PASM_SYNTH_RIGHT_EYE]);
+        eyes_open +=
+            box_height(&ru.box[PASM_SYNTH_LEFT_EYE]) > box_height(&ra.box[PASM_SYNTH_LEFT_EYE]) &&
+            box_height(&ru.box[PASM_SYNTH_RIGHT_EYE]) > box_height(&ra.box[PASM_SYNTH_RIGHT_EYE]);
         brows_up += ru.box[PASM_SYNTH_LEFT_BROW].y0 < ra.box[PASM_SYNTH_LEFT_BROW].y0 &&
                     ru.box[PASM_SYNTH_RIGHT_BROW].y0 < ra.box[PASM_SYNTH_RIGHT_BROW].y0;
         smile += corner_lift(happy, N, &rh.box[PASM_SYNTH_MOUTH]) <
                  corner_lift(sad, N, &rs.box[PASM_SYNTH_MOUTH]) - 0.5f;
     }
     int bar = IDS * 9 / 10;
-    print_message("surprise vs neutral mouth open %d/%d, eyes %d/%d, brows %d/%d, happy vs sad %d/%d\n",
-                  mouth_open, IDS, eyes_open, IDS, brows_up, IDS, smile, IDS);
+    print_message(
+        "surprise vs neutral mouth open %d/%d, eyes %d/%d, brows %d/%d, happy vs sad %d/%d\n",
+        mouth_open, IDS, eyes_open, IDS, brows_up, IDS, smile, IDS);
     assert_true(mouth_open >= bar);
     assert_true(eyes_open >= bar);
     assert_true(brows_up >= bar);
