@@ -130,6 +130,7 @@ static void draw_head(pasm_rng *r, synth_identity *id) {
     id->hair_volume = uniform(r, 0.04f, 0.14f);
     id->temple_drop = uniform(r, 0.25f, 0.45f);
     id->hair_part = uniform(r, -0.3f, 0.3f);
+    id->hair_sweep = uniform(r, -0.2f, 0.2f);
     id->hair_freq = uniform(r, 60.0f, 90.0f);
     id->hair_phase = uniform(r, 0.0f, 6.2832f);
 }
@@ -165,6 +166,8 @@ static void draw_features(pasm_rng *r, synth_identity *id) {
     float brow_top = id->eye_y - id->brow_gap - 0.2f * R;
     id->hairline = fminf(id->cy - id->ry * uniform(r, 0.5f, 0.85f), brow_top);
     if (id->hair_style == 2) id->hairline = brow_top - R * uniform(r, 0.0f, 0.05f);
+    /* A swept fringe hangs lower on one side: lift it clear of that brow. */
+    id->hairline -= fabsf(id->hair_sweep) * id->brow_out;
 }
 
 static void draw_occluders(pasm_rng *r, synth_identity *id, const pasm_synth_options *o) {

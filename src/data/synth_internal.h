@@ -119,7 +119,8 @@ typedef struct {
     float shirt_tone;
     float cx, cy, rx, ry, taper, skin, shade; /* head */
     int ears, hair_style;                     /* 0 short, 1 long, 2 bangs, 3 shaved */
-    float hair_tone, hair_volume, hairline, temple_drop, hair_part, hair_freq, hair_phase;
+    float hair_tone, hair_volume, hairline, temple_drop, hair_part, hair_sweep, hair_freq;
+    float hair_phase;
     float eye_y, eye_dx, eye_w, eye_h, iris_r, gaze_x, gaze_y, iris_tone, sclera_tone, lid_tone;
     float brow_gap, brow_in, brow_out, brow_thick, brow_arch, brow_tone;
     float nose_y, nose_w, nose_side;

@@ -46,14 +46,15 @@ static synth_rect head_bounds(const head_shape *h) {
  * toward the temples. */
 typedef struct {
     head_shape outer;
-    float hairline, temple_drop, part;
+    float hairline, temple_drop, part, sweep;
 } hair_shape;
 
 static float hair_front_sdf(const void *shape, float u, float v) {
     const hair_shape *h = shape;
     float x = fabsf(u - h->outer.cx) / h->outer.rx;
     float dip = 0.04f * expf(-(u - h->part) * (u - h->part) * 60.0f);
-    float line = h->hairline + h->temple_drop * x * x * x - dip;
+    /* sweep tilts the fringe so one side hangs lower. */
+    float line = h->hairline + h->temple_drop * x * x * x - dip + h->sweep * (u - h->outer.cx);
     return fmaxf(head_sdf(&h->outer, u, v), v - line);
 }
 
@@ -188,7 +189,7 @@ static void paint_head(synth_canvas *c, const synth_identity *id) {
 
 static void paint_hair_front(synth_canvas *c, const synth_identity *id) {
     hair_shape hair = {head_of(id, id->hair_style == 3 ? 0.012f : id->hair_volume), id->hairline,
-                       id->temple_drop, id->cx + id->hair_part * id->rx};
+                       id->temple_drop, id->cx + id->hair_part * id->rx, id->hair_sweep};
     if (id->hair_style == 2) hair.temple_drop *= 0.4f; /* bangs: a straight fringe */
     synth_rect b = head_bounds(&hair.outer);
     b.v1 = id->eye_y + id->temple_drop;
@@ -258,13 +259,21 @@ static void paint_eye(synth_canvas *c, const synth_identity *id, const synth_exp
     paint_stroke(c, &upper, id->lid_tone, 1.0f, box);
 }
 
+/* min(y, limit) with a rounded knee of width `knee`, so brows near the limit
+ * still move a little. */
+static float soft_min(float y, float limit, float knee) {
+    return limit - knee * log1pf(expf((limit - y) / knee));
+}
+
 static void paint_brow(synth_canvas *c, const synth_identity *id, const synth_expression *e,
                        int side, pasm_synth_box *box) {
     enum { N = 8 };
     float R = id->rx, base = id->eye_y - id->brow_gap;
     float x_in = id->brow_in - e->brow_pull * R, x_out = id->brow_out;
-    float y_in = base + (e->brow_raise + e->brow_inner) * R;
-    float y_out = base + (e->brow_raise + e->brow_outer) * R;
+    /* However low a frown pulls them, brows stay above the eyes. */
+    float floor_y = id->eye_y - id->eye_h - 0.6f * id->brow_thick;
+    float y_in = soft_min(base + (e->brow_raise + e->brow_inner) * R, floor_y, 0.02f * R);
+    float y_out = soft_min(base + (e->brow_raise + e->brow_outer) * R, floor_y, 0.02f * R);
     float arch = id->brow_arch + e->brow_arch * R;
     synth_stroke brow = {0};
     for (int i = 0; i < N; i++) {
@@ -282,13 +291,14 @@ typedef struct {
 } mouth_geometry;
 
 static float mouth_mid(const mouth_geometry *m, float t) {
-    return m->y0 + m->curve * (1.0f / 3.0f - t * t);
+    /* A raised lip also pulls its side of the mouth up: the sneer is lopsided. */
+    return m->y0 + m->curve * (1.0f / 3.0f - t * t) - 0.5f * m->raise * fmaxf(m->side * t, 0.0f);
 }
 
 static float mouth_profile(float t) { return sqrtf(fmaxf(1.0f - t * t, 0.0f)); }
 
 static float mouth_upper(const mouth_geometry *m, float t) {
-    float d = (t - m->side * 0.4f) / 0.4f, s = mouth_profile(t);
+    float d = (t - m->side * 0.5f) / 0.45f, s = mouth_profile(t);
     return mouth_mid(m, t) - 0.35f * m->open * s - m->raise * expf(-d * d) * sqrtf(s);
 }
 
