@@ -37,6 +37,9 @@ void pasm_synth_options_default(pasm_synth_options *o) {
 /* ---- expression ---- */
 
 enum { N_EXPRESSION_PARAMS = sizeof(synth_expression) / sizeof(float) };
+/* draw_expression walks the parameters as an array of floats. */
+_Static_assert(sizeof(synth_expression) == N_EXPRESSION_PARAMS * sizeof(float),
+               "synth_expression must hold only floats, unpadded");
 
 static const synth_expression prototypes[PASM_SYNTH_N_CLASSES] = {
     /* angry: brows down and drawn to the centre, narrowed eyes, tight mouth */
