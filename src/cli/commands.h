@@ -11,6 +11,7 @@ typedef struct {
 
 extern const pasm_command pasm_commands[];
 
+int pasm_cmd_synth(int argc, char **argv);
 int pasm_cmd_train(int argc, char **argv);
 int pasm_cmd_eval(int argc, char **argv);
 int pasm_cmd_predict(int argc, char **argv);
