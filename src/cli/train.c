@@ -355,7 +355,11 @@ static int setup_options(const train_args *a, pasm_train_options *o) {
     return -1;
 }
 
+static volatile int stop_requested;
+
 static int run(train_args *a, int resume, int stop_after) {
+    /* Caught from the start: a Ctrl-C while loading stops after the first step. */
+    cli_catch_signals(&stop_requested);
     pasm_train_options o;
     int rc = setup_options(a, &o);
     if (rc >= 0) return rc;
@@ -391,11 +395,9 @@ static int run(train_args *a, int resume, int stop_after) {
            a->schedule, (double)a->lr);
     printf("memory planned for the network: %.1f MiB\n", pasm_net_memory_bytes(net) / 1048576.0);
     fflush(stdout);
-    volatile int stop = 0;
-    cli_catch_signals(&stop);
     cli_progress progress;
     cli_progress_init(&progress, cli_stderr_is_tty());
-    pasm_train_hooks hooks = {cli_progress_batch, cli_progress_epoch, &progress, &stop};
+    pasm_train_hooks hooks = {cli_progress_batch, cli_progress_epoch, &progress, &stop_requested};
     pasm_train_result result;
     st = pasm_train(net, &meta, &train, val.n ? &val : NULL, &o, &hooks, &result);
     cli_progress_end(&progress);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 const char *test_shared_path(const char *rel) {
     static char buf[4096];
@@ -59,4 +60,39 @@ void test_assert_close(const char *label, const float *a, const float *b, int64_
     if (worst > 1.0)
         fail_msg("%s: element %lld differs: %.9g vs reference %.9g", label, (long long)worst_i,
                  (double)a[worst_i], (double)b[worst_i]);
+}
+
+int test_run_pasm(char **output, const char *fmt, ...) {
+    char args[3000], cmd[4200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", test_pasm_bin(), args);
+    FILE *p = popen(cmd, "r");
+    if (!p) fail_msg("cannot run %s", cmd);
+    size_t len = 0, cap = 1 << 16;
+    char *text = malloc(cap);
+    for (size_t n; (n = fread(text + len, 1, cap - len - 1, p)) > 0;) {
+        len += n;
+        if (cap - len < 1024) text = realloc(text, cap *= 2);
+    }
+    text[len] = 0;
+    int status = pclose(p);
+    if (output) *output = text;
+    else free(text);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int test_files_equal(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int same = fa && fb;
+    while (same) {
+        int ca = fgetc(fa), cb = fgetc(fb);
+        if (ca != cb) same = 0;
+        if (ca == EOF || cb == EOF) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
 }

@@ -24,4 +24,11 @@ double test_max_abs_diff(const float *a, const float *b, int64_t n);
 void test_assert_close(const char *label, const float *a, const float *b, int64_t n, double atol,
                        double rtol);
 
+/* Runs `pasm ARGS` (a shell-quoted argument string, printf-style) with
+ * stderr folded into stdout; returns the exit code (-1 when killed by a
+ * signal) and, when output is not NULL, the output (malloc'd). */
+int test_run_pasm(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 when the two files exist and have the same bytes. */
+int test_files_equal(const char *a, const char *b);
+
 #endif
