@@ -33,7 +33,7 @@ TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard include/pasm/*.h)
 $(TEST_UTIL_OBJ): CFLAGS += -Itests
 
-.PHONY: all lib test check clean install fuzz bench
+.PHONY: all lib test check clean install fuzz bench demo
 
 all: $(BUILD)/libpasm.a $(BUILD)/libpasm.so $(BUILD)/pasm $(TEST_BIN)
 
@@ -92,3 +92,7 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
 
 clean:
 	rm -rf build build-san build-fuzz
+
+# The README's demo: synthetic faces, train, eval, predict.
+demo: $(BUILD)/pasm
+	./scripts/demo.sh

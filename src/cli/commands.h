@@ -11,4 +11,10 @@ typedef struct {
 
 extern const pasm_command pasm_commands[];
 
+int pasm_cmd_synth(int argc, char **argv);
+int pasm_cmd_train(int argc, char **argv);
+int pasm_cmd_eval(int argc, char **argv);
+int pasm_cmd_predict(int argc, char **argv);
+int pasm_cmd_info(int argc, char **argv);
+
 #endif

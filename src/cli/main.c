@@ -7,6 +7,11 @@
 #include "pasm/core.h"
 
 const pasm_command pasm_commands[] = {
+    {"synth", pasm_cmd_synth, "draw synthetic faces (the demo data and ground truth)"},
+    {"train", pasm_cmd_train, "train an expression classifier"},
+    {"eval", pasm_cmd_eval, "accuracy, per-class accuracy and confusion of a checkpoint"},
+    {"predict", pasm_cmd_predict, "labels and probabilities of faces"},
+    {"info", pasm_cmd_info, "print a checkpoint's metadata and tensors"},
     {NULL, NULL, NULL},
 };
 

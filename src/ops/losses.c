@@ -7,7 +7,8 @@
 
 #include "pasm/ops.h"
 
-/* log(sum_j exp(z_j * scale)), computed stably around the row maximum. */
+/* log(sum_j exp(z_j * scale)), computed stably around the row maximum
+ * (the maximum's own term makes the sum >= 1). Needs k >= 1. */
 static double log_sum_exp(const float *z, int k, double scale) {
     double max = (double)z[0] * scale;
     for (int j = 1; j < k; j++)
@@ -37,13 +38,14 @@ static double log_sum_exp(const float *z, int k, double scale) {
 double pasm_cross_entropy(int n, int k, const float *logits, const int32_t *labels,
                           float smoothing, const float *class_weights, float *dlogits,
                           float *probs) {
+    if (n <= 0 || k <= 0) return NAN;
     double weight_total = 0.0, class_weight_sum = 0.0;
     for (int i = 0; i < n; i++) {
         if (labels[i] < 0 || labels[i] >= k) return NAN;
         weight_total += class_weights ? class_weights[labels[i]] : 1.0;
     }
     for (int j = 0; j < k; j++) class_weight_sum += class_weights ? class_weights[j] : 1.0;
-    if (n <= 0 || k <= 0 || weight_total == 0.0) return NAN;
+    if (weight_total == 0.0) return NAN;
 
     const double eps = smoothing, inv_total = 1.0 / weight_total;
     double nll_sum = 0.0, smooth_sum = 0.0;
@@ -97,6 +99,7 @@ double pasm_distill_loss(int n, int k, const float *student, const float *teache
 }
 
 void pasm_softmax(int n, int k, const float *x, float *y) {
+    if (k <= 0) return;
     for (int i = 0; i < n; i++) {
         const float *row = x + (size_t)i * k;
         float *out = y + (size_t)i * k;

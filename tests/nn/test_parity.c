@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 #include "pasm/pasm.h"
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 #define FIXTURES "tests/fixtures/"
 
@@ -47,16 +47,22 @@ static void read_faces(float *x, int n, float mean, float std) {
     assert_int_equal(got, n);
 }
 
-/* x[n,c,h,w] = sin(0.05(h+1)(c+1) + 0.03(w+1)(n+1)) + 0.5 cos(0.07((h*w) mod 13) + n),
- * computed in double and rounded, as the fixture script does. */
+/* x[n,c,h,w] = sin(0.05(h+1)(c+1) + 0.03(w+1)(n+1)) + 0.5 cos(0.07((h*w) mod 13) + n)
+ * + hash(n,c,h,w), in double and rounded, as the fixture script computes it. */
 static void formula_input(float *x, int n, int c, int s) {
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             for (int h = 0; h < s; h++)
-                for (int w = 0; w < s; w++)
+                for (int w = 0; w < s; w++) {
+                    uint64_t v = ((uint64_t)i * 73856093u + (uint64_t)ch * 19349663u +
+                                  (uint64_t)h * 83492791u + (uint64_t)w * 2654435761u) &
+                                 0xffffffffu;
+                    v = (v * 2654435761u) & 0xffffffffu;
+                    double hash = (double)(v >> 16) / 65536.0 - 0.5;
                     x[(((size_t)i * c + ch) * s + h) * s + w] =
                         (float)(sin(0.05 * (h + 1) * (ch + 1) + 0.03 * (w + 1) * (i + 1)) +
-                                0.5 * cos(0.07 * ((h * w) % 13) + i));
+                                0.5 * cos(0.07 * ((h * w) % 13) + i) + hash);
+                }
 }
 
 static const pasm_tensor *ref_tensor(const pasm_safetensors *ref, const char *name,
@@ -67,16 +73,20 @@ static const pasm_tensor *ref_tensor(const pasm_safetensors *ref, const char *na
     return t;
 }
 
-static void compare(const pasm_safetensors *ref, const char *name, const float *mine,
-                    int64_t numel, double atol, double rtol) {
-    const pasm_tensor *t = ref_tensor(ref, name, numel);
-    test_assert_close(name, mine, t->data, numel, atol, rtol);
+/* PyTorch's own float32 error for a tensor (max |float32 - float64| of the
+ * same sequence, measured by the fixture script), or 0 when not recorded. */
+static double torch_error(const pasm_safetensors *ref, const char *name) {
+    char key[160];
+    snprintf(key, sizeof key, "f32_error.%s", name);
+    const pasm_tensor *t = pasm_safetensors_find(ref, key);
+    return t && t->dtype == PASM_F32 && pasm_tensor_numel(t) == 1 ? *(const float *)t->data : 0;
 }
 
-/* Gradients are compared relative to the largest value of the tensor, since
- * near-zero entries carry only rounding noise. */
-static void compare_scaled(const pasm_safetensors *ref, const char *name, const float *mine,
-                           int64_t numel, double rel, double *worst) {
+/* max|pasm - PyTorch| must stay within rel * max|PyTorch| or, for tensors
+ * that float32 cannot pin down that well, within 3x PyTorch's own float32
+ * error. Returns the difference relative to the tensor's largest value. */
+static double check(const pasm_safetensors *ref, const char *name, const float *mine,
+                    int64_t numel, double rel, int verbose) {
     const pasm_tensor *t = ref_tensor(ref, name, numel);
     const float *r = t->data;
     double scale = 0, diff = 0;
@@ -85,11 +95,16 @@ static void compare_scaled(const pasm_safetensors *ref, const char *name, const 
         double d = fabs((double)mine[i] - r[i]);
         if (d > diff || isnan(d)) diff = isnan(d) ? INFINITY : d;
     }
-    double rel_diff = diff / (scale > 0 ? scale : 1);
-    if (rel_diff > *worst) *worst = rel_diff;
-    if (rel_diff > rel)
-        fail_msg("%s: max|diff| %.3g is %.3g of the tensor's largest value %.3g (limit %.0e)",
-                 name, diff, rel_diff, scale, rel);
+    double own = torch_error(ref, name);
+    double allowed = fmax(rel * (scale > 0 ? scale : 1), 3 * own);
+    if (verbose)
+        printf("  %-34s max|diff| %.3g  max|ref| %.3g  PyTorch f32 error %.2g  allowed %.2g\n",
+               name, diff, scale, own, allowed);
+    if (!(diff <= allowed))
+        fail_msg("%s: max|pasm - PyTorch| %.3g exceeds %.3g (max|ref| %.3g, PyTorch's own "
+                 "float32 error %.3g)",
+                 name, diff, allowed, scale, own);
+    return diff / (scale > 0 ? scale : 1);
 }
 
 static int argmax(const float *v, int k) {
@@ -129,38 +144,41 @@ static void run_case(const parity_case *pc) {
     printf(" case %s\n", pc->name);
     const float *logits;
     assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
-    compare(&ref, "eval_logits", logits, (int64_t)pc->batch * k, 1e-4, 1e-4);
+    check(&ref, "eval_logits", logits, (int64_t)pc->batch * k, 1e-5, 1);
 
     assert_int_equal(pasm_net_forward(net, x, pc->batch, 1, &logits), PASM_OK);
-    compare(&ref, "logits", logits, (int64_t)pc->batch * k, 1e-4, 1e-4);
+    check(&ref, "logits", logits, (int64_t)pc->batch * k, 1e-5, 1);
     float loss = (float)pasm_cross_entropy(pc->batch, k, logits, labels, 0, NULL, dlogits, NULL);
-    compare(&ref, "loss", &loss, 1, 1e-5, 1e-5);
+    check(&ref, "loss", &loss, 1, 1e-6, 1);
     assert_int_equal(pasm_net_backward(net, dlogits, dx), PASM_OK);
-    double worst_input = 0, worst_grad = 0, worst_running = 0;
-    compare_scaled(&ref, "input_grad", dx, in_count, 1e-3, &worst_input);
+    double worst_grad = 0, worst_running = 0;
+    check(&ref, "input_grad", dx, in_count, 1e-4, 1);
     for (int i = 0; i < pasm_net_n_params(net); i++) {
         pasm_tensor *g = pasm_net_grad(net, i);
         char name[128];
         snprintf(name, sizeof name, "grad.%s", g->name);
-        compare_scaled(&ref, name, g->data, pasm_tensor_numel(g), 1e-3, &worst_grad);
+        worst_grad = fmax(worst_grad, check(&ref, name, g->data, pasm_tensor_numel(g), 1e-4, 0));
     }
     for (int i = 0; i < pasm_net_n_state(net); i++) {
         pasm_tensor *t = pasm_net_state(net, i);
         if (!strstr(t->name, ".running_")) continue;
         char name[128];
         snprintf(name, sizeof name, "running.%s", t->name);
-        compare_scaled(&ref, name, t->data, pasm_tensor_numel(t), 1e-4, &worst_running);
+        worst_running =
+            fmax(worst_running, check(&ref, name, t->data, pasm_tensor_numel(t), 1e-5, 0));
     }
-    printf("  input gradient: max|diff|/max|ref| %.3g (limit 1e-3)\n", worst_input);
-    printf("  parameter gradients: worst max|diff|/max|ref| %.3g (limit 1e-3)\n", worst_grad);
-    printf("  BN running statistics: worst max|diff|/max|ref| %.3g (limit 1e-4)\n",
+    printf("  %-34s worst max|diff|/max|ref| %.3g (limit 1e-4)\n", "parameter gradients (62)",
+           worst_grad);
+    printf("  %-34s worst max|diff|/max|ref| %.3g (limit 1e-5)\n", "BN running statistics (40)",
            worst_running);
 
     /* 5 SGD steps on the same batch; step 1's gradients are already there */
     int64_t count;
     float *params = pasm_net_param_block(net, &count);
     pasm_sgd sgd;
-    pasm_sgd_options opt = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
+    const char *lr_text = pasm_safetensors_meta(&ref, "lr");
+    assert_non_null(lr_text);
+    pasm_sgd_options opt = {.lr = strtof(lr_text, NULL), .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
     assert_int_equal(pasm_sgd_init(&sgd, &opt, count), PASM_OK);
     float losses[5] = {loss};
     pasm_sgd_step(&sgd, params, pasm_net_grad_block(net, NULL), opt.lr);
@@ -172,18 +190,15 @@ static void run_case(const parity_case *pc) {
         pasm_sgd_step(&sgd, params, pasm_net_grad_block(net, NULL), opt.lr);
     }
     pasm_sgd_free(&sgd);
-    compare(&ref, "sgd_losses", losses, 5, 1e-4, 1e-4);
+    check(&ref, "sgd_losses", losses, 5, 1e-5, 1);
     assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
-    compare(&ref, "after_eval_logits", logits, (int64_t)pc->batch * k, 2e-3, 2e-3);
+    check(&ref, "after_eval_logits", logits, (int64_t)pc->batch * k, 1e-5, 1);
     const pasm_tensor *after_ref = ref_tensor(&ref, "after_eval_logits", (int64_t)pc->batch * k);
     /* The frozen network's input gradient (what the point attacks use), with
      * BN's running statistics as constants. */
     pasm_cross_entropy(pc->batch, k, logits, labels, 0, NULL, dlogits, NULL);
     assert_int_equal(pasm_net_backward(net, dlogits, dx), PASM_OK);
-    double worst_eval = 0;
-    compare_scaled(&ref, "after_eval_input_grad", dx, in_count, 2e-3, &worst_eval);
-    printf("  eval-mode input gradient after 5 steps: max|diff|/max|ref| %.3g (limit 2e-3)\n",
-           worst_eval);
+    check(&ref, "after_eval_input_grad", dx, in_count, 1e-4, 1);
     assert_int_equal(pasm_net_forward(net, x, pc->batch, 0, &logits), PASM_OK);
     for (int i = 0; i < pc->batch; i++)
         assert_int_equal(argmax(logits + (size_t)i * k, k),
@@ -201,7 +216,7 @@ static void run_case(const parity_case *pc) {
         assert_int_equal(torch_meta.net.input_size, 48);
         assert_int_equal(torch_meta.n_classes, 7);
         assert_string_equal(torch_meta.class_names[3], "Happy");
-        double worst_after = 0;
+        double worst_after = 0, allowed = fmax(1e-6, 3 * torch_error(&ref, "after_weights"));
         for (int i = 0; i < pasm_net_n_state(net); i++) {
             pasm_tensor *mine = pasm_net_state(net, i);
             pasm_tensor *theirs = pasm_net_find(torch_net, mine->name);
@@ -213,14 +228,18 @@ static void run_case(const parity_case *pc) {
             int64_t n = pasm_tensor_numel(mine);
             double d = test_max_abs_diff(mine->data, theirs->data, n);
             if (d > worst_after) worst_after = d;
-            if (d > 1e-3) fail_msg("%s after 5 steps: max|diff| %.3g", mine->name, d);
+            if (d > allowed)
+                fail_msg("%s after 5 steps: max|diff| %.3g exceeds %.3g", mine->name, d, allowed);
         }
-        printf("  weights after 5 SGD steps: worst max|diff| %.3g (limit 1e-3)\n", worst_after);
+        printf("  %-34s max|diff| %.3g  allowed %.2g (3x PyTorch's own float32 error)\n",
+               "weights after 5 SGD steps", worst_after, allowed);
         /* PyTorch's file predicts PyTorch's labels in pasm. */
         const float *torch_logits;
         assert_int_equal(pasm_net_forward(torch_net, x, pc->batch, 0, &torch_logits), PASM_OK);
-        compare(&ref, "after_eval_logits (PyTorch's weights)", torch_logits,
-                (int64_t)pc->batch * k, 1e-4, 1e-4);
+        /* same weights, so only the forward's rounding separates the two */
+        double d = test_max_abs_diff(torch_logits, after_ref->data, (int64_t)pc->batch * k);
+        printf("  %-34s max|diff| %.3g (limit 1e-4)\n", "PyTorch's weights in pasm: logits", d);
+        assert_true(d <= 1e-4);
         for (int i = 0; i < pc->batch; i++)
             assert_int_equal(argmax(torch_logits + (size_t)i * k, k),
                              argmax((const float *)after_ref->data + (size_t)i * k, k));

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "pasm/pasm.h"
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 static pasm_net *make_net(int width, int channels, int classes, int size, int batch) {
     pasm_net_config cfg = {.arch = "resnet18", .width = width, .in_channels = channels,

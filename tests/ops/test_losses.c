@@ -139,6 +139,8 @@ static void test_ce_bad_input(void **state) {
     assert_true(isnan(pasm_cross_entropy(2, 3, z, bad_high, 0.0f, NULL, dz, NULL)));
     assert_true(isnan(pasm_cross_entropy(2, 3, z, bad_low, 0.0f, NULL, dz, NULL)));
     assert_true(dz[0] == 7.0f); /* untouched */
+    assert_true(isnan(pasm_cross_entropy(0, 3, z, ok, 0.0f, NULL, dz, NULL)));
+    assert_true(isnan(pasm_cross_entropy(2, 0, z, ok, 0.0f, NULL, dz, NULL)));
     float zero_w[3] = {0, 0, 1};
     assert_true(isnan(pasm_cross_entropy(2, 3, z, ok, 0.0f, zero_w, dz, NULL)));
     /* Uniform logits: loss log K, gradient (1/K - onehot) / N. */
@@ -245,6 +247,8 @@ static void test_softmax(void **state) {
         assert_true(fabs(sum - 1.0) < 1e-6);
     }
     pasm_softmax(N, K, x, x); /* in place */
+    assert_memory_equal(x, y, sizeof(y));
+    pasm_softmax(N, 0, x, y); /* no classes: nothing to read or write */
     assert_memory_equal(x, y, sizeof(y));
 }
 

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "pasm/pasm.h"
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 static void test_onecycle_matches_pytorch(void **unused) {
     static const double ref[][3] = {

@@ -2,7 +2,7 @@
 #include <math.h>
 
 #include "pasm/pasm.h"
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 static void run_two_steps(const pasm_sgd_options *opt, float *p) {
     pasm_sgd sgd;

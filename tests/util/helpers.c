@@ -1,6 +1,6 @@
 /* Shared test helpers: paths to ../shared and the pasm binary, scratch
  * folders, and closeness checks that print the largest difference. */
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 #include <math.h>
 #include <stdio.h>

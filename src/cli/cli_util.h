@@ -1,0 +1,41 @@
+/* Helpers shared by the commands: strict number parsing for options, error
+ * printing, thread setup, loading a model with the PyTorch-file options. */
+#ifndef PASM_CLI_UTIL_H
+#define PASM_CLI_UTIL_H
+
+#include <stdint.h>
+
+#include "pasm/pasm.h"
+
+/* Exit codes. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Each parses the whole string or prints "pasm CMD: --opt: ..." and returns 0. */
+int cli_int(const char *cmd, const char *opt, const char *s, int lo, int hi, int *out);
+int cli_float(const char *cmd, const char *opt, const char *s, double lo, double hi, float *out);
+int cli_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
+/* Prints "pasm CMD: <last error>" to stderr; returns the exit code for st. */
+int cli_fail(const char *cmd, pasm_status st);
+/* Prints "pasm CMD: <message>" and a pointer to --help; returns EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_threads(int threads);
+/* 1 when stderr is a terminal (progress bars), else 0. */
+int cli_stderr_is_tty(void);
+/* Installs SIGINT/SIGTERM handlers that set *flag (and restore the default on
+ * a second signal). */
+void cli_catch_signals(volatile int *flag);
+
+typedef struct {
+    int input_size;
+    const char *classes, *norm;
+} cli_model_options;
+
+/* Loads a checkpoint for inference with batches of max_batch. */
+int cli_load_model(const char *cmd, const char *path, const cli_model_options *mo, int max_batch,
+                   pasm_net **net, pasm_model_meta *meta);
+/* Loads data for a model (classes matched by name, its input size and
+ * channels). ignore_unknown drops classes the model lacks, with a warning. */
+int cli_load_data_for_model(const char *cmd, const char *path, const char *split,
+                            const pasm_model_meta *meta, int ignore_unknown, pasm_dataset *ds);
+
+#endif
