@@ -28,8 +28,10 @@ typedef struct {
     size_t zin_cap;
     int src_done;      /* no more bytes to come */
     int input_done;    /* gzip: compressed input exhausted */
+    int gz_done;       /* gzip: all members inflated (the inflating side's flag) */
     int member_ended;  /* gzip: at the end of a member */
     int borrowed;      /* buf is the caller's memory (plain memory source) */
+    struct inflate_pipe *pipe; /* gzip files: inflating runs on its own thread */
     char *buf;         /* decoded text; lines live in [begin, end) */
     size_t cap, begin, end, scan;
     long line_no;      /* 1-based number of the line last returned */

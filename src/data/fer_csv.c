@@ -79,10 +79,92 @@ static pasm_status bad_pixel(const csv_state *s, long line_no, size_t index, con
                        s->name, line_no, index + 1, csv_field_show(&f, shown, sizeof shown));
 }
 
+/* Value of a token of len (1..3) digits at p, where 4 bytes may be read: the
+ * digits are right-aligned in a word, then combined pairwise (SWAR). */
+static inline unsigned token_value(const unsigned char *p, size_t len) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    uint32_t d = ((w ^ 0x30303030u) << (8 * (4 - len))) & 0x0F0F0F0Fu;
+    d = d * 10 + (d >> 8);
+    return (d & 0xFF) * 100 + ((d >> 16) & 0xFF);
+}
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Bits of the 16 bytes at p: spaces in *space, anything but digits and spaces returned. */
+static inline unsigned block_masks(const unsigned char *p, unsigned *space) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i is_space = _mm_cmpeq_epi8(v, _mm_set1_epi8(' '));
+    __m128i is_digit = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+                                     _mm_cmplt_epi8(v, _mm_set1_epi8('9' + 1)));
+    *space = (unsigned)_mm_movemask_epi8(is_space);
+    return ~(unsigned)_mm_movemask_epi8(_mm_or_si128(is_space, is_digit)) & 0xFFFF;
+}
+#else
+static inline unsigned block_masks(const unsigned char *p, unsigned *space) {
+    unsigned other = 0;
+    *space = 0;
+    for (int i = 0; i < 16; i++) {
+        *space |= (unsigned)(p[i] == ' ') << i;
+        other |= (unsigned)(p[i] != ' ' && (p[i] < '0' || p[i] > '9')) << i;
+    }
+    return other;
+}
+#endif
+
+/* The fast path for well-formed pixels (digits and single spaces, 1..3
+ * digits a value): separators are found 64 bytes at a time as a bit mask,
+ * so finding the next token never waits for the previous value. Returns 0
+ * when the field needs the careful parser (tabs, errors, leading zeros,
+ * values over 255), which then reports exactly what is wrong. */
+static int parse_pixels_fast(const csv_field *f, uint8_t *out, size_t cap, size_t *count) {
+    const unsigned char *p = (const unsigned char *)f->ptr;
+    size_t len = f->len, start = 0, n = 0, base = 0;
+    for (; base + 64 <= len; base += 64) {
+        uint64_t space = 0, other = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned sp;
+            other |= (uint64_t)block_masks(p + base + 16 * k, &sp) << (16 * k);
+            space |= (uint64_t)sp << (16 * k);
+        }
+        if (other) return 0;
+        for (; space; space &= space - 1) {
+            size_t sep = base + (size_t)__builtin_ctzll(space), tok = sep - start;
+            if (tok - 1 > 2) { /* not 1..3 digits: double space, leading space or long number */
+                if (tok != 0) return 0;
+                start = sep + 1;
+                continue;
+            }
+            unsigned v = token_value(p + start, tok);
+            if (v > 255 || n >= cap) return 0;
+            out[n++] = (uint8_t)v;
+            start = sep + 1;
+        }
+    }
+    /* The tail, under 64 bytes, byte by byte. */
+    for (size_t i = base > start ? base : start; i <= len; i++) {
+        if (i < len && p[i] >= '0' && p[i] <= '9') continue;
+        if (i < len && p[i] != ' ') return 0;
+        size_t tok = i - start;
+        if (tok > 0) {
+            if (tok > 3 || n >= cap) return 0;
+            unsigned v = 0;
+            for (size_t k = start; k < i; k++) v = v * 10 + (p[k] - '0');
+            if (v > 255) return 0;
+            out[n++] = (uint8_t)v;
+        }
+        start = i + 1;
+    }
+    *count = n;
+    return 1;
+}
+
 /* Parses space-separated integers 0..255 into out (storing at most cap) and
- * returns how many there were in *count. The hot loop of the loader. */
+ * returns how many there were in *count, with the fast path first. */
 static pasm_status parse_pixels(const csv_state *s, long line_no, const csv_field *f, uint8_t *out,
                                 size_t cap, size_t *count) {
+    if (parse_pixels_fast(f, out, cap, count)) return PASM_OK;
     const unsigned char *p = (const unsigned char *)f->ptr, *end = p + f->len;
     size_t n = 0;
     while (p < end) {

@@ -345,18 +345,18 @@ static pasm_status load_one(const char *path, int channels, int size, uint8_t *d
 }
 
 /* Decodes every item into ds in parallel; reports the first bad file in order. */
-static pasm_status decode_all(const item_list *it, pasm_dataset *ds) {
+static pasm_status decode_all(pasm_dataset *ds) {
     size_t image_bytes = (size_t)ds->channels * ds->size * ds->size;
     int first_bad = INT_MAX;
     pasm_status bad_status = PASM_OK;
     char bad_message[1024] = "";
 #pragma omp parallel for schedule(dynamic, 8)
-    for (int i = 0; i < it->n; i++) {
+    for (int i = 0; i < ds->n; i++) {
         int skip;
 #pragma omp atomic read
         skip = first_bad;
         if (i > skip) continue;
-        pasm_status st = load_one(it->path[i], ds->channels, ds->size, ds->images + i * image_bytes);
+        pasm_status st = load_one(ds->paths[i], ds->channels, ds->size, ds->images + i * image_bytes);
         if (st == PASM_OK) continue;
 #pragma omp critical(pasm_folder_error)
         if (i < first_bad) {
@@ -384,7 +384,7 @@ static pasm_status build(const pasm_load_spec *spec, item_list *it, const class_
     for (int i = 0; i < it->n; i++) out->labels[i] = it->label[i];
     out->labelled = ct->n_classes > 0;
     if (out->labelled) st = pasm_dataset_set_classes(out, ct->names, ct->n_classes);
-    if (st == PASM_OK) st = decode_all(it, out);
+    if (st == PASM_OK) st = decode_all(out);
     if (st != PASM_OK) pasm_dataset_free(out);
     return st;
 }

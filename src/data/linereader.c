@@ -1,10 +1,14 @@
 /* The chunked line reader under the CSV loaders: reads a file or a memory
  * buffer in large chunks, inflating gzip (detected by its magic bytes, with
- * multi-member streams) straight into the line buffer, and hands out one
- * line at a time without copying or allocating per line. */
+ * multi-member streams), and hands out one line at a time without copying
+ * or allocating per line. Inflating a gzip file takes longer than parsing
+ * it, so it runs on a thread of its own that fills two chunks in turn while
+ * the caller parses: loading costs about the inflate time alone. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,6 +17,9 @@
 
 #define TEXT_CHUNK ((size_t)4 << 20)
 #define GZ_CHUNK ((size_t)1 << 20)
+
+static pasm_status start_pipe(line_reader *r);
+static void stop_pipe(line_reader *r);
 
 static int is_gzip(const unsigned char *p, size_t n) { return n >= 2 && p[0] == 0x1f && p[1] == 0x8b; }
 
@@ -55,6 +62,7 @@ pasm_status line_reader_open_file(line_reader *r, const char *path) {
     }
     if (is_gzip(r->zin, (size_t)n)) {
         pasm_status st = start_inflate(r, r->zin, (size_t)n);
+        if (st == PASM_OK) st = start_pipe(r);
         if (st != PASM_OK) line_reader_close(r);
         return st;
     }
@@ -90,6 +98,7 @@ pasm_status line_reader_open_memory(line_reader *r, const char *name, const void
 }
 
 void line_reader_close(line_reader *r) {
+    stop_pipe(r);
     if (r->zs_ready) inflateEnd(&r->zs);
     if (r->fd >= 0) close(r->fd);
     free(r->zin);
@@ -112,15 +121,16 @@ static int refill_input(line_reader *r) {
     return 0;
 }
 
-/* Inflates into buf[end..cap); sets *got to the bytes produced. */
-static int inflate_more(line_reader *r, size_t *got) {
-    r->zs.next_out = (unsigned char *)r->buf + r->end;
-    r->zs.avail_out = (uInt)(r->cap - r->end);
-    while (r->zs.avail_out > 0) {
+/* Inflates up to cap bytes into out; sets *got to the bytes produced
+ * (0 only at the end of the data). */
+static int inflate_into(line_reader *r, unsigned char *out, size_t cap, size_t *got) {
+    r->zs.next_out = out;
+    r->zs.avail_out = (uInt)cap;
+    while (r->zs.avail_out > 0 && !r->gz_done) {
         if (refill_input(r) < 0) return -1;
         if (r->zs.avail_in == 0) {
             if (r->member_ended) {
-                r->src_done = 1;
+                r->gz_done = 1;
                 break;
             }
             pasm_errorf(PASM_ERR_FORMAT, "%s: gzip stream is truncated (unexpected end of file)",
@@ -148,7 +158,125 @@ static int inflate_more(line_reader *r, size_t *got) {
             return fail(r, PASM_ERR_FORMAT);
         }
     }
-    *got = (r->cap - r->end) - r->zs.avail_out;
+    *got = cap - r->zs.avail_out;
+    return 0;
+}
+
+/* ---- the inflate thread (gzip files) ---- */
+
+#define PIPE_SLOTS 2
+
+struct inflate_pipe {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned char *chunk[PIPE_SLOTS];
+    size_t len[PIPE_SLOTS];
+    int full[PIPE_SLOTS];
+    int produce, consume; /* next slot of each side */
+    size_t offset;        /* consumed bytes of chunk[consume] */
+    int done, stop;       /* producer finished; consumer leaving */
+    pasm_status status;   /* the producer's error, with its message copied */
+    char message[1024];
+};
+
+static void *inflate_thread(void *arg) {
+    line_reader *r = arg;
+    struct inflate_pipe *p = r->pipe;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->full[p->produce] && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
+        int stop = p->stop, slot = p->produce;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) return NULL;
+        size_t got = 0;
+        int bad = inflate_into(r, p->chunk[slot], TEXT_CHUNK, &got) < 0;
+        pthread_mutex_lock(&p->mu);
+        if (bad) {
+            /* Error messages are thread-local: hand the text to the reader's thread. */
+            p->status = r->error;
+            snprintf(p->message, sizeof p->message, "%s", pasm_last_error());
+        }
+        if (got > 0) {
+            p->len[slot] = got;
+            p->full[slot] = 1;
+            p->produce = (slot + 1) % PIPE_SLOTS;
+        }
+        if (bad || got == 0) p->done = 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        if (bad || got == 0) return NULL;
+    }
+}
+
+static pasm_status start_pipe(line_reader *r) {
+    struct inflate_pipe *p = calloc(1, sizeof *p);
+    if (!p) return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", r->name);
+    for (int i = 0; i < PIPE_SLOTS; i++)
+        if (!(p->chunk[i] = malloc(TEXT_CHUNK))) {
+            for (int j = 0; j < i; j++) free(p->chunk[j]);
+            free(p);
+            return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", r->name);
+        }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    r->pipe = p;
+    if (pthread_create(&p->thread, NULL, inflate_thread, r) != 0) {
+        /* No thread to be had: inflate on the caller's thread instead. */
+        r->pipe = NULL;
+        pthread_mutex_destroy(&p->mu);
+        pthread_cond_destroy(&p->cv);
+        for (int i = 0; i < PIPE_SLOTS; i++) free(p->chunk[i]);
+        free(p);
+    }
+    return PASM_OK;
+}
+
+static void stop_pipe(line_reader *r) {
+    struct inflate_pipe *p = r->pipe;
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    for (int i = 0; i < PIPE_SLOTS; i++) free(p->chunk[i]);
+    free(p);
+    r->pipe = NULL;
+}
+
+/* Copies inflated text from the thread's next full chunk into buf[end..cap). */
+static int take_from_pipe(line_reader *r, size_t *got) {
+    struct inflate_pipe *p = r->pipe;
+    pthread_mutex_lock(&p->mu);
+    while (!p->full[p->consume] && !p->done) pthread_cond_wait(&p->cv, &p->mu);
+    int slot = p->consume, have = p->full[slot];
+    pasm_status status = p->status;
+    pthread_mutex_unlock(&p->mu);
+    *got = 0;
+    if (!have) {
+        if (status != PASM_OK) {
+            pasm_errorf(status, "%s", p->message);
+            return fail(r, status);
+        }
+        r->src_done = 1;
+        return 0;
+    }
+    size_t n = p->len[slot] - p->offset;
+    if (n > r->cap - r->end) n = r->cap - r->end;
+    memcpy(r->buf + r->end, p->chunk[slot] + p->offset, n);
+    p->offset += n;
+    *got = n;
+    if (p->offset == p->len[slot]) {
+        pthread_mutex_lock(&p->mu);
+        p->full[slot] = 0;
+        p->offset = 0;
+        p->consume = (slot + 1) % PIPE_SLOTS;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
     return 0;
 }
 
@@ -181,8 +309,11 @@ static int fill(line_reader *r) {
     while (!r->src_done) {
         if (make_room(r) < 0) return -1;
         size_t got = 0;
-        if (r->gz) {
-            if (inflate_more(r, &got) < 0) return -1;
+        if (r->pipe) {
+            if (take_from_pipe(r, &got) < 0) return -1;
+        } else if (r->gz) {
+            if (inflate_into(r, (unsigned char *)r->buf + r->end, r->cap - r->end, &got) < 0) return -1;
+            if (r->gz_done) r->src_done = 1;
         } else {
             ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);
             if (n < 0) {
