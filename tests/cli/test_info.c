@@ -36,30 +36,11 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Runs `pasm ARGS` with stderr folded into stdout; returns the exit code and
- * the output (malloc'd). */
-static int run_pasm(const char *args, char **output) {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", test_pasm_bin(), args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t len = 0, cap = 1 << 16;
-    char *text = malloc(cap);
-    for (size_t n; (n = fread(text + len, 1, cap - len - 1, p)) > 0;) {
-        len += n;
-        if (cap - len < 1024) text = realloc(text, cap *= 2);
-    }
-    text[len] = 0;
-    int status = pclose(p);
-    *output = text;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static void test_table(void **state) {
     (void)state;
     char args[400], *out;
     snprintf(args, sizeof args, "info '%s'", ckpt);
-    assert_int_equal(run_pasm(args, &out), 0);
+    assert_int_equal(test_run_pasm(&out, "%s", args), 0);
     assert_non_null(strstr(out, "format"));
     assert_non_null(strstr(out, "Angry,Disgust,Fear,Happy,Sad,Surprise,Neutral"));
     assert_non_null(strstr(out, "conv1.weight"));
@@ -73,7 +54,7 @@ static void test_json(void **state) {
     (void)state;
     char args[400], *out;
     snprintf(args, sizeof args, "info --json '%s'", ckpt);
-    assert_int_equal(run_pasm(args, &out), 0);
+    assert_int_equal(test_run_pasm(&out, "%s", args), 0);
     cJSON *root = cJSON_Parse(out);
     assert_non_null(root);
     assert_string_equal(cJSON_GetObjectItem(root, "path")->valuestring, ckpt);
@@ -102,13 +83,13 @@ static void test_json(void **state) {
 static void test_errors_and_usage(void **state) {
     (void)state;
     char *out;
-    assert_int_equal(run_pasm("info", &out), 2);
+    assert_int_equal(test_run_pasm(&out, "%s", "info"), 2);
     assert_non_null(strstr(out, "usage: pasm info"));
     free(out);
-    assert_int_equal(run_pasm("info --frobnicate x", &out), 2);
+    assert_int_equal(test_run_pasm(&out, "%s", "info --frobnicate x"), 2);
     assert_non_null(strstr(out, "unknown option '--frobnicate'"));
     free(out);
-    assert_int_equal(run_pasm("info --help", &out), 0);
+    assert_int_equal(test_run_pasm(&out, "%s", "info --help"), 0);
     assert_non_null(strstr(out, "--json"));
     free(out);
 
@@ -116,7 +97,7 @@ static void test_errors_and_usage(void **state) {
     snprintf(bad, sizeof bad, "%s/bad.safetensors", scratch);
     assert_int_equal(pasm_write_file_atomic(bad, "\x03\0\0\0\0\0\0\0{x}", 11), PASM_OK);
     snprintf(args, sizeof args, "info '%s'", bad);
-    assert_int_equal(run_pasm(args, &out), 1);
+    assert_int_equal(test_run_pasm(&out, "%s", args), 1);
     assert_non_null(strstr(out, "pasm info: "));
     assert_non_null(strstr(out, "bad.safetensors: header is not valid JSON"));
     free(out);
