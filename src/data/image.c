@@ -15,6 +15,7 @@
 #include <jerror.h>
 
 #include "data/data_internal.h"
+#include "pasm/synth.h"
 
 #define MAX_PIXELS ((size_t)1 << 26)
 #define MAX_JPEG_SCANS 1000
@@ -255,62 +256,18 @@ void pasm_image_free(pasm_image *img) {
     memset(img, 0, sizeof *img);
 }
 
-/* ---- PNG writing ---- */
-
-typedef struct {
-    const char *path;
-    FILE *file;
-    int w, h, channels;
-    const uint8_t *pixels; /* interleaved */
-    char message[256];
-} png_write_state;
-
-static void png_write_fail(png_structp png, png_const_charp msg) {
-    png_write_state *st = png_get_error_ptr(png);
-    snprintf(st->message, sizeof st->message, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static int png_write_guarded(png_write_state *st, png_structp png, png_infop info) {
-    if (setjmp(png_jmpbuf(png))) return 1;
-    png_init_io(png, st->file);
-    png_set_IHDR(png, info, (png_uint_32)st->w, (png_uint_32)st->h, 8,
-                 st->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < st->h; y++)
-        png_write_row(png, (png_const_bytep)(st->pixels + (size_t)y * st->w * st->channels));
-    png_write_end(png, info);
-    return 0;
-}
-
-static pasm_status png_write(const char *path, int w, int h, int channels, const uint8_t *pixels) {
-    if (w < 1 || h < 1 || w > (1 << 16) || h > (1 << 16))
-        return pasm_errorf(PASM_ERR_INVALID, "%s: cannot write a %dx%d PNG", path, w, h);
-    png_write_state st = {path, NULL, w, h, channels, pixels, ""};
-    st.file = fopen(path, "wb");
-    if (!st.file) return pasm_errorf(PASM_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &st, png_write_fail, png_quiet);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    int r = info ? png_write_guarded(&st, png, info) : 2;
-    png_destroy_write_struct(&png, &info);
-    int close_failed = fclose(st.file) != 0;
-    if (r == 2) return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory starting libpng", path);
-    if (r == 1) return pasm_errorf(PASM_ERR_IO, "cannot write %s: %s", path, st.message);
-    if (close_failed) return pasm_errorf(PASM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    return PASM_OK;
-}
+/* ---- PNG writing (pasm_png_write in src/io/png_write.c does the work) ---- */
 
 pasm_status pasm_png_write_gray(const char *path, int w, int h, const uint8_t *pixels) {
-    return png_write(path, w, h, 1, pixels);
+    return pasm_png_write(path, w, h, 1, pixels);
 }
 
 pasm_status pasm_png_write_rgb(const char *path, int w, int h, const uint8_t *pixels) {
-    return png_write(path, w, h, 3, pixels);
+    return pasm_png_write(path, w, h, 3, pixels);
 }
 
 pasm_status pasm_png_write_planar(const char *path, int channels, int w, int h, const uint8_t *pixels) {
-    if (channels == 1) return png_write(path, w, h, 1, pixels);
+    if (channels == 1) return pasm_png_write(path, w, h, 1, pixels);
     if (channels != 3) return pasm_errorf(PASM_ERR_INVALID, "%s: channels %d: need 1 or 3", path, channels);
     if (w < 1 || h < 1 || w > (1 << 16) || h > (1 << 16))
         return pasm_errorf(PASM_ERR_INVALID, "%s: cannot write a %dx%d PNG", path, w, h);
@@ -319,7 +276,7 @@ pasm_status pasm_png_write_planar(const char *path, int channels, int w, int h, 
     if (!rgb) return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", path);
     for (size_t i = 0; i < n; i++)
         for (int c = 0; c < 3; c++) rgb[i * 3 + c] = pixels[c * n + i];
-    pasm_status st = png_write(path, w, h, 3, rgb);
+    pasm_status st = pasm_png_write(path, w, h, 3, rgb);
     free(rgb);
     return st;
 }
