@@ -7,5 +7,6 @@
 #include "pasm/nn.h"
 #include "pasm/io.h"
 #include "pasm/data.h"
+#include "pasm/synth.h"
 #include "pasm/train.h"
 #endif
