@@ -9,7 +9,7 @@
 #include <zlib.h>
 
 #include "pasm/pasm.h"
-#include "util/test_util.h"
+#include "util/helpers.h"
 
 /* dir/name into a static buffer (one at a time). */
 static inline const char *scratch_path(const char *dir, const char *name) {
