@@ -13,13 +13,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static unsigned check_dataset(const pasm_dataset *ds) {
     unsigned sum = 0;
     size_t bytes = (size_t)ds->n * ds->channels * ds->size * ds->size;
-    for (size_t i = 0; i < bytes; i++) sum += ds->images[i];
+    for (size_t i = 0; i < bytes; i++)
+        sum += ds->images[i];
     for (int i = 0; i < ds->n; i++) {
         if (ds->labelled && (ds->labels[i] < 0 || ds->labels[i] >= ds->n_classes)) abort();
         if (!ds->labelled && ds->labels[i] != -1) abort();
         if (ds->rows[i] < 0) abort();
     }
-    for (int c = 0; c < ds->n_classes; c++) sum += (unsigned)strlen(ds->class_names[c]);
+    for (int c = 0; c < ds->n_classes; c++)
+        sum += (unsigned)strlen(ds->class_names[c]);
     return sum + (unsigned)strlen(ds->source);
 }
 

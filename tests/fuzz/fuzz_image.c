@@ -21,7 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (img.width < 1 || img.height < 1 || (channels && img.channels != channels)) abort();
         size_t n = (size_t)img.width * img.height * img.channels;
         volatile unsigned sum = 0;
-        for (size_t i = 0; i < n; i++) sum += img.pixels[i];
+        for (size_t i = 0; i < n; i++)
+            sum += img.pixels[i];
         /* Resizing reads every pixel too; keep it to images that are quick. */
         if ((size_t)img.width * img.height <= ((size_t)1 << 20)) {
             uint8_t *out = malloc((size_t)img.channels * 17 * 9);
