@@ -37,8 +37,7 @@ typedef struct {
 void pasm_dataset_free(pasm_dataset *ds);
 /* An empty dataset of n zeroed images and labels (-1), no class names, no
  * paths, for generators (synthetic faces) and tests. */
-pasm_status pasm_dataset_alloc(pasm_dataset *ds, int n, int channels, int size,
-                               const char *source);
+pasm_status pasm_dataset_alloc(pasm_dataset *ds, int n, int channels, int size, const char *source);
 /* Replaces the class names with copies of names[0..n_classes-1]. */
 pasm_status pasm_dataset_set_classes(pasm_dataset *ds, const char *const *names, int n_classes);
 /* A copy of the images idx[0..n-1] (in that order), with their labels,
@@ -156,14 +155,14 @@ pasm_status pasm_batch_make(const pasm_dataset *ds, const int *idx, int n, const
                             const float *std, float *x, int32_t *labels);
 
 typedef struct {
-    int crop_padding;       /* random crop after reflect padding by this much; 0 = off */
-    int hflip;              /* 1 = horizontal flip with probability 0.5 */
-    float erase_p;          /* random erasing probability; 0 = off */
-    float erase_scale_min;  /* erased area / image area, drawn uniformly */
+    int crop_padding;      /* random crop after reflect padding by this much; 0 = off */
+    int hflip;             /* 1 = horizontal flip with probability 0.5 */
+    float erase_p;         /* random erasing probability; 0 = off */
+    float erase_scale_min; /* erased area / image area, drawn uniformly */
     float erase_scale_max;
-    float erase_ratio_min;  /* aspect ratio h/w, drawn log-uniformly */
+    float erase_ratio_min; /* aspect ratio h/w, drawn log-uniformly */
     float erase_ratio_max;
-    int erase_random;       /* 0 = fill with 0 (the normalised mean), 1 = N(0,1) noise */
+    int erase_random; /* 0 = fill with 0 (the normalised mean), 1 = N(0,1) noise */
 } pasm_augment_config;
 
 /* Padding 4, flip on, erasing off with scale 0.02..0.4, ratio 0.3..3.3, value 0. */
@@ -173,11 +172,13 @@ void pasm_augment_defaults(pasm_augment_config *cfg);
  * RandomCrop(S, padding, padding_mode="reflect"), RandomHorizontalFlip and
  * RandomErasing (value 0 on the normalised tensor, i.e. the mean pixel, or
  * N(0,1) noise) would. Sample i draws from pasm_rng(seed, PASM_RNG_AUGMENT,
- * epoch, sample_index[i]) in this order: crop row offset, crop column offset,
- * flip, erase, then erasing's attempts (area, log-ratio, top, left; up to 10
- * as torchvision). So a sample's augmentation depends only on (seed, epoch,
- * its index), never on the batch it is in or on threads. Allocates nothing.
- * crop_padding must be < S. */
+ * epoch, sample_index[i]) in this order, each only when enabled: crop row
+ * offset, crop column offset, flip, erase, then erasing's attempts (area,
+ * log-ratio, top, left; up to 10 as torchvision) and, for erase_random, the
+ * box's values (channel, row, column order). The crop is applied before the
+ * flip. So a sample's augmentation depends only on (seed, epoch, its index),
+ * never on the batch it is in or on threads. Allocates nothing. crop_padding
+ * must be < S; S at most 4096. */
 pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
                                const pasm_augment_config *cfg, uint64_t seed, uint64_t epoch,
                                const int *sample_index);
@@ -191,9 +192,13 @@ typedef struct {
 } pasm_image;
 
 /* Decodes PNG or JPEG bytes (detected by magic bytes) and converts to
- * channels (1 or 3; 0 keeps the file's: 1 for grey, 3 otherwise). Corrupt,
- * truncated or unsupported (CMYK JPEG) data and images over 2^26 pixels are
- * PASM_ERR_FORMAT errors naming `name`. */
+ * channels (1 or 3; 0 keeps the file's: 1 for grey, 3 otherwise) exactly as
+ * PIL's convert("L") / convert("RGB") do: palettes expanded, alpha and
+ * transparency dropped, RGB to grey as (19595 R + 38470 G + 7471 B + 2^15)
+ * >> 16; 16-bit PNGs are scaled to 8 bits. Corrupt, truncated (a JPEG that
+ * ends early too; libjpeg's other warnings are ignored) or unsupported (CMYK
+ * JPEG) data and images over 2^26 pixels are PASM_ERR_FORMAT errors naming
+ * `name`. */
 pasm_status pasm_image_decode(const void *data, size_t size, const char *name, int channels,
                               pasm_image *out);
 pasm_status pasm_image_read(const char *path, int channels, pasm_image *out);

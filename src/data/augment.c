@@ -19,24 +19,29 @@ pasm_status pasm_batch_make(const pasm_dataset *ds, const int *idx, int n, const
     if (C > 3) return pasm_errorf(PASM_ERR_INVALID, "%s: %d channels", ds->source, C);
     for (int c = 0; c < C; c++)
         if (!(std[c] > 0.0f))
-            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c, std[c]);
+            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
+                               std[c]);
     for (int i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= ds->n)
-            return pasm_errorf(PASM_ERR_INVALID, "%s: batch index %d outside 0..%d", ds->source, idx[i], ds->n - 1);
+            return pasm_errorf(PASM_ERR_INVALID, "%s: batch index %d outside 0..%d", ds->source,
+                               idx[i], ds->n - 1);
     /* A table per channel: the float32 ops in torchvision's order, (p / 255 - mean) / std. */
     float table[3][256];
     for (int c = 0; c < C; c++)
-        for (int p = 0; p < 256; p++) table[c][p] = ((float)p / 255.0f - mean[c]) / std[c];
+        for (int p = 0; p < 256; p++)
+            table[c][p] = ((float)p / 255.0f - mean[c]) / std[c];
     size_t plane = (size_t)ds->size * ds->size;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const uint8_t *src = ds->images + (size_t)idx[i] * C * plane;
         float *dst = x + (size_t)i * C * plane;
         for (int c = 0; c < C; c++)
-            for (size_t k = 0; k < plane; k++) dst[c * plane + k] = table[c][src[c * plane + k]];
+            for (size_t k = 0; k < plane; k++)
+                dst[c * plane + k] = table[c][src[c * plane + k]];
     }
     if (labels)
-        for (int i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];
+        for (int i = 0; i < n; i++)
+            labels[i] = ds->labels[idx[i]];
     return PASM_OK;
 }
 
@@ -64,8 +69,10 @@ static void remap_lines(float *plane, int S, const int *map, int along_rows, flo
     for (int a = 0; a < S; a++) {
         float *base = along_rows ? plane + (size_t)a * S : plane + a;
         size_t step = along_rows ? 1 : (size_t)S;
-        for (int k = 0; k < S; k++) line[k] = base[k * step];
-        for (int k = 0; k < S; k++) base[k * step] = line[map[k]];
+        for (int k = 0; k < S; k++)
+            line[k] = base[k * step];
+        for (int k = 0; k < S; k++)
+            base[k * step] = line[map[k]];
     }
 }
 
@@ -79,7 +86,8 @@ static erase_box erase_params(pasm_rng *r, int S, const pasm_augment_config *cfg
     double area = (double)S * S;
     double log_lo = log(cfg->erase_ratio_min), log_hi = log(cfg->erase_ratio_max);
     for (int attempt = 0; attempt < 10; attempt++) {
-        double scale = cfg->erase_scale_min + (cfg->erase_scale_max - cfg->erase_scale_min) * pasm_rng_uniform(r);
+        double scale = cfg->erase_scale_min +
+                       (cfg->erase_scale_max - cfg->erase_scale_min) * pasm_rng_uniform(r);
         double aspect = exp(log_lo + (log_hi - log_lo) * pasm_rng_uniform(r));
         /* Python's round(): half to even, as nearbyint in the default rounding mode. */
         int h = (int)nearbyint(sqrt(area * scale * aspect));
@@ -118,7 +126,8 @@ static void augment_one(float *img, int C, int S, const pasm_augment_config *cfg
         for (int c = 0; c < C; c++)
             for (int y = b.top; y < b.top + b.h; y++)
                 for (int x = b.left; x < b.left + b.w; x++)
-                    img[((size_t)c * S + y) * S + x] = cfg->erase_random ? pasm_rng_normal(r) : 0.0f;
+                    img[((size_t)c * S + y) * S + x] =
+                        cfg->erase_random ? pasm_rng_normal(r) : 0.0f;
     }
 }
 
@@ -126,15 +135,16 @@ pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
                                const pasm_augment_config *cfg, uint64_t seed, uint64_t epoch,
                                const int *sample_index) {
     if (size < 1 || size > MAX_AUGMENT_SIZE)
-        return pasm_errorf(PASM_ERR_INVALID, "augmentation of %dx%d images: size must be 1..%d", size, size,
-                           MAX_AUGMENT_SIZE);
+        return pasm_errorf(PASM_ERR_INVALID, "augmentation of %dx%d images: size must be 1..%d",
+                           size, size, MAX_AUGMENT_SIZE);
     if (cfg->crop_padding < 0 || cfg->crop_padding >= size)
         return pasm_errorf(PASM_ERR_INVALID, "crop padding %d must be in 0..%d for %dx%d images",
                            cfg->crop_padding, size - 1, size, size);
     if (cfg->erase_p > 0 &&
         !(cfg->erase_scale_min > 0 && cfg->erase_scale_min <= cfg->erase_scale_max &&
           cfg->erase_ratio_min > 0 && cfg->erase_ratio_min <= cfg->erase_ratio_max))
-        return pasm_errorf(PASM_ERR_INVALID, "random erasing needs 0 < scale min <= max and 0 < ratio min <= max");
+        return pasm_errorf(PASM_ERR_INVALID,
+                           "random erasing needs 0 < scale min <= max and 0 < ratio min <= max");
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         pasm_rng r;

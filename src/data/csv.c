@@ -48,8 +48,10 @@ int csv_split(const char *line, size_t len, csv_field *fields, int max) {
 }
 
 static void trim(const char **p, size_t *len) {
-    while (*len > 0 && (**p == ' ' || **p == '\t')) (*p)++, (*len)--;
-    while (*len > 0 && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t')) (*len)--;
+    while (*len > 0 && (**p == ' ' || **p == '\t'))
+        (*p)++, (*len)--;
+    while (*len > 0 && ((*p)[*len - 1] == ' ' || (*p)[*len - 1] == '\t'))
+        (*len)--;
 }
 
 int csv_field_is(const csv_field *f, const char *word) {
@@ -81,9 +83,12 @@ unsigned split_token_mask(const char *name, size_t len) {
         const char *name;
         unsigned mask;
     } names[] = {
-        {"training", PASM_SPLIT_TRAINING},       {"train", PASM_SPLIT_TRAINING},
-        {"publictest", PASM_SPLIT_PUBLIC_TEST},  {"val", PASM_SPLIT_PUBLIC_TEST},
-        {"validation", PASM_SPLIT_PUBLIC_TEST},  {"privatetest", PASM_SPLIT_PRIVATE_TEST},
+        {"training", PASM_SPLIT_TRAINING},
+        {"train", PASM_SPLIT_TRAINING},
+        {"publictest", PASM_SPLIT_PUBLIC_TEST},
+        {"val", PASM_SPLIT_PUBLIC_TEST},
+        {"validation", PASM_SPLIT_PUBLIC_TEST},
+        {"privatetest", PASM_SPLIT_PRIVATE_TEST},
         {"test", PASM_SPLIT_PRIVATE_TEST},
         {"all", PASM_SPLIT_TRAINING | PASM_SPLIT_PUBLIC_TEST | PASM_SPLIT_PRIVATE_TEST},
     };

@@ -17,25 +17,25 @@
 #define LINE_READER_MAX_LINE ((size_t)64 << 20)
 
 typedef struct {
-    const char *name;  /* for messages */
-    int fd;            /* -1 for memory sources */
+    const char *name; /* for messages */
+    int fd;           /* -1 for memory sources */
     const unsigned char *mem;
     size_t mem_size, mem_pos;
-    int gz;            /* inflate the source */
+    int gz; /* inflate the source */
     z_stream zs;
     int zs_ready;
     unsigned char *zin; /* compressed input chunk (file sources) */
     size_t zin_cap;
-    int src_done;      /* no more bytes to come */
-    int input_done;    /* gzip: compressed input exhausted */
-    int gz_done;       /* gzip: all members inflated (the inflating side's flag) */
-    int member_ended;  /* gzip: at the end of a member */
-    int borrowed;      /* buf is the caller's memory (plain memory source) */
+    int src_done;              /* no more bytes to come */
+    int input_done;            /* gzip: compressed input exhausted */
+    int gz_done;               /* gzip: all members inflated (the inflating side's flag) */
+    int member_ended;          /* gzip: at the end of a member */
+    int borrowed;              /* buf is the caller's memory (plain memory source) */
     struct inflate_pipe *pipe; /* gzip files: inflating runs on its own thread */
-    char *buf;         /* decoded text; lines live in [begin, end) */
+    char *buf;                 /* decoded text; lines live in [begin, end) */
     size_t cap, begin, end, scan;
-    long line_no;      /* 1-based number of the line last returned */
-    int unterminated;  /* the last line returned had no '\n' */
+    long line_no;     /* 1-based number of the line last returned */
+    int unterminated; /* the last line returned had no '\n' */
     pasm_status error;
 } line_reader;
 
@@ -70,7 +70,7 @@ unsigned split_token_mask(const char *name, size_t len);
 /* ---- FER+ labels ---- */
 typedef struct {
     long n_rows;
-    int8_t *label; /* per row: 0..7, or -1 dropped */
+    int8_t *label;  /* per row: 0..7, or -1 dropped */
     uint8_t *usage; /* per row: PASM_SPLIT_* bit, 0 when the file has no Usage */
     int has_usage;
 } ferplus_labels;

@@ -37,7 +37,8 @@ char *data_sprintf(const char *fmt, ...) {
 
 static void free_strings(char **s, int n) {
     if (!s) return;
-    for (int i = 0; i < n; i++) free(s[i]);
+    for (int i = 0; i < n; i++)
+        free(s[i]);
     free(s);
 }
 
@@ -69,7 +70,8 @@ pasm_status pasm_dataset_alloc(pasm_dataset *ds, int n, int channels, int size,
         return pasm_errorf(PASM_ERR_NOMEM, "out of memory for %d images of %dx%dx%d", n, channels,
                            size, size);
     }
-    for (int i = 0; i < n; i++) ds->labels[i] = -1;
+    for (int i = 0; i < n; i++)
+        ds->labels[i] = -1;
     ds->n = n;
     ds->channels = channels;
     ds->size = size;
@@ -121,14 +123,16 @@ pasm_status pasm_dataset_subset(const pasm_dataset *ds, const int *idx, int n, p
     if (st == PASM_OK && ds->rows) {
         out->rows = malloc((n > 0 ? (size_t)n : 1) * sizeof *out->rows);
         if (!out->rows) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory for rows");
-        for (int i = 0; st == PASM_OK && i < n; i++) out->rows[i] = ds->rows[idx[i]];
+        for (int i = 0; st == PASM_OK && i < n; i++)
+            out->rows[i] = ds->rows[idx[i]];
     }
     if (st != PASM_OK) pasm_dataset_free(out);
     return st;
 }
 
 void pasm_dataset_class_counts(const pasm_dataset *ds, int64_t *counts) {
-    for (int c = 0; c < ds->n_classes; c++) counts[c] = 0;
+    for (int c = 0; c < ds->n_classes; c++)
+        counts[c] = 0;
     for (int i = 0; i < ds->n; i++)
         if (ds->labels[i] >= 0 && ds->labels[i] < ds->n_classes) counts[ds->labels[i]]++;
 }
@@ -140,9 +144,9 @@ int pasm_class_canonical(const char *name) {
         const char *name;
         int index;
     } names[] = {
-        {"angry", 0},    {"anger", 0},    {"disgust", 1},   {"disgusted", 1}, {"fear", 2},
-        {"fearful", 2},  {"happy", 3},    {"happiness", 3}, {"sad", 4},       {"sadness", 4},
-        {"surprise", 5}, {"surprised", 5}, {"neutral", 6},  {"contempt", 7},
+        {"angry", 0},    {"anger", 0},     {"disgust", 1},   {"disgusted", 1}, {"fear", 2},
+        {"fearful", 2},  {"happy", 3},     {"happiness", 3}, {"sad", 4},       {"sadness", 4},
+        {"surprise", 5}, {"surprised", 5}, {"neutral", 6},   {"contempt", 7},
     };
     if (!name) return -1;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -180,7 +184,8 @@ static void relabel_and_compact(pasm_dataset *ds, const int *map) {
 /* "Angry (12), Fear (3)" for the classes map drops. */
 static char *dropped_list(const pasm_dataset *ds, const int *map, const int64_t *counts) {
     size_t cap = 64;
-    for (int c = 0; c < ds->n_classes; c++) cap += strlen(ds->class_names[c]) + 32;
+    for (int c = 0; c < ds->n_classes; c++)
+        cap += strlen(ds->class_names[c]) + 32;
     char *s = malloc(cap);
     if (!s) return NULL;
     s[0] = '\0';
@@ -195,7 +200,8 @@ static char *dropped_list(const pasm_dataset *ds, const int *map, const int64_t 
 
 static char *joined(const char *const *names, int n) {
     size_t cap = 1;
-    for (int i = 0; i < n; i++) cap += strlen(names[i]) + 2;
+    for (int i = 0; i < n; i++)
+        cap += strlen(names[i]) + 2;
     char *s = malloc(cap);
     if (!s) return NULL;
     s[0] = '\0';
@@ -209,7 +215,8 @@ static char *joined(const char *const *names, int n) {
 pasm_status pasm_dataset_match_classes(pasm_dataset *ds, const char *const *class_names,
                                        int n_classes, int ignore_unknown, char **warning) {
     if (warning) *warning = NULL;
-    if (n_classes < 1) return pasm_errorf(PASM_ERR_INVALID, "%s: the model has no classes", ds->source);
+    if (n_classes < 1)
+        return pasm_errorf(PASM_ERR_INVALID, "%s: the model has no classes", ds->source);
     if (!ds->labelled) return pasm_dataset_set_classes(ds, class_names, n_classes);
     int *map = malloc((size_t)ds->n_classes * sizeof *map + 1);
     int64_t *counts = malloc((size_t)ds->n_classes * sizeof *counts + 1);

@@ -34,14 +34,16 @@ typedef struct {
 static pasm_status parse_header(csv_state *s, const char *line, size_t len, long line_no) {
     if (len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) line += 3, len -= 3; /* UTF-8 BOM */
     int nf = csv_split(line, len, s->fields, MAX_COLUMNS);
-    if (nf < 0) return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: malformed quoting in the header", s->name, line_no);
+    if (nf < 0)
+        return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: malformed quoting in the header", s->name,
+                           line_no);
     if (nf > MAX_COLUMNS)
         return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: header has more than %d columns", s->name,
                            line_no, MAX_COLUMNS);
     s->n_cols = nf;
     s->col_emotion = s->col_pixels = s->col_usage = -1;
     for (int i = 0; i < nf; i++) {
-        int *col = csv_field_is(&s->fields[i], "emotion") ? &s->col_emotion
+        int *col = csv_field_is(&s->fields[i], "emotion")  ? &s->col_emotion
                    : csv_field_is(&s->fields[i], "pixels") ? &s->col_pixels
                    : csv_field_is(&s->fields[i], "usage")  ? &s->col_usage
                                                            : NULL;
@@ -72,11 +74,12 @@ static const char *missing_column(const csv_state *s, int have) {
 static pasm_status bad_pixel(const csv_state *s, long line_no, size_t index, const char *tok,
                              const char *end) {
     const char *stop = tok;
-    while (stop < end && *stop != ' ' && *stop != '\t' && stop - tok < 24) stop++;
+    while (stop < end && *stop != ' ' && *stop != '\t' && stop - tok < 24)
+        stop++;
     csv_field f = {tok, (size_t)(stop - tok)};
     char shown[32];
-    return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: pixel %zu: '%s' is not an integer 0..255",
-                       s->name, line_no, index + 1, csv_field_show(&f, shown, sizeof shown));
+    return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: pixel %zu: '%s' is not an integer 0..255", s->name,
+                       line_no, index + 1, csv_field_show(&f, shown, sizeof shown));
 }
 
 /* Value of a token of len (1..3) digits at p, where 4 bytes may be read: the
@@ -150,7 +153,8 @@ static int parse_pixels_fast(const csv_field *f, uint8_t *out, size_t cap, size_
         if (tok > 0) {
             if (tok > 3 || n >= cap) return 0;
             unsigned v = 0;
-            for (size_t k = start; k < i; k++) v = v * 10 + (p[k] - '0');
+            for (size_t k = start; k < i; k++)
+                v = v * 10 + (p[k] - '0');
             if (v > 255) return 0;
             out[n++] = (uint8_t)v;
         }
@@ -198,7 +202,8 @@ static pasm_status parse_label(const csv_state *s, long line_no, const csv_field
                        line_no, csv_field_show(f, shown, sizeof shown));
 }
 
-static pasm_status parse_usage(const csv_state *s, long line_no, const csv_field *f, unsigned *usage) {
+static pasm_status parse_usage(const csv_state *s, long line_no, const csv_field *f,
+                               unsigned *usage) {
     *usage = csv_field_is(f, "Training")      ? PASM_SPLIT_TRAINING
              : csv_field_is(f, "PublicTest")  ? PASM_SPLIT_PUBLIC_TEST
              : csv_field_is(f, "PrivateTest") ? PASM_SPLIT_PRIVATE_TEST
@@ -211,12 +216,15 @@ static pasm_status parse_usage(const csv_state *s, long line_no, const csv_field
 }
 
 static const char *usage_name(unsigned usage) {
-    return usage == PASM_SPLIT_TRAINING ? "Training" : usage == PASM_SPLIT_PUBLIC_TEST ? "PublicTest" : "PrivateTest";
+    return usage == PASM_SPLIT_TRAINING      ? "Training"
+           : usage == PASM_SPLIT_PUBLIC_TEST ? "PublicTest"
+                                             : "PrivateTest";
 }
 
 static pasm_status grow(csv_state *s, long line_no) {
     if (s->n == INT_MAX - 1)
-        return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: more than %d faces", s->name, line_no, INT_MAX - 1);
+        return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: more than %d faces", s->name, line_no,
+                           INT_MAX - 1);
     size_t cap = s->cap ? s->cap * 2 : 1024;
     if (cap > (size_t)INT_MAX) cap = (size_t)INT_MAX;
     uint8_t *native = realloc(s->native, cap * s->n_pixels);
@@ -226,7 +234,8 @@ static pasm_status grow(csv_state *s, long line_no) {
     int32_t *rows = labels ? realloc(s->rows, cap * sizeof *rows) : NULL;
     if (rows) s->rows = rows;
     if (!rows)
-        return pasm_errorf(PASM_ERR_NOMEM, "%s:%ld: out of memory for %zu faces", s->name, line_no, cap);
+        return pasm_errorf(PASM_ERR_NOMEM, "%s:%ld: out of memory for %zu faces", s->name, line_no,
+                           cap);
     s->cap = cap;
     return PASM_OK;
 }
@@ -258,7 +267,8 @@ static pasm_status pixel_target(csv_state *s, const csv_field *f, long line_no, 
 
 static int isqrt_exact(size_t k) {
     size_t r = 0;
-    while ((r + 1) * (r + 1) <= k) r++;
+    while ((r + 1) * (r + 1) <= k)
+        r++;
     return r * r == k ? (int)r : -1;
 }
 
@@ -267,14 +277,16 @@ static pasm_status check_count(csv_state *s, long line_no, size_t count) {
     if (s->n_pixels == 0) {
         int side = isqrt_exact(count);
         if (side < 1 || side > 4096)
-            return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: %zu pixels do not make a square face (48x48 is 2304)",
+            return pasm_errorf(PASM_ERR_FORMAT,
+                               "%s:%ld: %zu pixels do not make a square face (48x48 is 2304)",
                                s->name, line_no, count);
         s->side = side;
         s->n_pixels = count;
         return PASM_OK;
     }
     if (count == s->n_pixels) return PASM_OK;
-    return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: expected %zu pixels (%dx%d as on the first row), found %zu",
+    return pasm_errorf(PASM_ERR_FORMAT,
+                       "%s:%ld: expected %zu pixels (%dx%d as on the first row), found %zu",
                        s->name, line_no, s->n_pixels, s->side, s->side, count);
 }
 
@@ -288,8 +300,10 @@ static pasm_status row_usage(csv_state *s, long line_no, long row, unsigned *usa
     const ferplus_labels *fp = s->ferplus;
     if (fp && fp->has_usage && row < fp->n_rows) {
         if (*usage && *usage != fp->usage[row])
-            return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: Usage %s disagrees with the FER+ file's %s for data row %ld",
-                               s->name, line_no, usage_name(*usage), usage_name(fp->usage[row]), row + 1);
+            return pasm_errorf(
+                PASM_ERR_FORMAT,
+                "%s:%ld: Usage %s disagrees with the FER+ file's %s for data row %ld", s->name,
+                line_no, usage_name(*usage), usage_name(fp->usage[row]), row + 1);
         *usage = fp->usage[row];
     }
     return PASM_OK;
@@ -308,7 +322,8 @@ static pasm_status parse_row(csv_state *s, const char *line, size_t len, long li
     unsigned usage;
     pasm_status st = row_usage(s, line_no, row, &usage);
     int label = -1;
-    if (st == PASM_OK && s->col_emotion >= 0) st = parse_label(s, line_no, &s->fields[s->col_emotion], &label);
+    if (st == PASM_OK && s->col_emotion >= 0)
+        st = parse_label(s, line_no, &s->fields[s->col_emotion], &label);
     if (st != PASM_OK) return st;
     if (s->ferplus) label = row < s->ferplus->n_rows ? s->ferplus->label[row] : -1;
     int keep = (usage == 0 || (usage & s->want)) && !(s->ferplus && label < 0);
@@ -341,8 +356,9 @@ static pasm_status check_spec(const pasm_load_spec *spec) {
 static pasm_status finish(csv_state *s, const pasm_load_spec *spec, pasm_dataset *out) {
     const char *split = spec->split && *spec->split ? spec->split : "all";
     if (s->n == 0)
-        return pasm_errorf(PASM_ERR_FORMAT, "%s: no faces in split '%s' (%ld data rows in the file)",
-                           s->name, split, s->data_rows);
+        return pasm_errorf(PASM_ERR_FORMAT,
+                           "%s: no faces in split '%s' (%ld data rows in the file)", s->name, split,
+                           s->data_rows);
     int size = spec->input_size ? spec->input_size : DEFAULT_SIZE;
     int channels = spec->channels ? spec->channels : 1;
     memset(out, 0, sizeof *out);
@@ -358,8 +374,9 @@ static pasm_status finish(csv_state *s, const pasm_load_spec *spec, pasm_dataset
         s->native = NULL;
     } else {
         out->images = malloc((size_t)s->n * channels * size * size);
-        st = out->images ? data_resize_grey_images(s->native, s->n, s->side, out)
-                         : pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory for %d faces", s->name, s->n);
+        st = out->images
+                 ? data_resize_grey_images(s->native, s->n, s->side, out)
+                 : pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory for %d faces", s->name, s->n);
     }
     out->labelled = s->ferplus || s->col_emotion >= 0;
     if (st == PASM_OK && out->labelled)
@@ -378,7 +395,8 @@ static pasm_status read_lines(csv_state *s, line_reader *r) {
     pasm_status st = PASM_OK;
     while ((got = line_reader_next(r, &line, &len)) == 1) {
         if (len == 0) continue; /* blank lines, e.g. a trailing one */
-        st = header_seen ? parse_row(s, line, len, r->line_no) : parse_header(s, line, len, r->line_no);
+        st = header_seen ? parse_row(s, line, len, r->line_no)
+                         : parse_header(s, line, len, r->line_no);
         header_seen = 1;
         if (st != PASM_OK) {
             if (r->unterminated) {
@@ -392,9 +410,10 @@ static pasm_status read_lines(csv_state *s, line_reader *r) {
     if (got < 0) return r->error;
     if (!header_seen) return pasm_errorf(PASM_ERR_FORMAT, "%s: empty file", s->name);
     if (s->ferplus && s->data_rows != s->ferplus->n_rows)
-        return pasm_errorf(PASM_ERR_FORMAT,
-                           "%s has %ld data rows but the FER+ labels have %ld: they must match row for row",
-                           s->name, s->data_rows, s->ferplus->n_rows);
+        return pasm_errorf(
+            PASM_ERR_FORMAT,
+            "%s has %ld data rows but the FER+ labels have %ld: they must match row for row",
+            s->name, s->data_rows, s->ferplus->n_rows);
     return PASM_OK;
 }
 

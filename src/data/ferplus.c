@@ -12,8 +12,9 @@
 #define N_VOTES 10
 #define MAX_COLUMNS 64
 
-static const char *const vote_names[N_VOTES] = {"neutral", "happiness", "surprise", "sadness", "anger",
-                                                "disgust", "fear",      "contempt", "unknown", "NF"};
+static const char *const vote_names[N_VOTES] = {"neutral", "happiness", "surprise", "sadness",
+                                                "anger",   "disgust",   "fear",     "contempt",
+                                                "unknown", "NF"};
 
 typedef struct {
     const char *name;
@@ -29,7 +30,8 @@ static pasm_status parse_header(ferplus_state *s, const char *line, size_t len, 
         return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: malformed header", s->name, line_no);
     s->n_cols = nf;
     s->col_usage = -1;
-    for (int v = 0; v < N_VOTES; v++) s->col_vote[v] = -1;
+    for (int v = 0; v < N_VOTES; v++)
+        s->col_vote[v] = -1;
     for (int i = 0; i < nf; i++) {
         if (csv_field_is(&s->fields[i], "usage")) s->col_usage = i;
         for (int v = 0; v < N_VOTES; v++)
@@ -49,8 +51,10 @@ static pasm_status parse_votes(const ferplus_state *s, long line_no, int *votes)
     for (int v = 0; v < N_VOTES; v++) {
         const csv_field *f = &s->fields[s->col_vote[v]];
         const char *p = f->ptr, *end = p + f->len;
-        while (p < end && *p == ' ') p++;
-        while (end > p && end[-1] == ' ') end--;
+        while (p < end && *p == ' ')
+            p++;
+        while (end > p && end[-1] == ' ')
+            end--;
         long value = 0;
         for (const char *q = p; q < end && value <= 1000000; q++) {
             if (*q < '0' || *q > '9') {
@@ -62,7 +66,8 @@ static pasm_status parse_votes(const ferplus_state *s, long line_no, int *votes)
         if (p == end || value < 0 || value > 1000000) {
             char shown[32];
             return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: %s votes '%s' is not a count 0..1000000",
-                               s->name, line_no, vote_names[v], csv_field_show(f, shown, sizeof shown));
+                               s->name, line_no, vote_names[v],
+                               csv_field_show(f, shown, sizeof shown));
         }
         votes[v] = (int)value;
     }
@@ -76,7 +81,8 @@ static int plurality(const int *votes) {
     return votes[best] == 0 || best >= 8 ? -1 : best;
 }
 
-static pasm_status append(ferplus_state *s, ferplus_labels *out, int label, unsigned usage, long line_no) {
+static pasm_status append(ferplus_state *s, ferplus_labels *out, int label, unsigned usage,
+                          long line_no) {
     if ((size_t)out->n_rows == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 4096;
         int8_t *labels = realloc(out->label, cap);
@@ -97,7 +103,10 @@ static pasm_status parse_row(ferplus_state *s, ferplus_labels *out, const char *
     int nf = csv_split(line, len, s->fields, s->n_cols);
     if (nf != s->n_cols)
         return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: %s (the header has %d columns)", s->name,
-                           line_no, nf < 0 ? "malformed quoting" : nf > s->n_cols ? "too many columns" : "missing columns",
+                           line_no,
+                           nf < 0           ? "malformed quoting"
+                           : nf > s->n_cols ? "too many columns"
+                                            : "missing columns",
                            s->n_cols);
     unsigned usage = 0;
     if (s->col_usage >= 0) {
@@ -108,7 +117,8 @@ static pasm_status parse_row(ferplus_state *s, ferplus_labels *out, const char *
                                                  : 0;
         if (!usage) {
             char shown[32];
-            return pasm_errorf(PASM_ERR_FORMAT, "%s:%ld: Usage '%s' is not Training, PublicTest or PrivateTest",
+            return pasm_errorf(PASM_ERR_FORMAT,
+                               "%s:%ld: Usage '%s' is not Training, PublicTest or PrivateTest",
                                s->name, line_no, csv_field_show(f, shown, sizeof shown));
         }
     }
@@ -129,7 +139,8 @@ pasm_status ferplus_parse(line_reader *r, ferplus_labels *out) {
     pasm_status st = PASM_OK;
     while (st == PASM_OK && (got = line_reader_next(r, &line, &len)) == 1) {
         if (len == 0) continue;
-        st = header_seen ? parse_row(&s, out, line, len, r->line_no) : parse_header(&s, line, len, r->line_no);
+        st = header_seen ? parse_row(&s, out, line, len, r->line_no)
+                         : parse_header(&s, line, len, r->line_no);
         header_seen = 1;
     }
     if (st == PASM_OK && got < 0) st = r->error;

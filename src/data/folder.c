@@ -35,8 +35,8 @@ typedef struct {
 
 typedef struct {
     int n_raw;
-    char **raw;      /* class folder names seen in any split folder, sorted */
-    int *label;      /* label of raw[i] */
+    char **raw; /* class folder names seen in any split folder, sorted */
+    int *label; /* label of raw[i] */
     int n_classes;
     const char *const *names; /* FER2013's, or raw itself */
     int fer;
@@ -53,20 +53,25 @@ static int compare_entries(const void *a, const void *b) {
 }
 
 static void dir_list_free(dir_list *l) {
-    for (int i = 0; i < l->n; i++) free(l->entries[i].name);
+    for (int i = 0; i < l->n; i++)
+        free(l->entries[i].name);
     free(l->entries);
     memset(l, 0, sizeof *l);
 }
 
-static char *join(const char *dir, const char *name) { return data_sprintf("%s/%s", dir, name); }
+static char *join(const char *dir, const char *name) {
+    return data_sprintf("%s/%s", dir, name);
+}
 
 static int entry_kind(const char *dir, const char *name) {
     char *path = join(dir, name);
     struct stat sb;
     int kind = ENTRY_OTHER;
     if (path && stat(path, &sb) == 0) {
-        if (S_ISDIR(sb.st_mode)) kind = ENTRY_DIR;
-        else if (S_ISREG(sb.st_mode) && has_image_extension(name)) kind = ENTRY_IMAGE;
+        if (S_ISDIR(sb.st_mode))
+            kind = ENTRY_DIR;
+        else if (S_ISREG(sb.st_mode) && has_image_extension(name))
+            kind = ENTRY_IMAGE;
     }
     free(path);
     return kind;
@@ -93,18 +98,23 @@ static pasm_status list_dir(const char *path, dir_list *out) {
         }
         dir_entry *entry = &out->entries[out->n];
         entry->name = data_strdup(e->d_name);
-        if (!entry->name) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory listing %s", path);
-        else entry->kind = entry_kind(path, e->d_name), out->n++;
+        if (!entry->name)
+            st = pasm_errorf(PASM_ERR_NOMEM, "out of memory listing %s", path);
+        else
+            entry->kind = entry_kind(path, e->d_name), out->n++;
     }
     closedir(d);
-    if (st != PASM_OK) dir_list_free(out);
-    else if (out->n > 1) qsort(out->entries, (size_t)out->n, sizeof *out->entries, compare_entries);
+    if (st != PASM_OK)
+        dir_list_free(out);
+    else if (out->n > 1)
+        qsort(out->entries, (size_t)out->n, sizeof *out->entries, compare_entries);
     return st;
 }
 
 static int count_kind(const dir_list *l, int kind) {
     int n = 0;
-    for (int i = 0; i < l->n; i++) n += l->entries[i].kind == kind;
+    for (int i = 0; i < l->n; i++)
+        n += l->entries[i].kind == kind;
     return n;
 }
 
@@ -120,7 +130,8 @@ static void find_split_dirs(const dir_list *root, split_dirs *s) {
         const dir_entry *e = &root->entries[i];
         if (e->kind != ENTRY_DIR) continue;
         if (!s->train && strcasecmp(e->name, "train") == 0) s->train = e->name;
-        if (!s->val && (strcasecmp(e->name, "val") == 0 || strcasecmp(e->name, "validation") == 0)) s->val = e->name;
+        if (!s->val && (strcasecmp(e->name, "val") == 0 || strcasecmp(e->name, "validation") == 0))
+            s->val = e->name;
         if (!s->test && strcasecmp(e->name, "test") == 0) s->test = e->name;
     }
 }
@@ -159,14 +170,15 @@ static pasm_status split_folders(const char *root_path, const dir_list *root, co
         } else if (named && !mask) {
             folder_add(out, named);
         } else {
-            const char *dir = mask == PASM_SPLIT_TRAINING      ? s->train
-                              : mask == PASM_SPLIT_PUBLIC_TEST ? (s->val ? s->val : s->test)
+            const char *dir = mask == PASM_SPLIT_TRAINING       ? s->train
+                              : mask == PASM_SPLIT_PUBLIC_TEST  ? (s->val ? s->val : s->test)
                               : mask == PASM_SPLIT_PRIVATE_TEST ? s->test
                                                                 : NULL;
             if (!dir)
-                return pasm_errorf(PASM_ERR_INVALID, "%s has no folder for split '%.*s' (it has%s%s%s)",
-                                   root_path, (int)len, p, s->train ? " train/" : "",
-                                   s->val ? " val/" : "", s->test ? " test/" : "");
+                return pasm_errorf(PASM_ERR_INVALID,
+                                   "%s has no folder for split '%.*s' (it has%s%s%s)", root_path,
+                                   (int)len, p, s->train ? " train/" : "", s->val ? " val/" : "",
+                                   s->test ? " test/" : "");
             folder_add(out, dir);
         }
         if (!plus) break;
@@ -178,7 +190,8 @@ static pasm_status split_folders(const char *root_path, const dir_list *root, co
 /* ---- classes ---- */
 
 static void class_table_free(class_table *ct) {
-    for (int i = 0; i < ct->n_raw; i++) free(ct->raw[i]);
+    for (int i = 0; i < ct->n_raw; i++)
+        free(ct->raw[i]);
     free(ct->raw);
     free(ct->label);
     memset(ct, 0, sizeof *ct);
@@ -195,7 +208,8 @@ static pasm_status add_raw(class_table *ct, const char *name) {
     char **raw = realloc(ct->raw, (size_t)(ct->n_raw + 1) * sizeof *raw);
     if (!raw) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for class names");
     ct->raw = raw;
-    if (!(ct->raw[ct->n_raw] = data_strdup(name))) return pasm_errorf(PASM_ERR_NOMEM, "out of memory");
+    if (!(ct->raw[ct->n_raw] = data_strdup(name)))
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory");
     ct->n_raw++;
     return PASM_OK;
 }
@@ -211,8 +225,9 @@ static pasm_status check_synonyms(const char *dir, const dir_list *l) {
             int ci = pasm_class_canonical(l->entries[i].name);
             if (l->entries[i].kind == ENTRY_DIR && l->entries[j].kind == ENTRY_DIR && ci >= 0 &&
                 ci == pasm_class_canonical(l->entries[j].name))
-                return pasm_errorf(PASM_ERR_FORMAT, "%s: class folders '%s' and '%s' both mean %s", dir,
-                                   l->entries[i].name, l->entries[j].name, pasm_fer2013_classes[ci]);
+                return pasm_errorf(PASM_ERR_FORMAT, "%s: class folders '%s' and '%s' both mean %s",
+                                   dir, l->entries[i].name, l->entries[j].name,
+                                   pasm_fer2013_classes[ci]);
         }
     return PASM_OK;
 }
@@ -226,8 +241,9 @@ static void assign_labels(class_table *ct) {
         all_fer &= c >= 0;
         contempt |= c == 7;
     }
-    qsort(ct->raw, (size_t)ct->n_raw, sizeof *ct->raw, compare_strings);
-    for (int i = 0; i < ct->n_raw; i++) ct->label[i] = all_fer ? pasm_class_canonical(ct->raw[i]) : i;
+    if (ct->n_raw > 1) qsort(ct->raw, (size_t)ct->n_raw, sizeof *ct->raw, compare_strings);
+    for (int i = 0; i < ct->n_raw; i++)
+        ct->label[i] = all_fer ? pasm_class_canonical(ct->raw[i]) : i;
     ct->fer = all_fer;
     ct->n_classes = all_fer ? (contempt ? 8 : 7) : ct->n_raw;
     ct->names = all_fer ? pasm_fer2013_classes : (const char *const *)ct->raw;
@@ -247,8 +263,10 @@ static pasm_status collect_classes(char **dirs, int n_dirs, class_table *ct) {
     }
     if (st == PASM_OK) {
         ct->label = malloc((size_t)ct->n_raw * sizeof *ct->label + 1);
-        if (!ct->label) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory for classes");
-        else assign_labels(ct);
+        if (!ct->label)
+            st = pasm_errorf(PASM_ERR_NOMEM, "out of memory for classes");
+        else
+            assign_labels(ct);
     }
     if (st != PASM_OK) class_table_free(ct);
     return st;
@@ -257,7 +275,8 @@ static pasm_status collect_classes(char **dirs, int n_dirs, class_table *ct) {
 /* ---- items ---- */
 
 static void items_free(item_list *it) {
-    for (int i = 0; it->path && i < it->n; i++) free(it->path[i]);
+    for (int i = 0; it->path && i < it->n; i++)
+        free(it->path[i]);
     free(it->path);
     free(it->label);
     memset(it, 0, sizeof *it);
@@ -288,9 +307,11 @@ static pasm_status add_images(item_list *it, const char *dir, int label, int mus
     pasm_status st = list_dir(dir, &l);
     if (st != PASM_OK) return st;
     if (must_have && count_kind(&l, ENTRY_IMAGE) == 0)
-        st = pasm_errorf(PASM_ERR_FORMAT, "%s: class folder has no images (.png, .jpg, .jpeg)", dir);
+        st =
+            pasm_errorf(PASM_ERR_FORMAT, "%s: class folder has no images (.png, .jpg, .jpeg)", dir);
     for (int i = 0; i < l.n && st == PASM_OK; i++)
-        if (l.entries[i].kind == ENTRY_IMAGE) st = items_add(it, join(dir, l.entries[i].name), label);
+        if (l.entries[i].kind == ENTRY_IMAGE)
+            st = items_add(it, join(dir, l.entries[i].name), label);
     dir_list_free(&l);
     return st;
 }
@@ -316,7 +337,8 @@ static pasm_status add_split(item_list *it, const char *dir, const class_table *
     if (!order) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory");
     for (int i = 0; st == PASM_OK && i < l.n; i++)
         if (l.entries[i].kind == ENTRY_DIR)
-            order[n++] = (labelled_dir){ct->label[raw_index(ct, l.entries[i].name)], l.entries[i].name};
+            order[n++] =
+                (labelled_dir){ct->label[raw_index(ct, l.entries[i].name)], l.entries[i].name};
     if (st == PASM_OK && n == 0) st = pasm_errorf(PASM_ERR_FORMAT, "%s: no class folders", dir);
     if (st == PASM_OK) qsort(order, (size_t)n, sizeof *order, compare_labelled);
     for (int i = 0; st == PASM_OK && i < n; i++) {
@@ -356,7 +378,8 @@ static pasm_status decode_all(pasm_dataset *ds) {
 #pragma omp atomic read
         skip = first_bad;
         if (i > skip) continue;
-        pasm_status st = load_one(ds->paths[i], ds->channels, ds->size, ds->images + i * image_bytes);
+        pasm_status st =
+            load_one(ds->paths[i], ds->channels, ds->size, ds->images + i * image_bytes);
         if (st == PASM_OK) continue;
 #pragma omp critical(pasm_folder_error)
         if (i < first_bad) {
@@ -375,13 +398,15 @@ static pasm_status build(const pasm_load_spec *spec, item_list *it, const class_
                          pasm_dataset *out) {
     int size = spec->input_size ? spec->input_size : 48;
     int channels = spec->channels ? spec->channels : 1;
-    char *source = data_sprintf("%s (%s)", spec->path, spec->split && *spec->split ? spec->split : "all");
+    char *source =
+        data_sprintf("%s (%s)", spec->path, spec->split && *spec->split ? spec->split : "all");
     pasm_status st = pasm_dataset_alloc(out, it->n, channels, size, source ? source : spec->path);
     free(source);
     if (st != PASM_OK) return st;
     out->paths = it->path; /* the dataset takes the file names */
     it->path = NULL;
-    for (int i = 0; i < it->n; i++) out->labels[i] = it->label[i];
+    for (int i = 0; i < it->n; i++)
+        out->labels[i] = it->label[i];
     out->labelled = ct->n_classes > 0;
     if (out->labelled) st = pasm_dataset_set_classes(out, ct->names, ct->n_classes);
     if (st == PASM_OK) st = decode_all(out);
@@ -407,7 +432,8 @@ static pasm_status plan_folders(const pasm_load_spec *spec, const dir_list *root
         pasm_status st = split_folders(spec->path, root, &s, spec->split, &want);
         if (st != PASM_OK) return st;
         folder_add(&all, s.train), folder_add(&all, s.val), folder_add(&all, s.test);
-        for (int i = 0; i < want.n; i++) folder_add(&all, want.names[i]);
+        for (int i = 0; i < want.n; i++)
+            folder_add(&all, want.names[i]);
     }
     *n_read = want.n ? want.n : 1;
     *n_all = all.n ? all.n : 1;
@@ -424,16 +450,19 @@ static pasm_status plan_folders(const pasm_load_spec *spec, const dir_list *root
 }
 
 static void free_dirs(char **dirs, int n) {
-    for (int i = 0; dirs && i < n; i++) free(dirs[i]);
+    for (int i = 0; dirs && i < n; i++)
+        free(dirs[i]);
     free(dirs);
 }
 
-static pasm_status collect_items(char **read_dirs, int n_read, const class_table *ct, item_list *it) {
+static pasm_status collect_items(char **read_dirs, int n_read, const class_table *ct,
+                                 item_list *it) {
     pasm_status st = PASM_OK;
     for (int d = 0; d < n_read && st == PASM_OK; d++)
         st = ct->n_raw ? add_split(it, read_dirs[d], ct) : add_images(it, read_dirs[d], -1, 0);
     if (st == PASM_OK && it->n == 0)
-        st = pasm_errorf(PASM_ERR_FORMAT, "%s: no images (.png, .jpg, .jpeg) and no class folders", read_dirs[0]);
+        st = pasm_errorf(PASM_ERR_FORMAT, "%s: no images (.png, .jpg, .jpeg) and no class folders",
+                         read_dirs[0]);
     return st;
 }
 

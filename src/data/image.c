@@ -31,7 +31,8 @@ typedef struct {
 } decode_state;
 
 static pasm_status too_large(const char *name, int w, int h) {
-    return pasm_errorf(PASM_ERR_FORMAT, "%s: %dx%d image is over the %zu-pixel limit", name, w, h, MAX_PIXELS);
+    return pasm_errorf(PASM_ERR_FORMAT, "%s: %dx%d image is over the %zu-pixel limit", name, w, h,
+                       MAX_PIXELS);
 }
 
 /* ---- JPEG ---- */
@@ -55,9 +56,12 @@ static void jpeg_emit(j_common_ptr cinfo, int level) {
     if (level < 0) cinfo->err->num_warnings++;
 }
 
-static void jpeg_quiet(j_common_ptr cinfo) { (void)cinfo; }
+static void jpeg_quiet(j_common_ptr cinfo) {
+    (void)cinfo;
+}
 
-/* Progressive files with thousands of scans take forever to decode; refuse them (as TurboJPEG's scan limit). */
+/* Progressive files with thousands of scans take forever to decode; refuse them (as TurboJPEG's
+ * scan limit). */
 static void jpeg_progress(j_common_ptr cinfo) {
     j_decompress_ptr d = (j_decompress_ptr)cinfo;
     if (cinfo->is_decompressor && d->input_scan_number > MAX_JPEG_SCANS) {
@@ -68,7 +72,8 @@ static void jpeg_progress(j_common_ptr cinfo) {
 }
 
 /* Returns 0 on success, 1 with st->message set, 2 when too large or unsupported (message set). */
-static int jpeg_decode_guarded(decode_state *st, struct jpeg_decompress_struct *cinfo, jpeg_guard *g) {
+static int jpeg_decode_guarded(decode_state *st, struct jpeg_decompress_struct *cinfo,
+                               jpeg_guard *g) {
     if (setjmp(g->jump)) return 1;
     jpeg_create_decompress(cinfo);
     cinfo->progress = &g->progress;
@@ -112,7 +117,8 @@ static pasm_status jpeg_decode(decode_state *st) {
     if (r == 3) return too_large(st->name, (int)cinfo.image_width, (int)cinfo.image_height);
     if (r == 4) return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory decoding", st->name);
     if (r == 2) return pasm_errorf(PASM_ERR_FORMAT, "%s: %s", st->name, st->message);
-    return pasm_errorf(PASM_ERR_FORMAT, "%s: corrupt or unreadable JPEG: %s", st->name, st->message);
+    return pasm_errorf(PASM_ERR_FORMAT, "%s: corrupt or unreadable JPEG: %s", st->name,
+                       st->message);
 }
 
 /* ---- PNG ---- */
@@ -123,7 +129,9 @@ static void png_fail(png_structp png, png_const_charp msg) {
     png_longjmp(png, 1);
 }
 
-static void png_quiet(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
+static void png_quiet(png_structp png, png_const_charp msg) {
+    (void)png, (void)msg;
+}
 
 static void png_read_memory(png_structp png, png_bytep out, size_t n) {
     decode_state *st = png_get_io_ptr(png);
@@ -162,7 +170,8 @@ static int png_decode_guarded(decode_state *st, png_structp png, png_infop info)
     st->pixels = malloc(stride * h + 1);
     st->rows = malloc(sizeof *st->rows * h + 1);
     if (!st->pixels || !st->rows) return 4;
-    for (png_uint_32 y = 0; y < h; y++) st->rows[y] = st->pixels + y * stride;
+    for (png_uint_32 y = 0; y < h; y++)
+        st->rows[y] = st->pixels + y * stride;
     png_read_image(png, st->rows);
     return 0;
 }
@@ -184,7 +193,8 @@ static pasm_status png_decode(decode_state *st) {
 
 /* ---- public decoding ---- */
 
-pasm_status pasm_image_decode(const void *data, size_t size, const char *name, int channels, pasm_image *out) {
+pasm_status pasm_image_decode(const void *data, size_t size, const char *name, int channels,
+                              pasm_image *out) {
     static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     memset(out, 0, sizeof *out);
     if (!name) name = "(memory)";
@@ -240,7 +250,8 @@ pasm_status pasm_image_read(const char *path, int channels, pasm_image *out) {
         size_t got = fread(data + size, 1, cap - size, f);
         size += got;
         if (got == 0) {
-            if (ferror(f)) st = pasm_errorf(PASM_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+            if (ferror(f))
+                st = pasm_errorf(PASM_ERR_IO, "cannot read %s: %s", path, strerror(errno));
             break;
         }
     }
@@ -266,16 +277,19 @@ pasm_status pasm_png_write_rgb(const char *path, int w, int h, const uint8_t *pi
     return pasm_png_write(path, w, h, 3, pixels);
 }
 
-pasm_status pasm_png_write_planar(const char *path, int channels, int w, int h, const uint8_t *pixels) {
+pasm_status pasm_png_write_planar(const char *path, int channels, int w, int h,
+                                  const uint8_t *pixels) {
     if (channels == 1) return pasm_png_write(path, w, h, 1, pixels);
-    if (channels != 3) return pasm_errorf(PASM_ERR_INVALID, "%s: channels %d: need 1 or 3", path, channels);
+    if (channels != 3)
+        return pasm_errorf(PASM_ERR_INVALID, "%s: channels %d: need 1 or 3", path, channels);
     if (w < 1 || h < 1 || w > (1 << 16) || h > (1 << 16))
         return pasm_errorf(PASM_ERR_INVALID, "%s: cannot write a %dx%d PNG", path, w, h);
     size_t n = (size_t)w * h;
     uint8_t *rgb = malloc(n * 3);
     if (!rgb) return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", path);
     for (size_t i = 0; i < n; i++)
-        for (int c = 0; c < 3; c++) rgb[i * 3 + c] = pixels[c * n + i];
+        for (int c = 0; c < 3; c++)
+            rgb[i * 3 + c] = pixels[c * n + i];
     pasm_status st = pasm_png_write(path, w, h, 3, rgb);
     free(rgb);
     return st;

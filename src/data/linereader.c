@@ -21,7 +21,9 @@
 static pasm_status start_pipe(line_reader *r);
 static void stop_pipe(line_reader *r);
 
-static int is_gzip(const unsigned char *p, size_t n) { return n >= 2 && p[0] == 0x1f && p[1] == 0x8b; }
+static int is_gzip(const unsigned char *p, size_t n) {
+    return n >= 2 && p[0] == 0x1f && p[1] == 0x8b;
+}
 
 static int fail(line_reader *r, pasm_status code) {
     r->error = code;
@@ -138,7 +140,8 @@ static int inflate_into(line_reader *r, unsigned char *out, size_t cap, size_t *
             return fail(r, PASM_ERR_FORMAT);
         }
         if (r->member_ended) {
-            /* Another gzip member may follow (as gzip -c a b > c makes); anything else is not ours. */
+            /* Another gzip member may follow (as gzip -c a b > c makes); anything else is not ours.
+             */
             if (r->zs.next_in[0] != 0x1f) {
                 pasm_errorf(PASM_ERR_FORMAT, "%s: unexpected data after the gzip stream", r->name);
                 return fail(r, PASM_ERR_FORMAT);
@@ -185,7 +188,8 @@ static void *inflate_thread(void *arg) {
     struct inflate_pipe *p = r->pipe;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->full[p->produce] && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
+        while (p->full[p->produce] && !p->stop)
+            pthread_cond_wait(&p->cv, &p->mu);
         int stop = p->stop, slot = p->produce;
         pthread_mutex_unlock(&p->mu);
         if (stop) return NULL;
@@ -214,7 +218,8 @@ static pasm_status start_pipe(line_reader *r) {
     if (!p) return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", r->name);
     for (int i = 0; i < PIPE_SLOTS; i++)
         if (!(p->chunk[i] = malloc(TEXT_CHUNK))) {
-            for (int j = 0; j < i; j++) free(p->chunk[j]);
+            for (int j = 0; j < i; j++)
+                free(p->chunk[j]);
             free(p);
             return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", r->name);
         }
@@ -226,7 +231,8 @@ static pasm_status start_pipe(line_reader *r) {
         r->pipe = NULL;
         pthread_mutex_destroy(&p->mu);
         pthread_cond_destroy(&p->cv);
-        for (int i = 0; i < PIPE_SLOTS; i++) free(p->chunk[i]);
+        for (int i = 0; i < PIPE_SLOTS; i++)
+            free(p->chunk[i]);
         free(p);
     }
     return PASM_OK;
@@ -242,7 +248,8 @@ static void stop_pipe(line_reader *r) {
     pthread_join(p->thread, NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
-    for (int i = 0; i < PIPE_SLOTS; i++) free(p->chunk[i]);
+    for (int i = 0; i < PIPE_SLOTS; i++)
+        free(p->chunk[i]);
     free(p);
     r->pipe = NULL;
 }
@@ -251,7 +258,8 @@ static void stop_pipe(line_reader *r) {
 static int take_from_pipe(line_reader *r, size_t *got) {
     struct inflate_pipe *p = r->pipe;
     pthread_mutex_lock(&p->mu);
-    while (!p->full[p->consume] && !p->done) pthread_cond_wait(&p->cv, &p->mu);
+    while (!p->full[p->consume] && !p->done)
+        pthread_cond_wait(&p->cv, &p->mu);
     int slot = p->consume, have = p->full[slot];
     pasm_status status = p->status;
     pthread_mutex_unlock(&p->mu);
@@ -296,7 +304,8 @@ static int make_room(line_reader *r) {
     }
     char *bigger = realloc(r->buf, r->cap * 2);
     if (!bigger) {
-        pasm_errorf(PASM_ERR_NOMEM, "%s:%ld: out of memory for a long line", r->name, r->line_no + 1);
+        pasm_errorf(PASM_ERR_NOMEM, "%s:%ld: out of memory for a long line", r->name,
+                    r->line_no + 1);
         return fail(r, PASM_ERR_NOMEM);
     }
     r->buf = bigger;
@@ -312,7 +321,8 @@ static int fill(line_reader *r) {
         if (r->pipe) {
             if (take_from_pipe(r, &got) < 0) return -1;
         } else if (r->gz) {
-            if (inflate_into(r, (unsigned char *)r->buf + r->end, r->cap - r->end, &got) < 0) return -1;
+            if (inflate_into(r, (unsigned char *)r->buf + r->end, r->cap - r->end, &got) < 0)
+                return -1;
             if (r->gz_done) r->src_done = 1;
         } else {
             ssize_t n = read(r->fd, r->buf + r->end, r->cap - r->end);

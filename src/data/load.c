@@ -21,13 +21,15 @@ static int is_image_file(const char *path) {
 
 pasm_status pasm_dataset_load(const pasm_load_spec *spec, pasm_dataset *out) {
     memset(out, 0, sizeof *out);
-    if (!spec || !spec->path || !*spec->path) return pasm_errorf(PASM_ERR_INVALID, "no data path given");
+    if (!spec || !spec->path || !*spec->path)
+        return pasm_errorf(PASM_ERR_INVALID, "no data path given");
     struct stat sb;
     if (stat(spec->path, &sb) != 0)
         return pasm_errorf(PASM_ERR_IO, "cannot open %s: %s", spec->path, strerror(errno));
     if (S_ISDIR(sb.st_mode)) {
         if (spec->labels)
-            return pasm_errorf(PASM_ERR_INVALID, "%s: FER+ labels apply to a FER2013 CSV, not to a folder",
+            return pasm_errorf(PASM_ERR_INVALID,
+                               "%s: FER+ labels apply to a FER2013 CSV, not to a folder",
                                spec->path);
         return folder_load(spec, out);
     }

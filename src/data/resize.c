@@ -33,7 +33,8 @@ static void plan_pixel(resample_plan *p, int xx, double scale, double support, d
     int32_t *fixed = p->coeffs + (size_t)xx * p->ksize;
     for (int x = 0; x < p->ksize; x++) {
         double w = x < xmax ? (ww != 0.0 ? k[x] / ww : k[x]) : 0.0;
-        fixed[x] = (int32_t)(w < 0 ? -0.5 + w * (1 << PRECISION_BITS) : 0.5 + w * (1 << PRECISION_BITS));
+        fixed[x] =
+            (int32_t)(w < 0 ? -0.5 + w * (1 << PRECISION_BITS) : 0.5 + w * (1 << PRECISION_BITS));
     }
     p->bounds[2 * xx] = xmin;
     p->bounds[2 * xx + 1] = xmax;
@@ -54,9 +55,11 @@ pasm_status resample_plan_init(resample_plan *p, int in_size, int out_size) {
     if (!p->bounds || !p->coeffs || !k) {
         free(k);
         resample_plan_free(p);
-        return pasm_errorf(PASM_ERR_NOMEM, "out of memory planning a %d -> %d resize", in_size, out_size);
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory planning a %d -> %d resize", in_size,
+                           out_size);
     }
-    for (int xx = 0; xx < out_size; xx++) plan_pixel(p, xx, scale, support, k);
+    for (int xx = 0; xx < out_size; xx++)
+        plan_pixel(p, xx, scale, support, k);
     free(k);
     return PASM_OK;
 }
@@ -73,9 +76,12 @@ static inline uint8_t clip8(int32_t v) {
     return (uint8_t)(v >> PRECISION_BITS);
 }
 
-size_t resize_scratch_size(int in_w, int in_h, int out_w) { return (size_t)in_h * out_w; }
+size_t resize_scratch_size(int in_w, int in_h, int out_w) {
+    return (size_t)in_h * out_w;
+}
 
-static void horizontal(const uint8_t *src, int in_w, int in_h, uint8_t *dst, const resample_plan *px) {
+static void horizontal(const uint8_t *src, int in_w, int in_h, uint8_t *dst,
+                       const resample_plan *px) {
     int out_w = px->out_size;
     for (int y = 0; y < in_h; y++) {
         const uint8_t *row = src + (size_t)y * in_w;
@@ -83,7 +89,8 @@ static void horizontal(const uint8_t *src, int in_w, int in_h, uint8_t *dst, con
             int xmin = px->bounds[2 * xx], xmax = px->bounds[2 * xx + 1];
             const int32_t *k = px->coeffs + (size_t)xx * px->ksize;
             int32_t ss = 1 << (PRECISION_BITS - 1);
-            for (int x = 0; x < xmax; x++) ss += row[x + xmin] * k[x];
+            for (int x = 0; x < xmax; x++)
+                ss += row[x + xmin] * k[x];
             dst[(size_t)y * out_w + xx] = clip8(ss);
         }
     }
@@ -95,7 +102,8 @@ static void vertical(const uint8_t *src, int w, uint8_t *dst, const resample_pla
         const int32_t *k = py->coeffs + (size_t)yy * py->ksize;
         for (int xx = 0; xx < w; xx++) {
             int32_t ss = 1 << (PRECISION_BITS - 1);
-            for (int y = 0; y < ymax; y++) ss += src[(size_t)(y + ymin) * w + xx] * k[y];
+            for (int y = 0; y < ymax; y++)
+                ss += src[(size_t)(y + ymin) * w + xx] * k[y];
             dst[(size_t)yy * w + xx] = clip8(ss);
         }
     }
@@ -118,13 +126,15 @@ void resize_plane(const uint8_t *src, int in_w, int in_h, uint8_t *dst, const re
     }
 }
 
-void convert_interleaved(const uint8_t *src, int src_channels, size_t n_pixels, int channels, uint8_t *dst) {
+void convert_interleaved(const uint8_t *src, int src_channels, size_t n_pixels, int channels,
+                         uint8_t *dst) {
     int colour = src_channels >= 3;
     for (size_t i = 0; i < n_pixels; i++) {
         const uint8_t *p = src + i * (size_t)src_channels;
         if (channels == 1) {
             /* PIL's L = R*299/1000 + G*587/1000 + B*114/1000 in its 16-bit fixed point. */
-            dst[i] = colour ? (uint8_t)((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16) : p[0];
+            dst[i] = colour ? (uint8_t)((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16)
+                            : p[0];
         } else {
             dst[i] = p[0];
             dst[n_pixels + i] = colour ? p[1] : p[0];
@@ -149,7 +159,8 @@ pasm_status data_resize_grey_images(const uint8_t *native, int n, int side, pasm
             if (!scratch) continue;
             uint8_t *out = ds->images + (size_t)i * channels * plane;
             resize_plane(native + (size_t)i * in_plane, side, side, out, &plan, &plan, scratch);
-            for (int c = 1; c < channels; c++) memcpy(out + c * plane, out, plane);
+            for (int c = 1; c < channels; c++)
+                memcpy(out + c * plane, out, plane);
         }
         free(scratch);
     }
@@ -163,11 +174,14 @@ pasm_status pasm_image_resize(const pasm_image *img, int out_w, int out_h, uint8
     pasm_status st = resample_plan_init(&px, img->width, out_w);
     if (st != PASM_OK) return st;
     st = resample_plan_init(&py, img->height, out_h);
-    uint8_t *scratch = st == PASM_OK ? malloc(resize_scratch_size(img->width, img->height, out_w) + 1) : NULL;
-    if (st == PASM_OK && !scratch) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory resizing an image");
+    uint8_t *scratch =
+        st == PASM_OK ? malloc(resize_scratch_size(img->width, img->height, out_w) + 1) : NULL;
+    if (st == PASM_OK && !scratch)
+        st = pasm_errorf(PASM_ERR_NOMEM, "out of memory resizing an image");
     size_t in_plane = (size_t)img->width * img->height, out_plane = (size_t)out_w * out_h;
     for (int c = 0; st == PASM_OK && c < img->channels; c++)
-        resize_plane(img->pixels + c * in_plane, img->width, img->height, out + c * out_plane, &px, &py, scratch);
+        resize_plane(img->pixels + c * in_plane, img->width, img->height, out + c * out_plane, &px,
+                     &py, scratch);
     free(scratch);
     resample_plan_free(&px);
     resample_plan_free(&py);

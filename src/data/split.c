@@ -39,7 +39,8 @@ pasm_status pasm_dataset_split_indices(const pasm_dataset *ds, double fraction, 
     *train_idx = *val_idx = NULL;
     *n_train = *n_val = 0;
     if (!ds->labelled || ds->n_classes < 1)
-        return pasm_errorf(PASM_ERR_INVALID, "%s: a stratified split needs labelled images", ds->source);
+        return pasm_errorf(PASM_ERR_INVALID, "%s: a stratified split needs labelled images",
+                           ds->source);
     if (!(fraction >= 0.0 && fraction < 1.0))
         return pasm_errorf(PASM_ERR_INVALID, "validation fraction %g outside [0, 1)", fraction);
     int *members = malloc((size_t)ds->n * sizeof *members + 1);
@@ -50,10 +51,13 @@ pasm_status pasm_dataset_split_indices(const pasm_dataset *ds, double fraction, 
         free(members), free(chosen), free(train), free(val);
         return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory splitting", ds->source);
     }
-    for (int c = 0; c < ds->n_classes; c++) pick_class(ds, c, fraction, seed, members, chosen);
+    for (int c = 0; c < ds->n_classes; c++)
+        pick_class(ds, c, fraction, seed, members, chosen);
     for (int i = 0; i < ds->n; i++) {
-        if (chosen[i]) val[(*n_val)++] = i;
-        else train[(*n_train)++] = i;
+        if (chosen[i])
+            val[(*n_val)++] = i;
+        else
+            train[(*n_train)++] = i;
     }
     free(members);
     free(chosen);

@@ -27,7 +27,9 @@ static inline void write_bytes(const char *path, const void *data, size_t size) 
     assert_int_equal(fclose(f), 0);
 }
 
-static inline void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
+static inline void write_text(const char *path, const char *text) {
+    write_bytes(path, text, strlen(text));
+}
 
 static inline void write_gz(const char *path, const char *text) {
     gzFile g = gzopen(path, "wb");
@@ -70,7 +72,8 @@ static inline void assert_error_has_(const char *file, int line, const char *fir
 #include <jpeglib.h>
 
 /* A baseline JPEG of interleaved grey (1) or RGB (3) pixels, via libjpeg. */
-static inline void write_jpeg(const char *path, int w, int h, int channels, const uint8_t *pixels, int quality) {
+static inline void write_jpeg(const char *path, int w, int h, int channels, const uint8_t *pixels,
+                              int quality) {
     struct jpeg_compress_struct c;
     struct jpeg_error_mgr err;
     c.err = jpeg_std_error(&err);

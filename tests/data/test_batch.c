@@ -9,7 +9,8 @@
 /* n images of size S, C channels, labels from counts per class, pixel values from a formula. */
 static void make_dataset(pasm_dataset *ds, const int *counts, int n_classes, int C, int S) {
     int n = 0;
-    for (int c = 0; c < n_classes; c++) n += counts[c];
+    for (int c = 0; c < n_classes; c++)
+        n += counts[c];
     assert_int_equal(pasm_dataset_alloc(ds, n, C, S, "test set"), PASM_OK);
     const char *names[8] = {"a", "b", "c", "d", "e", "f", "g", "h"};
     assert_int_equal(pasm_dataset_set_classes(ds, names, n_classes), PASM_OK);
@@ -22,7 +23,8 @@ static void make_dataset(pasm_dataset *ds, const int *counts, int n_classes, int
         left[c]--;
         ds->labels[i++] = c;
     }
-    for (size_t k = 0; k < (size_t)n * C * S * S; k++) ds->images[k] = (uint8_t)((k * 2654435761u) >> 24);
+    for (size_t k = 0; k < (size_t)n * C * S * S; k++)
+        ds->images[k] = (uint8_t)((k * 2654435761u) >> 24);
 }
 
 static void test_split_stratified(void **state) {
@@ -32,17 +34,23 @@ static void test_split_stratified(void **state) {
     make_dataset(&ds, counts, 5, 1, 4);
     int *ti, *vi, nt, nv;
     assert_int_equal(pasm_dataset_split_indices(&ds, 0.1, 42, &ti, &nt, &vi, &nv), PASM_OK);
-    /* 10% rounded: 10, 2, 0 (a single image stays in training), 1 (0.5 rounds up), 1 (at least one of two). */
+    /* 10% rounded: 10, 2, 0 (a single image stays in training), 1 (0.5 rounds up), 1 (at least one
+     * of two). */
     const int expect[] = {10, 2, 0, 1, 1};
     int got[5] = {0};
-    for (int i = 0; i < nv; i++) got[ds.labels[vi[i]]]++;
-    for (int c = 0; c < 5; c++) assert_int_equal(got[c], expect[c]);
+    for (int i = 0; i < nv; i++)
+        got[ds.labels[vi[i]]]++;
+    for (int c = 0; c < 5; c++)
+        assert_int_equal(got[c], expect[c]);
     assert_int_equal(nt + nv, ds.n);
     /* Disjoint, sorted, covering. */
     uint8_t *seen = calloc((size_t)ds.n, 1);
-    for (int i = 0; i < nt; i++) seen[ti[i]]++, assert_true(i == 0 || ti[i] > ti[i - 1]);
-    for (int i = 0; i < nv; i++) seen[vi[i]]++, assert_true(i == 0 || vi[i] > vi[i - 1]);
-    for (int i = 0; i < ds.n; i++) assert_int_equal(seen[i], 1);
+    for (int i = 0; i < nt; i++)
+        seen[ti[i]]++, assert_true(i == 0 || ti[i] > ti[i - 1]);
+    for (int i = 0; i < nv; i++)
+        seen[vi[i]]++, assert_true(i == 0 || vi[i] > vi[i - 1]);
+    for (int i = 0; i < ds.n; i++)
+        assert_int_equal(seen[i], 1);
     free(seen);
     /* The same seed gives the same split; another seed another. */
     int *ti2, *vi2, nt2, nv2;
@@ -125,11 +133,13 @@ static void test_batch_make(void **state) {
 
 /* ---- augmentation against a direct reference ---- */
 
-static int reflect(int i, int S) { return i < 0 ? -i : i >= S ? 2 * (S - 1) - i : i; }
+static int reflect(int i, int S) {
+    return i < 0 ? -i : i >= S ? 2 * (S - 1) - i : i;
+}
 
 /* torchvision, literally: pad (reflect), crop at (top, left), flip, erase. */
-static void reference(const float *in, float *out, int C, int S, const pasm_augment_config *cfg, uint64_t seed,
-                      uint64_t epoch, int index) {
+static void reference(const float *in, float *out, int C, int S, const pasm_augment_config *cfg,
+                      uint64_t seed, uint64_t epoch, int index) {
     pasm_rng r;
     pasm_rng_init(&r, seed, PASM_RNG_AUGMENT, epoch, (uint64_t)index);
     int P = cfg->crop_padding, PS = S + 2 * P;
@@ -140,7 +150,8 @@ static void reference(const float *in, float *out, int C, int S, const pasm_augm
     for (int c = 0; c < C; c++)
         for (int y = 0; y < PS; y++)
             for (int x = 0; x < PS; x++)
-                padded[(c * PS + y) * PS + x] = in[(c * S + reflect(y - P, S)) * S + reflect(x - P, S)];
+                padded[(c * PS + y) * PS + x] =
+                    in[(c * S + reflect(y - P, S)) * S + reflect(x - P, S)];
     for (int c = 0; c < C; c++)
         for (int y = 0; y < S; y++)
             for (int x = 0; x < S; x++) {
@@ -151,14 +162,18 @@ static void reference(const float *in, float *out, int C, int S, const pasm_augm
     if (cfg->erase_p > 0 && pasm_rng_uniform(&r) < cfg->erase_p) {
         double area = (double)S * S, lo = log(cfg->erase_ratio_min), hi = log(cfg->erase_ratio_max);
         for (int attempt = 0; attempt < 10; attempt++) {
-            double scale = cfg->erase_scale_min + (cfg->erase_scale_max - cfg->erase_scale_min) * pasm_rng_uniform(&r);
+            double scale = cfg->erase_scale_min +
+                           (cfg->erase_scale_max - cfg->erase_scale_min) * pasm_rng_uniform(&r);
             double aspect = exp(lo + (hi - lo) * pasm_rng_uniform(&r));
-            int h = (int)nearbyint(sqrt(area * scale * aspect)), w = (int)nearbyint(sqrt(area * scale / aspect));
+            int h = (int)nearbyint(sqrt(area * scale * aspect)),
+                w = (int)nearbyint(sqrt(area * scale / aspect));
             if (!(h < S && w < S) || h < 1 || w < 1) continue;
-            int i = (int)pasm_rng_below(&r, (uint32_t)(S - h + 1)), j = (int)pasm_rng_below(&r, (uint32_t)(S - w + 1));
+            int i = (int)pasm_rng_below(&r, (uint32_t)(S - h + 1)),
+                j = (int)pasm_rng_below(&r, (uint32_t)(S - w + 1));
             for (int c = 0; c < C; c++)
                 for (int y = i; y < i + h; y++)
-                    for (int x = j; x < j + w; x++) out[(c * S + y) * S + x] = 0.0f;
+                    for (int x = j; x < j + w; x++)
+                        out[(c * S + y) * S + x] = 0.0f;
             break;
         }
     }
@@ -168,7 +183,8 @@ static float *random_batch(int n, int C, int S, uint64_t seed) {
     float *x = malloc(sizeof(float) * (size_t)n * C * S * S);
     pasm_rng r;
     pasm_rng_init(&r, seed, PASM_RNG_INIT, 0, 0);
-    for (size_t k = 0; k < (size_t)n * C * S * S; k++) x[k] = pasm_rng_normal(&r) + 3.0f; /* never 0 */
+    for (size_t k = 0; k < (size_t)n * C * S * S; k++)
+        x[k] = pasm_rng_normal(&r) + 3.0f; /* never 0 */
     return x;
 }
 
@@ -182,7 +198,8 @@ static void test_augment_matches_reference(void **state) {
     assert_true(cfg.erase_p == 0.0f);
     cfg.erase_p = 0.5f;
     int idx[64];
-    for (int i = 0; i < n; i++) idx[i] = 1000 + 7 * i;
+    for (int i = 0; i < n; i++)
+        idx[i] = 1000 + 7 * i;
     float *x = random_batch(n, C, S, 1), *orig = random_batch(n, C, S, 1);
     float *want = malloc(sizeof(float) * (size_t)C * S * S);
     assert_int_equal(pasm_augment_batch(x, n, C, S, &cfg, 99, 3, idx), PASM_OK);
@@ -190,7 +207,8 @@ static void test_augment_matches_reference(void **state) {
     for (int i = 0; i < n; i++) {
         reference(orig + (size_t)i * C * S * S, want, C, S, &cfg, 99, 3, idx[i]);
         assert_memory_equal(x + (size_t)i * C * S * S, want, sizeof(float) * (size_t)C * S * S);
-        flipped_or_moved += memcmp(want, orig + (size_t)i * C * S * S, sizeof(float) * (size_t)C * S * S) != 0;
+        flipped_or_moved +=
+            memcmp(want, orig + (size_t)i * C * S * S, sizeof(float) * (size_t)C * S * S) != 0;
         for (int k = 0; k < C * S * S; k++)
             if (want[k] == 0.0f) {
                 erased++;
@@ -212,11 +230,13 @@ static void test_augment_per_sample(void **state) {
     cfg.erase_p = 0.7f;
     float *a = random_batch(6, C, S, 5), *b = malloc(sizeof(float) * 6 * plane);
     /* b holds a's samples in reverse order, with the same indices. */
-    for (int i = 0; i < 6; i++) memcpy(b + i * plane, a + (5 - i) * plane, sizeof(float) * plane);
+    for (int i = 0; i < 6; i++)
+        memcpy(b + i * plane, a + (5 - i) * plane, sizeof(float) * plane);
     int ia[6] = {10, 11, 12, 13, 14, 15}, ib[6] = {15, 14, 13, 12, 11, 10};
     assert_int_equal(pasm_augment_batch(a, 6, C, S, &cfg, 7, 2, ia), PASM_OK);
     assert_int_equal(pasm_augment_batch(b, 6, C, S, &cfg, 7, 2, ib), PASM_OK);
-    for (int i = 0; i < 6; i++) assert_memory_equal(a + i * plane, b + (5 - i) * plane, sizeof(float) * plane);
+    for (int i = 0; i < 6; i++)
+        assert_memory_equal(a + i * plane, b + (5 - i) * plane, sizeof(float) * plane);
     /* Another epoch draws anew. */
     float *c = random_batch(6, C, S, 5), *d = random_batch(6, C, S, 5);
     assert_int_equal(pasm_augment_batch(c, 6, C, S, &cfg, 7, 2, ia), PASM_OK);
@@ -239,7 +259,8 @@ static void test_augment_off_and_errors(void **state) {
     assert_error_has("crop padding 8");
     cfg.crop_padding = 0;
     cfg.erase_p = 0.5f;
-    cfg.erase_scale_min = 0.5f, cfg.erase_scale_max = 0.1f, cfg.erase_ratio_min = 1, cfg.erase_ratio_max = 1;
+    cfg.erase_scale_min = 0.5f, cfg.erase_scale_max = 0.1f, cfg.erase_ratio_min = 1,
+    cfg.erase_ratio_max = 1;
     assert_int_equal(pasm_augment_batch(x, 4, 3, S, &cfg, 1, 0, idx), PASM_ERR_INVALID);
     free(x), free(orig);
 }
@@ -255,7 +276,8 @@ static void test_erasing_statistics(void **state) {
     cfg.crop_padding = 0, cfg.hflip = 0, cfg.erase_p = 1.0f;
     float *x = random_batch(n, 1, S, 3);
     int *idx = malloc(sizeof(int) * n);
-    for (int i = 0; i < n; i++) idx[i] = i;
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
     assert_int_equal(pasm_augment_batch(x, n, 1, S, &cfg, 11, 0, idx), PASM_OK);
     double min_frac = 1, max_frac = 0, sum_frac = 0;
     for (int i = 0; i < n; i++) {
@@ -264,7 +286,8 @@ static void test_erasing_statistics(void **state) {
             if (x[i * plane + k] == 0.0f) {
                 zeros++;
                 int y = k / S, xx = k % S;
-                y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1, x0 = xx < x0 ? xx : x0, x1 = xx > x1 ? xx : x1;
+                y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1, x0 = xx < x0 ? xx : x0,
+                x1 = xx > x1 ? xx : x1;
             }
         assert_true(zeros > 0);
         assert_int_equal(zeros, (y1 - y0 + 1) * (x1 - x0 + 1)); /* one solid box */
@@ -274,7 +297,8 @@ static void test_erasing_statistics(void **state) {
         min_frac = frac < min_frac ? frac : min_frac, max_frac = frac > max_frac ? frac : max_frac;
         sum_frac += frac;
     }
-    printf("  erased area: min %.3f max %.3f mean %.3f of the face\n", min_frac, max_frac, sum_frac / n);
+    printf("  erased area: min %.3f max %.3f mean %.3f of the face\n", min_frac, max_frac,
+           sum_frac / n);
     assert_true(min_frac >= 0.01 && max_frac <= 0.45);
     assert_true(fabs(sum_frac / n - 0.21) < 0.03); /* uniform 0.02..0.4 has mean 0.21 */
     /* Random values: about N(0, 1) inside the boxes. */
@@ -296,9 +320,9 @@ static void test_erasing_statistics(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split_stratified),      cmocka_unit_test(test_mean_std),
-        cmocka_unit_test(test_batch_make),            cmocka_unit_test(test_augment_matches_reference),
-        cmocka_unit_test(test_augment_per_sample),    cmocka_unit_test(test_augment_off_and_errors),
+        cmocka_unit_test(test_split_stratified),   cmocka_unit_test(test_mean_std),
+        cmocka_unit_test(test_batch_make),         cmocka_unit_test(test_augment_matches_reference),
+        cmocka_unit_test(test_augment_per_sample), cmocka_unit_test(test_augment_off_and_errors),
         cmocka_unit_test(test_erasing_statistics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,10 +43,12 @@ static char *official_csv(const int *labels, const int *bases, const char *const
 
 static const int labels6[] = {0, 3, 6, 2, 5, 1};
 static const int bases6[] = {0, 10, 20, 30, 40, 250};
-static const char *const usages6[] = {"Training", "Training", "PublicTest", "PrivateTest", "Training", "PrivateTest"};
+static const char *const usages6[] = {"Training",    "Training", "PublicTest",
+                                      "PrivateTest", "Training", "PrivateTest"};
 
 static void check_face(const pasm_dataset *ds, int i, int base) {
-    for (int k = 0; k < 9; k++) assert_int_equal(ds->images[i * 9 + k], (base + k) % 256);
+    for (int k = 0; k < 9; k++)
+        assert_int_equal(ds->images[i * 9 + k], (base + k) % 256);
 }
 
 static pasm_status load(const char *path, const char *split, pasm_dataset *ds) {
@@ -196,8 +198,10 @@ static void test_resize_and_channels(void **state) {
     assert_int_equal(ds.channels, 3);
     /* Grey to RGB replicates the plane. */
     for (int i = 0; i < ds.n; i++)
-        for (int c = 1; c < 3; c++) assert_memory_equal(ds.images + i * 27 + c * 9, ds.images + i * 27, 9);
-    for (int k = 0; k < 9; k++) assert_int_equal(ds.images[27 + k], 10 + k);
+        for (int c = 1; c < 3; c++)
+            assert_memory_equal(ds.images + i * 27 + c * 9, ds.images + i * 27, 9);
+    for (int k = 0; k < 9; k++)
+        assert_int_equal(ds.images[27 + k], 10 + k);
     pasm_dataset_free(&ds);
 
     /* Upscaling a constant face keeps it constant; 0 means 48. */
@@ -207,15 +211,19 @@ static void test_resize_and_channels(void **state) {
     assert_int_equal(pasm_dataset_load(&spec, &ds), PASM_OK);
     assert_int_equal(ds.size, 48);
     assert_int_equal(ds.channels, 1);
-    for (int k = 0; k < 48 * 48; k++) assert_int_equal(ds.images[k], 7);
+    for (int k = 0; k < 48 * 48; k++)
+        assert_int_equal(ds.images[k], 7);
     pasm_dataset_free(&ds);
 }
 
 /* One bad file: loads fail with PASM_ERR_FORMAT and a message with every fragment. */
-static void expect_bad(const char *name, const char *text, int gz, const char *where, const char *what) {
+static void expect_bad(const char *name, const char *text, int gz, const char *where,
+                       const char *what) {
     const char *path = scratch_path(dir, name);
-    if (gz) write_gz(path, text);
-    else write_text(path, text);
+    if (gz)
+        write_gz(path, text);
+    else
+        write_text(path, text);
     pasm_dataset ds;
     assert_int_equal(load(path, "all", &ds), PASM_ERR_FORMAT);
     assert_error_has(where, what);
@@ -227,7 +235,8 @@ static void test_bad_rows(void **state) {
     const char *h = "emotion,pixels,Usage\n";
     char text[512];
     snprintf(text, sizeof text, "%s0,0 1 2 3 4 5 6 7 8,Training\n0,0 1 2 3 4 5 6 7,Training\n", h);
-    expect_bad("count.csv", text, 0, "count.csv:3:", "expected 9 pixels (3x3 as on the first row), found 8");
+    expect_bad("count.csv", text, 0,
+               "count.csv:3:", "expected 9 pixels (3x3 as on the first row), found 8");
     snprintf(text, sizeof text, "%s0,0 1 2 3 4 5 6 7 8 9,Training\n", h);
     expect_bad("square.csv", text, 0, "square.csv:2:", "10 pixels do not make a square face");
     snprintf(text, sizeof text, "%s0,0 1 2 3 4 x 6 7 8,Training\n", h);
@@ -240,7 +249,8 @@ static void test_bad_rows(void **state) {
     expect_bad("minus.csv", text, 0, "minus.csv:2:", "'-4'");
     /* A long clean row takes the fast path; its error must still be exact. */
     char long_row[2048] = "";
-    for (int i = 0; i < 144; i++) strcat(long_row, i == 100 ? "300 " : "12 ");
+    for (int i = 0; i < 144; i++)
+        strcat(long_row, i == 100 ? "300 " : "12 ");
     long_row[strlen(long_row) - 1] = '\0';
     snprintf(text, sizeof text, "%s", h);
     char *big = malloc(4096);
@@ -258,24 +268,28 @@ static void test_bad_rows(void **state) {
     snprintf(text, sizeof text, "%s0,0 1 2 3 4 5 6 7 8,Training,extra\n", h);
     expect_bad("extra.csv", text, 0, "extra.csv:2:", "more columns than the header's 3");
     snprintf(text, sizeof text, "%s0,0 1 2 3 4 5 6 7 8,Validation\n", h);
-    expect_bad("usage.csv", text, 0, "usage.csv:2:", "Usage 'Validation' is not Training, PublicTest or PrivateTest");
+    expect_bad("usage.csv", text, 0,
+               "usage.csv:2:", "Usage 'Validation' is not Training, PublicTest or PrivateTest");
     snprintf(text, sizeof text, "%s0,\"0 1 2 3 4 5 6 7 8,Training\n", h);
     expect_bad("quote.csv", text, 0, "quote.csv:2:", "malformed quoting");
-    expect_bad("noheader.csv", "0,0 1 2 3 4 5 6 7 8,Training\n", 0, "noheader.csv:1:", "no 'pixels' column");
+    expect_bad("noheader.csv", "0,0 1 2 3 4 5 6 7 8,Training\n", 0,
+               "noheader.csv:1:", "no 'pixels' column");
     expect_bad("dup.csv", "pixels,Pixels\n", 0, "dup.csv:1:", "appears twice");
 }
 
 static void test_bad_files(void **state) {
     (void)state;
     /* The last row cut short (no newline): the message says the file ends there. */
-    expect_bad("cut.csv", "emotion,pixels,Usage\n0,0 1 2 3 4 5 6 7 8,Training\n1,0 1 2 3 4", 0, "cut.csv:3:",
-               "file ends in the middle of this row");
-    expect_bad("cutgz.csv.gz", "emotion,pixels,Usage\n0,0 1 2 3 4 5 6 7 8,Training\n1,0 1 2 3 4 5 6 7 8,Trai", 1,
+    expect_bad("cut.csv", "emotion,pixels,Usage\n0,0 1 2 3 4 5 6 7 8,Training\n1,0 1 2 3 4", 0,
+               "cut.csv:3:", "file ends in the middle of this row");
+    expect_bad("cutgz.csv.gz",
+               "emotion,pixels,Usage\n0,0 1 2 3 4 5 6 7 8,Training\n1,0 1 2 3 4 5 6 7 8,Trai", 1,
                "cutgz.csv.gz:3:", "Usage 'Trai'");
     expect_bad("empty.csv", "", 0, "empty.csv", "empty file");
     expect_bad("blank.csv", "\n\r\n\n", 0, "blank.csv", "empty file");
     expect_bad("emptygz.csv.gz", "", 1, "emptygz.csv.gz", "empty file");
-    expect_bad("header.csv", "emotion,pixels,Usage\n", 0, "header.csv", "no faces in split 'all' (0 data rows");
+    expect_bad("header.csv", "emotion,pixels,Usage\n", 0, "header.csv",
+               "no faces in split 'all' (0 data rows");
 
     /* An empty selected split. */
     const char *path = scratch_path(dir, "train_only.csv");
@@ -300,7 +314,8 @@ static void test_bad_gzip(void **state) {
     /* Corrupt deflate data in the middle. */
     unsigned char *bad = malloc(size);
     memcpy(bad, bytes, size);
-    for (size_t i = 12; i < size - 8 && i < 40; i++) bad[i] ^= 0x5A;
+    for (size_t i = 12; i < size - 8 && i < 40; i++)
+        bad[i] ^= 0x5A;
     const char *corrupt = scratch_path(dir, "corrupt.csv.gz");
     write_bytes(corrupt, bad, size);
     pasm_dataset ds;
@@ -363,7 +378,8 @@ static void test_fast_path_values(void **state) {
     for (int r = 0; r < 3; r++) {
         size_t n = strlen(text);
         n += (size_t)snprintf(text + n, cap - n, "%d,", r);
-        for (int k = 0; k < 48 * 48; k++) n += (size_t)snprintf(text + n, cap - n, k ? " %d" : "%d", (k * 37 + r * 101) % 256);
+        for (int k = 0; k < 48 * 48; k++)
+            n += (size_t)snprintf(text + n, cap - n, k ? " %d" : "%d", (k * 37 + r * 101) % 256);
         snprintf(text + n, cap - n, ",Training\n");
     }
     pasm_load_spec spec = {.split = "Training"};
@@ -372,17 +388,18 @@ static void test_fast_path_values(void **state) {
     assert_int_equal(ds.n, 3);
     assert_int_equal(ds.size, 48);
     for (int r = 0; r < 3; r++)
-        for (int k = 0; k < 48 * 48; k++) assert_int_equal(ds.images[r * 2304 + k], (k * 37 + r * 101) % 256);
+        for (int k = 0; k < 48 * 48; k++)
+            assert_int_equal(ds.images[r * 2304 + k], (k * 37 + r * 101) % 256);
     pasm_dataset_free(&ds);
     free(text);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_splits),       cmocka_unit_test(test_gzip_same_as_plain),
-        cmocka_unit_test(test_kaggle_variants),    cmocka_unit_test(test_resize_and_channels),
-        cmocka_unit_test(test_bad_rows),           cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_bad_gzip),           cmocka_unit_test(test_bad_spec),
+        cmocka_unit_test(test_plain_splits),     cmocka_unit_test(test_gzip_same_as_plain),
+        cmocka_unit_test(test_kaggle_variants),  cmocka_unit_test(test_resize_and_channels),
+        cmocka_unit_test(test_bad_rows),         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_bad_gzip),         cmocka_unit_test(test_bad_spec),
         cmocka_unit_test(test_fast_path_values),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -18,29 +18,27 @@ static int teardown(void **state) {
     return 0;
 }
 
-#define FERPLUS_HEADER "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
+#define FERPLUS_HEADER                                                                             \
+    "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
 
 /* Six official rows; face i has pixels 10*i .. 10*i+3 (2x2). */
-static const char *official =
-    "emotion,pixels,Usage\n"
-    "0,0 1 2 3,Training\n"
-    "3,10 11 12 13,Training\n"
-    "6,20 21 22 23,Training\n"
-    "2,30 31 32 33,PublicTest\n"
-    "5,40 41 42 43,PrivateTest\n"
-    "4,50 51 52 53,Training\n";
+static const char *official = "emotion,pixels,Usage\n"
+                              "0,0 1 2 3,Training\n"
+                              "3,10 11 12 13,Training\n"
+                              "6,20 21 22 23,Training\n"
+                              "2,30 31 32 33,PublicTest\n"
+                              "5,40 41 42 43,PrivateTest\n"
+                              "4,50 51 52 53,Training\n";
 
 /* Row by row: happiness plurality; a 4-4 tie of neutral and sadness (lowest,
  * neutral, wins); unknown plurality (dropped); contempt; NF (dropped); no
  * votes at all (dropped). */
-static const char *ferplus =
-    FERPLUS_HEADER
-    "Training,fer0000000.png,1,7,0,0,0,0,0,0,2,0\n"
-    "Training,fer0000001.png,4,0,0,4,1,0,1,0,0,0\n"
-    "Training,fer0000002.png,2,0,0,0,0,0,0,0,6,2\n"
-    "PublicTest,fer0028709.png,0,0,1,0,0,0,0,9,0,0\n"
-    "PrivateTest,,0,0,0,0,0,0,0,0,0,10\n"
-    "Training,fer0000005.png,0,0,0,0,0,0,0,0,0,0\n";
+static const char *ferplus = FERPLUS_HEADER "Training,fer0000000.png,1,7,0,0,0,0,0,0,2,0\n"
+                                            "Training,fer0000001.png,4,0,0,4,1,0,1,0,0,0\n"
+                                            "Training,fer0000002.png,2,0,0,0,0,0,0,0,6,2\n"
+                                            "PublicTest,fer0028709.png,0,0,1,0,0,0,0,9,0,0\n"
+                                            "PrivateTest,,0,0,0,0,0,0,0,0,0,10\n"
+                                            "Training,fer0000005.png,0,0,0,0,0,0,0,0,0,0\n";
 
 static pasm_status load(const char *csv, const char *labels, const char *split, pasm_dataset *ds) {
     pasm_load_spec spec = {.path = csv, .split = split, .input_size = 2, .labels = labels};
@@ -49,14 +47,16 @@ static pasm_status load(const char *csv, const char *labels, const char *split, 
 
 static void test_join(void **state) {
     (void)state;
-    const char *csv = scratch_path(dir, "fer2013.csv"), *labels = scratch_path(dir, "fer2013new.csv");
+    const char *csv = scratch_path(dir, "fer2013.csv"),
+               *labels = scratch_path(dir, "fer2013new.csv");
     write_text(csv, official);
     write_text(labels, ferplus);
     pasm_dataset ds;
     assert_int_equal(load(csv, labels, "all", &ds), PASM_OK);
     assert_int_equal(ds.n, 3);
     assert_int_equal(ds.n_classes, 8);
-    for (int c = 0; c < 8; c++) assert_string_equal(ds.class_names[c], pasm_ferplus_classes[c]);
+    for (int c = 0; c < 8; c++)
+        assert_string_equal(ds.class_names[c], pasm_ferplus_classes[c]);
     assert_string_equal(ds.class_names[0], "neutral");
     assert_string_equal(ds.class_names[7], "contempt");
     assert_int_equal(ds.labels[0], 1); /* happiness */
@@ -88,7 +88,8 @@ static void test_usage_from_ferplus(void **state) {
     (void)state;
     /* A Kaggle-style CSV without Usage takes FER+'s. */
     const char *csv = scratch_path(dir, "nousage.csv"), *labels = scratch_path(dir, "fp.csv");
-    write_text(csv, "pixels\n0 1 2 3\n10 11 12 13\n20 21 22 23\n30 31 32 33\n40 41 42 43\n50 51 52 53\n");
+    write_text(
+        csv, "pixels\n0 1 2 3\n10 11 12 13\n20 21 22 23\n30 31 32 33\n40 41 42 43\n50 51 52 53\n");
     write_text(labels, ferplus);
     pasm_dataset ds;
     assert_int_equal(load(csv, labels, "PublicTest", &ds), PASM_OK);
@@ -125,7 +126,8 @@ static void test_mismatches(void **state) {
     pub[11] = ',';
     write_text(labels, swapped);
     assert_int_equal(load(csv, labels, "all", &ds), PASM_ERR_FORMAT);
-    assert_error_has("fer2013.csv:5:", "Usage PublicTest disagrees with the FER+ file's PrivateTest");
+    assert_error_has("fer2013.csv:5:",
+                     "Usage PublicTest disagrees with the FER+ file's PrivateTest");
 }
 
 static void test_bad_ferplus(void **state) {
@@ -133,7 +135,9 @@ static void test_bad_ferplus(void **state) {
     const char *csv = scratch_path(dir, "fer2013.csv"), *labels = scratch_path(dir, "bad.csv");
     write_text(csv, official);
     pasm_dataset ds;
-    write_text(labels, "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,unknown,NF\n");
+    write_text(
+        labels,
+        "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,unknown,NF\n");
     assert_int_equal(load(csv, labels, "all", &ds), PASM_ERR_FORMAT);
     assert_error_has("bad.csv:1:", "no 'contempt' column");
     write_text(labels, FERPLUS_HEADER "Training,a.png,1,x,0,0,0,0,0,0,0,0\n");

@@ -59,7 +59,9 @@ static pasm_status load(const char *path, const char *split, int channels, pasm_
 }
 
 /* Image i's first pixel. */
-static int first(const pasm_dataset *ds, int i) { return ds->images[(size_t)i * ds->channels * 36]; }
+static int first(const pasm_dataset *ds, int i) {
+    return ds->images[(size_t)i * ds->channels * 36];
+}
 
 static void make_split_tree(const char *root) {
     static const char *const splits[] = {"train", "val", "test"};
@@ -69,10 +71,14 @@ static void make_split_tree(const char *root) {
         snprintf(rel, sizeof rel, "%s/happy", splits[s]), make_dir(root, rel);
         snprintf(rel, sizeof rel, "%s/Sad", splits[s]), make_dir(root, rel);
         snprintf(rel, sizeof rel, "%s/angry", splits[s]), make_dir(root, rel);
-        snprintf(rel, sizeof rel, "%s/happy/b.png", splits[s]), grey_png(root, rel, (uint8_t)(base + 2));
-        snprintf(rel, sizeof rel, "%s/happy/a.jpg", splits[s]), grey_jpg(root, rel, (uint8_t)(base + 1));
-        snprintf(rel, sizeof rel, "%s/Sad/x.PNG", splits[s]), grey_png(root, rel, (uint8_t)(base + 3));
-        snprintf(rel, sizeof rel, "%s/angry/z.jpeg", splits[s]), grey_jpg(root, rel, (uint8_t)(base + 4));
+        snprintf(rel, sizeof rel, "%s/happy/b.png", splits[s]),
+            grey_png(root, rel, (uint8_t)(base + 2));
+        snprintf(rel, sizeof rel, "%s/happy/a.jpg", splits[s]),
+            grey_jpg(root, rel, (uint8_t)(base + 1));
+        snprintf(rel, sizeof rel, "%s/Sad/x.PNG", splits[s]),
+            grey_png(root, rel, (uint8_t)(base + 3));
+        snprintf(rel, sizeof rel, "%s/angry/z.jpeg", splits[s]),
+            grey_jpg(root, rel, (uint8_t)(base + 4));
         snprintf(rel, sizeof rel, "%s/angry/notes.txt", splits[s]);
         write_text(scratch_path(root, rel), "not an image");
         snprintf(rel, sizeof rel, "%s/angry/.hidden.png", splits[s]);
@@ -130,7 +136,8 @@ static void test_kaggle_layout(void **state) {
     (void)state;
     char root[4096];
     snprintf(root, sizeof root, "%s", make_dir(dir, "kaggle"));
-    make_dir(root, "train/neutral"), make_dir(root, "test/neutral"), make_dir(root, "test/surprise");
+    make_dir(root, "train/neutral"), make_dir(root, "test/neutral"),
+        make_dir(root, "test/surprise");
     grey_png(root, "train/neutral/1.png", 10);
     grey_png(root, "test/neutral/1.png", 20);
     grey_png(root, "test/surprise/1.png", 30);
@@ -175,8 +182,8 @@ static void test_synonyms_and_contempt(void **state) {
     (void)state;
     char root[4096];
     snprintf(root, sizeof root, "%s", make_dir(dir, "ferplus_folders"));
-    static const char *const names[] = {"anger", "Disgusted", "fearful", "happiness", "sadness",
-                                        "surprised", "NEUTRAL", "contempt"};
+    static const char *const names[] = {"anger",   "Disgusted", "fearful", "happiness",
+                                        "sadness", "surprised", "NEUTRAL", "contempt"};
     for (int i = 0; i < 8; i++) {
         char rel[256];
         snprintf(rel, sizeof rel, "%s", names[i]), make_dir(root, rel);
@@ -205,15 +212,18 @@ static void test_colour_and_size(void **state) {
     make_dir(root, "a"), make_dir(root, "b");
     /* A flat RGB PNG (PIL luma of (200, 100, 50) is 124) and a flat grey JPEG, 10x4. */
     uint8_t rgb[10 * 4 * 3], grey[10 * 4];
-    for (int i = 0; i < 40; i++) rgb[3 * i] = 200, rgb[3 * i + 1] = 100, rgb[3 * i + 2] = 50, grey[i] = 77;
+    for (int i = 0; i < 40; i++)
+        rgb[3 * i] = 200, rgb[3 * i + 1] = 100, rgb[3 * i + 2] = 50, grey[i] = 77;
     assert_int_equal(pasm_png_write_rgb(scratch_path(root, "a/rgb.png"), 10, 4, rgb), PASM_OK);
     write_jpeg(scratch_path(root, "b/grey.jpg"), 10, 4, 1, grey, 95);
     pasm_dataset ds;
     pasm_load_spec spec = {.path = root, .input_size = 8, .channels = 1};
     assert_int_equal(pasm_dataset_load(&spec, &ds), PASM_OK);
     assert_int_equal(ds.size, 8);
-    for (int k = 0; k < 64; k++) assert_int_equal(ds.images[k], 124);
-    for (int k = 0; k < 64; k++) assert_int_equal(ds.images[64 + k], 77);
+    for (int k = 0; k < 64; k++)
+        assert_int_equal(ds.images[k], 124);
+    for (int k = 0; k < 64; k++)
+        assert_int_equal(ds.images[64 + k], 77);
     pasm_dataset_free(&ds);
     spec.channels = 3;
     assert_int_equal(pasm_dataset_load(&spec, &ds), PASM_OK);
@@ -221,7 +231,8 @@ static void test_colour_and_size(void **state) {
         assert_int_equal(ds.images[k], 200);
         assert_int_equal(ds.images[64 + k], 100);
         assert_int_equal(ds.images[128 + k], 50);
-        for (int c = 0; c < 3; c++) assert_int_equal(ds.images[192 + c * 64 + k], 77);
+        for (int c = 0; c < 3; c++)
+            assert_int_equal(ds.images[192 + c * 64 + k], 77);
     }
     pasm_dataset_free(&ds);
 }
@@ -276,7 +287,8 @@ static void test_bad_folders(void **state) {
     assert_error_has("train/sad/45.jpg", "JPEG");
     /* A truncated JPEG. */
     uint8_t px[64 * 64];
-    for (int i = 0; i < 64 * 64; i++) px[i] = (uint8_t)(i * 7);
+    for (int i = 0; i < 64 * 64; i++)
+        px[i] = (uint8_t)(i * 7);
     const char *full = scratch_path(dir, "full.jpg");
     write_jpeg(full, 64, 64, 1, px, 90);
     size_t size;
@@ -313,7 +325,8 @@ static void test_match_classes(void **state) {
     assert_int_equal(load(root, NULL, 1, &ds), PASM_OK);
     /* A FER+ model: names and order differ, synonyms match. */
     char *warning = (char *)1;
-    assert_int_equal(pasm_dataset_match_classes(&ds, pasm_ferplus_classes, 8, 0, &warning), PASM_OK);
+    assert_int_equal(pasm_dataset_match_classes(&ds, pasm_ferplus_classes, 8, 0, &warning),
+                     PASM_OK);
     assert_null(warning);
     assert_int_equal(ds.n, 4);
     assert_int_equal(ds.n_classes, 8);
@@ -373,10 +386,14 @@ static void test_class_names(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split_layout),          cmocka_unit_test(test_kaggle_layout),
-        cmocka_unit_test(test_one_split_sorted_classes), cmocka_unit_test(test_synonyms_and_contempt),
-        cmocka_unit_test(test_colour_and_size),       cmocka_unit_test(test_unlabelled),
-        cmocka_unit_test(test_bad_folders),           cmocka_unit_test(test_match_classes),
+        cmocka_unit_test(test_split_layout),
+        cmocka_unit_test(test_kaggle_layout),
+        cmocka_unit_test(test_one_split_sorted_classes),
+        cmocka_unit_test(test_synonyms_and_contempt),
+        cmocka_unit_test(test_colour_and_size),
+        cmocka_unit_test(test_unlabelled),
+        cmocka_unit_test(test_bad_folders),
+        cmocka_unit_test(test_match_classes),
         cmocka_unit_test(test_class_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

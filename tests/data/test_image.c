@@ -59,8 +59,10 @@ static void test_resize_matches_pil(void **state) {
         uint8_t *out = malloc((size_t)ow * oh);
         assert_int_equal(pasm_image_resize(&img, ow, oh, out), PASM_OK);
         int diffs = 0;
-        for (int k = 0; k < ow * oh; k++) diffs += out[k] != records[i].data[w * h + k];
-        printf("  resize %dx%d -> %dx%d: %d of %d pixels differ from PIL\n", w, h, ow, oh, diffs, ow * oh);
+        for (int k = 0; k < ow * oh; k++)
+            diffs += out[k] != records[i].data[w * h + k];
+        printf("  resize %dx%d -> %dx%d: %d of %d pixels differ from PIL\n", w, h, ow, oh, diffs,
+               ow * oh);
         assert_int_equal(diffs, 0);
         free(out);
         cases++;
@@ -100,13 +102,17 @@ static void test_decode_matches_pil(void **state) {
         pasm_image g, c, native;
         assert_int_equal(pasm_image_decode(records[i].data, records[i].size, name, 1, &g), PASM_OK);
         assert_int_equal(pasm_image_decode(records[i].data, records[i].size, name, 3, &c), PASM_OK);
-        assert_int_equal(pasm_image_decode(records[i].data, records[i].size, name, 0, &native), PASM_OK);
+        assert_int_equal(pasm_image_decode(records[i].data, records[i].size, name, 0, &native),
+                         PASM_OK);
         assert_int_equal(g.width, 40);
         assert_int_equal(g.height, 30);
         int dl = 0, dc = 0;
-        for (int k = 0; k < 1200; k++) dl += g.pixels[k] != grey->data[k];
-        for (int k = 0; k < 3600; k++) dc += c.pixels[k] != rgb->data[k];
-        printf("  %-22s native %d channel(s); pixels unlike PIL: L %d, RGB %d\n", name, native.channels, dl, dc);
+        for (int k = 0; k < 1200; k++)
+            dl += g.pixels[k] != grey->data[k];
+        for (int k = 0; k < 3600; k++)
+            dc += c.pixels[k] != rgb->data[k];
+        printf("  %-22s native %d channel(s); pixels unlike PIL: L %d, RGB %d\n", name,
+               native.channels, dl, dc);
         assert_int_equal(dl, 0);
         assert_int_equal(dc, 0);
         int grey_file = strstr(name, "grey") || strstr(name, "la.") || strstr(name, "bilevel");
@@ -122,9 +128,12 @@ static void test_png_round_trip(void **state) {
     char dir[256];
     test_tmpdir(dir, sizeof dir);
     uint8_t planar[3 * 5 * 4], grey[5 * 4];
-    for (int i = 0; i < 60; i++) planar[i] = (uint8_t)(i * 4 + 1);
-    for (int i = 0; i < 20; i++) grey[i] = (uint8_t)(255 - i * 9);
-    const char *gp = scratch_path(dir, "g.png"), *cp = scratch_path(dir, "c.png"), *pp = scratch_path(dir, "p1.png");
+    for (int i = 0; i < 60; i++)
+        planar[i] = (uint8_t)(i * 4 + 1);
+    for (int i = 0; i < 20; i++)
+        grey[i] = (uint8_t)(255 - i * 9);
+    const char *gp = scratch_path(dir, "g.png"), *cp = scratch_path(dir, "c.png"),
+               *pp = scratch_path(dir, "p1.png");
     assert_int_equal(pasm_png_write_gray(gp, 5, 4, grey), PASM_OK);
     assert_int_equal(pasm_png_write_planar(cp, 3, 5, 4, planar), PASM_OK);
     assert_int_equal(pasm_png_write_planar(pp, 1, 5, 4, grey), PASM_OK);
@@ -141,14 +150,16 @@ static void test_png_round_trip(void **state) {
     assert_int_equal(img.height, 4);
     assert_memory_equal(img.pixels, planar, 60);
     pasm_image_free(&img);
-    assert_int_equal(pasm_png_write_gray(scratch_path(dir, "no/such/dir.png"), 5, 4, grey), PASM_ERR_IO);
+    assert_int_equal(pasm_png_write_gray(scratch_path(dir, "no/such/dir.png"), 5, 4, grey),
+                     PASM_ERR_IO);
     assert_error_has("no/such/dir.png");
     assert_int_equal(pasm_png_write_gray(gp, 0, 4, grey), PASM_ERR_INVALID);
     assert_int_equal(pasm_png_write_planar(gp, 2, 5, 4, grey), PASM_ERR_INVALID);
     test_rmdir(dir);
 }
 
-static void expect_corrupt(const unsigned char *data, size_t size, const char *name, const char *what) {
+static void expect_corrupt(const unsigned char *data, size_t size, const char *name,
+                           const char *what) {
     pasm_image img;
     assert_int_equal(pasm_image_decode(data, size, name, 1, &img), PASM_ERR_FORMAT);
     assert_null(img.pixels);
@@ -157,7 +168,8 @@ static void expect_corrupt(const unsigned char *data, size_t size, const char *n
 
 static void test_corrupt_images(void **state) {
     (void)state;
-    const record *png = find("file rgb.png"), *jpg = find("file rgb.jpg"), *prog = find("file rgb_progressive.jpg");
+    const record *png = find("file rgb.png"), *jpg = find("file rgb.jpg"),
+                 *prog = find("file rgb_progressive.jpg");
     expect_corrupt(png->data, png->size / 2, "half.png", "unexpected end of data");
     expect_corrupt(jpg->data, jpg->size / 2, "half.jpg", "corrupt or unreadable JPEG");
     expect_corrupt(prog->data, prog->size / 3, "third.jpg", "corrupt or unreadable JPEG");
@@ -176,10 +188,11 @@ static void test_corrupt_images(void **state) {
     const unsigned char dims[8] = {0, 0, 0xEA, 0x60, 0, 0, 0xEA, 0x60};
     memcpy(bad + 16, dims, 8);
     uLong crc = crc32(0, bad + 12, 17);
-    unsigned char crc_be[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16), (unsigned char)(crc >> 8),
-                               (unsigned char)crc};
+    unsigned char crc_be[4] = {(unsigned char)(crc >> 24), (unsigned char)(crc >> 16),
+                               (unsigned char)(crc >> 8), (unsigned char)crc};
     memcpy(bad + 29, crc_be, 4);
-    expect_corrupt(bad, png->size, "huge.png", "60000x60000 image is over the 67108864-pixel limit");
+    expect_corrupt(bad, png->size, "huge.png",
+                   "60000x60000 image is over the 67108864-pixel limit");
     pasm_image img;
     assert_int_equal(pasm_image_decode(png->data, png->size, "ok.png", 4, &img), PASM_ERR_INVALID);
     free(bad);
@@ -189,8 +202,8 @@ static void test_corrupt_images(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_resize_matches_pil),  cmocka_unit_test(test_rgb_to_grey_matches_pil),
-        cmocka_unit_test(test_decode_matches_pil),  cmocka_unit_test(test_png_round_trip),
+        cmocka_unit_test(test_resize_matches_pil), cmocka_unit_test(test_rgb_to_grey_matches_pil),
+        cmocka_unit_test(test_decode_matches_pil), cmocka_unit_test(test_png_round_trip),
         cmocka_unit_test(test_corrupt_images),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -28,9 +28,11 @@ static void manifest_counts(const char *section, long counts[3][7]) {
         const char *row = strstr(p, key);
         assert_non_null(row);
         row += strlen(key);
-        for (int c = 0; c < 7; c++) counts[s][c] = strtol(row, (char **)&row, 10);
+        for (int c = 0; c < 7; c++)
+            counts[s][c] = strtol(row, (char **)&row, 10);
         long total = strtol(row, NULL, 10), sum = 0;
-        for (int c = 0; c < 7; c++) sum += counts[s][c];
+        for (int c = 0; c < 7; c++)
+            sum += counts[s][c];
         assert_int_equal(sum, total);
     }
     free(text);
@@ -41,7 +43,9 @@ static void check_counts(const pasm_dataset *ds, const long *want) {
     assert_int_equal(ds->n_classes, 7);
     pasm_dataset_class_counts(ds, got);
     for (int c = 0; c < 7; c++) {
-        if (got[c] != want[c]) fail_msg("%s: class %s has %lld images, MANIFEST says %ld", ds->source, ds->class_names[c], (long long)got[c], want[c]);
+        if (got[c] != want[c])
+            fail_msg("%s: class %s has %lld images, MANIFEST says %ld", ds->source,
+                     ds->class_names[c], (long long)got[c], want[c]);
     }
 }
 
@@ -51,7 +55,8 @@ static void test_mini_csv(void **state) {
     manifest_counts("fer2013/fer2013-mini.csv", want);
     const int totals[3] = {1400, 350, 350};
     for (int s = 0; s < 3; s++) {
-        pasm_load_spec spec = {.path = test_shared_path("data/fer2013/fer2013-mini.csv"), .split = splits[s]};
+        pasm_load_spec spec = {.path = test_shared_path("data/fer2013/fer2013-mini.csv"),
+                               .split = splits[s]};
         pasm_dataset ds;
         assert_int_equal(pasm_dataset_load(&spec, &ds), PASM_OK);
         printf("  %s: %d faces\n", ds.source, ds.n);
@@ -68,15 +73,19 @@ static void test_folder_sample(void **state) {
     manifest_counts("fer2013-folders-sample/", want);
     const int totals[3] = {210, 70, 70};
     for (int s = 0; s < 3; s++) {
-        pasm_load_spec spec = {.path = test_shared_path("data/fer2013-folders-sample"), .split = splits[s]};
+        pasm_load_spec spec = {.path = test_shared_path("data/fer2013-folders-sample"),
+                               .split = splits[s]};
         pasm_dataset ds;
         assert_int_equal(pasm_dataset_load(&spec, &ds), PASM_OK);
         printf("  %s: %d faces\n", ds.source, ds.n);
         assert_int_equal(ds.n, totals[s]);
         check_counts(&ds, want[s]);
-        for (int c = 0; c < 7; c++) assert_string_equal(ds.class_names[c], pasm_fer2013_classes[c]);
+        for (int c = 0; c < 7; c++)
+            assert_string_equal(ds.class_names[c], pasm_fer2013_classes[c]);
         /* The split folder holds the split's own files. */
-        assert_non_null(strstr(ds.paths[0], s == 0 ? "/train/angry/Training_" : s == 1 ? "/val/angry/PublicTest_" : "/test/angry/PrivateTest_"));
+        assert_non_null(strstr(ds.paths[0], s == 0   ? "/train/angry/Training_"
+                                            : s == 1 ? "/val/angry/PublicTest_"
+                                                     : "/test/angry/PrivateTest_"));
         pasm_dataset_free(&ds);
     }
 }
@@ -85,15 +94,18 @@ static void test_folder_sample(void **state) {
  * its class, pixel for pixel: the CSV was made by Pillow decoding them. */
 static void test_folder_pixels_match_csv(void **state) {
     (void)state;
-    pasm_load_spec folder_spec = {.path = test_shared_path("data/fer2013-folders-sample"), .split = "train"};
+    pasm_load_spec folder_spec = {.path = test_shared_path("data/fer2013-folders-sample"),
+                                  .split = "train"};
     pasm_dataset folder, csv;
     assert_int_equal(pasm_dataset_load(&folder_spec, &folder), PASM_OK);
-    pasm_load_spec csv_spec = {.path = test_shared_path("data/fer2013/fer2013-mini.csv"), .split = "Training"};
+    pasm_load_spec csv_spec = {.path = test_shared_path("data/fer2013/fer2013-mini.csv"),
+                               .split = "Training"};
     assert_int_equal(pasm_dataset_load(&csv_spec, &csv), PASM_OK);
     int matched = 0;
     for (int i = 0; i < folder.n; i++)
         for (int j = 0; j < csv.n; j++)
-            if (csv.labels[j] == folder.labels[i] && memcmp(folder.images + i * 2304, csv.images + j * 2304, 2304) == 0) {
+            if (csv.labels[j] == folder.labels[i] &&
+                memcmp(folder.images + i * 2304, csv.images + j * 2304, 2304) == 0) {
                 matched++;
                 break;
             }
@@ -110,7 +122,8 @@ static void test_full_fer2013(void **state) {
 #endif
     long want[3][7];
     manifest_counts("fer2013/fer2013.csv.gz", want);
-    pasm_load_spec spec = {.path = test_shared_path("data/fer2013/fer2013.csv.gz"), .split = "Training"};
+    pasm_load_spec spec = {.path = test_shared_path("data/fer2013/fer2013.csv.gz"),
+                           .split = "Training"};
     pasm_dataset ds;
     double t = pasm_now_seconds();
     assert_int_equal(pasm_dataset_load(&spec, &ds), PASM_OK);
@@ -130,7 +143,8 @@ static void test_full_fer2013(void **state) {
     assert_int_equal(ds.rows[ds.n - 1], 35886);
     pasm_dataset public_test, private_test;
     int *idx = malloc(sizeof(int) * (size_t)ds.n);
-    for (int i = 0; i < ds.n; i++) idx[i] = i;
+    for (int i = 0; i < ds.n; i++)
+        idx[i] = i;
     assert_int_equal(pasm_dataset_subset(&ds, idx, 3589, &public_test), PASM_OK);
     assert_int_equal(pasm_dataset_subset(&ds, idx + 3589, 3589, &private_test), PASM_OK);
     check_counts(&public_test, want[1]);
