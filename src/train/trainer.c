@@ -16,6 +16,7 @@
 
 #include "pasm/ops.h"
 #include "pasm/train.h"
+#include "train/sampling.h"
 #include "train/train_state.h"
 
 void pasm_train_defaults(pasm_train_options *o) {
@@ -90,54 +91,6 @@ static pasm_status workspace_init(workspace *w, const pasm_dataset *train, int b
         return pasm_errorf(PASM_ERR_NOMEM, "out of memory for training batches");
     }
     return PASM_OK;
-}
-
-/* sklearn's "balanced" weights, n / (K * n_c); the sampler's cumulative
- * distribution gives each image probability proportional to 1 / n_class. */
-static void balance_tables(const pasm_dataset *train, int k, workspace *w) {
-    int64_t *counts = calloc((size_t)k, sizeof(int64_t));
-    if (!counts) return;
-    for (int i = 0; i < train->n; i++)
-        if (train->labels[i] >= 0 && train->labels[i] < k) counts[train->labels[i]]++;
-    for (int c = 0; c < k; c++)
-        w->class_weights[c] = counts[c] ? (float)((double)train->n / ((double)k * counts[c])) : 0;
-    double acc = 0;
-    for (int i = 0; i < train->n; i++) {
-        int64_t cnt = counts[train->labels[i]];
-        acc += cnt ? 1.0 / (double)cnt : 0;
-        w->sampler_cdf[i] = acc;
-    }
-    free(counts);
-}
-
-/* The epoch's sample order: a Fisher-Yates shuffle, or n draws with
- * replacement from the class-balanced distribution. */
-static void epoch_order(const pasm_dataset *train, const pasm_train_options *opt, int epoch,
-                        workspace *w) {
-    pasm_rng rng;
-    pasm_rng_init(&rng, opt->seed, PASM_RNG_SHUFFLE, (uint64_t)epoch, 0);
-    int n = train->n;
-    if (opt->balance == PASM_BALANCE_SAMPLER) {
-        double total = w->sampler_cdf[n - 1];
-        for (int i = 0; i < n; i++) {
-            double u = pasm_rng_uniform_double(&rng) * total;
-            int lo = 0, hi = n - 1;
-            while (lo < hi) {
-                int mid = (lo + hi) / 2;
-                if (w->sampler_cdf[mid] > u) hi = mid;
-                else lo = mid + 1;
-            }
-            w->order[i] = lo;
-        }
-        return;
-    }
-    for (int i = 0; i < n; i++) w->order[i] = i;
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)pasm_rng_below(&rng, (uint32_t)i + 1);
-        int t = w->order[i];
-        w->order[i] = w->order[j];
-        w->order[j] = t;
-    }
 }
 
 /* Batches per epoch: a last batch of one image is dropped (batch
@@ -267,7 +220,7 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
                        (int64_t)opt->warmup_epochs * batches);
     workspace w;
     if ((st = workspace_init(&w, train, opt->batch, k))) return st;
-    balance_tables(train, k, &w);
+    pasm_class_balance(train, k, w.class_weights, w.sampler_cdf);
     int64_t n_params;
     pasm_net_param_block(net, &n_params);
     pasm_sgd sgd;
@@ -288,7 +241,7 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
     }
     int epochs_this_run = 0;
     for (int epoch = ts.epoch; epoch < opt->epochs; epoch++) {
-        epoch_order(train, opt, epoch, &w);
+        pasm_epoch_order(train, opt->balance, w.sampler_cdf, opt->seed, epoch, w.order);
         double t_epoch = pasm_now_seconds();
         int64_t seen_this_run = 0;
         float lr = 0;
