@@ -74,6 +74,13 @@ typedef pasm_status (*step_fn)(void *ctx);
 
 static double time_reps(step_fn step, void *ctx, int warmup, int min_reps, int max_reps,
                         double min_s) {
+    /* PASM_BENCH_REPS=N: exactly N timed reps (for profiling and for
+     * comparing CPU time or instruction counts between builds). */
+    const char *fixed = getenv("PASM_BENCH_REPS");
+    if (fixed && atoi(fixed) > 0) {
+        min_reps = max_reps = atoi(fixed);
+        min_s = 0.0;
+    }
     for (int i = 0; i < warmup; i++)
         if (step(ctx)) return -1.0;
     double t0 = now_s(), t = 0.0;
