@@ -17,6 +17,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "ops/conv2d_internal.h"
 #include "pasm/ops.h"
 
 /* 64-byte aligned float counts, so every slice starts on a cache line. */
@@ -201,6 +202,10 @@ void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float
     const size_t col_size = col_floats(s);
     float *ws = workspace;
     const int threads = omp_get_max_threads();
+    if (pasm_conv2d_direct_ok(s)) {
+        pasm_conv2d_direct_forward(s, x, weight, bias, y);
+        return;
+    }
     if (!split_batch(s->n, threads)) {
         for (int i = 0; i < s->n; i++)
             forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, ws, 1);
@@ -304,6 +309,14 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
     if (dx && dx_as_conv(s)) {
         wt = flipped_slot(s, ws, threads);
         flip_weight(s, weight, wt);
+        const pasm_conv2d_shape t = dx_shape(s);
+        if (pasm_conv2d_direct_ok(&t)) {
+            /* dweight through im2col + sgemm, then dx as one direct
+             * convolution over the whole batch. */
+            if (dweight) pasm_conv2d_backward(s, x, weight, dy, NULL, dweight, NULL, workspace);
+            pasm_conv2d_direct_forward(&t, dy, wt, NULL, dx);
+            return;
+        }
     }
     if (split_batch(s->n, threads)) {
         backward_split(s, x, weight, wt, dy, dx, dweight, ws, threads);
