@@ -61,5 +61,5 @@ else
     echo "bench: $FER not found; no loading time" >&2
 fi
 torch_run version
-python3 bench/report.py --pasm "$PASM_TXT" --torch "$TORCH_TXT" --load-before "$LOAD_BEFORE" \
+BENCH_APPENDIX=${BENCH_APPENDIX:-bench/notes.md} python3 bench/report.py --pasm "$PASM_TXT" --torch "$TORCH_TXT" --load-before "$LOAD_BEFORE" \
     --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" --out docs/benchmarks.md
