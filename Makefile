@@ -93,6 +93,16 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
 clean:
 	rm -rf build build-san build-fuzz
 
+# The CPU benchmark against PyTorch (bench/run.sh): writes docs/benchmarks.md.
+# PyTorch comes from PyPI into $(BENCH_VENV), created on first use.
+BENCH_VENV ?= .venv-bench
+$(BUILD)/bench/pasm_bench: bench/pasm_bench.c $(BUILD)/libpasm.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpasm.a $(LDLIBS) $(LDFLAGS)
+bench: $(BUILD)/bench/pasm_bench
+	PASM_SHARED=$${PASM_SHARED:-$(abspath ../shared)} BENCH_VENV=$(BENCH_VENV) \
+	  BENCH_OUT=$(BUILD)/bench ./bench/run.sh $(BUILD)/bench/pasm_bench
+
 # The README's demo: synthetic faces, train, eval, predict.
 demo: $(BUILD)/pasm
 	./scripts/demo.sh

@@ -2,7 +2,11 @@
  * batch. Each OpenMP thread lowers its own images into its own slice of the
  * workspace (inside a parallel region OpenBLAS runs single-threaded, so the
  * two never oversubscribe the cores); a batch smaller than the team runs
- * image by image with OpenBLAS threading instead. Backward accumulates the
+ * image by image with OpenBLAS threading instead. For stride-1 convolutions
+ * the input gradient is itself a convolution (of dy with the flipped,
+ * transposed kernel), so it runs as im2col + one well-shaped sgemm instead of
+ * a sgemm with a short summed dimension (Cout) followed by a scatter-add
+ * (col2im). Backward accumulates the
  * weight gradient per thread and sums the partials in thread order, so the
  * result is bit-identical run to run for a given thread count.
  *
@@ -13,6 +17,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "ops/conv2d_internal.h"
 #include "pasm/ops.h"
 
 /* 64-byte aligned float counts, so every slice starts on a cache line. */
@@ -22,13 +27,33 @@ static int is_pointwise(const pasm_conv2d_shape *s) {
     return s->kernel == 1 && s->stride == 1 && s->pad == 0;
 }
 
-static size_t col_floats(const pasm_conv2d_shape *s) {
-    if (is_pointwise(s)) return 0; /* the image itself is the column matrix */
-    return round_floats((size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out);
-}
-
 static size_t weight_floats(const pasm_conv2d_shape *s) {
     return round_floats((size_t)s->c_out * s->c_in * s->kernel * s->kernel);
+}
+
+/* Whether dx is computed as a forward convolution of dy: stride 1 and a
+ * padding the flipped kernel can mirror (P <= K - 1), not a 1x1 without
+ * padding (which needs no lowering at all). */
+static int dx_as_conv(const pasm_conv2d_shape *s) {
+    return s->stride == 1 && s->pad <= s->kernel - 1 && !is_pointwise(s);
+}
+
+/* The convolution that maps dy (Cout, Ho, Wo) to dx (Cin, H, W) when
+ * dx_as_conv: the same kernel size, padding K - 1 - P. */
+static pasm_conv2d_shape dx_shape(const pasm_conv2d_shape *s) {
+    return (pasm_conv2d_shape){.n = s->n, .c_in = s->c_out, .h_in = s->h_out, .w_in = s->w_out,
+                               .c_out = s->c_in, .kernel = s->kernel, .stride = 1,
+                               .pad = s->kernel - 1 - s->pad, .h_out = s->h_in, .w_out = s->w_in};
+}
+
+static size_t col_floats(const pasm_conv2d_shape *s) {
+    if (is_pointwise(s)) return 0; /* the image itself is the column matrix */
+    size_t n = (size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out;
+    if (dx_as_conv(s)) {
+        size_t t = (size_t)s->c_out * s->kernel * s->kernel * s->h_in * s->w_in;
+        if (t > n) n = t;
+    }
+    return round_floats(n);
 }
 
 pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s) {
@@ -50,11 +75,31 @@ pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s) {
 }
 
 /* Per thread: one column buffer; per thread but the first: one partial
- * weight gradient (thread 0 accumulates straight into dweight). */
+ * weight gradient (thread 0 accumulates straight into dweight); then the
+ * flipped kernel of the dx convolution. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
     size_t threads = (size_t)omp_get_max_threads();
     size_t floats = threads * col_floats(s) + (threads - 1) * weight_floats(s);
+    if (dx_as_conv(s)) floats += weight_floats(s);
     return floats * sizeof(float);
+}
+
+/* wt (Cin, Cout, K, K) = w (Cout, Cin, K, K) transposed in the channels and
+ * rotated by 180 degrees: the kernel of the dx convolution. */
+static void flip_weight(const pasm_conv2d_shape *s, const float *w, float *wt) {
+    const int K = s->kernel, KK = K * K;
+    for (int co = 0; co < s->c_out; co++)
+        for (int ci = 0; ci < s->c_in; ci++) {
+            const float *src = w + ((size_t)co * s->c_in + ci) * KK;
+            float *dst = wt + ((size_t)ci * s->c_out + co) * KK;
+            for (int j = 0; j < KK; j++) dst[j] = src[KK - 1 - j];
+        }
+}
+
+/* The flipped kernel's place in the workspace, after the columns and the
+ * partial weight gradients of `threads` threads. */
+static float *flipped_slot(const pasm_conv2d_shape *s, float *ws, int threads) {
+    return ws + (size_t)threads * col_floats(s) + (size_t)(threads - 1) * weight_floats(s);
 }
 
 /* Output columns ow whose input column ow*S - P + kw lies inside [0, W). */
@@ -157,6 +202,10 @@ void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float
     const size_t col_size = col_floats(s);
     float *ws = workspace;
     const int threads = omp_get_max_threads();
+    if (pasm_conv2d_direct_ok(s)) {
+        pasm_conv2d_direct_forward(s, x, weight, bias, y);
+        return;
+    }
     if (!split_batch(s->n, threads)) {
         for (int i = 0; i < s->n; i++)
             forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, ws, 1);
@@ -170,10 +219,11 @@ void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float
 }
 
 /* One image of backward. dw (if not NULL) gets dy_i . col^T added (or
- * stored when first); dx_i (if not NULL) gets col2im(W^T . dy_i). */
+ * stored when first); dx_i (if not NULL) gets col2im(W^T . dy_i), or, with
+ * wt (the flipped kernel, when dx_as_conv), the convolution of dy_i by wt. */
 static void backward_image(const pasm_conv2d_shape *s, const float *x_i, const float *weight,
-                           const float *dy_i, float *dx_i, float *dw, int first, float *col,
-                           int threaded) {
+                           const float *wt, const float *dy_i, float *dx_i, float *dw, int first,
+                           float *col, int threaded) {
     const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
     const int pointwise = is_pointwise(s);
     if (dw) {
@@ -185,7 +235,10 @@ static void backward_image(const pasm_conv2d_shape *s, const float *x_i, const f
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, ckk, hw, 1.0f, dy_i, hw,
                     cols, hw, first ? 0.0f : 1.0f, dw, ckk);
     }
-    if (dx_i) {
+    if (dx_i && wt) {
+        const pasm_conv2d_shape t = dx_shape(s);
+        forward_image(&t, dy_i, wt, NULL, dx_i, col, threaded);
+    } else if (dx_i) {
         /* The column buffer is free again: reuse it for d(col). */
         float *dcol = pointwise ? dx_i : col;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, hw, s->c_out, 1.0f, weight, ckk,
@@ -215,7 +268,8 @@ static void bias_grad(const pasm_conv2d_shape *s, const float *dy, float *dbias)
  * gradient lands in dweight (t = 0) or in its partial, then the partials
  * are added to dweight in thread order. */
 static void backward_split(const pasm_conv2d_shape *s, const float *x, const float *weight,
-                           const float *dy, float *dx, float *dweight, float *ws, int threads) {
+                           const float *wt, const float *dy, float *dx, float *dweight, float *ws,
+                           int threads) {
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     const size_t col_size = col_floats(s), w_size = weight_floats(s);
@@ -229,7 +283,7 @@ static void backward_split(const pasm_conv2d_shape *s, const float *x, const flo
         float *dw = NULL;
         if (dweight) dw = t == 0 ? dweight : partials + (size_t)(t - 1) * w_size;
         for (int i = begin; i < end; i++)
-            backward_image(s, x + i * x_stride, weight, dy + i * y_stride,
+            backward_image(s, x + i * x_stride, weight, wt, dy + i * y_stride,
                            dx ? dx + i * x_stride : NULL, dw, i == begin, col, 0);
         if (dw && begin == end) memset(dw, 0, sizeof(float) * w_count);
 #pragma omp barrier
@@ -251,13 +305,26 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
     if (!dx && !dweight) return;
     float *ws = workspace;
     const int threads = omp_get_max_threads();
+    float *wt = NULL;
+    if (dx && dx_as_conv(s)) {
+        wt = flipped_slot(s, ws, threads);
+        flip_weight(s, weight, wt);
+        const pasm_conv2d_shape t = dx_shape(s);
+        if (pasm_conv2d_direct_ok(&t)) {
+            /* dweight through im2col + sgemm, then dx as one direct
+             * convolution over the whole batch. */
+            if (dweight) pasm_conv2d_backward(s, x, weight, dy, NULL, dweight, NULL, workspace);
+            pasm_conv2d_direct_forward(&t, dy, wt, NULL, dx);
+            return;
+        }
+    }
     if (split_batch(s->n, threads)) {
-        backward_split(s, x, weight, dy, dx, dweight, ws, threads);
+        backward_split(s, x, weight, wt, dy, dx, dweight, ws, threads);
         return;
     }
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     for (int i = 0; i < s->n; i++)
-        backward_image(s, x + i * x_stride, weight, dy + i * y_stride,
+        backward_image(s, x + i * x_stride, weight, wt, dy + i * y_stride,
                        dx ? dx + i * x_stride : NULL, dweight, i == 0, ws, 1);
 }

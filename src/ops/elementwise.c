@@ -16,7 +16,12 @@ void pasm_relu_forward(int64_t n, const float *x, float *y) {
 void pasm_relu_backward(int64_t n, const float *y, const float *dy, float *dx) {
     if (!dx) return;
 #pragma omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)
-    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        /* Load dy unconditionally: a conditional load keeps the loop scalar
+         * (and branchy) on CPUs without masked loads. */
+        const float g = dy[i];
+        dx[i] = y[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 void pasm_add_forward(int64_t n, const float *a, const float *b, float *y) {

@@ -147,6 +147,18 @@ static void test_conv_other_kernels(void **state) {
     check_case(2, 1, 3, 2, 3, 1, 0, 1); /* output 1x2 */
 }
 
+/* Shapes the direct AVX-512 kernel takes (stride 1, Cout a multiple of 8,
+ * rows of 12+ columns): one, two and three 16-lane vectors per row, padding
+ * 0 to K-1, and dx through the direct kernel where Cin is a multiple of 8.
+ * On CPUs without AVX-512 they run the im2col path, equally checked. */
+static void test_conv_direct_shapes(void **state) {
+    (void)state;
+    check_case(2, 2, 12, 8, 3, 1, 1, 1);  /* direct forward, im2col dx (Cin 2) */
+    check_case(1, 8, 13, 8, 3, 1, 0, 0);  /* direct dx with padding 2 */
+    check_case(1, 1, 11, 16, 5, 1, 2, 1); /* K5, one image, 16 output channels */
+    check_case(1, 1, 35, 8, 3, 1, 1, 0);  /* 36 columns: three vectors, the last masked */
+}
+
 /* The split-batch path (n >= threads) and the image-by-image path
  * (threads = 1) agree to float rounding. */
 static void test_conv_paths_agree(void **state) {
@@ -252,6 +264,7 @@ int main(void) {
         cmocka_unit_test(test_conv_1x1),         cmocka_unit_test(test_conv_other_kernels),
         cmocka_unit_test(test_conv_paths_agree), cmocka_unit_test(test_conv_null_grads),
         cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
+        cmocka_unit_test(test_conv_direct_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,279 @@
+/* pasm's side of the benchmark (bench/run.sh runs it, one measurement per
+ * process so that each peak RSS belongs to that measurement alone):
+ *   pasm_bench train W      training images/s at batch 128 (forward, loss,
+ *                           backward, SGD step with momentum and weight decay)
+ *   pasm_bench infer1 W     batch-1 evaluation forward latency, median in ms
+ *   pasm_bench infer128 W   batch-128 evaluation forward images/s
+ *   pasm_bench flops W      forward FLOPs per image, counted from the
+ *                           network's own convolution and linear shapes
+ *   pasm_bench load PATH    seconds to load a FER2013 CSV (gzip) completely
+ *   pasm_bench sgemm        OpenBLAS sgemm 2048^3 GFLOPS, best of several
+ * Each prints "key value" lines (key = mode, W appended), plus the peak RSS
+ * in MiB of the process (getrusage) as "<key>_rss_mb". Not a test: timings
+ * depend on the machine and on what else runs on it. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "nn/net_internal.h"
+#include "pasm/pasm.h"
+
+#define BATCH 128
+#define CLASSES 7
+#define SIZE 48
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB on Linux */
+}
+
+static int fail(const char *what) {
+    fprintf(stderr, "pasm_bench: %s: %s\n", what, pasm_last_error());
+    return 1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Deterministic inputs in roughly the normalised range, labels 0..6. */
+static void fill_batch(float *x, int32_t *labels, int n) {
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (int64_t i = 0; i < (int64_t)n * SIZE * SIZE; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(s >> 40) / (double)(1 << 24) * 4.0 - 2.0);
+    }
+    for (int i = 0; i < n; i++) labels[i] = i % CLASSES;
+}
+
+static pasm_status make_net(pasm_net **net, int width, int batch) {
+    pasm_net_config cfg = {.arch = "resnet18", .width = width, .in_channels = 1,
+                           .num_classes = CLASSES, .input_size = SIZE};
+    pasm_status st = pasm_net_create(net, &cfg, batch);
+    if (st) return st;
+    pasm_net_init(*net, 1);
+    return PASM_OK;
+}
+
+/* Runs step() at least min_reps times and at least min_s seconds (after
+ * warm-up reps), at most max_reps; returns the mean seconds per rep. */
+typedef pasm_status (*step_fn)(void *ctx);
+
+static double time_reps(step_fn step, void *ctx, int warmup, int min_reps, int max_reps,
+                        double min_s) {
+    /* PASM_BENCH_REPS=N: exactly N timed reps (for profiling and for
+     * comparing CPU time or instruction counts between builds). */
+    const char *fixed = getenv("PASM_BENCH_REPS");
+    if (fixed && atoi(fixed) > 0) {
+        min_reps = max_reps = atoi(fixed);
+        min_s = 0.0;
+    }
+    for (int i = 0; i < warmup; i++)
+        if (step(ctx)) return -1.0;
+    double t0 = now_s(), t = 0.0;
+    int reps = 0;
+    while (reps < max_reps && (reps < min_reps || t < min_s)) {
+        if (step(ctx)) return -1.0;
+        reps++;
+        t = now_s() - t0;
+    }
+    return t / reps;
+}
+
+typedef struct {
+    pasm_net *net;
+    pasm_sgd sgd;
+    float *x, *dlogits, *params;
+    const float *grads;
+    int32_t *labels;
+    int n;
+} train_ctx;
+
+static pasm_status train_step(void *p) {
+    train_ctx *c = p;
+    const float *logits;
+    pasm_status st = pasm_net_forward(c->net, c->x, c->n, 1, &logits);
+    if (st) return st;
+    pasm_cross_entropy(c->n, CLASSES, logits, c->labels, 0.0f, NULL, c->dlogits, NULL);
+    st = pasm_net_backward(c->net, c->dlogits, NULL);
+    if (st) return st;
+    pasm_sgd_step(&c->sgd, c->params, c->grads, 0.01f);
+    return PASM_OK;
+}
+
+static pasm_status eval_step(void *p) {
+    train_ctx *c = p;
+    const float *logits;
+    return pasm_net_forward(c->net, c->x, c->n, 0, &logits);
+}
+
+static int setup(train_ctx *c, int width, int n, int train) {
+    memset(c, 0, sizeof *c);
+    c->n = n;
+    if (make_net(&c->net, width, n)) return fail("building the network");
+    c->x = pasm_alloc(sizeof(float) * (size_t)n * SIZE * SIZE, "input");
+    c->dlogits = pasm_alloc(sizeof(float) * (size_t)n * CLASSES, "dlogits");
+    c->labels = pasm_alloc(sizeof(int32_t) * (size_t)n, "labels");
+    if (!c->x || !c->dlogits || !c->labels) return fail("allocating the batch");
+    fill_batch(c->x, c->labels, n);
+    if (!train) return 0;
+    int64_t count;
+    c->params = pasm_net_param_block(c->net, &count);
+    c->grads = pasm_net_grad_block(c->net, NULL);
+    pasm_sgd_options opt = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
+    if (pasm_sgd_init(&c->sgd, &opt, count)) return fail("SGD");
+    return 0;
+}
+
+static void teardown(train_ctx *c) {
+    if (c->params) pasm_sgd_free(&c->sgd);
+    pasm_free(c->x);
+    pasm_free(c->dlogits);
+    pasm_free(c->labels);
+    pasm_net_free(c->net);
+}
+
+static int run_train(int width) {
+    train_ctx c;
+    int rc = setup(&c, width, BATCH, 1);
+    if (!rc) {
+        double s = time_reps(train_step, &c, 1, 2, 50, width >= 64 ? 20.0 : 8.0);
+        if (s < 0) rc = fail("training step");
+        else printf("train_w%d %.2f\ntrain_w%d_rss_mb %.0f\n", width, BATCH / s, width,
+                    peak_rss_mb());
+    }
+    teardown(&c);
+    return rc;
+}
+
+static int run_infer128(int width) {
+    train_ctx c;
+    int rc = setup(&c, width, BATCH, 0);
+    if (!rc) {
+        double s = time_reps(eval_step, &c, 1, 3, 100, width >= 64 ? 10.0 : 5.0);
+        if (s < 0) rc = fail("evaluation forward");
+        else printf("infer128_w%d %.2f\ninfer128_w%d_rss_mb %.0f\n", width, BATCH / s, width,
+                    peak_rss_mb());
+    }
+    teardown(&c);
+    return rc;
+}
+
+/* Median of single-image latencies, each timed on its own. */
+static int run_infer1(int width) {
+    train_ctx c;
+    int rc = setup(&c, width, 1, 0);
+    enum { MAX_REPS = 2000 };
+    static double lat[MAX_REPS];
+    int reps = 0;
+    double budget = width >= 64 ? 8.0 : 5.0, t_start;
+    for (int i = 0; !rc && i < 10; i++)
+        if (eval_step(&c)) rc = fail("evaluation forward");
+    t_start = now_s();
+    while (!rc && reps < MAX_REPS && (reps < 20 || now_s() - t_start < budget)) {
+        double t0 = now_s();
+        if (eval_step(&c)) rc = fail("evaluation forward");
+        lat[reps++] = now_s() - t0;
+    }
+    if (!rc) {
+        qsort(lat, (size_t)reps, sizeof lat[0], cmp_double);
+        printf("infer1_w%d %.3f\ninfer1_w%d_rss_mb %.0f\n", width, 1e3 * lat[reps / 2], width,
+               peak_rss_mb());
+    }
+    teardown(&c);
+    return rc;
+}
+
+static double conv_flops(const conv_layer *c) {
+    const pasm_conv2d_shape *s = &c->shape;
+    return 2.0 * s->c_out * s->h_out * s->w_out * s->c_in * s->kernel * s->kernel;
+}
+
+/* Multiply-adds of every convolution and of the fc layer, counted as 2
+ * FLOPs each; batch norm, ReLU, additions and pooling are left out (as in
+ * the usual GFLOP figures, and they are < 1% here). */
+static int run_flops(int width) {
+    pasm_net *net;
+    if (make_net(&net, width, 1)) return fail("building the network");
+    double f = conv_flops(&net->stem_conv);
+    for (int i = 0; i < 8; i++) {
+        const block *b = &net->blocks[i];
+        f += conv_flops(&b->conv1) + conv_flops(&b->conv2);
+        if (b->has_downsample) f += conv_flops(&b->down_conv);
+    }
+    f += 2.0 * net->final_channels * net->cfg.num_classes;
+    printf("flops_w%d %.6g\n", width, f);
+    pasm_net_free(net);
+    return 0;
+}
+
+static int run_load(const char *path) {
+    pasm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    pasm_load_spec spec = {.path = path, .split = "all", .input_size = SIZE, .channels = 1};
+    double t0 = now_s();
+    if (pasm_dataset_load(&spec, &ds)) return fail(path);
+    double t = now_s() - t0;
+    printf("load_s %.3f\nload_images %d\nload_rss_mb %.0f\n", t, ds.n, peak_rss_mb());
+    pasm_dataset_free(&ds);
+    return 0;
+}
+
+/* The practical fp32 peak: the best of several 2048^3 sgemm calls. */
+static int run_sgemm(void) {
+    const int n = 2048;
+    float *a = pasm_alloc(sizeof(float) * n * n, "A"), *b = pasm_alloc(sizeof(float) * n * n, "B");
+    float *c = pasm_alloc(sizeof(float) * n * n, "C");
+    if (!a || !b || !c) return fail("sgemm matrices");
+    for (int i = 0; i < n * n; i++) {
+        a[i] = (float)(i % 17) * 0.01f;
+        b[i] = (float)(i % 13) * 0.01f;
+    }
+    double best = 1e30;
+    for (int r = 0; r < 6; r++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
+                    c, n);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    printf("sgemm_gflops %.1f\n", 2.0 * n * n * (double)n / best / 1e9);
+    pasm_free(a);
+    pasm_free(b);
+    pasm_free(c);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: pasm_bench train|infer1|infer128|flops WIDTH | load PATH | sgemm\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    if (strcmp(mode, "sgemm") == 0) return run_sgemm();
+    if (argc < 3) {
+        fprintf(stderr, "pasm_bench: %s needs an argument\n", mode);
+        return 2;
+    }
+    if (strcmp(mode, "load") == 0) return run_load(argv[2]);
+    int width = atoi(argv[2]);
+    if (strcmp(mode, "train") == 0) return run_train(width);
+    if (strcmp(mode, "infer1") == 0) return run_infer1(width);
+    if (strcmp(mode, "infer128") == 0) return run_infer128(width);
+    if (strcmp(mode, "flops") == 0) return run_flops(width);
+    fprintf(stderr, "pasm_bench: unknown mode '%s'\n", mode);
+    return 2;
+}

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""PyTorch's side of the benchmark: the same measurements as bench/pasm_bench.c,
+one per process (bench/run.sh runs each), printed as "key value" lines.
+
+    torch_bench.py train|infer1|infer128 WIDTH nchw|channels_last   (eager, 2 threads)
+    torch_bench.py load PATH                       (gzip + csv + torch.tensor)
+    torch_bench.py version
+
+The network is pasm's ResNet-18 (python/pasm_torch.py's structure, written out
+here so that the benchmark needs torch alone). bench/run.sh runs each timed mode
+in both memory formats, contiguous NCHW and channels-last, each in its own
+process, and the report takes the faster. torch.compile is not used: its compile time alone
+would take a large part of the benchmark's time budget on two cores.
+"""
+
+import csv
+import gzip
+import io
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BATCH = 128
+CLASSES = 7
+SIZE = 48
+THREADS = 2
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        short = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + short)
+
+
+class ResNet(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        layers, cin = [], width
+        for stage in range(4):
+            cout = width << stage
+            for i in range(2):
+                layers.append(BasicBlock(cin, cout, 2 if (i == 0 and stage > 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(cin, CLASSES)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layers(x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def batch(n):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 1, SIZE, SIZE, generator=g) * 4.0 - 2.0
+    y = torch.arange(n) % CLASSES
+    return x, y
+
+
+def timed(step, warmup, min_reps, max_reps, min_s):
+    for _ in range(warmup):
+        step()
+    t0, reps = time.perf_counter(), 0
+    while reps < max_reps and (reps < min_reps or time.perf_counter() - t0 < min_s):
+        step()
+        reps += 1
+    return (time.perf_counter() - t0) / reps
+
+
+def train(width, fmt):
+    torch.manual_seed(0)
+    model = ResNet(width).train().to(memory_format=fmt)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
+                          nesterov=True)
+    x, y = batch(BATCH)
+    x = x.contiguous(memory_format=fmt)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    s = timed(step, 1, 2, 50, 20.0 if width >= 64 else 8.0)
+    return BATCH / s
+
+
+def infer128(width, fmt):
+    torch.manual_seed(0)
+    model = ResNet(width).eval().to(memory_format=fmt)
+    x = batch(BATCH)[0].contiguous(memory_format=fmt)
+    with torch.inference_mode():
+        s = timed(lambda: model(x), 1, 3, 100, 10.0 if width >= 64 else 5.0)
+    return BATCH / s
+
+
+def infer1(width, fmt):
+    torch.manual_seed(0)
+    model = ResNet(width).eval().to(memory_format=fmt)
+    x = batch(1)[0].contiguous(memory_format=fmt)
+    lat = []
+    with torch.inference_mode():
+        for _ in range(10):
+            model(x)
+        t_start = time.perf_counter()
+        budget = 8.0 if width >= 64 else 5.0
+        while len(lat) < 2000 and (len(lat) < 20 or time.perf_counter() - t_start < budget):
+            t0 = time.perf_counter()
+            model(x)
+            lat.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(lat)
+
+
+def load(path):
+    """A typical PyTorch pipeline's loading: gzip, csv, pixels to a uint8 tensor."""
+    t0 = time.perf_counter()
+    with gzip.open(path, "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    pixels = torch.tensor([[int(v) for v in r["pixels"].split()] for r in rows],
+                          dtype=torch.uint8).reshape(len(rows), 1, SIZE, SIZE)
+    labels = torch.tensor([int(r["emotion"]) for r in rows])
+    t = time.perf_counter() - t0
+    print("load_s %.3f\nload_images %d\nload_rss_mb %.0f" % (t, labels.numel(), peak_rss_mb()))
+
+
+def main():
+    torch.set_num_threads(THREADS)
+    mode = sys.argv[1]
+    if mode == "version":
+        print("torch_version %s" % torch.__version__)
+        return
+    if mode == "load":
+        load(sys.argv[2])
+        return
+    width, fmt_name = int(sys.argv[2]), sys.argv[3]
+    fmt = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}[fmt_name]
+    fn = {"train": train, "infer1": infer1, "infer128": infer128}[mode]
+    key = "%s_w%d" % (mode, width)
+    print("%s %.3f\n%s_rss_mb %.0f" % (key, fn(width, fmt), key, peak_rss_mb()))
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+/* Direct stride-1 convolution with AVX-512 intrinsics, straight from the
+ * NCHW image (no im2col buffer, no packing): a register tile of 8 output
+ * channels x up to 48 output columns (three 16-lane vectors) of one output
+ * row accumulates, for every input channel and kernel tap, one masked load of
+ * the shifted input row times 8 broadcast weights. Masks zero the lanes that
+ * fall into the padding or past the row's end, so borders need no copies.
+ * The tile loops carry unroll pragmas: at -O2 GCC would otherwise keep the
+ * accumulators in memory. Compiled for AVX-512F through target attributes
+ * and chosen at run time (__builtin_cpu_supports), so the library still runs
+ * on CPUs without it. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/conv2d_internal.h"
+
+#define TILE_CO 8
+#define MAX_K 7
+
+static int cpu_has_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *env = getenv("PASM_CONV_DIRECT");
+        int allowed = !(env && strcmp(env, "0") == 0);
+        __builtin_cpu_init();
+        cached = allowed && __builtin_cpu_supports("avx512f");
+    }
+    return cached;
+}
+
+int pasm_conv2d_direct_ok(const pasm_conv2d_shape *s) {
+    /* Rows narrower than 12 columns would leave most lanes idle: the
+     * im2col + sgemm path is faster there. */
+    return s->stride == 1 && s->kernel <= MAX_K && s->c_out % TILE_CO == 0 && s->w_out >= 12 &&
+           cpu_has_avx512();
+}
+
+/* Lanes j of the vector starting at output column oc whose input column
+ * oc + j + kw - P lies in [0, W) and whose output column lies in [0, Wo). */
+static __mmask16 lane_mask(int oc, int kw, int pad, int w_in, int w_out) {
+    int lo = pad - kw - oc, hi = w_in - oc - kw + pad;
+    if (lo < 0) lo = 0;
+    if (hi > 16) hi = 16;
+    if (hi > w_out - oc) hi = w_out - oc;
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+/* One tile: output channels co0..co0+7, rows oh..oh+NR-1, columns
+ * c0..c0+16*NV-1 (NR * NV <= 3 vectors per channel, 24 accumulators at
+ * most). NR and NV are compile-time constants at every call, so acc stays
+ * in registers; rows past the image (top/bottom padding) load nothing. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile(const pasm_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
+     int co0, int oh, int c0, const int NR, const int NV) {
+    const int K = s->kernel, P = s->pad, H = s->h_in, W = s->w_in, Wo = s->w_out;
+    const int Cin = s->c_in, KK = K * K;
+    const size_t w_co = (size_t)Cin * KK;
+    __m512 acc[TILE_CO][3];
+#pragma GCC unroll 8
+    for (int r = 0; r < TILE_CO; r++) {
+        __m512 b = _mm512_set1_ps(bias ? bias[co0 + r] : 0.0f);
+#pragma GCC unroll 8
+        for (int q = 0; q < NR * NV; q++)
+            acc[r][q] = b;
+    }
+    __mmask16 mask[3][MAX_K];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++)
+        for (int kw = 0; kw < K; kw++)
+            mask[v][kw] = lane_mask(c0 + 16 * v, kw, P, W, Wo);
+    const float *wb = w + (size_t)co0 * w_co;
+    for (int ci = 0; ci < Cin; ci++) {
+        for (int kh = 0; kh < K; kh++) {
+            const float *xr[3];
+            __mmask16 row_on[3];
+#pragma GCC unroll 8
+            for (int rr = 0; rr < NR; rr++) {
+                const int ih = oh + rr + kh - P;
+                const int ok = ih >= 0 && ih < H;
+                /* A row outside the image reads nothing (mask 0) from a
+                 * harmless address. */
+                xr[rr] = x + ((size_t)ci * H + (ok ? ih : 0)) * W;
+                row_on[rr] = ok ? (__mmask16)0xFFFF : (__mmask16)0;
+            }
+            if (NR == 1 && !row_on[0]) continue;
+            const float *wk = wb + (size_t)ci * KK + kh * K;
+            for (int kw = 0; kw < K; kw++) {
+                __m512 in[3];
+#pragma GCC unroll 8
+                for (int rr = 0; rr < NR; rr++)
+#pragma GCC unroll 8
+                    for (int v = 0; v < NV; v++) {
+                        /* Masked-off lanes are not read, so the address
+                         * may point before the row (left padding). */
+                        const float *p = xr[rr] + (c0 + 16 * v + kw - P);
+                        in[rr * NV + v] = _mm512_maskz_loadu_ps(mask[v][kw] & row_on[rr], p);
+                    }
+#pragma GCC unroll 8
+                for (int r = 0; r < TILE_CO; r++) {
+                    __m512 wv = _mm512_set1_ps(wk[(size_t)r * w_co + kw]);
+#pragma GCC unroll 8
+                    for (int q = 0; q < NR * NV; q++)
+                        acc[r][q] = _mm512_fmadd_ps(wv, in[q], acc[r][q]);
+                }
+            }
+        }
+    }
+    const size_t plane = (size_t)s->h_out * Wo;
+#pragma GCC unroll 8
+    for (int r = 0; r < TILE_CO; r++) {
+#pragma GCC unroll 8
+        for (int rr = 0; rr < NR; rr++) {
+            float *yr = y + (size_t)(co0 + r) * plane + (size_t)(oh + rr) * Wo + c0;
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; v++) {
+                int left = Wo - c0 - 16 * v;
+                __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+                _mm512_mask_storeu_ps(yr + 16 * v, m, acc[r][rr * NV + v]);
+            }
+        }
+    }
+}
+
+/* Output rows per work item: three when a row fits one vector (the weight
+ * broadcasts then serve three rows), else one. */
+static int rows_per_item(const pasm_conv2d_shape *s) {
+    return s->w_out <= 16 ? 3 : 1;
+}
+
+/* Rows oh..oh+rows_per_item-1 (clipped) of one channel block, in chunks of
+ * up to 48 columns. */
+__attribute__((target("avx512f"))) static void rows(const pasm_conv2d_shape *s, const float *x,
+                                                    const float *w, const float *bias, float *y,
+                                                    int co0, int oh) {
+    if (rows_per_item(s) == 3) {
+        int left = s->h_out - oh;
+        if (left >= 3)
+            tile(s, x, w, bias, y, co0, oh, 0, 3, 1);
+        else if (left == 2)
+            tile(s, x, w, bias, y, co0, oh, 0, 2, 1);
+        else
+            tile(s, x, w, bias, y, co0, oh, 0, 1, 1);
+        return;
+    }
+    for (int c0 = 0; c0 < s->w_out; c0 += 48) {
+        int left = s->w_out - c0;
+        if (left > 32)
+            tile(s, x, w, bias, y, co0, oh, c0, 1, 3);
+        else if (left > 16)
+            tile(s, x, w, bias, y, co0, oh, c0, 1, 2);
+        else
+            tile(s, x, w, bias, y, co0, oh, c0, 1, 1);
+    }
+}
+
+void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                                const float *bias, float *y) {
+    const int blocks = s->c_out / TILE_CO, per = rows_per_item(s);
+    const int groups = (s->h_out + per - 1) / per;
+    const int64_t items = (int64_t)s->n * blocks * groups;
+    const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
+    const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
+    /* Rows of one image and block stay together on a thread (input rows
+     * reused from cache); a team starts only when there is work for it. */
+    const int64_t flops_per_item =
+        (int64_t)TILE_CO * per * s->w_out * s->c_in * s->kernel * s->kernel;
+#pragma omp parallel for schedule(static) if (items * flops_per_item >= ((int64_t)1 << 17))
+    for (int64_t it = 0; it < items; it++) {
+        const int g = (int)(it % groups);
+        const int b = (int)((it / groups) % blocks);
+        const int i = (int)(it / ((int64_t)groups * blocks));
+        rows(s, x + i * x_stride, weight, bias, y + i * y_stride, b * TILE_CO, g * per);
+    }
+}
