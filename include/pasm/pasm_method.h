@@ -134,6 +134,26 @@ void pasm_mined_writer_close(pasm_mined_writer *w);
 /* The sidecar's settings (malloc'd JSON text) and complete flag. */
 pasm_status pasm_mined_sidecar_read(const char *csv_path, char **settings_json, int *complete);
 
+/* ---- reports: gallery and synthetic-face region hits ---- */
+
+/* Writes one RGB PNG: a grid of up to max_faces faces of ds (evenly spaced
+ * through it, 8 per row, drawn twice their size below 64 pixels) with the
+ * mined square of side `side` outlined, green where the teacher was fooled
+ * and red where not; below it one heat map per class (label order, left to
+ * right): the class's mean face in grey under a red-to-yellow map of how
+ * many of its points fall on each pixel (3x3 box-smoothed). */
+pasm_status pasm_gallery_write(const char *path, const pasm_dataset *ds, const pasm_mined *m,
+                               int side, int max_faces);
+
+/* On a `pasm synth` folder (root holding regions.csv) whose images ds was
+ * loaded from: the share of mined points inside an expression region box of
+ * their face, and the share a uniformly random point would get (the boxes'
+ * area in the image, averaged over the faces). Faces are matched by path;
+ * *matched counts faces found in regions.csv. A root without regions.csv
+ * gives *matched = 0 and PASM_OK. */
+pasm_status pasm_region_hits(const char *root, const pasm_dataset *ds, const pasm_mined *m,
+                             double *share_points, double *share_random, int *matched);
+
 /* ---- SHA-256 ---- */
 void pasm_sha256(const void *data, size_t size, uint8_t digest[32]);
 /* Lowercase hex digest of a file into hex[65]. */
