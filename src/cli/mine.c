@@ -138,7 +138,9 @@ static void report(const cli_mine_args *a, const pasm_dataset *ds, int side) {
 int cli_mine_run(const cli_mine_args *a) {
     pasm_net *net = NULL;
     pasm_model_meta meta;
-    int rc = cli_load_model(CMD, a->model, NULL, a->attack.attack_batch, &net, &meta);
+    /* first for its metadata (the data's size and classes), then planned for
+     * the batches mining will use: no more than the images there are */
+    int rc = cli_load_model(CMD, a->model, NULL, 1, &net, &meta);
     if (rc) return rc;
     pasm_dataset ds;
     memset(&ds, 0, sizeof ds);
@@ -147,6 +149,14 @@ int cli_mine_run(const cli_mine_args *a) {
     char *settings = NULL, sha[65];
     pasm_status st = PASM_OK;
     if ((rc = cli_load_data_for_model(CMD, a->data, a->split, &meta, 0, &ds))) goto done;
+    pasm_net_free(net);
+    net = NULL;
+    pasm_model_meta_free(&meta);
+    int batch = a->attack.attack_batch < ds.n ? a->attack.attack_batch : ds.n;
+    if ((rc = cli_load_model(CMD, a->model, NULL, batch, &net, &meta))) {
+        memset(&meta, 0, sizeof meta);
+        goto done;
+    }
     if (!ds.labelled) {
         rc = cli_usage_error(CMD, "%s has no labels: mining needs the true class", a->data);
         goto done;
