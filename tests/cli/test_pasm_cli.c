@@ -41,7 +41,7 @@ static void test_mine_seed_reproduces(void **state) {
     snprintf(b, sizeof b, "%s/b.csv", dir);
     snprintf(c, sizeof c, "%s/c.csv", dir);
     snprintf(png, sizeof png, "%s/g.png", dir);
-    const char *de = "--attack de --de-pop 8 --de-gens 2 --attack-batch 64";
+    const char *de = "--attack de --de-pop 4 --de-gens 1 --attack-batch 64";
     int rc = test_run_pasm(&out, "mine --model '%s' --data '%s' %s --seed 4 --gallery '%s' --out '%s'",
                            teacher, faces, de, png, a);
     if (rc) fail_msg("mine failed: %s", out);
@@ -133,7 +133,7 @@ static double accuracy_of(const char *summary, int round, const char *key) {
 }
 
 #define RUN_ARGS "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 --attack grad " \
-                 "--attack-batch 32 --rounds 2 --seed 3 --out '%s'"
+                 "--attack-batch 32 --rounds 2 --mix masked --seed 3 --out '%s'"
 
 static void test_run_killed_and_resumed(void **state) {
     char a[400], b[400], fa[500], fb[500], *out;
