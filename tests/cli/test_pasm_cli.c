@@ -22,9 +22,11 @@ static int setup(void **state) {
     snprintf(teacher, sizeof teacher, "%s/t.safetensors", dir);
     char *out;
     int rc = test_run_pasm(&out, "synth --out '%s' --count 140 --size 32 --seed 2 -q", faces);
-    if (!rc)
+    if (!rc) {
+        free(out);
         rc = test_run_pasm(&out, "train --data '%s' " SMALL " --epochs 1 --seed 1 --out '%s'",
                            faces, teacher);
+    }
     if (rc) fprintf(stderr, "%s", out);
     free(out);
     return rc;
