@@ -9,4 +9,5 @@
 #include "pasm/data.h"
 #include "pasm/synth.h"
 #include "pasm/train.h"
+#include "pasm/pasm_method.h"
 #endif

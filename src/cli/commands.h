@@ -16,5 +16,8 @@ int pasm_cmd_train(int argc, char **argv);
 int pasm_cmd_eval(int argc, char **argv);
 int pasm_cmd_predict(int argc, char **argv);
 int pasm_cmd_info(int argc, char **argv);
+int pasm_cmd_mine(int argc, char **argv);
+int pasm_cmd_round(int argc, char **argv);
+int pasm_cmd_run(int argc, char **argv);
 
 #endif

@@ -11,6 +11,9 @@ const pasm_command pasm_commands[] = {
     {"train", pasm_cmd_train, "train an expression classifier"},
     {"eval", pasm_cmd_eval, "accuracy, per-class accuracy and confusion of a checkpoint"},
     {"predict", pasm_cmd_predict, "labels and probabilities of faces"},
+    {"mine", pasm_cmd_mine, "find each face's most informative point (PASM's point attack)"},
+    {"round", pasm_cmd_round, "train one PASM student on original + masked faces"},
+    {"run", pasm_cmd_run, "the whole PASM loop: baseline, then rounds of mine + round"},
     {"info", pasm_cmd_info, "print a checkpoint's metadata and tensors"},
     {NULL, NULL, NULL},
 };

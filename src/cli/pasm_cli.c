@@ -1,0 +1,94 @@
+/* Helpers the PASM commands share: training/validation data loaded the way
+ * pasm train loads it (so a round validates on what the baseline did) and
+ * a checkpoint's accuracy on a split, with and without flip TTA. */
+#include "cli/pasm_cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int same_images(const pasm_dataset *a, const pasm_dataset *b) {
+    size_t bytes = (size_t)a->n * a->channels * a->size * a->size;
+    return a->n == b->n && a->channels == b->channels && a->size == b->size &&
+           !memcmp(a->images, b->images, bytes);
+}
+
+int cli_load_train_val(const char *cmd, const char *data, const char *split, const char *val_data,
+                       const char *val_split, double val_fraction, uint64_t seed,
+                       const pasm_model_meta *meta, pasm_dataset *train, pasm_dataset *val,
+                       int *held_out, int **train_idx, int *n_train) {
+    *held_out = 0;
+    *train_idx = NULL;
+    *n_train = 0;
+    memset(val, 0, sizeof *val);
+    int rc = cli_load_data_for_model(cmd, data, split, meta, 0, train);
+    if (rc) return rc;
+    const char *vpath = val_data && val_data[0] ? val_data : data;
+    pasm_load_spec spec = {.path = vpath, .split = val_split, .input_size = meta->net.input_size,
+                           .channels = meta->net.in_channels};
+    pasm_status st = pasm_dataset_load(&spec, val);
+    if (!st && val->n > 0 && !same_images(train, val)) {
+        st = pasm_dataset_match_classes(val, (const char *const *)meta->class_names,
+                                        meta->n_classes, 0, NULL);
+        if (st) {
+            pasm_dataset_free(train);
+            pasm_dataset_free(val);
+            return cli_fail(cmd, st);
+        }
+        return EXIT_OK;
+    }
+    if (st && val_data && val_data[0]) {
+        pasm_dataset_free(train);
+        return cli_fail(cmd, st);
+    }
+    if (!st) pasm_dataset_free(val);
+    /* no validation split: the same held-out share pasm train takes */
+    int *vidx = NULL, n_val = 0;
+    st = pasm_dataset_split_indices(train, val_fraction, seed, train_idx, n_train, &vidx, &n_val);
+    if (!st) st = pasm_dataset_subset(train, vidx, n_val, val);
+    free(vidx);
+    if (st) {
+        free(*train_idx);
+        *train_idx = NULL;
+        pasm_dataset_free(train);
+        return cli_fail(cmd, st);
+    }
+    *held_out = 1;
+    return EXIT_OK;
+}
+
+int cli_eval_split(const char *cmd, const char *model, const char *data, const char *split,
+                   double *accuracy, double *accuracy_tta, int *count) {
+    *accuracy = *accuracy_tta = 0;
+    *count = 0;
+    pasm_net *net = NULL;
+    pasm_model_meta meta;
+    int rc = cli_load_model(cmd, model, NULL, 256, &net, &meta);
+    if (rc) return rc;
+    pasm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    pasm_load_spec spec = {.path = data, .split = split, .input_size = meta.net.input_size,
+                           .channels = meta.net.in_channels};
+    pasm_status st = pasm_dataset_load(&spec, &ds);
+    if (st || ds.n == 0 || !ds.labelled) { /* the data has no such split */
+        pasm_clear_error();
+        st = PASM_OK;
+        goto done;
+    }
+    if ((st = pasm_dataset_match_classes(&ds, (const char *const *)meta.class_names,
+                                         meta.n_classes, 1, NULL)))
+        goto done;
+    for (int tta = 0; tta < 2 && !st; tta++) {
+        pasm_metrics m;
+        if ((st = pasm_metrics_init(&m, meta.n_classes))) break;
+        st = pasm_evaluate(net, &ds, meta.norm_mean, meta.norm_std, tta, &m, NULL, NULL, NULL);
+        *(tta ? accuracy_tta : accuracy) = pasm_metrics_accuracy(&m);
+        pasm_metrics_free(&m);
+    }
+    *count = ds.n;
+done:
+    pasm_dataset_free(&ds);
+    pasm_model_meta_free(&meta);
+    pasm_net_free(net);
+    return st ? cli_fail(cmd, st) : EXIT_OK;
+}

@@ -1,0 +1,55 @@
+/* What the PASM commands (mine, round, run) share: the `mine` and `round`
+ * work as functions `run` calls in-process, and the loading of training and
+ * validation data the same way `pasm train` does. */
+#ifndef PASM_CLI_PASM_H
+#define PASM_CLI_PASM_H
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+
+/* Loads the training split and the validation set for a model's input size,
+ * channels and classes (meta), as pasm train does: --val-data, else the
+ * source's validation split, else (no such split, or the same images) a
+ * seeded stratified val_fraction of training. *held_out is set when the
+ * validation set was cut from training; then *train holds the whole split
+ * (the mined indices refer to it) and train_idx/val_idx (malloc'd) say
+ * which images are which. Returns an exit code (0 ok). */
+int cli_load_train_val(const char *cmd, const char *data, const char *split, const char *val_data,
+                       const char *val_split, double val_fraction, uint64_t seed,
+                       const pasm_model_meta *meta, pasm_dataset *train, pasm_dataset *val,
+                       int *held_out, int **train_idx, int *n_train);
+
+/* Evaluates a checkpoint on a split of data: accuracy without and with flip
+ * TTA. Returns 0 and *count = 0 when the split is not there. */
+int cli_eval_split(const char *cmd, const char *model, const char *data, const char *split,
+                   double *accuracy, double *accuracy_tta, int *count);
+
+/* pasm mine's options (strings are borrowed). */
+typedef struct {
+    const char *model, *data, *split, *gallery, *out;
+    pasm_attack_options attack;
+    int side;              /* 0 = a quarter of the input side */
+    int overwrite;
+    int stop_after_images; /* tests: stop (resumably) after this many; 0 = off */
+} cli_mine_args;
+
+void cli_mine_defaults(cli_mine_args *a);
+/* Mines (or resumes mining) as pasm mine does; returns the exit code. */
+int cli_mine_run(const cli_mine_args *a);
+
+
+/* pasm round's options (strings are borrowed). */
+typedef struct {
+    const char *teacher, *data, *split, *val_data, *val_split, *mined, *out;
+    const char *fill, *mix, *student_init, *schedule;
+    int side; /* 0 = the mined file's */
+    float mask_prob, kd_alpha, kd_temp, lr, momentum, wd, val_fraction;
+    int epochs, batch, crop_padding, hflip, skip_misclassified;
+    uint64_t seed;
+    int resume; /* continue from OUT's state file when it exists */
+} cli_round_args;
+
+void cli_round_defaults(cli_round_args *a);
+int cli_round_run(const cli_round_args *a);
+
+#endif

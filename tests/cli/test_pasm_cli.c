@@ -1,0 +1,196 @@
+/* PASM end to end on a small synthetic set (140 faces of 32x32, width 16,
+ * one epoch per phase): mining with a seed reproduces its points exactly
+ * and reports region hits and a gallery; a student starts from the
+ * teacher's weights when asked (and not from scratch); `pasm run --rounds 2`
+ * stopped between phases and killed during mining, then resumed, ends with
+ * the same mined points, accuracies and checkpoint bytes as an unkilled run. */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pasm/pasm.h"
+#include "util/helpers.h"
+
+static char dir[256], faces[320], teacher[320];
+#define SMALL "--input-size 32 --width 16 --batch 32"
+
+static int setup(void **state) {
+    test_tmpdir(dir, sizeof dir);
+    snprintf(faces, sizeof faces, "%s/faces", dir);
+    snprintf(teacher, sizeof teacher, "%s/t.safetensors", dir);
+    char *out;
+    int rc = test_run_pasm(&out, "synth --out '%s' --count 140 --size 32 --seed 2 -q", faces);
+    if (!rc) {
+        free(out);
+        rc = test_run_pasm(&out, "train --data '%s' " SMALL " --epochs 1 --seed 1 --out '%s'",
+                           faces, teacher);
+    }
+    if (rc) fprintf(stderr, "%s", out);
+    free(out);
+    return rc;
+}
+
+static int teardown(void **state) {
+    test_rmdir(dir);
+    return 0;
+}
+
+static void test_mine_seed_reproduces(void **state) {
+    char a[400], b[400], c[400], png[400], *out;
+    snprintf(a, sizeof a, "%s/a.csv", dir);
+    snprintf(b, sizeof b, "%s/b.csv", dir);
+    snprintf(c, sizeof c, "%s/c.csv", dir);
+    snprintf(png, sizeof png, "%s/g.png", dir);
+    const char *de = "--attack de --de-pop 4 --de-gens 1 --attack-batch 64";
+    int rc = test_run_pasm(&out, "mine --model '%s' --data '%s' %s --seed 4 --gallery '%s' --out '%s'",
+                           teacher, faces, de, png, a);
+    if (rc) fail_msg("mine failed: %s", out);
+    assert_non_null(strstr(out, "mined 98 images"));
+    assert_non_null(strstr(out, "for random points"));
+    free(out);
+    assert_int_equal(access(png, R_OK), 0);
+    assert_int_equal(test_run_pasm(NULL, "mine --model '%s' --data '%s' %s --seed 4 --out '%s'",
+                                   teacher, faces, de, b),
+                     0);
+    assert_true(test_files_equal(a, b));
+    assert_int_equal(test_run_pasm(NULL, "mine --model '%s' --data '%s' %s --seed 5 --out '%s'",
+                                   teacher, faces, de, c),
+                     0);
+    assert_false(test_files_equal(a, c));
+    /* the same file with other settings is refused */
+    assert_int_equal(test_run_pasm(NULL, "mine --model '%s' --data '%s' %s --seed 6 --out '%s'",
+                                   teacher, faces, de, a),
+                     2);
+    pasm_mined m;
+    assert_int_equal(pasm_mined_read(a, 0, &m, NULL), PASM_OK);
+    assert_int_equal(m.n, 98);
+    for (int i = 0; i < m.n; i++) {
+        assert_int_equal(m.index[i], i);
+        assert_in_range(m.row[i], 0, 31);
+        assert_in_range(m.col[i], 0, 31);
+        assert_true(m.p_after[i] <= m.p_before[i] + 1e-6f); /* DE keeps its best */
+    }
+    pasm_mined_free(&m);
+}
+
+/* conv1.weight of a checkpoint, copied. */
+static float *conv1(const char *path, int64_t *n) {
+    pasm_safetensors st;
+    assert_int_equal(pasm_safetensors_read(path, &st), PASM_OK);
+    const pasm_tensor *t = pasm_safetensors_find(&st, "conv1.weight");
+    assert_non_null(t);
+    *n = pasm_tensor_numel(t);
+    float *w = malloc((size_t)*n * sizeof(float));
+    memcpy(w, t->data, (size_t)*n * sizeof(float));
+    pasm_safetensors_free(&st);
+    return w;
+}
+
+/* With learning rate 0 the weights stay where they started. */
+static void test_student_init(void **state) {
+    char mined[400], s1[400], s2[400], *out;
+    snprintf(mined, sizeof mined, "%s/g.csv", dir);
+    snprintf(s1, sizeof s1, "%s/s1.safetensors", dir);
+    snprintf(s2, sizeof s2, "%s/s2.safetensors", dir);
+    assert_int_equal(test_run_pasm(NULL, "mine --model '%s' --data '%s' --attack grad --out '%s'",
+                                   teacher, faces, mined),
+                     0);
+    const char *opts = "--mix masked --round-epochs 1 --round-lr 0 --batch 32";
+    int rc = test_run_pasm(&out, "round --teacher '%s' --data '%s' --mined '%s' %s --out '%s'",
+                           teacher, faces, mined, opts, s1);
+    if (rc) fail_msg("round failed: %s", out);
+    free(out);
+    rc = test_run_pasm(&out, "round --teacher '%s' --data '%s' --mined '%s' %s "
+                             "--student-init scratch --out '%s'",
+                       teacher, faces, mined, opts, s2);
+    if (rc) fail_msg("round failed: %s", out);
+    free(out);
+    int64_t n, n1, n2;
+    float *t = conv1(teacher, &n), *w1 = conv1(s1, &n1), *w2 = conv1(s2, &n2);
+    assert_int_equal(n, n1);
+    assert_memory_equal(t, w1, (size_t)n * sizeof(float));
+    assert_memory_not_equal(t, w2, (size_t)n * sizeof(float));
+    free(t), free(w1), free(w2);
+    /* the student is round 1 */
+    pasm_safetensors st;
+    assert_int_equal(pasm_safetensors_read(s1, &st), PASM_OK);
+    assert_string_equal(pasm_safetensors_meta(&st, "round"), "1");
+    pasm_safetensors_free(&st);
+}
+
+static double accuracy_of(const char *summary, int round, const char *key) {
+    unsigned char *data;
+    size_t size;
+    assert_int_equal(pasm_read_file(summary, &data, &size), PASM_OK);
+    cJSON *o = cJSON_ParseWithLength((const char *)data, size);
+    free(data);
+    const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "rounds"), round);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
+    assert_true(cJSON_IsNumber(v));
+    double x = v->valuedouble;
+    cJSON_Delete(o);
+    return x;
+}
+
+#define RUN_ARGS "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 --attack grad " \
+                 "--attack-batch 32 --rounds 2 --mix masked --seed 3 --out '%s'"
+
+static void test_run_killed_and_resumed(void **state) {
+    char a[400], b[400], fa[500], fb[500], *out;
+    snprintf(a, sizeof a, "%s/runA", dir);
+    snprintf(b, sizeof b, "%s/runB", dir);
+    /* A runs in b's folder and is moved aside: the options stored in every
+     * checkpoint name the folder, so both runs must use the same one */
+    int rc = test_run_pasm(&out, RUN_ARGS, faces, b);
+    if (rc) fail_msg("run failed: %s", out);
+    free(out);
+    assert_int_equal(rename(b, a), 0);
+    /* B: stopped after the baseline, then killed 32 images into mining
+     * (a chunk written), then resumed to the end */
+    rc = test_run_pasm(&out, RUN_ARGS " --stop-after-phases 1", faces, b);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "stopped after 1 phases"));
+    free(out);
+    rc = test_run_pasm(&out, RUN_ARGS " --stop-mining-after 32", faces, b);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "done before, skipped"));
+    free(out);
+    snprintf(fb, sizeof fb, "%s/round1.mined.csv", b);
+    pasm_mined m;
+    assert_int_equal(pasm_mined_read(fb, 0, &m, NULL), PASM_OK);
+    assert_int_equal(m.n, 32);
+    pasm_mined_free(&m);
+    rc = test_run_pasm(&out, RUN_ARGS, faces, b);
+    if (rc) fail_msg("resume failed: %s", out);
+    assert_non_null(strstr(out, "(resuming)"));
+    free(out);
+    const char *files[] = {"round0.safetensors", "round1.mined.csv", "round1.safetensors",
+                           "round2.mined.csv", "round2.safetensors", "round2.last.safetensors"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(fa, sizeof fa, "%s/%s", a, files[i]);
+        snprintf(fb, sizeof fb, "%s/%s", b, files[i]);
+        if (!test_files_equal(fa, fb)) fail_msg("%s differs after the resumed run", files[i]);
+    }
+    snprintf(fa, sizeof fa, "%s/summary.json", a);
+    snprintf(fb, sizeof fb, "%s/summary.json", b);
+    for (int r = 0; r <= 2; r++) {
+        assert_true(accuracy_of(fa, r, "test_accuracy") == accuracy_of(fb, r, "test_accuracy"));
+        assert_true(accuracy_of(fa, r, "val_accuracy_tta") ==
+                    accuracy_of(fb, r, "val_accuracy_tta"));
+    }
+    snprintf(fa, sizeof fa, "%s/summary.md", a);
+    assert_int_equal(access(fa, R_OK), 0);
+    /* other options in the same folder are refused */
+    assert_int_equal(test_run_pasm(NULL, RUN_ARGS " --kd-alpha 0.3", faces, b), 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mine_seed_reproduces),
+        cmocka_unit_test(test_student_init),
+        cmocka_unit_test(test_run_killed_and_resumed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

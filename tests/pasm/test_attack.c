@@ -1,0 +1,285 @@
+/* The point attacks on hand-made scorers whose class scores depend on the
+ * pixels through Gaussian weights peaking sharply at one chosen pixel per
+ * class: grad and iter return the true class's peak, de (fixed seeds, a
+ * stated budget) returns it, results do not depend on how images are
+ * batched, and the network scorer's pixel gradient matches finite
+ * differences (the 1/(255 std) chain rule). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pasm/pasm.h"
+#include "util/helpers.h"
+
+#define SIZE 16
+#define K 3
+#define GAIN 4.0f
+static const int PEAK[K][2] = {{3, 12}, {8, 4}, {13, 10}}; /* (row, col) per class */
+
+/* z_c = GAIN * sum_p w_c(p) x_p / 255 + bias_c, w_c(p) = exp(-d^2 / (2 sigma^2)) */
+typedef struct {
+    float w[K][SIZE * SIZE];
+    float bias[K];
+    int calls;
+} toy;
+
+static void toy_init(toy *t, float sigma) {
+    memset(t, 0, sizeof *t);
+    for (int c = 0; c < K; c++)
+        for (int r = 0; r < SIZE; r++)
+            for (int q = 0; q < SIZE; q++) {
+                float dr = (float)(r - PEAK[c][0]), dc = (float)(q - PEAK[c][1]);
+                t->w[c][r * SIZE + q] = expf(-(dr * dr + dc * dc) / (2 * sigma * sigma));
+            }
+}
+
+static void toy_logits(const toy *t, const uint8_t *x, float *z) {
+    for (int c = 0; c < K; c++) {
+        double s = 0;
+        for (int p = 0; p < SIZE * SIZE; p++) s += t->w[c][p] * x[p] / 255.0;
+        z[c] = GAIN * (float)s + t->bias[c];
+    }
+}
+
+static pasm_status toy_probs(void *ctx, const uint8_t *images, int n, float *probs) {
+    toy *t = ctx;
+    t->calls++;
+    for (int i = 0; i < n; i++) {
+        float z[K];
+        toy_logits(t, images + i * SIZE * SIZE, z);
+        pasm_softmax(1, K, z, probs + i * K);
+    }
+    return PASM_OK;
+}
+
+static pasm_status toy_grad(void *ctx, const uint8_t *images, const int32_t *labels, int n,
+                            float *probs, float *dpixels) {
+    toy *t = ctx;
+    toy_probs(ctx, images, n, probs);
+    for (int i = 0; i < n; i++)
+        for (int p = 0; p < SIZE * SIZE; p++) {
+            float d = 0;
+            for (int c = 0; c < K; c++)
+                d += (probs[i * K + c] - (c == labels[i])) * GAIN * t->w[c][p] / 255.0f;
+            dpixels[i * SIZE * SIZE + p] = d;
+        }
+    return PASM_OK;
+}
+
+static pasm_scorer toy_scorer(toy *t, int max_batch) {
+    return (pasm_scorer){.channels = 1, .size = SIZE, .n_classes = K, .max_batch = max_batch,
+                         .probs = toy_probs, .grad = toy_grad, .ctx = t};
+}
+
+/* Three grey faces with seeded mild texture, labelled 0, 1, 2. */
+static void toy_images(uint8_t *images, int32_t *labels, int64_t *index, int n) {
+    pasm_rng r;
+    pasm_rng_init(&r, 11, PASM_RNG_SYNTH, 0, 0);
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < SIZE * SIZE; p++)
+            images[i * SIZE * SIZE + p] = (uint8_t)(190 + pasm_rng_below(&r, 21));
+        labels[i] = i % K;
+        index[i] = i;
+    }
+}
+
+static void assert_peaks(const pasm_point *pts, const int32_t *labels, int n) {
+    for (int i = 0; i < n; i++) {
+        printf("  image %d (class %d): (%d, %d), p %.3f -> %.3f, fooled %d, %lld queries\n", i,
+               labels[i], pts[i].row, pts[i].col, (double)pts[i].p_true_before,
+               (double)pts[i].p_true_after, pts[i].fooled, (long long)pts[i].queries);
+        assert_int_equal(pts[i].row, PEAK[labels[i]][0]);
+        assert_int_equal(pts[i].col, PEAK[labels[i]][1]);
+        assert_true(pts[i].p_true_after < pts[i].p_true_before);
+    }
+}
+
+static void test_grad_finds_the_peak(void **state) {
+    toy t;
+    toy_init(&t, 1.5f);
+    pasm_scorer s = toy_scorer(&t, 64);
+    uint8_t images[6 * SIZE * SIZE];
+    int32_t labels[6];
+    int64_t index[6];
+    toy_images(images, labels, index, 6);
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    o.kind = PASM_ATTACK_GRAD;
+    o.attack_batch = 4; /* two batches */
+    pasm_point pts[6];
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 6, pts), PASM_OK);
+    assert_peaks(pts, labels, 6);
+    for (int i = 0; i < 6; i++) assert_int_equal(pts[i].queries, 2);
+}
+
+static void test_iter_finds_the_peak_and_stops_on_the_flip(void **state) {
+    toy t;
+    toy_init(&t, 1.5f);
+    pasm_scorer s = toy_scorer(&t, 64);
+    uint8_t images[3 * SIZE * SIZE];
+    int32_t labels[3];
+    int64_t index[3];
+    toy_images(images, labels, index, 3);
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    o.kind = PASM_ATTACK_ITER;
+    o.attack_batch = 2;
+    pasm_point pts[3];
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 3, pts), PASM_OK);
+    assert_peaks(pts, labels, 3);
+    /* Class 0 leads by a margin one dark peak pixel removes (GAIN*~200/255
+     * = 3.1 > 1): image 0 is right, then fooled after exactly one step. */
+    t.bias[0] = 1.0f;
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 1, pts), PASM_OK);
+    assert_true(pts[0].p_true_before > 0.5f);
+    assert_int_equal(pts[0].fooled, 1);
+    assert_int_equal(pts[0].queries, 2);
+    /* With a margin two dark pixels cannot remove (8 > 3.1 * (1 + 0.8)),
+     * it runs the whole budget of 2 and still points at the peak. */
+    t.bias[0] = 8.0f;
+    o.iter_max = 2;
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 1, pts), PASM_OK);
+    assert_int_equal(pts[0].fooled, 0);
+    assert_int_equal(pts[0].queries, 1 + o.iter_max);
+    assert_int_equal(pts[0].row, PEAK[0][0]);
+    assert_int_equal(pts[0].col, PEAK[0][1]);
+}
+
+/* de: population 32, 20 generations, no early stop; seeds 1, 2, 3. The
+ * Gaussian (sigma 2) gives DE a slope to climb; the peak is the optimum. */
+static void test_de_finds_the_peak(void **state) {
+    toy t;
+    toy_init(&t, 2.0f);
+    pasm_scorer s = toy_scorer(&t, 1024);
+    uint8_t images[3 * SIZE * SIZE];
+    int32_t labels[3];
+    int64_t index[3];
+    toy_images(images, labels, index, 3);
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    o.de_gens = 20;
+    o.de_early_stop = 0;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        o.seed = seed;
+        pasm_point pts[3];
+        assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 3, pts), PASM_OK);
+        assert_peaks(pts, labels, 3);
+        for (int i = 0; i < 3; i++) assert_int_equal(pts[i].queries, 1 + 32 * 21);
+    }
+}
+
+/* The same images attacked together in batches of 7, or one at a time,
+ * give the same points: streams are keyed by image index, not position. */
+static void test_de_independent_of_batching(void **state) {
+    toy t;
+    toy_init(&t, 2.0f);
+    t.bias[0] = 0.5f;
+    pasm_scorer s = toy_scorer(&t, 1024);
+    uint8_t images[6 * SIZE * SIZE];
+    int32_t labels[6];
+    int64_t index[6];
+    toy_images(images, labels, index, 6);
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    o.seed = 5;
+    o.attack_batch = 7;
+    pasm_point together[6], alone;
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 6, together), PASM_OK);
+    o.attack_batch = 1024;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(pasm_attack_images(&s, &o, images + i * SIZE * SIZE, labels + i,
+                                            index + i, 1, &alone),
+                         PASM_OK);
+        assert_memory_equal(&alone, &together[i], sizeof alone);
+    }
+    /* early stop: a correct image that is fooled stopped before the budget */
+    for (int i = 0; i < 6; i++)
+        if (together[i].p_true_before > 0.5f && together[i].fooled)
+            assert_true(together[i].queries <= 1 + 32 * 9);
+}
+
+static void test_bad_options(void **state) {
+    toy t;
+    toy_init(&t, 2.0f);
+    pasm_scorer s = toy_scorer(&t, 8);
+    uint8_t images[SIZE * SIZE] = {0};
+    int32_t label = 5; /* outside 0..2 */
+    int64_t index = 0;
+    pasm_point pt;
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    assert_int_equal(pasm_attack_images(&s, &o, images, &label, &index, 1, &pt), PASM_ERR_INVALID);
+    label = 0;
+    o.de_pop = 3;
+    assert_int_equal(pasm_attack_images(&s, &o, images, &label, &index, 1, &pt), PASM_ERR_INVALID);
+    pasm_attack_kind kind;
+    assert_int_equal(pasm_attack_parse("pgd", &kind), PASM_ERR_INVALID);
+    assert_int_equal(pasm_attack_parse("iter", &kind), PASM_OK);
+    assert_int_equal(kind, PASM_ATTACK_ITER);
+}
+
+/* The network scorer's pixel gradient against central differences of the
+ * cross-entropy over +-1 pixel level (the smallest uint8 step), at the 12
+ * most salient pixels of a random width-16 ResNet on 32x32 grey images.
+ * ReLU kinks inside the step make a few pixels differ: at least 10 of 12
+ * must agree within 10%, all within 35%. */
+static void test_net_scorer_gradient(void **state) {
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 4,
+                           .input_size = 32};
+    pasm_net *net;
+    assert_int_equal(pasm_net_create(&net, &cfg, 24), PASM_OK);
+    pasm_net_init(net, 7);
+    float mean = 0.45f, std = 0.21f;
+    pasm_scorer s;
+    assert_int_equal(pasm_scorer_net(&s, net, &mean, &std), PASM_OK);
+    uint8_t img[32 * 32];
+    pasm_rng r;
+    pasm_rng_init(&r, 3, PASM_RNG_SYNTH, 0, 0);
+    for (int p = 0; p < 32 * 32; p++) img[p] = (uint8_t)(40 + pasm_rng_below(&r, 170));
+    int32_t label = 2;
+    float probs[4], d[32 * 32];
+    assert_int_equal(s.grad(s.ctx, img, &label, 1, probs, d), PASM_OK);
+    /* the 12 most salient pixels, each probed at -1 and +1 in one batch */
+    int pix[12];
+    uint8_t used[32 * 32] = {0};
+    static uint8_t probes[24 * 32 * 32];
+    for (int j = 0; j < 12; j++) {
+        int best = -1;
+        for (int p = 0; p < 32 * 32; p++)
+            if (!used[p] && (best < 0 || fabsf(d[p]) > fabsf(d[best]))) best = p;
+        used[best] = 1;
+        pix[j] = best;
+        for (int sgn = 0; sgn < 2; sgn++) {
+            uint8_t *probe = probes + (2 * j + sgn) * 32 * 32;
+            memcpy(probe, img, sizeof img);
+            probe[best] = (uint8_t)(img[best] + (sgn ? 1 : -1));
+        }
+    }
+    float pp[24 * 4];
+    assert_int_equal(s.probs(s.ctx, probes, 24, pp), PASM_OK);
+    int close = 0;
+    for (int j = 0; j < 12; j++) {
+        double fd = (-log((double)pp[(2 * j + 1) * 4 + label]) +
+                     log((double)pp[2 * j * 4 + label])) / 2.0;
+        double an = d[pix[j]];
+        printf("  pixel %4d: analytic %.4e, finite difference %.4e\n", pix[j], an, fd);
+        close += fabs(fd - an) <= 0.1 * fabs(an);
+        assert_true(fabs(fd - an) <= 0.35 * fabs(an));
+    }
+    assert_true(close >= 10);
+    pasm_scorer_net_free(&s);
+    pasm_net_free(net);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_grad_finds_the_peak),
+        cmocka_unit_test(test_iter_finds_the_peak_and_stops_on_the_flip),
+        cmocka_unit_test(test_de_finds_the_peak),
+        cmocka_unit_test(test_de_independent_of_batching),
+        cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_net_scorer_gradient),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
