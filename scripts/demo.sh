@@ -12,7 +12,7 @@ echo "== pasm synth: 2100 synthetic faces (train/val/test)"
 $pasm synth --out "$out/faces" --count 2100 --seed 1
 echo
 echo "== pasm train: ResNet-18 width 16"
-$pasm train --data "$out/faces" --width 16 --epochs "${DEMO_EPOCHS:-8}" --batch 64 --lr 0.05 \
+$pasm train --data "$out/faces" --width 16 --epochs "${DEMO_EPOCHS:-8}" --batch 32 --lr 0.05 \
   --seed 1 --out "$out/model.safetensors"
 echo
 echo "== pasm eval on the test split"
