@@ -127,3 +127,9 @@ int cli_load_data_for_model(const char *cmd, const char *path, const char *split
     }
     return EXIT_OK;
 }
+
+int cli_same_images(const pasm_dataset *a, const pasm_dataset *b) {
+    size_t bytes = (size_t)a->n * a->channels * a->size * a->size;
+    return a->n == b->n && a->channels == b->channels && a->size == b->size &&
+           !memcmp(a->images, b->images, bytes);
+}

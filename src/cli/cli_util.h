@@ -33,6 +33,9 @@ typedef struct {
 /* Loads a checkpoint for inference with batches of max_batch. */
 int cli_load_model(const char *cmd, const char *path, const cli_model_options *mo, int max_batch,
                    pasm_net **net, pasm_model_meta *meta);
+/* 1 when two datasets hold the same images (a source without a separate
+ * validation split gives the training images back for any split name). */
+int cli_same_images(const pasm_dataset *a, const pasm_dataset *b);
 /* Loads data for a model (classes matched by name, its input size and
  * channels). ignore_unknown drops classes the model lacks, with a warning. */
 int cli_load_data_for_model(const char *cmd, const char *path, const char *split,

@@ -7,12 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int same_images(const pasm_dataset *a, const pasm_dataset *b) {
-    size_t bytes = (size_t)a->n * a->channels * a->size * a->size;
-    return a->n == b->n && a->channels == b->channels && a->size == b->size &&
-           !memcmp(a->images, b->images, bytes);
-}
-
 int cli_load_train_val(const char *cmd, const char *data, const char *split, const char *val_data,
                        const char *val_split, double val_fraction, uint64_t seed,
                        const pasm_model_meta *meta, pasm_dataset *train, pasm_dataset *val,
@@ -27,7 +21,7 @@ int cli_load_train_val(const char *cmd, const char *data, const char *split, con
     pasm_load_spec spec = {.path = vpath, .split = val_split, .input_size = meta->net.input_size,
                            .channels = meta->net.in_channels};
     pasm_status st = pasm_dataset_load(&spec, val);
-    if (!st && val->n > 0 && !same_images(train, val)) {
+    if (!st && val->n > 0 && !cli_same_images(train, val)) {
         st = pasm_dataset_match_classes(val, (const char *const *)meta->class_names,
                                         meta->n_classes, 0, NULL);
         if (st) {

@@ -289,12 +289,6 @@ static int parse(int argc, char **argv, train_args *a, int *threads, char *resum
 
 /* ---- data ---- */
 
-static int same_images(const pasm_dataset *a, const pasm_dataset *b) {
-    size_t bytes = (size_t)a->n * a->channels * a->size * a->size;
-    return a->n == b->n && a->channels == b->channels && a->size == b->size &&
-           !memcmp(a->images, b->images, bytes);
-}
-
 /* Training and validation sets as design.md says: --val-data, else the
  * source's validation split, else a seeded stratified share of training. */
 static int load_data(const train_args *a, pasm_dataset *train, pasm_dataset *val) {
@@ -312,7 +306,7 @@ static int load_data(const train_args *a, pasm_dataset *train, pasm_dataset *val
         return cli_fail(CMD, st);
     }
     /* No separate validation split in this source: hold out a share. */
-    if (st || same_images(train, val) || val->n == 0) {
+    if (st || cli_same_images(train, val) || val->n == 0) {
         if (!st) pasm_dataset_free(val);
         pasm_dataset all = *train;
         memset(train, 0, sizeof *train);
