@@ -1,7 +1,8 @@
 /* PASM end to end on a small synthetic set (140 faces of 32x32, width 16,
  * one epoch per phase): mining with a seed reproduces its points exactly
  * and reports region hits and a gallery; a student starts from the
- * teacher's weights when asked (and not from scratch); `pasm run --rounds 2`
+ * teacher's weights when asked (and not from scratch); round k mines with
+ * round k-1's model (its file's sha256 is in the mined sidecar); `pasm run --rounds 2`
  * stopped between phases and killed during mining, then resumed, ends with
  * the same mined points, accuracies and checkpoint bytes as an unkilled run. */
 #include <cJSON.h>
@@ -172,6 +173,20 @@ static void test_run_killed_and_resumed(void **state) {
         snprintf(fa, sizeof fa, "%s/%s", a, files[i]);
         snprintf(fb, sizeof fb, "%s/%s", b, files[i]);
         if (!test_files_equal(fa, fb)) fail_msg("%s differs after the resumed run", files[i]);
+    }
+    /* round k mines with round k-1's model: its sidecar names that file's sha256 */
+    for (int k = 1; k <= 2; k++) {
+        char mined[520], model[520], hex[65], *settings = NULL;
+        snprintf(mined, sizeof mined, "%s/round%d.mined.csv", a, k);
+        snprintf(model, sizeof model, "%s/round%d.safetensors", a, k - 1);
+        assert_int_equal(pasm_sha256_file(model, hex), PASM_OK);
+        assert_int_equal(pasm_mined_sidecar_read(mined, &settings, NULL), PASM_OK);
+        cJSON *o = cJSON_Parse(settings);
+        const cJSON *sha = cJSON_GetObjectItemCaseSensitive(o, "teacher_sha256");
+        assert_true(cJSON_IsString(sha));
+        assert_string_equal(sha->valuestring, hex);
+        cJSON_Delete(o);
+        free(settings);
     }
     snprintf(fa, sizeof fa, "%s/summary.json", a);
     snprintf(fb, sizeof fb, "%s/summary.json", b);
