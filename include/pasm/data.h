@@ -163,6 +163,10 @@ typedef struct {
     float erase_ratio_min; /* aspect ratio h/w, drawn log-uniformly */
     float erase_ratio_max;
     int erase_random; /* 0 = fill with 0 (the normalised mean), 1 = N(0,1) noise */
+    /* Samples whose index is >= this are erased with probability 1 instead
+     * of erase_p (the random-erasing control erases the second copy of a
+     * doubled set); 0 = off. */
+    int erase_always_from;
 } pasm_augment_config;
 
 /* Padding 4, flip on, erasing off with scale 0.02..0.4, ratio 0.3..3.3, value 0. */

@@ -65,6 +65,17 @@ pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
  * left as they were) and only dx is filled. */
 pasm_status pasm_net_backward(pasm_net *net, const float *dlogits, float *dx);
 
+/* Grad-CAM of the last forward (Selvaraju et al.) at the last block's
+ * resolution, before its ReLU: maps (n, size, size) with size =
+ * *map_size, map_i = sum_k alpha_k A_k where A is the last block's output
+ * (the global average pool's input) of image i and alpha_k = d logit_c /
+ * d mean(A_k) / (size * size) = fc.weight[c, k] / (size * size) for class
+ * classes[i] — exact for this architecture, whose head is pool + linear.
+ * The map sums to logit_c - fc.bias[c]. n is the last forward's batch. */
+pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, float *maps,
+                               int *map_size);
+int pasm_net_class_map_size(const pasm_net *net);
+
 /* Copies all state tensors from src to dst (same config). */
 pasm_status pasm_net_copy_state(pasm_net *dst, const pasm_net *src);
 

@@ -31,6 +31,14 @@ typedef struct {
      * d pixel, in per-0..255-unit of the pixel. */
     pasm_status (*grad)(void *ctx, const uint8_t *images, const int32_t *labels, int n,
                         float *probs, float *dpixels);
+    /* probs as above, and maps (n, S, S): the Grad-CAM of class labels[i]
+     * at the input's resolution — ReLU, then bilinear upsampling as
+     * torch's F.interpolate(mode="bilinear", align_corners=False); an image
+     * whose map has no positive value gets the upsampled map without the
+     * ReLU (its argmax is then still the most class-like place). NULL when
+     * the scorer has no such maps (the `cam` position needs them). */
+    pasm_status (*cam)(void *ctx, const uint8_t *images, const int32_t *labels, int n,
+                       float *probs, float *maps);
     void *ctx;
 } pasm_scorer;
 
@@ -41,7 +49,18 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
 void pasm_scorer_net_free(pasm_scorer *s);
 
 /* ---- attacks ---- */
-typedef enum { PASM_ATTACK_DE = 0, PASM_ATTACK_GRAD = 1, PASM_ATTACK_ITER = 2 } pasm_attack_kind;
+/* de, grad and iter are the point attacks; random and cam place the point
+ * without attacking, for the controls: random uniformly (per image, seeded),
+ * cam at the peak of the teacher's Grad-CAM for the true class. For both,
+ * fooled and p_true_after are read after setting the point to 0 and to 255,
+ * whichever lowers the true-class probability more (2 more forwards). */
+typedef enum {
+    PASM_ATTACK_DE = 0,
+    PASM_ATTACK_GRAD = 1,
+    PASM_ATTACK_ITER = 2,
+    PASM_ATTACK_RANDOM = 3,
+    PASM_ATTACK_CAM = 4
+} pasm_attack_kind;
 
 typedef struct {
     pasm_attack_kind kind; /* de */

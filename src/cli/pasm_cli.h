@@ -47,6 +47,11 @@ typedef struct {
     int epochs, batch, crop_padding, hflip, skip_misclassified;
     uint64_t seed;
     int resume; /* continue from OUT's state file when it exists */
+    /* Controls (no mined file needed): no_mask — the "masked" copies are
+     * the originals (kd-only); erase_copy — they are the originals under
+     * random erasing with probability 1, drawn every epoch (random-erasing). */
+    int no_mask, erase_copy;
+    float erase_p; /* random erasing of every training face (0 = off) */
 } cli_round_args;
 
 void cli_round_defaults(cli_round_args *a);

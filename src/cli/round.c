@@ -55,6 +55,10 @@ static void usage(FILE *f) {
             "                        face masked with --mask-prob) or masked (masked only) (union)\n"
             "  --mask-prob P         replace: probability of the masked twin (0.5)\n"
             "  --skip-misclassified  leave faces the teacher gets wrong unmasked\n"
+            "  --no-mask             control kd-only: no --mined; the copies stay unmasked\n"
+            "  --erase-copy          control random-erasing: no --mined; the copies get random\n"
+            "                        erasing (p 1, area 0.02-0.4, aspect 0.3-3.3) every epoch\n"
+            "  --erase-p F           random erasing of every face (0 = off)\n"
             "distillation and training:\n"
             "  --kd-alpha A          weight of the distillation term (0.5)\n"
             "  --kd-temp T           temperature (4)\n"
@@ -79,7 +83,10 @@ static char *args_json(const cli_round_args *a, int side) {
     cJSON_AddStringToObject(o, "split", a->split);
     cJSON_AddStringToObject(o, "val_data", a->val_data ? a->val_data : "");
     cJSON_AddStringToObject(o, "val_split", a->val_split);
-    cJSON_AddStringToObject(o, "mined", a->mined);
+    cJSON_AddStringToObject(o, "mined", a->mined ? a->mined : "");
+    if (a->no_mask) cJSON_AddBoolToObject(o, "no_mask", 1);
+    if (a->erase_copy) cJSON_AddBoolToObject(o, "erase_copy", 1);
+    if (a->erase_p > 0) cJSON_AddNumberToObject(o, "erase_p", a->erase_p);
     cJSON_AddNumberToObject(o, "side", side);
     cJSON_AddStringToObject(o, "fill", a->fill);
     cJSON_AddStringToObject(o, "mix", a->mix);
@@ -108,6 +115,7 @@ static char *args_json(const cli_round_args *a, int side) {
 /* The square side: --side, else the mined file's, else a quarter. */
 static int mined_side(const cli_round_args *a, int input_size) {
     if (a->side) return a->side;
+    if (!a->mined) return input_size / 4;
     char *settings = NULL;
     int side = input_size / 4;
     if (!pasm_mined_sidecar_read(a->mined, &settings, NULL)) {
@@ -122,7 +130,7 @@ static int mined_side(const cli_round_args *a, int input_size) {
 }
 
 /* D~: a copy of ds with each face's square filled; faces the teacher gets
- * wrong stay unmasked when skip (wrong[i] != 0). */
+ * wrong stay unmasked when skip (wrong[i] != 0). m NULL: a plain copy. */
 static pasm_status make_masked(const pasm_dataset *ds, const pasm_mined *m, int side,
                                const pasm_fill *fill, const uint8_t *wrong, pasm_dataset *out) {
     int *idx = malloc((size_t)ds->n * sizeof(int));
@@ -132,7 +140,7 @@ static pasm_status make_masked(const pasm_dataset *ds, const pasm_mined *m, int 
     free(idx);
     if (st) return st;
     const int64_t per_image = (int64_t)ds->channels * ds->size * ds->size;
-    for (int i = 0; i < ds->n; i++)
+    for (int i = 0; i < ds->n && m; i++)
         if (!wrong || !wrong[i])
             pasm_mask_apply(out->images + i * per_image, ds->channels, ds->size, m->row[i],
                             m->col[i], side, fill, (uint64_t)i);
@@ -200,7 +208,7 @@ static pasm_status teacher_wrong(pasm_net *teacher, const pasm_model_meta *meta,
     return st;
 }
 
-static pasm_status train_options(const cli_round_args *a, pasm_net *teacher,
+static pasm_status train_options(const cli_round_args *a, pasm_net *teacher, int n_first,
                                  pasm_train_options *o) {
     pasm_train_defaults(o);
     o->epochs = a->epochs;
@@ -210,6 +218,11 @@ static pasm_status train_options(const cli_round_args *a, pasm_net *teacher,
     o->warmup_epochs = 0;
     o->augment.crop_padding = a->crop_padding;
     o->augment.hflip = a->hflip;
+    o->augment.erase_p = a->erase_p;
+    if (a->erase_copy) { /* the second copy (union) or every face (masked) */
+        if (!strcmp(a->mix, "union")) o->augment.erase_always_from = n_first;
+        else o->augment.erase_p = 1.0f;
+    }
     o->seed = a->seed;
     o->teacher = a->kd_alpha > 0 ? teacher : NULL;
     o->kd_alpha = a->kd_alpha;
@@ -227,6 +240,14 @@ static pasm_status check_args(const cli_round_args *a, pasm_fill_kind *fill) {
     if (strcmp(a->mix, "union") && strcmp(a->mix, "replace") && strcmp(a->mix, "masked"))
         return pasm_errorf(PASM_ERR_INVALID, "unknown --mix '%s' (known: union, replace, masked)",
                            a->mix);
+    if (a->no_mask && a->erase_copy)
+        return pasm_errorf(PASM_ERR_INVALID, "--no-mask and --erase-copy exclude each other");
+    if (a->erase_copy && !strcmp(a->mix, "replace"))
+        return pasm_errorf(PASM_ERR_INVALID, "--erase-copy needs --mix union or masked (replace "
+                                             "would erase a fixed half)");
+    if (!a->mined && !a->no_mask && !a->erase_copy)
+        return pasm_errorf(PASM_ERR_INVALID, "--mined is required (unless --no-mask or "
+                                             "--erase-copy)");
     if (strcmp(a->student_init, "teacher") && strcmp(a->student_init, "scratch"))
         return pasm_errorf(PASM_ERR_INVALID, "unknown --student-init '%s' (known: teacher, "
                                              "scratch)",
@@ -256,7 +277,9 @@ int cli_round_run(const cli_round_args *a) {
                                  a->val_fraction, a->seed, &tmeta, &d, &val, &held_out,
                                  &train_idx, &n_train)))
         goto done;
-    if ((st = pasm_mined_read(a->mined, 0, &m, NULL)) || (st = check_mined(&m, &d, a->mined)))
+    const int masks = !a->no_mask && !a->erase_copy;
+    if (masks &&
+        ((st = pasm_mined_read(a->mined, 0, &m, NULL)) || (st = check_mined(&m, &d, a->mined))))
         goto done;
     const int side = mined_side(a, tmeta.net.input_size);
     pasm_fill fill = {.kind = fill_kind, .seed = a->seed};
@@ -269,7 +292,9 @@ int cli_round_run(const cli_round_args *a) {
         }
         if ((st = teacher_wrong(teacher, &tmeta, &d, wrong))) goto done;
     }
-    if ((st = make_masked(&d, &m, side, &fill, wrong, &dm))) goto done;
+    if (masks) st = make_masked(&d, &m, side, &fill, wrong, &dm);
+    else st = make_masked(&d, NULL, 0, NULL, NULL, &dm); /* a plain copy */
+    if (st) goto done;
     if (held_out) { /* drop the held-out validation faces from both */
         if ((st = pasm_dataset_subset(&d, train_idx, n_train, &tmp))) goto done;
         pasm_dataset_free(&d), d = tmp, memset(&tmp, 0, sizeof tmp);
@@ -287,10 +312,14 @@ int cli_round_run(const cli_round_args *a) {
     free(smeta.args_json);
     smeta.args_json = args_json(a, side);
     pasm_train_options o;
-    if ((st = train_options(a, teacher, &o))) goto done;
-    printf("round %d: student (%s) on %d faces (%s mix, squares of %d, %s fill), kd alpha %g "
-           "t %g, %d epochs, lr %g %s%s\n",
-           smeta.round, a->student_init, mixed.n, a->mix, side, a->fill, (double)a->kd_alpha,
+    if ((st = train_options(a, teacher, d.n, &o))) goto done;
+    char what[96];
+    if (a->no_mask) snprintf(what, sizeof what, "no masks: originals only");
+    else if (a->erase_copy) snprintf(what, sizeof what, "random erasing instead of masks");
+    else snprintf(what, sizeof what, "squares of %d, %s fill", side, a->fill);
+    printf("round %d: student (%s) on %d faces (%s mix, %s), kd alpha %g t %g, %d epochs, lr "
+           "%g %s%s\n",
+           smeta.round, a->student_init, mixed.n, a->mix, what, (double)a->kd_alpha,
            (double)a->kd_temp, a->epochs, (double)a->lr, a->schedule, o.resume ? " (resuming)" : "");
     fflush(stdout);
     cli_progress progress;
@@ -323,7 +352,7 @@ int pasm_cmd_round(int argc, char **argv) {
     enum { O_TEACHER = 256, O_DATA, O_SPLIT, O_VAL_DATA, O_VAL_SPLIT, O_VAL_FRACTION, O_MINED,
            O_SIDE, O_FILL, O_MIX, O_MASK_PROB, O_SKIP, O_KD_ALPHA, O_KD_TEMP, O_INIT, O_EPOCHS,
            O_LR, O_SCHEDULE, O_BATCH, O_MOMENTUM, O_WD, O_CROP, O_NO_FLIP, O_SEED, O_OUT,
-           O_RESUME, O_THREADS, O_HELP };
+           O_RESUME, O_THREADS, O_NO_MASK, O_ERASE_COPY, O_ERASE_P, O_HELP };
     static const struct option opts[] = {
         {"teacher", required_argument, 0, O_TEACHER}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"val-data", required_argument, 0, O_VAL_DATA},
@@ -341,8 +370,9 @@ int pasm_cmd_round(int argc, char **argv) {
         {"wd", required_argument, 0, O_WD}, {"crop-padding", required_argument, 0, O_CROP},
         {"no-flip", no_argument, 0, O_NO_FLIP}, {"seed", required_argument, 0, O_SEED},
         {"out", required_argument, 0, O_OUT}, {"resume", no_argument, 0, O_RESUME},
-        {"threads", required_argument, 0, O_THREADS}, {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0}};
+        {"threads", required_argument, 0, O_THREADS}, {"no-mask", no_argument, 0, O_NO_MASK},
+        {"erase-copy", no_argument, 0, O_ERASE_COPY}, {"erase-p", required_argument, 0, O_ERASE_P},
+        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     cli_round_args a;
     cli_round_defaults(&a);
     int threads = 0;
@@ -378,14 +408,18 @@ int pasm_cmd_round(int argc, char **argv) {
         case O_OUT: a.out = optarg; break;
         case O_RESUME: a.resume = 1; break;
         case O_THREADS: ok = cli_int(CMD, "--threads", optarg, 0, 1024, &threads); break;
+        case O_NO_MASK: a.no_mask = 1; break;
+        case O_ERASE_COPY: a.erase_copy = 1; break;
+        case O_ERASE_P: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &a.erase_p); break;
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }
         if (!ok) return EXIT_USAGE;
     }
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-    if (!a.teacher || !a.data || !a.mined || !a.out)
-        return cli_usage_error(CMD, "--teacher, --data, --mined and --out are required");
+    if (!a.teacher || !a.data || !a.out || (!a.mined && !a.no_mask && !a.erase_copy))
+        return cli_usage_error(CMD, "--teacher, --data, --mined and --out are required (--mined "
+                                    "not with --no-mask or --erase-copy)");
     cli_threads(threads);
     return cli_round_run(&a);
 }

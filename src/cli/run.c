@@ -26,8 +26,27 @@ typedef struct {
     uint64_t seed;
     cli_mine_args mine;
     cli_round_args round;
+    const char *control;  /* NULL: PASM itself */
+    const char *baseline; /* round 0 taken from this checkpoint instead of trained */
+    char baseline_sha[65];
+    const char *erase_p;  /* random erasing in every phase ("0" = off) */
     int stop_after_phases, stop_mining_after; /* tests */
 } run_args;
+
+/* The controls of pasm-method.md; each differs from PASM in one thing. */
+static const char *const CONTROLS[] = {"long-baseline", "kd-only", "random-point",
+                                       "random-erasing", "cam-erasing"};
+
+static int is_control(const run_args *a, const char *name) {
+    return a->control && !strcmp(a->control, name);
+}
+
+/* Epochs of the long-baseline: the baseline's plus every round's
+ * sample-passes (a union round sees 2N faces an epoch). */
+static int long_epochs(const run_args *a) {
+    int per_round = a->round.epochs * (!strcmp(a->round.mix, "union") ? 2 : 1);
+    return a->epochs + a->rounds * per_round;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -54,6 +73,14 @@ static void usage(FILE *f) {
             "  --skip-misclassified  --kd-alpha A (0.5)  --kd-temp T (4)\n"
             "  --student-init S (teacher)  --round-epochs N (10)  --round-lr F (0.01)\n"
             "  --round-schedule S (cosine)\n"
+            "  --erase-p F            random erasing in every phase (0 = off)\n"
+            "controls (pasm-method.md), each matched to PASM in sample-passes:\n"
+            "  --control C            long-baseline (one network, no rounds), kd-only (rounds\n"
+            "                         without masks), random-point (squares at random points),\n"
+            "                         random-erasing (random erasing instead of squares) or\n"
+            "                         cam-erasing (squares at the teacher's Grad-CAM peak)\n"
+            "  --baseline CKPT        take round 0 from CKPT (a shared baseline) instead of\n"
+            "                         training it\n"
             "run:\n"
             "  --seed S (0)  --threads T (0 = all cores)  --out DIR (required)  --help\n");
 }
@@ -101,6 +128,13 @@ static char *args_json(const run_args *a) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->seed);
     cJSON_AddStringToObject(o, "seed", seed);
+    /* added only when used, so older run folders still resume */
+    if (a->control) cJSON_AddStringToObject(o, "control", a->control);
+    if (a->baseline) {
+        cJSON_AddStringToObject(o, "baseline", a->baseline);
+        cJSON_AddStringToObject(o, "baseline_sha256", a->baseline_sha);
+    }
+    if (strcmp(a->erase_p, "0")) cJSON_AddStringToObject(o, "erase_p", a->erase_p);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -166,23 +200,47 @@ static void ckpt_path(const run_args *a, int round, char *buf, size_t len) {
     snprintf(buf, len, "%s/round%d.safetensors", a->out, round);
 }
 
-static int phase_baseline(const run_args *a) {
-    char out[4096], state[4096], w[16], e[16], b[16], s[16], in[16], ch[16], cp[16], vf[64];
+/* Round 0 from a shared baseline: a checked copy of its checkpoint. */
+static int copy_baseline(const run_args *a) {
+    char out[4096], hex[65];
     ckpt_path(a, 0, out, sizeof out);
+    unsigned char *data;
+    size_t size;
+    pasm_status st = pasm_read_file(a->baseline, &data, &size);
+    if (st) return cli_fail(CMD, st);
+    uint8_t digest[32];
+    pasm_sha256(data, size, digest);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    if (strcmp(hex, a->baseline_sha)) {
+        free(data);
+        return cli_fail(CMD, pasm_errorf(PASM_ERR_INVALID, "%s changed since this run started "
+                                                           "(sha256 %s, was %s)",
+                                         a->baseline, hex, a->baseline_sha));
+    }
+    st = pasm_write_file_atomic(out, data, size);
+    free(data);
+    if (!st) printf("round 0: the shared baseline %s\n", a->baseline);
+    return st ? cli_fail(CMD, st) : EXIT_OK;
+}
+
+static int phase_baseline(const run_args *a, int round) {
+    char out[4096], state[4096], w[16], e[16], b[16], s[16], in[16], ch[16], cp[16], vf[64];
+    if (a->baseline) return copy_baseline(a);
+    ckpt_path(a, round, out, sizeof out);
     pasm_train_sibling(out, "state", NULL, state, sizeof state);
     if (access(state, F_OK) == 0) {
         char *argv[] = {"train", "--resume", out, NULL};
         return pasm_cmd_train(3, argv);
     }
     snprintf(w, sizeof w, "%d", a->width);
-    snprintf(e, sizeof e, "%d", a->epochs);
+    snprintf(e, sizeof e, "%d", is_control(a, "long-baseline") ? long_epochs(a) : a->epochs);
     snprintf(b, sizeof b, "%d", a->batch);
     snprintf(s, sizeof s, "%llu", (unsigned long long)a->seed);
     snprintf(in, sizeof in, "%d", a->input_size);
     snprintf(ch, sizeof ch, "%d", a->channels);
     snprintf(cp, sizeof cp, "%d", a->crop_padding);
     snprintf(vf, sizeof vf, "%s", a->val_fraction);
-    char *argv[48] = {"train", "--data", (char *)a->data, "--split", (char *)a->split,
+    char *argv[50] = {"train", "--data", (char *)a->data, "--split", (char *)a->split,
                       "--val-split", (char *)a->val_split, "--val-fraction", vf,
                       "--input-size", in, "--channels", ch, "--width", w, "--epochs", e,
                       "--batch", b, "--lr", (char *)a->lr, "--schedule", (char *)a->schedule,
@@ -191,6 +249,7 @@ static int phase_baseline(const run_args *a) {
     int argc = 33;
     if (a->val_data) argv[argc++] = "--val-data", argv[argc++] = (char *)a->val_data;
     if (!a->hflip) argv[argc++] = "--no-flip";
+    if (strcmp(a->erase_p, "0")) argv[argc++] = "--erase-p", argv[argc++] = (char *)a->erase_p;
     argv[argc] = NULL;
     return pasm_cmd_train(argc, argv);
 }
@@ -206,9 +265,16 @@ static int phase_mine(const run_args *a, int round, int *stop_mining_after) {
     m.out = out;
     m.side = a->round.side;
     m.attack.seed = a->seed + (uint64_t)round; /* a new draw every round */
+    if (is_control(a, "random-point")) m.attack.kind = PASM_ATTACK_RANDOM;
+    if (is_control(a, "cam-erasing")) m.attack.kind = PASM_ATTACK_CAM;
     m.stop_after_images = *stop_mining_after;
     *stop_mining_after = 0;
     return cli_mine_run(&m);
+}
+
+/* Whether rounds mine points (PASM, random-point, cam-erasing). */
+static int has_mining(const run_args *a) {
+    return !is_control(a, "kd-only") && !is_control(a, "random-erasing");
 }
 
 static int phase_round(const run_args *a, int round) {
@@ -223,7 +289,10 @@ static int phase_round(const run_args *a, int round) {
     r.val_data = a->val_data;
     r.val_split = a->val_split;
     r.val_fraction = (float)atof(a->val_fraction);
-    r.mined = mined;
+    r.mined = has_mining(a) ? mined : NULL;
+    r.no_mask = is_control(a, "kd-only");
+    r.erase_copy = is_control(a, "random-erasing");
+    r.erase_p = (float)atof(a->erase_p);
     r.out = out;
     r.batch = a->batch;
     r.crop_padding = a->crop_padding;
@@ -287,18 +356,21 @@ static pasm_status write_summary(const run_args *a, const cJSON *state) {
     cJSON *sum = cJSON_CreateObject();
     cJSON_AddStringToObject(sum, "val_split", a->val_split);
     cJSON_AddStringToObject(sum, "test_split", a->test_split);
+    cJSON_AddStringToObject(sum, "control", a->control ? a->control : "none");
     cJSON_AddItemToObject(sum, "args",
                           cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(state, "args"), 1));
     cJSON *rounds = cJSON_AddArrayToObject(sum, "rounds");
     char md[16384];
     size_t len = 0;
     len += snprintf(md + len, sizeof md - len,
-                    "# PASM run %s\n\n| round | %s | %s (TTA) | %s | %s (TTA) | mined: fooled | "
+                    "# PASM run %s%s%s\n\n| round | %s | %s (TTA) | %s | %s (TTA) | mined: fooled | "
                     "mine s | train s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
-                    a->out, a->val_split, a->val_split, a->test_split, a->test_split);
-    for (int r = 0; r <= a->rounds; r++) {
+                    a->out, a->control ? ", control " : "", a->control ? a->control : "",
+                    a->val_split, a->val_split, a->test_split, a->test_split);
+    const int long_run = is_control(a, "long-baseline");
+    for (int r = long_run ? a->rounds : 0; r <= a->rounds; r++) {
         char train_name[32], mine_name[32];
-        snprintf(train_name, sizeof train_name, r ? "round%d" : "baseline", r);
+        snprintf(train_name, sizeof train_name, long_run ? "long" : r ? "round%d" : "baseline", r);
         snprintf(mine_name, sizeof mine_name, "mine%d", r);
         const cJSON *t = phase_done(state, train_name), *m = r ? phase_done(state, mine_name) : NULL;
         if (!t) break;
@@ -353,7 +425,7 @@ static int do_phase(const run_args *a, cJSON *state, const char *name, int round
     printf("== phase %s ==\n", name);
     fflush(stdout);
     double t0 = pasm_now_seconds();
-    int rc = round == 0 ? phase_baseline(a)
+    int rc = round == 0 || !strcmp(name, "long") ? phase_baseline(a, round)
              : is_mine  ? phase_mine(a, round, stop_mining_after)
                         : phase_round(a, round);
     if (rc) return rc;
@@ -382,10 +454,12 @@ static int run(const run_args *a) {
     free(args);
     if (st) return cli_fail(CMD, st);
     int rc = EXIT_OK, finished_now = 0, stop_mining_after = a->stop_mining_after;
-    for (int r = 0; r <= a->rounds && !rc; r++) {
-        for (int is_mine = r ? 1 : 0; is_mine >= 0 && !rc; is_mine--) {
+    const int long_run = is_control(a, "long-baseline");
+    for (int r = long_run ? a->rounds : 0; r <= a->rounds && !rc; r++) {
+        for (int is_mine = r && has_mining(a) && !long_run; is_mine >= 0 && !rc; is_mine--) {
             char name[32];
-            if (r == 0) snprintf(name, sizeof name, "baseline");
+            if (long_run) snprintf(name, sizeof name, "long");
+            else if (r == 0) snprintf(name, sizeof name, "baseline");
             else snprintf(name, sizeof name, is_mine ? "mine%d" : "round%d", r);
             int was_done = phase_done(state, name) != NULL;
             if (!was_done && a->stop_after_phases && finished_now >= a->stop_after_phases) {
@@ -397,7 +471,7 @@ static int run(const run_args *a) {
             }
             rc = do_phase(a, state, name, r, is_mine, &stop_mining_after);
             finished_now += !was_done && !rc;
-            if (r == 0) break;
+            if (r == 0 || long_run) break;
         }
     }
     if (!rc) printf("done: %s/summary.md\n", a->out);
@@ -411,7 +485,7 @@ int pasm_cmd_run(int argc, char **argv) {
            O_WD, O_CROP, O_NO_FLIP, O_ROUNDS, O_ATTACK, O_POP, O_GENS, O_F, O_NO_EARLY, O_ITER,
            O_ABATCH, O_SIDE, O_FILL, O_MIX, O_MASK_PROB, O_SKIP, O_KD_ALPHA, O_KD_TEMP, O_INIT,
            O_REPOCHS, O_RLR, O_RSCHED, O_SEED, O_THREADS, O_OUT, O_STOP_PHASES, O_STOP_MINING,
-           O_HELP };
+           O_CONTROL, O_BASELINE, O_ERASE_P, O_HELP };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"val-data", 1, 0, O_VAL_DATA},
         {"val-split", 1, 0, O_VAL_SPLIT}, {"test-split", 1, 0, O_TEST_SPLIT},
@@ -429,12 +503,14 @@ int pasm_cmd_run(int argc, char **argv) {
         {"round-epochs", 1, 0, O_REPOCHS}, {"round-lr", 1, 0, O_RLR},
         {"round-schedule", 1, 0, O_RSCHED}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
         {"out", 1, 0, O_OUT}, {"stop-after-phases", 1, 0, O_STOP_PHASES},
-        {"stop-mining-after", 1, 0, O_STOP_MINING}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+        {"stop-mining-after", 1, 0, O_STOP_MINING}, {"control", 1, 0, O_CONTROL},
+        {"baseline", 1, 0, O_BASELINE}, {"erase-p", 1, 0, O_ERASE_P}, {"help", 0, 0, O_HELP},
+        {0, 0, 0, 0}};
     run_args a;
     memset(&a, 0, sizeof a);
     a.split = "Training", a.val_split = "PublicTest", a.test_split = "PrivateTest";
     a.val_fraction = "0.1", a.lr = "0.1", a.schedule = "onecycle", a.momentum = "0.9";
-    a.wd = "0.0005";
+    a.wd = "0.0005", a.erase_p = "0";
     a.input_size = 48, a.channels = 1, a.width = 64, a.epochs = 30, a.batch = 128;
     a.crop_padding = 4, a.hflip = 1, a.rounds = 2;
     cli_mine_defaults(&a.mine);
@@ -490,6 +566,9 @@ int pasm_cmd_run(int argc, char **argv) {
         case O_OUT: a.out = optarg; break;
         case O_STOP_PHASES: ok = cli_int(CMD, "--stop-after-phases", optarg, 0, 1000, &a.stop_after_phases); break;
         case O_STOP_MINING: ok = cli_int(CMD, "--stop-mining-after", optarg, 0, 1 << 30, &a.stop_mining_after); break;
+        case O_CONTROL: a.control = optarg; break;
+        case O_BASELINE: a.baseline = optarg; break;
+        case O_ERASE_P: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &check), a.erase_p = optarg; break;
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }
@@ -497,6 +576,27 @@ int pasm_cmd_run(int argc, char **argv) {
     }
     if (optind < argc) return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
     if (!a.data || !a.out) return cli_usage_error(CMD, "--data and --out are required");
+    if (a.control) {
+        int known = 0;
+        for (size_t i = 0; i < sizeof CONTROLS / sizeof *CONTROLS; i++)
+            known |= !strcmp(a.control, CONTROLS[i]);
+        if (!strcmp(a.control, "none")) a.control = NULL;
+        else if (!known)
+            return cli_usage_error(CMD, "unknown --control '%s' (known: long-baseline, kd-only, "
+                                        "random-point, random-erasing, cam-erasing, none)",
+                                   a.control);
+    }
+    if (is_control(&a, "long-baseline") && a.baseline)
+        return cli_usage_error(CMD, "--control long-baseline trains its own network: no "
+                                    "--baseline");
+    if (is_control(&a, "random-erasing") && !strcmp(a.round.mix, "replace"))
+        return cli_usage_error(CMD, "--control random-erasing needs --mix union or masked");
+    if (is_control(&a, "random-point")) a.mine.attack.kind = PASM_ATTACK_RANDOM;
+    if (is_control(&a, "cam-erasing")) a.mine.attack.kind = PASM_ATTACK_CAM;
+    if (a.baseline) {
+        pasm_status bst = pasm_sha256_file(a.baseline, a.baseline_sha);
+        if (bst) return cli_fail(CMD, bst);
+    }
     pasm_fill_kind fk;
     pasm_status st = pasm_fill_parse(a.round.fill, &fk);
     if (st) return cli_fail(CMD, st);

@@ -55,6 +55,7 @@ void pasm_augment_defaults(pasm_augment_config *cfg) {
     cfg->erase_ratio_min = 0.3f;
     cfg->erase_ratio_max = 3.3f;
     cfg->erase_random = 0;
+    cfg->erase_always_from = 0;
 }
 
 /* torch.nn.functional.pad's reflect: -1 -> 1, S -> S - 2 (pad < S). */
@@ -102,7 +103,8 @@ static erase_box erase_params(pasm_rng *r, int S, const pasm_augment_config *cfg
     return box;
 }
 
-static void augment_one(float *img, int C, int S, const pasm_augment_config *cfg, pasm_rng *r) {
+static void augment_one(float *img, int C, int S, const pasm_augment_config *cfg, pasm_rng *r,
+                        int always_erase) {
     int P = cfg->crop_padding;
     int dy = P > 0 ? (int)pasm_rng_below(r, (uint32_t)(2 * P + 1)) - P : 0;
     int dx = P > 0 ? (int)pasm_rng_below(r, (uint32_t)(2 * P + 1)) - P : 0;
@@ -121,7 +123,8 @@ static void augment_one(float *img, int C, int S, const pasm_augment_config *cfg
             if (dy != 0) remap_lines(plane, S, map_y, 0, line);
         }
     }
-    if (cfg->erase_p > 0 && pasm_rng_uniform(r) < cfg->erase_p) {
+    const float erase_p = always_erase ? 1.0f : cfg->erase_p;
+    if (erase_p > 0 && pasm_rng_uniform(r) < erase_p) {
         erase_box b = erase_params(r, S, cfg);
         for (int c = 0; c < C; c++)
             for (int y = b.top; y < b.top + b.h; y++)
@@ -140,7 +143,7 @@ pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
     if (cfg->crop_padding < 0 || cfg->crop_padding >= size)
         return pasm_errorf(PASM_ERR_INVALID, "crop padding %d must be in 0..%d for %dx%d images",
                            cfg->crop_padding, size - 1, size, size);
-    if (cfg->erase_p > 0 &&
+    if ((cfg->erase_p > 0 || cfg->erase_always_from > 0) &&
         !(cfg->erase_scale_min > 0 && cfg->erase_scale_min <= cfg->erase_scale_max &&
           cfg->erase_ratio_min > 0 && cfg->erase_ratio_min <= cfg->erase_ratio_max))
         return pasm_errorf(PASM_ERR_INVALID,
@@ -149,7 +152,8 @@ pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
     for (int i = 0; i < n; i++) {
         pasm_rng r;
         pasm_rng_init(&r, seed, PASM_RNG_AUGMENT, epoch, (uint64_t)(int64_t)sample_index[i]);
-        augment_one(x + (size_t)i * channels * size * size, channels, size, cfg, &r);
+        augment_one(x + (size_t)i * channels * size * size, channels, size, cfg, &r,
+                    cfg->erase_always_from > 0 && sample_index[i] >= cfg->erase_always_from);
     }
     return PASM_OK;
 }

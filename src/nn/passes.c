@@ -139,3 +139,29 @@ pasm_status pasm_net_backward(pasm_net *net, const float *dlogits, float *dx) {
     conv_backward(net, &net->stem_conv, net->input, dstem, dx, n);
     return PASM_OK;
 }
+
+int pasm_net_class_map_size(const pasm_net *net) { return net->final_size; }
+
+pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, float *maps,
+                               int *map_size) {
+    const int n = net->last_n, c = net->final_channels, size = net->final_size;
+    const int k = net->cfg.num_classes;
+    if (n < 1) return pasm_errorf(PASM_ERR_INVALID, "class map: no forward pass yet");
+    const int64_t plane = (int64_t)size * size;
+    const float *feat = block_output(&net->blocks[7]);
+    for (int i = 0; i < n; i++) {
+        if (classes[i] < 0 || classes[i] >= k)
+            return pasm_errorf(PASM_ERR_INVALID, "class map: image %d has class %d outside 0..%d",
+                               i, classes[i], k - 1);
+        const float *w = net->fc_weight + (int64_t)classes[i] * c;
+        float *m = maps + i * plane;
+        for (int64_t p = 0; p < plane; p++) m[p] = 0;
+        for (int ch = 0; ch < c; ch++) {
+            const float *a = feat + ((int64_t)i * c + ch) * plane;
+            const float alpha = w[ch] / (float)plane;
+            for (int64_t p = 0; p < plane; p++) m[p] += alpha * a[p];
+        }
+    }
+    if (map_size) *map_size = size;
+    return PASM_OK;
+}

@@ -27,12 +27,22 @@ pasm_status pasm_attack_parse(const char *name, pasm_attack_kind *kind) {
     if (!strcasecmp(name, "de")) *kind = PASM_ATTACK_DE;
     else if (!strcasecmp(name, "grad")) *kind = PASM_ATTACK_GRAD;
     else if (!strcasecmp(name, "iter")) *kind = PASM_ATTACK_ITER;
-    else return pasm_errorf(PASM_ERR_INVALID, "unknown --attack '%s' (known: de, grad, iter)", name);
+    else if (!strcasecmp(name, "random")) *kind = PASM_ATTACK_RANDOM;
+    else if (!strcasecmp(name, "cam")) *kind = PASM_ATTACK_CAM;
+    else
+        return pasm_errorf(PASM_ERR_INVALID,
+                           "unknown --attack '%s' (known: de, grad, iter; random, cam)", name);
     return PASM_OK;
 }
 
 const char *pasm_attack_name(pasm_attack_kind kind) {
-    return kind == PASM_ATTACK_GRAD ? "grad" : kind == PASM_ATTACK_ITER ? "iter" : "de";
+    switch (kind) {
+    case PASM_ATTACK_GRAD: return "grad";
+    case PASM_ATTACK_ITER: return "iter";
+    case PASM_ATTACK_RANDOM: return "random";
+    case PASM_ATTACK_CAM: return "cam";
+    default: return "de";
+    }
 }
 
 /* ---- shared working memory ---- */
@@ -42,7 +52,7 @@ typedef struct {
     int64_t per_image;  /* C * S * S */
     uint8_t *images;    /* batch images */
     float *probs;       /* batch x K */
-    float *dpixels;     /* batch x C x S x S (grad and iter) */
+    float *dpixels;     /* batch x C x S x S (grad and iter; cam: batch x S x S) */
 } work;
 
 static void work_free(work *w) {
@@ -194,6 +204,55 @@ static pasm_status attack_grad(work *w, const uint8_t *images, const int32_t *la
         points[i].p_true_after = ch.p_true[i];
         points[i].fooled = ch.pred[i] != labels[i];
         points[i].queries = 2;
+    }
+    changes_free(&ch);
+    return st;
+}
+
+/* ---- random and cam: a point placed without attacking ---- */
+static pasm_status place_points(work *w, const pasm_attack_options *o, const uint8_t *images,
+                                const int32_t *labels, const int64_t *image_index, int n,
+                                pasm_point *points) {
+    const pasm_scorer *s = w->s;
+    const int k = s->n_classes, C = s->channels, plane = s->size * s->size;
+    if (o->kind == PASM_ATTACK_CAM && !s->cam)
+        return pasm_errorf(PASM_ERR_INVALID, "cam: this scorer has no class activation maps");
+    changes ch; /* image i: its point set to 0 (item 2i) and to 255 (item 2i+1) */
+    pasm_status st = changes_alloc(&ch, 2 * n, C);
+    if (st) return st;
+    for (int start = 0; start < n && !st; start += w->batch) {
+        int m = n - start < w->batch ? n - start : w->batch;
+        const uint8_t *batch = images + (int64_t)start * w->per_image;
+        st = o->kind == PASM_ATTACK_CAM ? s->cam(s->ctx, batch, labels + start, m, w->probs,
+                                                 w->dpixels)
+                                        : s->probs(s->ctx, batch, m, w->probs);
+        for (int b = 0; b < m && !st; b++) {
+            int i = start + b, p = 0;
+            points[i].p_true_before = w->probs[(int64_t)b * k + labels[i]];
+            if (o->kind == PASM_ATTACK_CAM) {
+                const float *map = w->dpixels + (int64_t)b * plane;
+                for (int q = 1; q < plane; q++)
+                    if (map[q] > map[p]) p = q;
+            } else {
+                pasm_rng r;
+                pasm_rng_init(&r, o->seed, PASM_RNG_ATTACK, (uint64_t)image_index[i], 0);
+                p = (int)pasm_rng_below(&r, (uint32_t)plane);
+            }
+            for (int e = 0; e < 2; e++) {
+                int j = 2 * i + e;
+                ch.img[j] = i, ch.row[j] = p / s->size, ch.col[j] = p % s->size;
+                memset(ch.values + (int64_t)j * C, e ? 255 : 0, (size_t)C);
+            }
+        }
+    }
+    if (!st) st = eval_changes(w, images, labels, &ch);
+    for (int i = 0; i < n && !st; i++) {
+        int j = ch.p_true[2 * i + 1] < ch.p_true[2 * i] ? 2 * i + 1 : 2 * i;
+        points[i].row = ch.row[j];
+        points[i].col = ch.col[j];
+        points[i].p_true_after = ch.p_true[j];
+        points[i].fooled = ch.pred[j] != labels[i];
+        points[i].queries = 3;
     }
     changes_free(&ch);
     return st;
@@ -452,8 +511,11 @@ pasm_status pasm_attack_images(const pasm_scorer *s, const pasm_attack_options *
     if (st) return st;
     memset(points, 0, (size_t)n * sizeof *points);
     work w;
-    if ((st = work_init(&w, s, o, o->kind != PASM_ATTACK_DE))) return st;
+    if ((st = work_init(&w, s, o, o->kind != PASM_ATTACK_DE && o->kind != PASM_ATTACK_RANDOM)))
+        return st;
     if (o->kind == PASM_ATTACK_GRAD) st = attack_grad(&w, images, labels, n, points);
+    else if (o->kind == PASM_ATTACK_RANDOM || o->kind == PASM_ATTACK_CAM)
+        st = place_points(&w, o, images, labels, image_index, n, points);
     else if (o->kind == PASM_ATTACK_ITER) st = attack_iter(&w, o, images, labels, n, points);
     else st = attack_de(&w, o, images, labels, image_index, n, points);
     work_free(&w);

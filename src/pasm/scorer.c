@@ -2,6 +2,7 @@
  * images are normalised as in training (pixel/255 - mean) / std inside, and
  * the input gradient the network gives (w.r.t. the normalised input) is
  * carried back to pixel units by the chain rule, d/dpixel = d/dx / (255 std). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +12,7 @@
 typedef struct {
     pasm_net *net;
     float mean[3], std[3];
-    float *x, *dlogits;
+    float *x, *dlogits, *maps; /* maps: batch x final size^2 */
 } net_ctx;
 
 static void normalise(const net_ctx *c, const uint8_t *images, int n, int channels, int size,
@@ -64,6 +65,45 @@ static pasm_status net_grad(void *ctx, const uint8_t *images, const int32_t *lab
     return PASM_OK;
 }
 
+/* Bilinear upsampling of an in x in map to out x out, as F.interpolate(
+ * mode="bilinear", align_corners=False): source coordinate (d + 0.5) *
+ * in / out - 0.5, clamped at 0, neighbours clamped at the edge. */
+static void upsample(const float *src, int in, float *dst, int out, int relu) {
+    const float scale = (float)in / (float)out;
+    for (int y = 0; y < out; y++) {
+        float sy = fmaxf(((float)y + 0.5f) * scale - 0.5f, 0.0f);
+        int y0 = (int)sy, y1 = y0 + 1 < in ? y0 + 1 : in - 1;
+        float ly = sy - (float)y0;
+        for (int x = 0; x < out; x++) {
+            float sx = fmaxf(((float)x + 0.5f) * scale - 0.5f, 0.0f);
+            int x0 = (int)sx, x1 = x0 + 1 < in ? x0 + 1 : in - 1;
+            float lx = sx - (float)x0;
+            float v[4] = {src[y0 * in + x0], src[y0 * in + x1], src[y1 * in + x0],
+                          src[y1 * in + x1]};
+            if (relu)
+                for (int j = 0; j < 4; j++) v[j] = fmaxf(v[j], 0.0f);
+            dst[y * out + x] = (1 - ly) * ((1 - lx) * v[0] + lx * v[1]) +
+                               ly * ((1 - lx) * v[2] + lx * v[3]);
+        }
+    }
+}
+
+static pasm_status net_cam(void *ctx, const uint8_t *images, const int32_t *labels, int n,
+                           float *probs, float *maps) {
+    net_ctx *c = ctx;
+    pasm_status st = net_probs(ctx, images, n, probs);
+    int fs;
+    if (st || (st = pasm_net_class_map(c->net, labels, c->maps, &fs))) return st;
+    const int size = pasm_net_get_config(c->net)->input_size;
+    for (int i = 0; i < n; i++) {
+        const float *m = c->maps + (int64_t)i * fs * fs;
+        int positive = 0;
+        for (int p = 0; p < fs * fs; p++) positive |= m[p] > 0;
+        upsample(m, fs, maps + (int64_t)i * size * size, size, positive);
+    }
+    return PASM_OK;
+}
+
 pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, const float *std) {
     memset(s, 0, sizeof *s);
     const pasm_net_config *cfg = pasm_net_get_config(net);
@@ -77,9 +117,11 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
     if (c) {
         c->x = malloc((size_t)batch * per_image * sizeof(float));
         c->dlogits = malloc((size_t)batch * cfg->num_classes * sizeof(float));
+        const int fs = pasm_net_class_map_size(net);
+        c->maps = malloc((size_t)batch * fs * fs * sizeof(float));
     }
-    if (!c || !c->x || !c->dlogits) {
-        if (c) free(c->x), free(c->dlogits);
+    if (!c || !c->x || !c->dlogits || !c->maps) {
+        if (c) free(c->x), free(c->dlogits), free(c->maps);
         free(c);
         return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the attack's scorer (batch %d)",
                            batch);
@@ -89,7 +131,7 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
     memcpy(c->std, std, (size_t)cfg->in_channels * sizeof(float));
     *s = (pasm_scorer){.channels = cfg->in_channels, .size = cfg->input_size,
                        .n_classes = cfg->num_classes, .max_batch = batch, .probs = net_probs,
-                       .grad = net_grad, .ctx = c};
+                       .grad = net_grad, .cam = net_cam, .ctx = c};
     return PASM_OK;
 }
 
@@ -98,6 +140,7 @@ void pasm_scorer_net_free(pasm_scorer *s) {
     if (c) {
         free(c->x);
         free(c->dlogits);
+        free(c->maps);
         free(c);
     }
     s->ctx = NULL;
