@@ -318,8 +318,35 @@ static void test_erasing_statistics(void **state) {
     free(x), free(y), free(orig), free(idx);
 }
 
+/* erase_always_from: samples from that index on are always erased (the
+ * random-erasing control's second copy), those before it follow erase_p;
+ * the erased boxes are those erase_p = 1 draws for the same indices. */
+static void test_erase_always_from(void **state) {
+    (void)state;
+    const int n = 64, S = 24, plane = S * S, from = 40;
+    pasm_augment_config cfg = {0};
+    pasm_augment_defaults(&cfg);
+    cfg.crop_padding = 0, cfg.hflip = 0;
+    cfg.erase_always_from = from;
+    float *x = random_batch(n, 1, S, 5), *orig = random_batch(n, 1, S, 5);
+    float *all = random_batch(n, 1, S, 5);
+    int *idx = malloc(sizeof(int) * n);
+    for (int i = 0; i < n; i++) idx[i] = i;
+    assert_int_equal(pasm_augment_batch(x, n, 1, S, &cfg, 3, 2, idx), PASM_OK);
+    pasm_augment_config one = cfg;
+    one.erase_always_from = 0, one.erase_p = 1.0f;
+    assert_int_equal(pasm_augment_batch(all, n, 1, S, &one, 3, 2, idx), PASM_OK);
+    for (int i = 0; i < n; i++) {
+        int changed = memcmp(x + i * plane, orig + i * plane, sizeof(float) * plane) != 0;
+        assert_int_equal(changed, i >= from);
+        if (i >= from) assert_memory_equal(x + i * plane, all + i * plane, sizeof(float) * plane);
+    }
+    free(x), free(orig), free(all), free(idx);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_erase_always_from),
         cmocka_unit_test(test_split_stratified),   cmocka_unit_test(test_mean_std),
         cmocka_unit_test(test_batch_make),         cmocka_unit_test(test_augment_matches_reference),
         cmocka_unit_test(test_augment_per_sample), cmocka_unit_test(test_augment_off_and_errors),

@@ -272,8 +272,134 @@ static void test_net_scorer_gradient(void **state) {
     pasm_net_free(net);
 }
 
+/* A toy Grad-CAM: the true class's weight map (its peak is the class's). */
+static pasm_status toy_cam(void *ctx, const uint8_t *images, const int32_t *labels, int n,
+                           float *probs, float *maps) {
+    toy *t = ctx;
+    toy_probs(ctx, images, n, probs);
+    for (int i = 0; i < n; i++)
+        memcpy(maps + i * SIZE * SIZE, t->w[labels[i]], sizeof t->w[0]);
+    return PASM_OK;
+}
+
+static void test_cam_and_random_points(void **state) {
+    toy t;
+    toy_init(&t, 1.5f);
+    pasm_scorer s = toy_scorer(&t, 64);
+    uint8_t images[6 * SIZE * SIZE];
+    int32_t labels[6];
+    int64_t index[6];
+    toy_images(images, labels, index, 6);
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    o.kind = PASM_ATTACK_CAM;
+    o.attack_batch = 4;
+    pasm_point pts[6], again[6];
+    /* a scorer without maps cannot place cam points */
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 6, pts), PASM_ERR_INVALID);
+    s.cam = toy_cam;
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 6, pts), PASM_OK);
+    assert_peaks(pts, labels, 6); /* the peak, set to 0 (the lower p_true) */
+    for (int i = 0; i < 6; i++) assert_int_equal(pts[i].queries, 3);
+    /* random: seeded per image index, uniform over the face */
+    o.kind = PASM_ATTACK_RANDOM;
+    o.seed = 5;
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 6, pts), PASM_OK);
+    o.attack_batch = 1;
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 6, again), PASM_OK);
+    int distinct = 0;
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(pts[i].row, again[i].row);
+        assert_int_equal(pts[i].col, again[i].col);
+        assert_true(pts[i].p_true_after <= pts[i].p_true_before + 1e-6f);
+        distinct += i && (pts[i].row != pts[0].row || pts[i].col != pts[0].col);
+    }
+    assert_true(distinct >= 4);
+    o.seed = 6;
+    assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 6, again), PASM_OK);
+    int moved = 0;
+    for (int i = 0; i < 6; i++) moved += pts[i].row != again[i].row || pts[i].col != again[i].col;
+    assert_true(moved >= 4);
+    /* 6000 draws cover the 16 x 16 face about evenly (chi-square, 255 df) */
+    enum { DRAWS = 6000 };
+    static uint8_t many[DRAWS * SIZE * SIZE];
+    static int32_t many_labels[DRAWS];
+    static int64_t many_index[DRAWS];
+    static pasm_point many_pts[DRAWS];
+    for (int i = 0; i < DRAWS; i++) many_labels[i] = i % K, many_index[i] = i;
+    o.attack_batch = 64;
+    assert_int_equal(pasm_attack_images(&s, &o, many, many_labels, many_index, DRAWS, many_pts),
+                     PASM_OK);
+    int count[SIZE * SIZE] = {0};
+    for (int i = 0; i < DRAWS; i++) count[many_pts[i].row * SIZE + many_pts[i].col]++;
+    double chi = 0, expect = (double)DRAWS / (SIZE * SIZE);
+    for (int p = 0; p < SIZE * SIZE; p++) chi += (count[p] - expect) * (count[p] - expect) / expect;
+    printf("  random points: chi-square %.1f over 255 degrees of freedom\n", chi);
+    assert_true(chi < 340); /* p ~ 0.0003 */
+}
+
+/* The network's Grad-CAM: its map sums to logit_c - bias_c (the head is
+ * pool + linear), and the scorer's cam point is the upsampled map's peak. */
+static void test_net_class_map(void **state) {
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 4,
+                           .input_size = 32};
+    pasm_net *net;
+    assert_int_equal(pasm_net_create(&net, &cfg, 8), PASM_OK);
+    pasm_net_init(net, 9);
+    float x[3 * 32 * 32];
+    pasm_rng r;
+    pasm_rng_init(&r, 4, PASM_RNG_SYNTH, 0, 0);
+    for (int i = 0; i < 3 * 32 * 32; i++) x[i] = pasm_rng_normal(&r);
+    const float *logits;
+    assert_int_equal(pasm_net_forward(net, x, 3, 0, &logits), PASM_OK);
+    int32_t classes[3] = {0, 3, 1};
+    int size = 0;
+    float maps[3 * 64];
+    assert_int_equal(pasm_net_class_map_size(net), 4);
+    assert_int_equal(pasm_net_class_map(net, classes, maps, &size), PASM_OK);
+    assert_int_equal(size, 4);
+    const float *bias = pasm_net_find(net, "fc.bias")->data;
+    for (int i = 0; i < 3; i++) {
+        double sum = 0;
+        for (int p = 0; p < 16; p++) sum += maps[i * 16 + p];
+        double want = logits[i * 4 + classes[i]] - bias[classes[i]];
+        printf("  image %d: map sum %.6f, logit - bias %.6f\n", i, sum, want);
+        assert_true(fabs(sum - want) <= 1e-4 * (1 + fabs(want)));
+    }
+    int32_t bad = 4;
+    assert_int_equal(pasm_net_class_map(net, &bad, maps, &size), PASM_ERR_INVALID);
+    /* the scorer: upsampled maps keep the low-resolution peak's cell */
+    float mean = 0.5f, std = 0.25f;
+    pasm_scorer s;
+    assert_int_equal(pasm_scorer_net(&s, net, &mean, &std), PASM_OK);
+    uint8_t img[32 * 32];
+    for (int p = 0; p < 32 * 32; p++) img[p] = (uint8_t)pasm_rng_below(&r, 256);
+    float probs[4], up[32 * 32];
+    int32_t label = 2;
+    assert_int_equal(s.cam(s.ctx, img, &label, 1, probs, up), PASM_OK);
+    assert_int_equal(pasm_net_class_map(net, &label, maps, &size), PASM_OK);
+    int lo = 0, hi = 0;
+    for (int p = 1; p < 16; p++) lo = maps[p] > maps[lo] ? p : lo;
+    for (int p = 1; p < 32 * 32; p++) hi = up[p] > up[hi] ? p : hi;
+    printf("  low-res peak (%d, %d), upsampled peak (%d, %d)\n", lo / 4, lo % 4, hi / 32, hi % 32);
+    assert_true(abs(hi / 32 / 8 - lo / 4) <= 1 && abs(hi % 32 / 8 - lo % 4) <= 1);
+    /* bilinear, align_corners=False: the centre of low-res cell (1, 2) is
+     * output pixel (1.5 * 8 - 0.5 + ...) — check one interior value exactly */
+    if (maps[1 * 4 + 2] > 0 && maps[1 * 4 + 1] > 0 && maps[2 * 4 + 2] > 0 && maps[2 * 4 + 1] > 0) {
+        /* output (12, 12): source (12.5 / 8 - 0.5) = 1.0625 in both axes */
+        double ly = 0.0625, lx = 0.0625;
+        double want = (1 - ly) * ((1 - lx) * maps[5] + lx * maps[6]) +
+                      ly * ((1 - lx) * maps[9] + lx * maps[10]);
+        assert_true(fabs(up[12 * 32 + 12] - want) <= 1e-5 * (1 + fabs(want)));
+    }
+    pasm_scorer_net_free(&s);
+    pasm_net_free(net);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cam_and_random_points),
+        cmocka_unit_test(test_net_class_map),
         cmocka_unit_test(test_grad_finds_the_peak),
         cmocka_unit_test(test_iter_finds_the_peak_and_stops_on_the_flip),
         cmocka_unit_test(test_de_finds_the_peak),
