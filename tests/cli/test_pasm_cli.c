@@ -201,8 +201,105 @@ static void test_run_killed_and_resumed(void **state) {
     assert_int_equal(test_run_pasm(NULL, RUN_ARGS " --kd-alpha 0.3", faces, b), 2);
 }
 
+static int count_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static char *mined_attack(const char *csv) {
+    char *settings = NULL;
+    assert_int_equal(pasm_mined_sidecar_read(csv, &settings, NULL), PASM_OK);
+    cJSON *o = cJSON_Parse(settings);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "attack");
+    assert_true(cJSON_IsString(a));
+    char *name = strdup(a->valuestring);
+    cJSON_Delete(o);
+    free(settings);
+    return name;
+}
+
+#define CTL_ARGS "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 --attack grad " \
+                 "--attack-batch 32 --rounds 1 --seed 3"
+
+/* The controls: each shares the baseline it is given (round 0 is its
+ * copy), differs from PASM in its one thing, and sees as many faces. */
+static void test_controls(void **state) {
+    char base[400], ckpt[420], d[400], f[520], g[520], *out;
+    snprintf(base, sizeof base, "%s/ctl-base", dir);
+    int rc = test_run_pasm(&out, "run --data '%s' " SMALL " --epochs 1 --rounds 0 --seed 3 "
+                                 "--out '%s'", faces, base);
+    if (rc) fail_msg("baseline failed: %s", out);
+    free(out);
+    snprintf(ckpt, sizeof ckpt, "%s/round0.safetensors", base);
+    const char *controls[] = {"none", "random-point", "cam-erasing", "kd-only", "random-erasing"};
+    const char *attack[] = {"grad", "random", "cam", NULL, NULL};
+    for (int i = 0; i < 5; i++) {
+        snprintf(d, sizeof d, "%s/ctl-%s", dir, controls[i]);
+        rc = test_run_pasm(&out, CTL_ARGS " --control %s --baseline '%s' --out '%s'", faces,
+                           controls[i], ckpt, d);
+        if (rc) fail_msg("--control %s failed: %s", controls[i], out);
+        /* the same number of faces in the round: 2N under union */
+        assert_non_null(strstr(out, "on 196 faces (union mix"));
+        assert_non_null(strstr(out, "the shared baseline"));
+        free(out);
+        snprintf(f, sizeof f, "%s/round0.safetensors", d);
+        assert_true(test_files_equal(f, ckpt));
+        snprintf(f, sizeof f, "%s/round1.mined.csv", d);
+        if (attack[i]) {
+            char *a = mined_attack(f);
+            assert_string_equal(a, attack[i]);
+            free(a);
+        } else {
+            assert_int_not_equal(access(f, F_OK), 0); /* nothing mined */
+        }
+        snprintf(f, sizeof f, "%s/round1.metrics.jsonl", d);
+        assert_int_equal(count_lines(f), 1);
+        snprintf(f, sizeof f, "%s/summary.json", d);
+        assert_true(accuracy_of(f, 1, "test_accuracy") >= 0);
+    }
+    /* long-baseline: one network for the baseline's epoch plus the round's
+     * 2N faces = 3 epochs of N, no round 0 */
+    snprintf(d, sizeof d, "%s/ctl-long", dir);
+    rc = test_run_pasm(&out, CTL_ARGS " --control long-baseline --out '%s'", faces, d);
+    if (rc) fail_msg("long-baseline failed: %s", out);
+    free(out);
+    snprintf(f, sizeof f, "%s/round1.metrics.jsonl", d);
+    assert_int_equal(count_lines(f), 3);
+    snprintf(f, sizeof f, "%s/round0.safetensors", d);
+    assert_int_not_equal(access(f, F_OK), 0);
+    snprintf(f, sizeof f, "%s/summary.json", d);
+    assert_true(accuracy_of(f, 0, "test_accuracy") >= 0); /* its one row */
+    /* bad combinations */
+    snprintf(d, sizeof d, "%s/ctl-bad", dir);
+    assert_int_equal(test_run_pasm(&out, CTL_ARGS " --control random --out '%s'", faces, d), 2);
+    assert_non_null(strstr(out, "unknown --control 'random'"));
+    free(out);
+    assert_int_equal(test_run_pasm(NULL, CTL_ARGS " --control long-baseline --baseline '%s' "
+                                         "--out '%s'", faces, ckpt, d), 2);
+    assert_int_equal(test_run_pasm(NULL, CTL_ARGS " --control random-erasing --mix replace "
+                                         "--out '%s'", faces, d), 2);
+    /* a baseline that changed under a run is refused on resume */
+    snprintf(g, sizeof g, "%s/base-copy.safetensors", dir);
+    snprintf(f, sizeof f, "cp '%s' '%s'", ckpt, g);
+    assert_int_equal(system(f), 0);
+    snprintf(d, sizeof d, "%s/ctl-changed", dir);
+    assert_int_equal(test_run_pasm(NULL, CTL_ARGS " --control kd-only --baseline '%s' "
+                                         "--stop-after-phases 1 --out '%s'", faces, g, d), 1);
+    snprintf(f, sizeof f, "printf x >> '%s'", g);
+    assert_int_equal(system(f), 0);
+    assert_int_equal(test_run_pasm(&out, CTL_ARGS " --control kd-only --baseline '%s' --out '%s'",
+                                   faces, g, d), 2);
+    assert_non_null(strstr(out, "other options"));
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_controls),
         cmocka_unit_test(test_mine_seed_reproduces),
         cmocka_unit_test(test_student_init),
         cmocka_unit_test(test_run_killed_and_resumed),
