@@ -10,4 +10,5 @@
 #include "pasm/synth.h"
 #include "pasm/train.h"
 #include "pasm/pasm_method.h"
+#include "pasm/stats.h"
 #endif
