@@ -19,5 +19,6 @@ int pasm_cmd_info(int argc, char **argv);
 int pasm_cmd_mine(int argc, char **argv);
 int pasm_cmd_round(int argc, char **argv);
 int pasm_cmd_run(int argc, char **argv);
+int pasm_cmd_experiment(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ const pasm_command pasm_commands[] = {
     {"mine", pasm_cmd_mine, "find each face's most informative point (PASM's point attack)"},
     {"round", pasm_cmd_round, "train one PASM student on original + masked faces"},
     {"run", pasm_cmd_run, "the whole PASM loop: baseline, then rounds of mine + round"},
+    {"experiment", pasm_cmd_experiment, "PASM and its controls over seeds: tables and tests"},
     {"info", pasm_cmd_info, "print a checkpoint's metadata and tensors"},
     {NULL, NULL, NULL},
 };
