@@ -96,12 +96,14 @@ clean:
 # The CPU benchmark against PyTorch (bench/run.sh): writes docs/benchmarks.md.
 # PyTorch comes from PyPI into $(BENCH_VENV), created on first use.
 BENCH_VENV ?= .venv-bench
-$(BUILD)/bench/pasm_bench: bench/pasm_bench.c $(BUILD)/libpasm.a $(HEADERS)
+# BENCH_ONLY=nets or BENCH_ONLY=attacks runs one part (the report keeps the
+# other part's last results).
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libpasm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpasm.a $(LDLIBS) $(LDFLAGS)
-bench: $(BUILD)/bench/pasm_bench
+bench: $(BUILD)/bench/pasm_bench $(BUILD)/bench/attack_bench
 	PASM_SHARED=$${PASM_SHARED:-$(abspath ../shared)} BENCH_VENV=$(BENCH_VENV) \
-	  BENCH_OUT=$(BUILD)/bench ./bench/run.sh $(BUILD)/bench/pasm_bench
+	  BENCH_OUT=$(BUILD)/bench ./bench/run.sh $(BUILD)/bench/pasm_bench $(BUILD)/bench/attack_bench
 
 # The README's demo: synthetic faces, train, eval, predict.
 demo: $(BUILD)/pasm

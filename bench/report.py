@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Turns the "key value" lines of bench/pasm_bench.c and bench/torch_bench.py
-into docs/benchmarks.md (and prints the table). Standard library only, so the
-table is written without PyTorch too (pasm's column alone).
+(the networks) and of bench/attack_bench.c and bench/torch_attack.py (the
+attacks) into docs/benchmarks.md (and prints it). Standard library only, so
+the tables are written without PyTorch too (pasm's column alone).
 
 Torch keys may carry "@nchw" / "@channels_last": the faster format wins and
-its own peak RSS is the one reported.
+its own peak RSS is the one reported. Each part's files carry their own date
+and load averages (bench_* and attacks_* keys), since bench/run.sh can rerun
+one part alone.
 """
 
 import argparse
@@ -26,6 +29,14 @@ def read(path):
                 except ValueError:
                     vals[parts[0]] = parts[1]
     return vals
+
+
+def load_text(vals, prefix):
+    """The load averages around a part's run, "a b c / d e f", or "?"."""
+    before, after = vals.get(prefix + "_load_before"), vals.get(prefix + "_load_after")
+    if before is None:
+        return "?"
+    return "%s / %s" % (str(before).replace(",", " "), str(after or "?").replace(",", " "))
 
 
 def best_format(vals, key, lower_is_better):
@@ -71,22 +82,129 @@ def fmt(v, digits):
     return ("%%.%df" % digits) % v
 
 
+def previous_parts(path):
+    """The networks' part (up to the first "## " heading) and the "## Attacks"
+    section of an existing document, or None each."""
+    if not os.path.exists(path):
+        return None, None
+    with open(path) as f:
+        text = f.read()
+    nets, sep, rest = text.partition("\n## ")
+    attacks = None
+    if sep and rest.startswith("Attacks\n"):
+        attacks = "## " + rest.partition("\n## ")[0]
+    return (nets if sep else None), attacks
+
+
+ATTACK_TAGS = ("grad", "iter", "de", "de_paper")
+
+
+def attack_widths(vals):
+    return sorted({int(k.rsplit("_w", 1)[1]) for k in vals
+                   if k.startswith("attack_") and k.rsplit("_w", 1)[-1].isdigit()})
+
+
+def attack_name(vals, tag, key):
+    if vals.get(key + "_pop") is None:
+        return tag
+    return "de, population %d, %d generations" % (vals[key + "_pop"], vals[key + "_gens"])
+
+
+def attack_section(p, t):
+    """The "Attacks" section: images/s per attack and width, candidate
+    evaluations/s of de, and how far PyTorch's points agree with pasm's."""
+    widths = attack_widths(p) or attack_widths(t)
+    rows = [(tag, w, "attack_%s_w%d" % (tag, w)) for tag in ATTACK_TAGS for w in widths]
+    rows = [r for r in rows if r[2] in p or r[2] in t]
+    if not rows:
+        return []
+
+    def both(key, digits):
+        return " / ".join(fmt(d.get(key), digits) for d in (p, t))
+
+    def ratio(key):
+        pv, tv = p.get(key), t.get(key)
+        return "%.2fx" % (pv / tv) if pv and tv else "-"
+
+    lines = ["## Attacks", ""]
+    lines.append("- attacks measured: %s, %s threads; load average before / after: %s"
+                 % (str(p.get("attacks_date", "?")).replace("T", " "),
+                    fmt(p.get("attacks_threads"), 0), load_text(p, "attacks")))
+    if p.get("attacks_total_s") is not None:
+        lines.append("- the attack part took %.1f min (both sides)" % (p["attacks_total_s"] / 60.0))
+    lines.append("- reproduce this part alone: `make bench BENCH_ONLY=attacks`")
+    lines.append("")
+    lines.append("The point attacks of pasm-method.md (\"Attacks\"): pasm's `pasm_attack_images` "
+                 "(bench/attack_bench.c) against the same attacks written for PyTorch "
+                 "(bench/torch_attack.py), on the first faces of fer2013-mini.csv. Both sides "
+                 "attack the same weights: an untrained ResNet-18 (`pasm_net_init` seed 1, "
+                 "normalisation mean 0.5, std 0.25) that attack_bench writes and the PyTorch side "
+                 "loads, unless the row says trained. Early stop is on (the default) on both "
+                 "sides, but an untrained network is wrong on most faces, and those run the whole "
+                 "budget by design, while one pixel rarely flips the others: these are close to "
+                 "worst-case timings (grad 2 queries per face, iter 9, de 1 + population x "
+                 "(generations + 1)). Forwards hold up to 1024 images; de sends the candidates of "
+                 "all faces still searching together, as pasm does. PyTorch runs eagerly in "
+                 "channels-last with frozen parameters and `torch.inference_mode` wherever no "
+                 "gradient is needed (iter's last evaluation included, where pasm computes a "
+                 "gradient it does not use). grad and iter are deterministic and must choose the "
+                 "same pixels on both sides; de's random numbers differ (pasm's Philox streams, "
+                 "torch's generator), so its pixels differ but its work is the same, as the "
+                 "queries and fooled counts show. Only the attack is timed, after a warm-up "
+                 "(grad on 4 faces). Ratio: pasm / PyTorch (>1 = pasm faster).")
+    lines.append("")
+    lines.append("| attack | width | faces | pasm images/s | PyTorch images/s | ratio | "
+                 "queries pasm / PyTorch | fooled pasm / PyTorch | peak MiB pasm / PyTorch |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for tag, w, key in rows:
+        trained = " (trained)" if p.get("attacks_model_w%d" % w) == "trained" else ""
+        faces = p.get(key + "_faces", t.get(key + "_faces"))
+        lines.append("| %s | %d%s | %s | %s | %s | %s | %s | %s | %s |" % (
+            attack_name(p if key in p else t, tag, key), w, trained, fmt(faces, 0),
+            fmt(p.get(key), 2), fmt(t.get(key), 2), ratio(key), both(key + "_queries", 0),
+            both(key + "_fooled", 0), both(key + "_rss_mb", 0)))
+    lines.append("")
+    de_rows = [r for r in rows if (p.get(r[2] + "_evals_per_s") or t.get(r[2] + "_evals_per_s"))]
+    if de_rows:
+        lines.append("| de: candidate evaluations/s | width | faces | pasm | PyTorch | ratio |")
+        lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for tag, w, key in de_rows:
+            k = key + "_evals_per_s"
+            lines.append("| %s | %d | %s | %s | %s | %s |" % (
+                attack_name(p if key in p else t, tag, key), w,
+                fmt(p.get(key + "_faces", t.get(key + "_faces")), 0), fmt(p.get(k), 0),
+                fmt(t.get(k), 0), ratio(k)))
+        lines.append("")
+    agree = [(tag, w, key) for tag, w, key in rows if t.get(key + "_agree") is not None]
+    if agree:
+        lines.append("Agreement: the share of faces where PyTorch's attack chose the same pixel as "
+                     "pasm's (iter: its first pixel), and the largest difference of the clean "
+                     "true-class probability: %s." % "; ".join(
+                         "%s w%d %.1f%% of %d faces (%.2g)" % (
+                             tag, w, 100.0 * t[key + "_agree"], t[key + "_agree_faces"],
+                             t[key + "_p_before_maxdiff"]) for tag, w, key in agree))
+        lines.append("")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pasm", required=True)
     ap.add_argument("--torch")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--load-before", default="")
-    ap.add_argument("--load-after", default="")
+    ap.add_argument("--attacks-pasm")
+    ap.add_argument("--attacks-torch")
     args = ap.parse_args()
     p, t = read(args.pasm), read(args.torch)
+    ap_, at = read(args.attacks_pasm), read(args.attacks_torch)
     widths = sorted({int(k.split("_w")[1]) for k in p if k.startswith("flops_w")})
     for w in widths:
         best_format(t, "infer1_w%d" % w, True)
         best_format(t, "train_w%d" % w, False)
         best_format(t, "infer128_w%d" % w, False)
     peak = p.get("sgemm_gflops")
-    have_torch = "torch_version" in t
+    have_torch = "torch_version" in t or "torch_version" in at
+    torch_version = t.get("torch_version", at.get("torch_version"))
 
     rows = []  # (label, pasm, torch, digits, higher_is_better, note)
 
@@ -121,16 +239,20 @@ def main():
     lines.append("")
     lines.append("Written by `make bench` (bench/run.sh); do not edit by hand.")
     lines.append("")
-    lines.append("- date: %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    lines.append("- written: %s; networks measured %s%s" % (
+        datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        str(p.get("bench_date", "?")).replace("T", " "),
+        "; attacks measured %s" % ap_["attacks_date"].replace("T", " ")
+        if "attacks_date" in ap_ else ""))
     lines.append("- CPU: %s (%d logical CPUs; %s)" % (cpu_model(), os.cpu_count() or 0, cpu_flags()))
     lines.append("- threads: 2 (OMP_NUM_THREADS=2, torch.set_num_threads(2))")
-    lines.append("- PyTorch: %s" % (t["torch_version"] if have_torch else "not available (pasm alone)"))
-    lines.append("- load average before / after the run: %s / %s" % (args.load_before, args.load_after))
+    lines.append("- PyTorch: %s" % (torch_version if have_torch else "not available (pasm alone)"))
+    lines.append("- load average before / after the networks' run: %s" % load_text(p, "bench"))
     note = os.environ.get("BENCH_NOTE")
     if note:
         lines.append("- note: %s" % note)
     lines.append("- reproduce: `make bench` (from the repository root; shared data at $PASM_SHARED, "
-                 "default ../shared)")
+                 "default ../shared); `make bench BENCH_ONLY=nets` for this part alone")
     lines.append("")
     lines.append("ResNet-18 at 48x48, 1 channel, 7 classes. Training: forward, cross-entropy, "
                  "backward and an SGD step (momentum 0.9, Nesterov, weight decay 5e-4) on one "
@@ -167,6 +289,15 @@ def main():
                  "torch.tensor), as a PyTorch user would write it."
                  % ("%d" % p["load_images"] if p.get("load_images") else "?"))
     lines.append("")
+    # A part that was not measured (BENCH_ONLY, no earlier results in
+    # $BENCH_OUT) keeps its text from the current document.
+    old_nets, old_attacks = previous_parts(args.out)
+    if not widths and old_nets:
+        lines = old_nets.rstrip("\n").split("\n") + [""]
+    attack_lines = attack_section(ap_, at)
+    if not attack_lines and old_attacks:
+        attack_lines = old_attacks.rstrip("\n").split("\n") + [""]
+    lines += attack_lines
     text = "\n".join(lines)
     extra = os.environ.get("BENCH_APPENDIX")
     if extra and os.path.exists(extra):

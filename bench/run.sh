@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
-# Runs the pasm-vs-PyTorch benchmark (see bench/pasm_bench.c and
-# bench/torch_bench.py) and writes docs/benchmarks.md through bench/report.py.
+# Runs the pasm-vs-PyTorch benchmark and writes docs/benchmarks.md through
+# bench/report.py. Two parts: the network measurements (bench/pasm_bench.c,
+# bench/torch_bench.py) and the point attacks (bench/attack_bench.c,
+# bench/torch_attack.py). BENCH_ONLY=nets or BENCH_ONLY=attacks runs one part;
+# the report keeps the other part's last results (from $BENCH_OUT).
 # Every measurement is its own process, so each peak RSS is that work's own.
 # PyTorch comes from PyPI in the virtual environment $BENCH_VENV (created on
-# first use); when that fails the table has pasm's column alone.
-#   usage: bench/run.sh PASM_BENCH_BINARY
+# first use; TORCH_PYTHON=path/to/python uses an existing one); when that
+# fails the tables have pasm's column alone.
+#   usage: bench/run.sh PASM_BENCH_BINARY [ATTACK_BENCH_BINARY]
 set -u
 BIN=$1
+ABIN=${2:-$(dirname "$BIN")/attack_bench}
 OUT=${BENCH_OUT:-build/bench}
 VENV=${BENCH_VENV:-.venv-bench}
 SHARED=${PASM_SHARED:-../shared}
 FER=$SHARED/data/fer2013/fer2013.csv.gz
+FACES=$SHARED/data/fer2013/fer2013-mini.csv
 WIDTHS=${BENCH_WIDTHS:-16 64}
+ONLY=${BENCH_ONLY:-all}
 export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
 mkdir -p "$OUT"
 PASM_TXT=$OUT/pasm.txt TORCH_TXT=$OUT/torch.txt
-: >"$PASM_TXT"
-: >"$TORCH_TXT"
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+ATTACK_PASM_TXT=$OUT/attacks_pasm.txt ATTACK_TORCH_TXT=$OUT/attacks_torch.txt
+case $ONLY in
+all | nets | attacks) ;;
+*) echo "bench: BENCH_ONLY=$ONLY: expected nets or attacks" >&2; exit 2 ;;
+esac
 
 PY=""
 if [ -n "${TORCH_PYTHON:-}" ]; then
@@ -34,6 +43,8 @@ else
     fi
 fi
 
+loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' ','; }
+
 pasm() { echo "bench: pasm $*" >&2; "$BIN" "$@" >>"$PASM_TXT" || echo "bench: pasm $* failed" >&2; }
 # Torch lines get "@FORMAT" appended to their key when a format is given.
 torch_run() {
@@ -45,21 +56,104 @@ torch_run() {
         echo "bench: torch $* failed" >&2
 }
 
-pasm sgemm
-for w in $WIDTHS; do
-    pasm flops "$w"
-    for mode in train infer128 infer1; do
-        pasm "$mode" "$w"
-        torch_run "$mode" "$w" nchw
-        torch_run "$mode" "$w" channels_last
+run_nets() {
+    : >"$PASM_TXT"
+    : >"$TORCH_TXT"
+    echo "bench_date $(date +%Y-%m-%dT%H:%M)" >>"$PASM_TXT"
+    echo "bench_load_before $(loadavg)" >>"$PASM_TXT"
+    pasm sgemm
+    for w in $WIDTHS; do
+        pasm flops "$w"
+        for mode in train infer128 infer1; do
+            pasm "$mode" "$w"
+            torch_run "$mode" "$w" nchw
+            torch_run "$mode" "$w" channels_last
+        done
     done
-done
-if [ -f "$FER" ]; then
-    pasm load "$FER"
-    torch_run load "$FER"
+    if [ -f "$FER" ]; then
+        pasm load "$FER"
+        torch_run load "$FER"
+    else
+        echo "bench: $FER not found; no loading time" >&2
+    fi
+    torch_run version
+    echo "bench_load_after $(loadavg)" >>"$PASM_TXT"
+}
+
+# ---- attacks: issue 9's sizes by default; BENCH_ATTACK_QUICK=1 is a smoke run
+# of a minute or two. The face counts can be set one by one (the table shows
+# the counts used): BENCH_ATTACK_FACES (grad and iter), BENCH_ITER_FACES_W64,
+# BENCH_DE_FACES_W16, BENCH_DE_FACES_W64, BENCH_DE_PAPER_FACES.
+if [ "${BENCH_ATTACK_QUICK:-0}" = 1 ]; then
+    A_FACES=20 DE_FACES_16=8 DE_FACES_64=2 DE_POP=8 DE_GENS=2
+    PAPER_FACES=2 PAPER_POP=16 PAPER_GENS=2
 else
-    echo "bench: $FER not found; no loading time" >&2
+    A_FACES=500 DE_FACES_16=200 DE_FACES_64=20 DE_POP=32 DE_GENS=8
+    PAPER_FACES=10 PAPER_POP=400 PAPER_GENS=10
 fi
-torch_run version
-BENCH_APPENDIX=${BENCH_APPENDIX:-bench/notes.md} python3 bench/report.py --pasm "$PASM_TXT" --torch "$TORCH_TXT" --load-before "$LOAD_BEFORE" \
-    --load-after "$(cut -d' ' -f1-3 /proc/loadavg)" --out docs/benchmarks.md
+A_FACES=${BENCH_ATTACK_FACES:-$A_FACES}
+ITER_FACES_64=${BENCH_ITER_FACES_W64:-$A_FACES}
+DE_FACES_16=${BENCH_DE_FACES_W16:-$DE_FACES_16}
+DE_FACES_64=${BENCH_DE_FACES_W64:-$DE_FACES_64}
+PAPER_FACES=${BENCH_DE_PAPER_FACES:-$PAPER_FACES}
+A_THREADS=${BENCH_ATTACK_THREADS:-2}
+
+# Both sides get the same arguments; pasm writes its points, which the
+# PyTorch side compares with its own where the attack is deterministic.
+attack() {
+    local kind=$1 model=$2 n=$3 tag=$4
+    shift 4
+    local args=(--tag "$tag" --threads "$A_THREADS" "$@")
+    echo "bench: pasm attack $kind $(basename "$model") $n ${args[*]}" >&2
+    "$ABIN" "$kind" "$model" "$FACES" "$n" "${args[@]}" --points "$OUT/points_$tag.csv" \
+        >>"$ATTACK_PASM_TXT" || echo "bench: pasm attack $kind failed" >&2
+    [ -n "$PY" ] || return 0
+    local cmp=()
+    [ "$kind" != de ] && [ -f "$OUT/points_$tag.csv" ] && cmp=(--compare "$OUT/points_$tag.csv")
+    echo "bench: torch attack $kind $(basename "$model") $n ${args[*]}" >&2
+    "$PY" bench/torch_attack.py "$kind" "$model" "$FACES" "$n" "${args[@]}" \
+        --format "${BENCH_ATTACK_FORMAT:-channels_last}" "${cmp[@]}" >>"$ATTACK_TORCH_TXT" ||
+        echo "bench: torch attack $kind failed" >&2
+}
+
+run_attacks() {
+    : >"$ATTACK_PASM_TXT"
+    : >"$ATTACK_TORCH_TXT"
+    if [ ! -f "$FACES" ]; then
+        echo "bench: $FACES not found; no attack timings" >&2
+        return 0
+    fi
+    local t0=$SECONDS
+    {
+        echo "attacks_date $(date +%Y-%m-%dT%H:%M)"
+        echo "attacks_load_before $(loadavg)"
+        echo "attacks_threads $A_THREADS"
+    } >>"$ATTACK_PASM_TXT"
+    for w in $WIDTHS; do
+        # BENCH_ATTACK_MODEL_W16=path attacks a trained checkpoint instead
+        local var=BENCH_ATTACK_MODEL_W$w model=$OUT/attack_w$w.safetensors
+        if [ -n "${!var:-}" ]; then
+            model=${!var}
+            echo "attacks_model_w$w trained" >>"$ATTACK_PASM_TXT"
+        elif ! "$ABIN" model "$w" "$model"; then
+            echo "bench: cannot write $model" >&2
+            continue
+        fi
+        local de_faces=$DE_FACES_16 iter_faces=$A_FACES
+        [ "$w" -ge 64 ] && de_faces=$DE_FACES_64 iter_faces=$ITER_FACES_64
+        attack grad "$model" "$A_FACES" grad
+        attack iter "$model" "$iter_faces" iter
+        attack de "$model" "$de_faces" de --pop "$DE_POP" --gens "$DE_GENS"
+        [ "$w" = 16 ] &&
+            attack de "$model" "$PAPER_FACES" de_paper --pop "$PAPER_POP" --gens "$PAPER_GENS"
+    done
+    [ -n "$PY" ] && "$PY" bench/torch_bench.py version >>"$ATTACK_TORCH_TXT"
+    echo "attacks_load_after $(loadavg)" >>"$ATTACK_PASM_TXT"
+    echo "attacks_total_s $((SECONDS - t0))" >>"$ATTACK_PASM_TXT"
+}
+
+[ "$ONLY" != attacks ] && run_nets
+[ "$ONLY" != nets ] && run_attacks
+BENCH_APPENDIX=${BENCH_APPENDIX:-bench/notes.md} python3 bench/report.py --pasm "$PASM_TXT" \
+    --torch "$TORCH_TXT" --attacks-pasm "$ATTACK_PASM_TXT" --attacks-torch "$ATTACK_TORCH_TXT" \
+    --out docs/benchmarks.md
