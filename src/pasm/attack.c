@@ -286,7 +286,10 @@ static pasm_status attack_iter(work *w, const pasm_attack_options *o, const uint
                        (size_t)w->per_image);
                 lab[b] = labels[i];
             }
-            if ((st = s->grad(s->ctx, w->images, lab, m, w->probs, w->dpixels))) break;
+            /* the last step only reads the outcome: no gradient needed */
+            st = t == o->iter_max ? s->probs(s->ctx, w->images, m, w->probs)
+                                  : s->grad(s->ctx, w->images, lab, m, w->probs, w->dpixels);
+            if (st) break;
             for (int b = 0; b < m; b++) {
                 int i = active[start + b];
                 const float *row = w->probs + (int64_t)b * k;
