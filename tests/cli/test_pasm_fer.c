@@ -1,0 +1,141 @@
+/* PASM on real faces: `pasm run --rounds 2` on fer2013-mini (2,100 FER2013
+ * faces read from ../shared at run time; width 16 at 32x32, one epoch per
+ * phase, --attack grad), once straight through, and once stopped between
+ * phases, then killed with SIGKILL in the middle of round 1's mining,
+ * then resumed: both end with the same mined points, checkpoints and
+ * accuracies. Skipped when the data is not there, and under the sanitizers
+ * (minutes there; the synthetic-face run test covers the same code). */
+#include <cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pasm/pasm.h"
+#include "util/helpers.h"
+
+static char dir[256];
+
+static int setup(void **state) {
+    test_tmpdir(dir, sizeof dir);
+    return 0;
+}
+
+static int teardown(void **state) {
+    test_rmdir(dir);
+    return 0;
+}
+
+#define RUN_ARGS "run --data '%s' --input-size 32 --width 16 --batch 64 --epochs 1 " \
+                 "--round-epochs 1 --attack grad --attack-batch 50 --rounds 2 --seed 7 " \
+                 "--out '%s'"
+
+static int data_lines(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n > 0 ? n - 1 : 0;
+}
+
+/* Starts the run in the background and SIGKILLs it once round 1's mined
+ * file has at least `rows` rows; returns the rows found after the kill. */
+static int run_and_kill_in_mining(const char *data, const char *out, int rows) {
+    char cmd[2048], mined[600];
+    snprintf(cmd, sizeof cmd, "exec '%s' " RUN_ARGS " >/dev/null 2>&1", test_pasm_bin(), data,
+             out);
+    snprintf(mined, sizeof mined, "%s/round1.mined.csv", out);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0, finished = 0;
+    for (int i = 0; i < 60000 && !finished; i++) { /* up to 10 minutes */
+        if (data_lines(mined) >= rows) break;
+        if (waitpid(pid, &status, WNOHANG) == pid) finished = 1;
+        else usleep(10000);
+    }
+    if (!finished) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    assert_false(finished); /* it must still have been mining */
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    return data_lines(mined);
+}
+
+static double summary_value(const char *run, int round, const char *key) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/summary.json", run);
+    unsigned char *text;
+    size_t size;
+    assert_int_equal(pasm_read_file(path, &text, &size), PASM_OK);
+    cJSON *o = cJSON_ParseWithLength((const char *)text, size);
+    free(text);
+    const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "rounds"), round);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
+    assert_true(cJSON_IsNumber(v));
+    double x = v->valuedouble;
+    cJSON_Delete(o);
+    return x;
+}
+
+static void test_run_killed_and_resumed_on_fer2013_mini(void **state) {
+#if defined(__SANITIZE_ADDRESS__)
+    skip();
+#endif
+    const char *data = test_shared_path("data/fer2013/fer2013-mini.csv");
+    if (access(data, R_OK) != 0) {
+        printf("  %s is not there: skipped\n", data);
+        skip();
+    }
+    char a[400], b[400], fa[600], fb[600], *out;
+    snprintf(a, sizeof a, "%s/runA", dir);
+    snprintf(b, sizeof b, "%s/run", dir);
+    /* A: straight through (in b's folder, whose name the checkpoints record) */
+    int rc = test_run_pasm(&out, RUN_ARGS, data, b);
+    if (rc) fail_msg("run failed: %s", out);
+    free(out);
+    assert_int_equal(rename(b, a), 0);
+    /* B: stopped between phases (after the baseline) ... */
+    rc = test_run_pasm(&out, RUN_ARGS " --stop-after-phases 1", data, b);
+    assert_int_equal(rc, 1);
+    free(out);
+    /* ... killed during round 1's mining ... */
+    int rows = run_and_kill_in_mining(data, b, 100);
+    printf("  killed with %d of 1400 faces mined\n", rows);
+    assert_true(rows >= 100 && rows < 1400);
+    /* ... and resumed to the end */
+    rc = test_run_pasm(&out, RUN_ARGS, data, b);
+    if (rc) fail_msg("resume failed: %s", out);
+    assert_non_null(strstr(out, "phase baseline: done before, skipped"));
+    free(out);
+    const char *files[] = {"round0.safetensors", "round1.mined.csv", "round1.safetensors",
+                           "round2.mined.csv", "round2.safetensors"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(fa, sizeof fa, "%s/%s", a, files[i]);
+        snprintf(fb, sizeof fb, "%s/%s", b, files[i]);
+        if (!test_files_equal(fa, fb)) fail_msg("%s differs after the killed run", files[i]);
+    }
+    const char *keys[] = {"val_accuracy", "val_accuracy_tta", "test_accuracy",
+                          "test_accuracy_tta"};
+    for (int r = 0; r <= 2; r++)
+        for (int k = 0; k < 4; k++) {
+            double x = summary_value(a, r, keys[k]), y = summary_value(b, r, keys[k]);
+            if (k == 2) printf("  round %d PrivateTest accuracy %.4f (both)\n", r, x);
+            assert_true(x == y);
+        }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_run_killed_and_resumed_on_fer2013_mini),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
