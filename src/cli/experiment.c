@@ -689,7 +689,8 @@ int pasm_cmd_experiment(int argc, char **argv) {
            e.n_arms, e.n_seeds, n_baselines, e.n_runs, e.jobs, e.threads);
     cli_catch_signals(&stop_requested);
     int rc = run_all(&e);
-    if (!rc && (st = write_tables(&e))) rc = cli_fail(CMD, st);
+    /* the tables of what has finished, also after a failure or a stop */
+    if ((st = write_tables(&e))) rc = cli_fail(CMD, st);
     if (!rc) printf("done: %s/table.md\n", e.out);
     experiment_free(&e);
     return rc;
