@@ -113,6 +113,12 @@ typedef struct {
      * logits taken in evaluation mode on the same augmented batch. */
     pasm_net *teacher;
     float kd_alpha, kd_temp;
+    /* PASM's replace mix: the training set holds N images and then their N
+     * twins (image i's twin is N + i); an epoch visits N samples, each image
+     * or, with probability twin_prob drawn anew every epoch, its twin.
+     * 0 = off (every image every epoch). */
+    int pairs;
+    float twin_prob;
     /* Files: out_path (X.safetensors, best on validation or last), and beside
      * it X.last.safetensors, X.state.safetensors, X.metrics.jsonl. NULL: none. */
     const char *out_path;

@@ -51,8 +51,9 @@ static void usage(FILE *f) {
             "masks:\n"
             "  --side N              square side (the mined file's, else a quarter of the input)\n"
             "  --fill F              mean, zero or noise (mean)\n"
-            "  --mix M               union (originals + masked, 2N per epoch), replace (each\n"
-            "                        face masked with --mask-prob) or masked (masked only) (union)\n"
+            "  --mix M               union (originals + masked, 2N per epoch), replace (N per\n"
+            "                        epoch, each face its masked twin with --mask-prob, drawn\n"
+            "                        every epoch) or masked (masked only) (union)\n"
             "  --mask-prob P         replace: probability of the masked twin (0.5)\n"
             "  --skip-misclassified  leave faces the teacher gets wrong unmasked\n"
             "  --no-mask             control kd-only: no --mined; the copies stay unmasked\n"
@@ -160,25 +161,19 @@ static pasm_status check_mined(const pasm_mined *m, const pasm_dataset *ds, cons
     return PASM_OK;
 }
 
-/* The round's training set from originals d and masked copies dm. */
+/* The round's training set from originals d and masked copies dm: both
+ * (union, and replace, whose epochs pick one of each pair) or dm alone. */
 static pasm_status mix_sets(const cli_round_args *a, const pasm_dataset *d, const pasm_dataset *dm,
                             pasm_dataset *out) {
     const int64_t per_image = (int64_t)d->channels * d->size * d->size;
-    int copies = !strcmp(a->mix, "union") ? 2 : 1;
+    const int masked_only = !strcmp(a->mix, "masked"), copies = masked_only ? 1 : 2;
     pasm_status st = pasm_dataset_alloc(out, copies * d->n, d->channels, d->size, d->source);
     if (!st) st = pasm_dataset_set_classes(out, (const char *const *)d->class_names, d->n_classes);
     if (st) return st;
     out->labelled = 1;
     for (int i = 0; i < d->n; i++) {
-        const pasm_dataset *first = d;
-        if (!strcmp(a->mix, "masked")) first = dm;
-        else if (!strcmp(a->mix, "replace")) {
-            /* drawn once per round: the same twin in every epoch */
-            pasm_rng r;
-            pasm_rng_init(&r, a->seed, PASM_RNG_MASK, (uint64_t)i, 1);
-            if (pasm_rng_uniform(&r) < a->mask_prob) first = dm;
-        }
-        memcpy(out->images + i * per_image, first->images + i * per_image, (size_t)per_image);
+        memcpy(out->images + i * per_image, (masked_only ? dm : d)->images + i * per_image,
+               (size_t)per_image);
         out->labels[i] = d->labels[i];
         if (copies == 2) {
             memcpy(out->images + (d->n + i) * per_image, dm->images + i * per_image,
@@ -225,6 +220,8 @@ static pasm_status train_options(const cli_round_args *a, pasm_net *teacher, int
     }
     o->seed = a->seed;
     o->teacher = a->kd_alpha > 0 ? teacher : NULL;
+    o->pairs = !strcmp(a->mix, "replace"); /* each epoch: a face or its masked twin */
+    o->twin_prob = a->mask_prob;
     o->kd_alpha = a->kd_alpha;
     o->kd_temp = a->kd_temp;
     o->out_path = a->out;
@@ -317,9 +314,9 @@ int cli_round_run(const cli_round_args *a) {
     if (a->no_mask) snprintf(what, sizeof what, "no masks: originals only");
     else if (a->erase_copy) snprintf(what, sizeof what, "random erasing instead of masks");
     else snprintf(what, sizeof what, "squares of %d, %s fill", side, a->fill);
-    printf("round %d: student (%s) on %d faces (%s mix, %s), kd alpha %g t %g, %d epochs, lr "
-           "%g %s%s\n",
-           smeta.round, a->student_init, mixed.n, a->mix, what, (double)a->kd_alpha,
+    printf("round %d: student (%s) on %d faces an epoch (%s mix, %s), kd alpha %g t %g, %d "
+           "epochs, lr %g %s%s\n",
+           smeta.round, a->student_init, o.pairs ? mixed.n / 2 : mixed.n, a->mix, what, (double)a->kd_alpha,
            (double)a->kd_temp, a->epochs, (double)a->lr, a->schedule, o.resume ? " (resuming)" : "");
     fflush(stdout);
     cli_progress progress;

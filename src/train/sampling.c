@@ -31,6 +31,17 @@ static int draw_from(const double *cdf, int n, double u) {
     return lo;
 }
 
+/* order = a Fisher-Yates shuffle of 0..n-1. */
+static void shuffle(pasm_rng *rng, int n, int *order) {
+    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)pasm_rng_below(rng, (uint32_t)i + 1);
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
 void pasm_epoch_order(const pasm_dataset *ds, pasm_balance balance, const double *cdf,
                       uint64_t seed, int epoch, int *order) {
     pasm_rng rng;
@@ -41,11 +52,17 @@ void pasm_epoch_order(const pasm_dataset *ds, pasm_balance balance, const double
         for (int i = 0; i < n; i++) order[i] = draw_from(cdf, n, pasm_rng_uniform_double(&rng) * total);
         return;
     }
-    for (int i = 0; i < n; i++) order[i] = i;
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)pasm_rng_below(&rng, (uint32_t)i + 1);
-        int t = order[i];
-        order[i] = order[j];
-        order[j] = t;
+    shuffle(&rng, n, order);
+}
+
+void pasm_epoch_order_pairs(int n_pairs, float twin_prob, uint64_t seed, int epoch, int *order) {
+    pasm_rng rng;
+    pasm_rng_init(&rng, seed, PASM_RNG_SHUFFLE, (uint64_t)epoch, 0);
+    shuffle(&rng, n_pairs, order);
+    for (int k = 0; k < n_pairs; k++) {
+        const int i = order[k];
+        pasm_rng r;
+        pasm_rng_init(&r, seed, PASM_RNG_MASK, (uint64_t)epoch, (uint64_t)i);
+        if (pasm_rng_uniform(&r) < twin_prob) order[k] = i + n_pairs;
     }
 }

@@ -15,4 +15,10 @@ void pasm_class_balance(const pasm_dataset *ds, int k, float *weights, double *c
 void pasm_epoch_order(const pasm_dataset *ds, pasm_balance balance, const double *cdf,
                       uint64_t seed, int epoch, int *order);
 
+/* order[0..n_pairs-1] for an epoch over pairs (image i and its twin
+ * n_pairs + i): the same shuffle of 0..n_pairs-1, then each image i is
+ * replaced by its twin with probability twin_prob, drawn per epoch from
+ * pasm_rng(seed, PASM_RNG_MASK, epoch, i). */
+void pasm_epoch_order_pairs(int n_pairs, float twin_prob, uint64_t seed, int epoch, int *order);
+
 #endif

@@ -179,6 +179,12 @@ static pasm_status check_inputs(pasm_net *net, const pasm_model_meta *meta,
     if (opt->epochs < 1 || opt->batch < 2)
         return pasm_errorf(PASM_ERR_INVALID, "need epochs >= 1 and batch >= 2 (got %d, %d)",
                            opt->epochs, opt->batch);
+    if (opt->pairs && (train->n % 2 || train->n < 4 || opt->balance == PASM_BALANCE_SAMPLER ||
+                       !(opt->twin_prob >= 0 && opt->twin_prob <= 1)))
+        return pasm_errorf(PASM_ERR_INVALID, "pairs of twins need an even number of images (got "
+                                             "%d), no balanced sampler and a twin probability in "
+                                             "0..1",
+                           train->n);
     if (opt->batch > pasm_net_max_batch(net))
         return pasm_errorf(PASM_ERR_INVALID, "batch %d exceeds the network's planned %d",
                            opt->batch, pasm_net_max_batch(net));
@@ -213,7 +219,8 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
     pasm_status st = check_inputs(net, meta, train, val, opt);
     if (st) return st;
     const int k = pasm_net_get_config(net)->num_classes;
-    const int batches = batches_per_epoch(train->n, opt->batch);
+    const int n_epoch = opt->pairs ? train->n / 2 : train->n; /* samples an epoch */
+    const int batches = batches_per_epoch(n_epoch, opt->batch);
     const int64_t total_steps = (int64_t)batches * opt->epochs;
     pasm_schedule sched;
     pasm_schedule_init(&sched, opt->schedule, opt->sgd.lr, total_steps,
@@ -241,13 +248,15 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
     }
     int epochs_this_run = 0;
     for (int epoch = ts.epoch; epoch < opt->epochs; epoch++) {
-        pasm_epoch_order(train, opt->balance, w.sampler_cdf, opt->seed, epoch, w.order);
+        if (opt->pairs)
+            pasm_epoch_order_pairs(n_epoch, opt->twin_prob, opt->seed, epoch, w.order);
+        else pasm_epoch_order(train, opt->balance, w.sampler_cdf, opt->seed, epoch, w.order);
         double t_epoch = pasm_now_seconds();
         int64_t seen_this_run = 0;
         float lr = 0;
         for (int b = ts.batch_pos; b < batches; b++) {
             int start = b * opt->batch;
-            int n = train->n - start < opt->batch ? train->n - start : opt->batch;
+            int n = n_epoch - start < opt->batch ? n_epoch - start : opt->batch;
             double loss = 0;
             int correct = 0;
             lr = pasm_schedule_lr(&sched, ts.step);

@@ -243,7 +243,7 @@ static void test_controls(void **state) {
                            controls[i], ckpt, d);
         if (rc) fail_msg("--control %s failed: %s", controls[i], out);
         /* the same number of faces in the round: 2N under union */
-        assert_non_null(strstr(out, "on 196 faces (union mix"));
+        assert_non_null(strstr(out, "on 196 faces an epoch (union mix"));
         assert_non_null(strstr(out, "the shared baseline"));
         free(out);
         snprintf(f, sizeof f, "%s/round0.safetensors", d);

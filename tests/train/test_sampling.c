@@ -59,9 +59,40 @@ static void test_balanced_sampler_and_weights(void **unused) {
     pasm_dataset_free(&ds);
 }
 
+/* The replace mix's epochs: one of each pair (image i or its twin N + i),
+ * twins with the given probability, drawn anew every epoch. */
+static void test_pairs(void **unused) {
+    enum { N = 2000 };
+    static int a[N], b[N], c[N], seen[N];
+    pasm_epoch_order_pairs(N, 0.3f, 5, 2, a);
+    pasm_epoch_order_pairs(N, 0.3f, 5, 2, b);
+    pasm_epoch_order_pairs(N, 0.3f, 5, 3, c);
+    assert_memory_equal(a, b, sizeof a);
+    memset(seen, 0, sizeof seen);
+    int twins = 0, flipped = 0;
+    for (int k = 0; k < N; k++) {
+        assert_true(a[k] >= 0 && a[k] < 2 * N);
+        seen[a[k] % N]++;
+        twins += a[k] >= N;
+    }
+    for (int i = 0; i < N; i++) assert_int_equal(seen[i], 1); /* one of each pair */
+    /* the twin choice of image i changes between epochs */
+    static int twin_a[N], twin_c[N];
+    for (int k = 0; k < N; k++) twin_a[a[k] % N] = a[k] >= N, twin_c[c[k] % N] = c[k] >= N;
+    for (int i = 0; i < N; i++) flipped += twin_a[i] != twin_c[i];
+    printf("  twins %d of %d (p 0.3), %d choices differ between epochs\n", twins, N, flipped);
+    assert_true(abs(twins - 600) < 90);   /* ~4.4 sd */
+    assert_true(abs(flipped - 840) < 110); /* 2 p (1 - p) N, ~4.4 sd */
+    pasm_epoch_order_pairs(N, 0.0f, 5, 2, b);
+    for (int k = 0; k < N; k++) assert_true(b[k] < N);
+    pasm_epoch_order_pairs(N, 1.0f, 5, 2, b);
+    for (int k = 0; k < N; k++) assert_true(b[k] >= N);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shuffle_is_a_seeded_permutation),
+        cmocka_unit_test(test_pairs),
         cmocka_unit_test(test_balanced_sampler_and_weights),
     };
     return cmocka_run_group_tests_name("train/sampling", tests, NULL, NULL);
