@@ -68,6 +68,7 @@ run_nets() {
             pasm "$mode" "$w"
             torch_run "$mode" "$w" nchw
             torch_run "$mode" "$w" channels_last
+            if [ "${BENCH_TORCH_COMPILE:-0}" = 1 ]; then torch_run "$mode" "$w" compiled; fi
         done
     done
     if [ -f "$FER" ]; then

@@ -2,15 +2,16 @@
 """PyTorch's side of the benchmark: the same measurements as bench/pasm_bench.c,
 one per process (bench/run.sh runs each), printed as "key value" lines.
 
-    torch_bench.py train|infer1|infer128 WIDTH nchw|channels_last   (eager, 2 threads)
+    torch_bench.py train|infer1|infer128 WIDTH nchw|channels_last|compiled   (2 threads)
     torch_bench.py load PATH                       (gzip + csv + torch.tensor)
     torch_bench.py version
 
 The network is pasm's ResNet-18 (python/pasm_torch.py's structure, written out
 here so that the benchmark needs torch alone). bench/run.sh runs each timed mode
 in both memory formats, contiguous NCHW and channels-last, each in its own
-process, and the report takes the faster. torch.compile is not used: its compile time alone
-would take a large part of the benchmark's time budget on two cores.
+process, and the report takes the faster. "compiled" is channels-last under torch.compile
+(inductor, compiled in the warm-up, which is not timed); bench/run.sh adds it only with
+BENCH_TORCH_COMPILE=1, since compiling takes minutes of the benchmark's budget on two cores.
 """
 
 import csv
@@ -70,6 +71,13 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+COMPILED = False
+
+
+def maybe_compile(model):
+    return torch.compile(model) if COMPILED else model
+
+
 def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -96,41 +104,44 @@ def train(width, fmt):
     model = ResNet(width).train().to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4,
                           nesterov=True)
+    fwd = maybe_compile(model)
     x, y = batch(BATCH)
     x = x.contiguous(memory_format=fmt)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(fwd(x), y)
         loss.backward()
         opt.step()
 
-    s = timed(step, 1, 2, 50, 20.0 if width >= 64 else 8.0)
+    s = timed(step, 2 if COMPILED else 1, 2, 50, 20.0 if width >= 64 else 8.0)
     return BATCH / s
 
 
 def infer128(width, fmt):
     torch.manual_seed(0)
     model = ResNet(width).eval().to(memory_format=fmt)
+    fwd = maybe_compile(model)
     x = batch(BATCH)[0].contiguous(memory_format=fmt)
     with torch.inference_mode():
-        s = timed(lambda: model(x), 1, 3, 100, 10.0 if width >= 64 else 5.0)
+        s = timed(lambda: fwd(x), 2 if COMPILED else 1, 3, 100, 10.0 if width >= 64 else 5.0)
     return BATCH / s
 
 
 def infer1(width, fmt):
     torch.manual_seed(0)
     model = ResNet(width).eval().to(memory_format=fmt)
+    fwd = maybe_compile(model)
     x = batch(1)[0].contiguous(memory_format=fmt)
     lat = []
     with torch.inference_mode():
         for _ in range(10):
-            model(x)
+            fwd(x)
         t_start = time.perf_counter()
         budget = 8.0 if width >= 64 else 5.0
         while len(lat) < 2000 and (len(lat) < 20 or time.perf_counter() - t_start < budget):
             t0 = time.perf_counter()
-            model(x)
+            fwd(x)
             lat.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(lat)
 
@@ -157,7 +168,10 @@ def main():
         load(sys.argv[2])
         return
     width, fmt_name = int(sys.argv[2]), sys.argv[3]
-    fmt = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}[fmt_name]
+    global COMPILED
+    COMPILED = fmt_name == "compiled"
+    fmt = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last,
+           "compiled": torch.channels_last}[fmt_name]
     fn = {"train": train, "infer1": infer1, "infer128": infer128}[mode]
     key = "%s_w%d" % (mode, width)
     print("%s %.3f\n%s_rss_mb %.0f" % (key, fn(width, fmt), key, peak_rss_mb()))
