@@ -10,6 +10,9 @@
  * weight gradient per thread and sums the partials in thread order, so the
  * result is bit-identical run to run for a given thread count.
  *
+ * The evaluation-mode forward fuses batch norm, the residual sum and ReLU
+ * into the store of the output (pasm_conv2d_forward_fused).
+ *
  * The workspace is planned for omp_get_max_threads() at planning time: the
  * thread count must not grow between pasm_conv2d_workspace_size and the
  * calls that use the workspace. */
@@ -173,9 +176,40 @@ static void col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int 
     }
 }
 
-/* One image: y_i (Cout, Ho*Wo) = W (Cout, CKK) . col (CKK, Ho*Wo) + b. */
+/* The epilogue on one image's output y_i (Cout, Ho*Wo) in the order of the
+ * unfused layers (scale and shift, residual, ReLU), so it rounds as they
+ * do. Each row is still in cache from the sgemm that wrote it. */
+static void epilogue_image(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
+                           const float *res_i, float *y_i) {
+    const size_t hw = (size_t)s->h_out * s->w_out;
+    for (int co = 0; co < s->c_out; co++) {
+        float *row = y_i + (size_t)co * hw;
+        const float b = ep->shift ? ep->shift[co] : 0.0f;
+        if (ep->scale) {
+            const float a = ep->scale[co];
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] = row[j] * a + b;
+        } else if (ep->shift) {
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] += b;
+        }
+        if (res_i) {
+            const float *r = res_i + (size_t)co * hw;
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] += r[j];
+        }
+        if (ep->relu) {
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+        }
+    }
+}
+
+/* One image: y_i (Cout, Ho*Wo) = W (Cout, CKK) . col (CKK, Ho*Wo), then the
+ * epilogue (res_i: this image's residual or NULL). */
 static void forward_image(const pasm_conv2d_shape *s, const float *x_i, const float *weight,
-                          const float *bias, float *y_i, float *col, int threaded) {
+                          const pasm_conv2d_epilogue *ep, const float *res_i, float *y_i,
+                          float *col, int threaded) {
     const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
     const float *b_mat = x_i;
     if (!is_pointwise(s)) {
@@ -184,38 +218,43 @@ static void forward_image(const pasm_conv2d_shape *s, const float *x_i, const fl
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, hw, ckk, 1.0f, weight, ckk,
                 b_mat, hw, 0.0f, y_i, hw);
-    if (!bias) return;
-    for (int co = 0; co < s->c_out; co++) {
-        float *row = y_i + (size_t)co * hw, b = bias[co];
-        for (int j = 0; j < hw; j++) row[j] += b;
-    }
+    if (ep) epilogue_image(s, ep, res_i, y_i);
 }
 
 /* Whether to split the batch over threads (each running single-threaded
  * BLAS) or to run images one by one with threaded BLAS. */
 static int split_batch(int n, int threads) { return threads > 1 && n >= threads; }
 
-void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
-                         const float *bias, float *y, void *workspace) {
+void pasm_conv2d_forward_fused(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                               const pasm_conv2d_epilogue *ep, float *y, void *workspace) {
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     const size_t col_size = col_floats(s);
+    const float *res = ep ? ep->residual : NULL;
     float *ws = workspace;
     const int threads = omp_get_max_threads();
     if (pasm_conv2d_direct_ok(s)) {
-        pasm_conv2d_direct_forward(s, x, weight, bias, y);
+        pasm_conv2d_direct_forward(s, x, weight, ep, y);
         return;
     }
     if (!split_batch(s->n, threads)) {
         for (int i = 0; i < s->n; i++)
-            forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, ws, 1);
+            forward_image(s, x + i * x_stride, weight, ep, res ? res + i * y_stride : NULL,
+                          y + i * y_stride, ws, 1);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int i = 0; i < s->n; i++) {
         float *col = ws + (size_t)omp_get_thread_num() * col_size;
-        forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, col, 0);
+        forward_image(s, x + i * x_stride, weight, ep, res ? res + i * y_stride : NULL,
+                      y + i * y_stride, col, 0);
     }
+}
+
+void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                         const float *bias, float *y, void *workspace) {
+    const pasm_conv2d_epilogue ep = {.shift = bias};
+    pasm_conv2d_forward_fused(s, x, weight, bias ? &ep : NULL, y, workspace);
 }
 
 /* One image of backward. dw (if not NULL) gets dy_i . col^T added (or
@@ -237,7 +276,7 @@ static void backward_image(const pasm_conv2d_shape *s, const float *x_i, const f
     }
     if (dx_i && wt) {
         const pasm_conv2d_shape t = dx_shape(s);
-        forward_image(&t, dy_i, wt, NULL, dx_i, col, threaded);
+        forward_image(&t, dy_i, wt, NULL, NULL, dx_i, col, threaded);
     } else if (dx_i) {
         /* The column buffer is free again: reuse it for d(col). */
         float *dcol = pointwise ? dx_i : col;
