@@ -33,6 +33,10 @@ typedef struct {
 pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s);
 /* Bytes of scratch both forward and backward need for this shape. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s);
+/* Less, for a caller that never asks for the weight gradient: the forward
+ * alone (input_grad 0), or the forward and backward with dweight NULL
+ * (input_grad 1). */
+size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_grad);
 /* x (N,Cin,H,W), weight (Cout,Cin,K,K), bias (Cout) or NULL -> y (N,Cout,Ho,Wo). */
 void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                          const float *bias, float *y, void *workspace);

@@ -77,13 +77,39 @@ pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s) {
     return PASM_OK;
 }
 
-/* Per thread: one column buffer; per thread but the first: one partial
- * weight gradient (thread 0 accumulates straight into dweight); then the
- * flipped kernel of the dx convolution. */
+/* The forward's column buffer: the lowered input, none for a pointwise
+ * convolution (col_floats is larger when the dx convolution needs more). */
+static size_t forward_col_floats(const pasm_conv2d_shape *s) {
+    if (is_pointwise(s)) return 0;
+    return round_floats((size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out);
+}
+
+/* The flipped kernel of the dx convolution, which comes first. */
+static size_t flip_floats(const pasm_conv2d_shape *s) {
+    return dx_as_conv(s) ? weight_floats(s) : 0;
+}
+
+/* Workspace layout: the flipped kernel of the dx convolution (when dx is one);
+ * per thread one column buffer; per thread but the first one partial weight
+ * gradient (thread 0 accumulates straight into dweight). The forward uses
+ * the front of it alone. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
     size_t threads = (size_t)omp_get_max_threads();
-    size_t floats = threads * col_floats(s) + (threads - 1) * weight_floats(s);
-    if (dx_as_conv(s)) floats += weight_floats(s);
+    size_t floats = flip_floats(s) + threads * col_floats(s) + (threads - 1) * weight_floats(s);
+    return floats * sizeof(float);
+}
+
+size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_grad) {
+    size_t threads = (size_t)omp_get_max_threads();
+    size_t floats = pasm_conv2d_direct_ok(s) ? 0 : threads * forward_col_floats(s);
+    if (input_grad) {
+        size_t dx = threads * col_floats(s);
+        if (dx_as_conv(s)) {
+            const pasm_conv2d_shape t = dx_shape(s);
+            dx = flip_floats(s) + (pasm_conv2d_direct_ok(&t) ? 0 : dx);
+        }
+        if (dx > floats) floats = dx;
+    }
     return floats * sizeof(float);
 }
 
@@ -99,10 +125,9 @@ static void flip_weight(const pasm_conv2d_shape *s, const float *w, float *wt) {
         }
 }
 
-/* The flipped kernel's place in the workspace, after the columns and the
- * partial weight gradients of `threads` threads. */
-static float *flipped_slot(const pasm_conv2d_shape *s, float *ws, int threads) {
-    return ws + (size_t)threads * col_floats(s) + (size_t)(threads - 1) * weight_floats(s);
+/* Where backward's column buffers start: after the flipped kernel. */
+static float *backward_columns(const pasm_conv2d_shape *s, float *ws) {
+    return ws + flip_floats(s);
 }
 
 /* Output columns ow whose input column ow*S - P + kw lies inside [0, W). */
@@ -229,7 +254,7 @@ void pasm_conv2d_forward_fused(const pasm_conv2d_shape *s, const float *x, const
                                const pasm_conv2d_epilogue *ep, float *y, void *workspace) {
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
-    const size_t col_size = col_floats(s);
+    const size_t col_size = forward_col_floats(s);
     const float *res = ep ? ep->residual : NULL;
     float *ws = workspace;
     const int threads = omp_get_max_threads();
@@ -313,7 +338,7 @@ static void backward_split(const pasm_conv2d_shape *s, const float *x, const flo
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     const size_t col_size = col_floats(s), w_size = weight_floats(s);
     const size_t w_count = (size_t)s->c_out * s->c_in * s->kernel * s->kernel;
-    float *partials = ws + (size_t)threads * col_size;
+    float *partials = dweight ? ws + (size_t)threads * col_size : NULL;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
@@ -346,7 +371,7 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
     const int threads = omp_get_max_threads();
     float *wt = NULL;
     if (dx && dx_as_conv(s)) {
-        wt = flipped_slot(s, ws, threads);
+        wt = ws;
         flip_weight(s, weight, wt);
         const pasm_conv2d_shape t = dx_shape(s);
         if (pasm_conv2d_direct_ok(&t)) {
@@ -358,12 +383,13 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
         }
     }
     if (split_batch(s->n, threads)) {
-        backward_split(s, x, weight, wt, dy, dx, dweight, ws, threads);
+        backward_split(s, x, weight, wt, dy, dx, dweight, backward_columns(s, ws), threads);
         return;
     }
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     for (int i = 0; i < s->n; i++)
         backward_image(s, x + i * x_stride, weight, wt, dy + i * y_stride,
-                       dx ? dx + i * x_stride : NULL, dweight, i == 0, ws, 1);
+                       dx ? dx + i * x_stride : NULL, dweight, i == 0, backward_columns(s, ws),
+                       1);
 }

@@ -3,8 +3,9 @@
  * differences of L = sum(r * conv(x)) on that reference, for several
  * (kernel, stride, pad) combinations with and without bias; the split-batch
  * and image-by-image paths; NULL gradients and overwrite semantics; shape
- * errors; bit-identical weight gradients run to run; and the fused
- * evaluation epilogue (batch norm, residual, ReLU) against the separate ops. */
+ * errors; bit-identical weight gradients run to run; the fused evaluation
+ * epilogue (batch norm, residual, ReLU) against the separate ops; and the
+ * smaller workspace of callers that never want the weight gradient. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -290,6 +291,46 @@ static void test_conv_fused_epilogue(void **state) {
     check_fused(3, 4, 8, 8, 1, 2, 0, 0, 0);   /* 1x1 stride-2 shortcut + BN */
 }
 
+/* The evaluation workspace (no weight gradient) is no larger than the full
+ * one and, allocated to the byte (ASan sees overruns), enough for the
+ * forward and for backward's dx, which come out as with the full one. */
+static void check_eval_workspace(int n, int c_in, int hw, int c_out, int k, int stride, int pad) {
+    conv_case c;
+    case_init(&c, n, c_in, hw, c_out, k, stride, pad, 0, 600 + hw + k);
+    size_t full = pasm_conv2d_workspace_size(&c.s);
+    size_t fwd = pasm_conv2d_workspace_size_eval(&c.s, 0);
+    size_t dx = pasm_conv2d_workspace_size_eval(&c.s, 1);
+    printf("workspace n%d c%d->%d %dx%d K%d S%d P%d: full %zu, forward %zu, forward + dx %zu\n", n,
+           c_in, c_out, hw, hw + 1, k, stride, pad, full, fwd, dx);
+    assert_true(fwd <= dx && dx <= full);
+    float *y2 = zeroed(c.ny, sizeof(float)), *dx2 = zeroed(c.nx, sizeof(float));
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, c.y, c.ws);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, NULL, NULL, c.ws);
+    void *small = malloc(fwd ? fwd : 1);
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, y2, small);
+    assert_memory_equal(y2, c.y, c.ny * sizeof(float));
+    free(small);
+    small = malloc(dx ? dx : 1);
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, y2, small);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, dx2, NULL, NULL, small);
+    assert_memory_equal(y2, c.y, c.ny * sizeof(float));
+    assert_memory_equal(dx2, c.dx, c.nx * sizeof(float));
+    free(small);
+    free(y2);
+    free(dx2);
+    case_free(&c);
+}
+
+static void test_conv_eval_workspace(void **state) {
+    (void)state;
+    check_eval_workspace(3, 8, 12, 8, 3, 1, 1);  /* direct forward and dx */
+    check_eval_workspace(3, 2, 12, 8, 3, 1, 1);  /* direct forward, im2col dx (Cin 2) */
+    check_eval_workspace(1, 4, 6, 8, 3, 1, 1);   /* sgemm both, one image */
+    check_eval_workspace(3, 4, 9, 6, 3, 2, 1);   /* stride 2: col2im dx */
+    check_eval_workspace(3, 4, 8, 8, 1, 2, 0);   /* 1x1 stride 2 */
+    check_eval_workspace(2, 4, 7, 6, 1, 1, 0);   /* pointwise: no columns */
+}
+
 static void test_conv_shape_errors(void **state) {
     (void)state;
     pasm_conv2d_shape s = {.n = 1, .c_in = 1, .h_in = 2, .w_in = 2, .c_out = 1, .kernel = 3,
@@ -326,6 +367,7 @@ int main(void) {
         cmocka_unit_test(test_conv_paths_agree), cmocka_unit_test(test_conv_null_grads),
         cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
         cmocka_unit_test(test_conv_direct_shapes), cmocka_unit_test(test_conv_fused_epilogue),
+        cmocka_unit_test(test_conv_eval_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
