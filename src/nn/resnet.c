@@ -100,9 +100,11 @@ static void plan_conv(planner *p, conv_layer *c, const char *name, int c_in, int
     int64_t shape[4] = {c_out, c_in, kernel, kernel};
     c->weight = reg(p, name, KIND_PARAM, 4, shape, &c->dweight);
     c->out = train_activation(p, (int64_t)s.n * c_out * s.h_out * s.w_out);
+    /* no weight gradients outside training: a smaller workspace */
     pasm_net_mode mode = p->net->mode;
-    size_t ws = mode == PASM_NET_TRAIN ? pasm_conv2d_workspace_size(&s)
-                                       : pasm_conv2d_workspace_size_eval(&s, mode == PASM_NET_EVAL_GRAD);
+    size_t ws = mode == PASM_NET_TRAIN
+                    ? pasm_conv2d_workspace_size(&s)
+                    : pasm_conv2d_workspace_size_eval(&s, mode == PASM_NET_EVAL_GRAD);
     if (ws > p->net->workspace_bytes) p->net->workspace_bytes = ws;
 }
 

@@ -109,7 +109,8 @@ static void ref_forward(pasm_net *net, const float *x, int n, float *logits) {
             if (stride != 1 || c_in != c_out) {
                 snprintf(a, sizeof a, "%s.downsample.0.weight", p);
                 snprintf(b, sizeof b, "%s.downsample.1", p);
-                float *sc = ref_conv_bn(net, a, b, h, n, c_in, size, c_out, 1, stride, 0, &out_size);
+                float *sc =
+                    ref_conv_bn(net, a, b, h, n, c_in, size, c_out, 1, stride, 0, &out_size);
                 pasm_add_inplace(count, o, sc);
                 free(sc);
             } else {
