@@ -4,6 +4,7 @@
  *                           backward, SGD step with momentum and weight decay)
  *   pasm_bench infer1 W     batch-1 evaluation forward latency, median in ms
  *   pasm_bench infer128 W   batch-128 evaluation forward images/s
+ *                           (both on a PASM_NET_EVAL network)
  *   pasm_bench flops W      forward FLOPs per image, counted from the
  *                           network's own convolution and linear shapes
  *   pasm_bench load PATH    seconds to load a FER2013 CSV (gzip) completely
@@ -59,10 +60,12 @@ static void fill_batch(float *x, int32_t *labels, int n) {
     for (int i = 0; i < n; i++) labels[i] = i % CLASSES;
 }
 
-static pasm_status make_net(pasm_net **net, int width, int batch) {
+/* Training measures a PASM_NET_TRAIN network; inference a PASM_NET_EVAL one,
+ * as pasm eval and predict build it. */
+static pasm_status make_net(pasm_net **net, int width, int batch, pasm_net_mode mode) {
     pasm_net_config cfg = {.arch = "resnet18", .width = width, .in_channels = 1,
                            .num_classes = CLASSES, .input_size = SIZE};
-    pasm_status st = pasm_net_create(net, &cfg, batch);
+    pasm_status st = pasm_net_create_mode(net, &cfg, batch, mode);
     if (st) return st;
     pasm_net_init(*net, 1);
     return PASM_OK;
@@ -123,7 +126,8 @@ static pasm_status eval_step(void *p) {
 static int setup(train_ctx *c, int width, int n, int train) {
     memset(c, 0, sizeof *c);
     c->n = n;
-    if (make_net(&c->net, width, n)) return fail("building the network");
+    if (make_net(&c->net, width, n, train ? PASM_NET_TRAIN : PASM_NET_EVAL))
+        return fail("building the network");
     c->x = pasm_alloc(sizeof(float) * (size_t)n * SIZE * SIZE, "input");
     c->dlogits = pasm_alloc(sizeof(float) * (size_t)n * CLASSES, "dlogits");
     c->labels = pasm_alloc(sizeof(int32_t) * (size_t)n, "labels");
@@ -207,7 +211,7 @@ static double conv_flops(const conv_layer *c) {
  * the usual GFLOP figures, and they are < 1% here). */
 static int run_flops(int width) {
     pasm_net *net;
-    if (make_net(&net, width, 1)) return fail("building the network");
+    if (make_net(&net, width, 1, PASM_NET_EVAL)) return fail("building the network");
     double f = conv_flops(&net->stem_conv);
     for (int i = 0; i < 8; i++) {
         const block *b = &net->blocks[i];

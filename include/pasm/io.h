@@ -86,6 +86,12 @@ pasm_status pasm_checkpoint_save(const char *path, pasm_net *net, const pasm_mod
  * present with the right shape and dtype; metadata must agree with the tensors. */
 pasm_status pasm_checkpoint_load(const char *path, const pasm_load_options *opts,
                                  int max_batch, pasm_net **net, pasm_model_meta *meta);
+/* The same with the network built in the given mode (pasm_net_create_mode):
+ * PASM_NET_EVAL for inference, PASM_NET_EVAL_GRAD for input gradients;
+ * pasm_checkpoint_load builds PASM_NET_TRAIN. */
+pasm_status pasm_checkpoint_load_mode(const char *path, const pasm_load_options *opts,
+                                      int max_batch, pasm_net_mode mode, pasm_net **net,
+                                      pasm_model_meta *meta);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* pasm nn: the network description (layers with named parameters) and the
  * ResNet-18 builder. A network plans every parameter, gradient, activation
- * and workspace buffer for its largest batch when it is built; forward and
- * backward allocate nothing. Tensor names are torchvision's state_dict keys. */
+ * and workspace buffer for its largest batch when it is built, for what it
+ * will be used for (its mode); forward and backward allocate nothing. Tensor
+ * names are torchvision's state_dict keys. */
 #ifndef PASM_NN_H
 #define PASM_NN_H
 
@@ -21,16 +22,44 @@ typedef struct {
 
 typedef struct pasm_net pasm_net;
 
+/* What a network is built for; it decides what memory is planned.
+ * PASM_NET_TRAIN: training and everything else: parameter gradients, every
+ *   activation training's backward needs, backward buffers.
+ * PASM_NET_EVAL: evaluation forwards only (inference, evaluation, the de
+ *   attack, a distillation teacher). Layer outputs take turns in three
+ *   buffers, there are no gradients; a training forward and any backward
+ *   fail with PASM_ERR_INVALID.
+ * PASM_NET_EVAL_GRAD: evaluation forwards and the input gradient of the
+ *   frozen network (the grad and iter attacks): as EVAL, plus one bit per
+ *   ReLU output for the backward, which runs in the forward's buffers. No
+ *   parameter gradients; a training forward fails with PASM_ERR_INVALID.
+ * Every mode holds the full state_dict, so checkpoints, pasm_net_init and
+ * pasm_net_copy_state work across modes. The logits of an evaluation
+ * forward do not depend on the mode. */
+typedef enum { PASM_NET_TRAIN = 0, PASM_NET_EVAL = 1, PASM_NET_EVAL_GRAD = 2 } pasm_net_mode;
+
 /* Checks a config, with a message naming the bad field. */
 pasm_status pasm_net_config_check(const pasm_net_config *cfg);
-/* Builds the network with memory for batches of up to max_batch images.
- * Weights are zero until pasm_net_init or a checkpoint load. */
+/* Builds the network with memory for batches of up to max_batch images, in
+ * PASM_NET_TRAIN mode. Weights are zero until pasm_net_init or a checkpoint
+ * load. */
 pasm_status pasm_net_create(pasm_net **out, const pasm_net_config *cfg, int max_batch);
+/* The same in the given mode (PASM_ERR_INVALID for an unknown one). */
+pasm_status pasm_net_create_mode(pasm_net **out, const pasm_net_config *cfg, int max_batch,
+                                 pasm_net_mode mode);
 void pasm_net_free(pasm_net *net);
 const pasm_net_config *pasm_net_get_config(const pasm_net *net);
 int pasm_net_max_batch(const pasm_net *net);
-/* Bytes of everything the network planned (params, grads, activations, workspace). */
+pasm_net_mode pasm_net_get_mode(const pasm_net *net);
+/* "train", "eval" or "eval-grad". */
+const char *pasm_net_mode_name(pasm_net_mode mode);
+/* Bytes of everything the network planned for its mode (params, grads,
+ * activations, masks, workspace). */
 size_t pasm_net_memory_bytes(const pasm_net *net);
+/* What pasm_net_memory_bytes would say of a network built with these
+ * arguments, without building it (to check a plan fits before allocating). */
+pasm_status pasm_net_planned_bytes(const pasm_net_config *cfg, int max_batch, pasm_net_mode mode,
+                                   size_t *bytes);
 
 /* torchvision's initialisation: conv kaiming_normal_(fan_out, relu), BN weight
  * 1 bias 0, fc uniform(+-1/sqrt(in)) for weight and bias. Seeded. */
@@ -43,7 +72,9 @@ pasm_tensor *pasm_net_state(pasm_net *net, int i);
 pasm_tensor *pasm_net_find(pasm_net *net, const char *name);
 
 /* Trainable parameters and their gradients, in state_dict order, each a view
- * into one contiguous block (so an optimiser can run over the flat block). */
+ * into one contiguous block (so an optimiser can run over the flat block).
+ * Only a PASM_NET_TRAIN network has gradients: in the evaluation modes
+ * pasm_net_grad's tensors have data NULL and pasm_net_grad_block is NULL. */
 int pasm_net_n_params(const pasm_net *net);
 pasm_tensor *pasm_net_param(pasm_net *net, int i);
 pasm_tensor *pasm_net_grad(pasm_net *net, int i);
@@ -51,10 +82,13 @@ float *pasm_net_param_block(pasm_net *net, int64_t *count);
 float *pasm_net_grad_block(pasm_net *net, int64_t *count);
 
 /* Forward over x (n, C, S, S) normalised float input, n <= max_batch.
- * train != 0: batch statistics, running statistics updated. Activations are
- * kept for backward; x itself is not copied, so it must stay unchanged until
- * pasm_net_backward. Returns a pointer to the logits (n, num_classes), valid
- * until the next forward. */
+ * train != 0: batch statistics, running statistics updated (PASM_NET_TRAIN
+ * only). Activations are kept for backward; x itself is not copied, so it
+ * must stay unchanged until pasm_net_backward. train == 0: running
+ * statistics, with batch norm, the residual sums and ReLUs fused into the
+ * convolutions (from the current weights and statistics at every call, so
+ * writes through pasm_net_state / pasm_net_param need no notice). Returns a
+ * pointer to the logits (n, num_classes), valid until the next forward. */
 pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
                              const float **logits);
 /* Backward from dlogits (n, num_classes) of the last forward.
@@ -62,7 +96,8 @@ pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
  * when dx is not NULL, the input gradient (n, C, S, S).
  * After an evaluation forward (a frozen network, as the attacks use it): BN
  * statistics are constants, parameter gradients are NOT computed (they are
- * left as they were) and only dx is filled. */
+ * left as they were) and only dx is filled. PASM_NET_EVAL networks have no
+ * backward (PASM_ERR_INVALID). */
 pasm_status pasm_net_backward(pasm_net *net, const float *dlogits, float *dx);
 
 /* Grad-CAM of the last forward (Selvaraju et al.) at the last block's
@@ -76,7 +111,7 @@ pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, floa
                                int *map_size);
 int pasm_net_class_map_size(const pasm_net *net);
 
-/* Copies all state tensors from src to dst (same config). */
+/* Copies all state tensors from src to dst (same config; any modes). */
 pasm_status pasm_net_copy_state(pasm_net *dst, const pasm_net *src);
 
 #ifdef __cplusplus

@@ -33,9 +33,28 @@ typedef struct {
 pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s);
 /* Bytes of scratch both forward and backward need for this shape. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s);
+/* Less, for a caller that never asks for the weight gradient: the forward
+ * alone (input_grad 0), or the forward and backward with dweight NULL
+ * (input_grad 1). */
+size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_grad);
 /* x (N,Cin,H,W), weight (Cout,Cin,K,K), bias (Cout) or NULL -> y (N,Cout,Ho,Wo). */
 void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                          const float *bias, float *y, void *workspace);
+/* What an evaluation-mode forward does right after a convolution, applied
+ * as each output is stored (one pass over y instead of three): per output
+ * channel co,
+ *   y = relu?(conv(x, weight)[co] * scale[co] + shift[co] + residual)
+ * i.e. conv -> batch norm with running statistics (scale and shift from
+ * pasm_batchnorm_fold) -> residual sum -> ReLU. scale NULL means 1, shift
+ * NULL 0 (a shift alone is a conv bias), residual NULL nothing to add. */
+typedef struct {
+    const float *scale, *shift; /* (Cout) each */
+    const float *residual;      /* (N,Cout,Ho,Wo); must not overlap y */
+    int relu;                   /* max(0, .) last */
+} pasm_conv2d_epilogue;
+/* pasm_conv2d_forward with the epilogue fused in; ep NULL: no epilogue. */
+void pasm_conv2d_forward_fused(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                               const pasm_conv2d_epilogue *ep, float *y, void *workspace);
 /* dy (N,Cout,Ho,Wo) -> dx (N,Cin,H,W), dweight (Cout,Cin,K,K), dbias (Cout). */
 void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                           const float *dy, float *dx, float *dweight, float *dbias,
@@ -58,6 +77,13 @@ void pasm_batchnorm_forward_train(const pasm_bn_shape *s, const float *x, const 
 void pasm_batchnorm_forward_eval(const pasm_bn_shape *s, const float *x, const float *gamma,
                                  const float *beta, const float *running_mean,
                                  const float *running_var, float *y);
+/* Evaluation mode as a per-channel affine map y = x * scale + shift, with
+ * the same numbers pasm_batchnorm_forward_eval uses: scale = gamma /
+ * sqrt(running_var + eps), shift = beta - running_mean * scale (in double,
+ * rounded once). s->c entries each; for pasm_conv2d_epilogue. */
+void pasm_batchnorm_fold(const pasm_bn_shape *s, const float *gamma, const float *beta,
+                         const float *running_mean, const float *running_var, float *scale,
+                         float *shift);
 /* Backward of training mode (batch statistics). */
 void pasm_batchnorm_backward(const pasm_bn_shape *s, const float *x, const float *gamma,
                              const float *save_mean, const float *save_invstd, const float *dy,
@@ -71,6 +97,12 @@ void pasm_batchnorm_backward_eval(const pasm_bn_shape *s, const float *gamma,
 void pasm_relu_forward(int64_t n, const float *x, float *y);  /* y may equal x */
 /* dx = dy * (y > 0); y is the ReLU output; dx may equal dy. */
 void pasm_relu_backward(int64_t n, const float *y, const float *dy, float *dx);
+/* ReLU's backward needs only where y > 0: one bit per element, so an
+ * evaluation-mode network keeps bits instead of activations for the input
+ * gradient. mask has (n + 63) / 64 words; bit i % 64 of word i / 64 is y[i] > 0. */
+void pasm_relu_mask(int64_t n, const float *y, uint64_t *mask);
+/* dx = dy where the mask bit is set, else 0; dx may equal dy. */
+void pasm_relu_backward_mask(int64_t n, const uint64_t *mask, const float *dy, float *dx);
 void pasm_add_forward(int64_t n, const float *a, const float *b, float *y); /* y = a + b */
 void pasm_add_inplace(int64_t n, float *y, const float *x);                 /* y += x */
 

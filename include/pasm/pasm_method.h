@@ -28,7 +28,8 @@ typedef struct {
     /* probs (n, n_classes): softmax of the model on images (n, C, S, S). */
     pasm_status (*probs)(void *ctx, const uint8_t *images, int n, float *probs);
     /* probs as above, and dpixels (n, C, S, S) = d CE(model(x_i), labels[i]) /
-     * d pixel, in per-0..255-unit of the pixel. */
+     * d pixel, in per-0..255-unit of the pixel. NULL for a scorer without
+     * gradients (only de runs on it). */
     pasm_status (*grad)(void *ctx, const uint8_t *images, const int32_t *labels, int n,
                         float *probs, float *dpixels);
     /* probs as above, and maps (n, S, S): the Grad-CAM of class labels[i]
@@ -44,7 +45,10 @@ typedef struct {
 
 /* A scorer over net in evaluation mode (its max batch), normalising with
  * mean/std (0..1 units, one per channel) inside. Allocates its buffers
- * once; free with pasm_scorer_net_free. */
+ * once; free with pasm_scorer_net_free. The network's mode decides what the
+ * scorer offers: PASM_NET_EVAL_GRAD (or PASM_NET_TRAIN, which plans far more
+ * memory) gives probabilities and gradients, for every attack;
+ * PASM_NET_EVAL gives probabilities only (grad is NULL), enough for de. */
 pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, const float *std);
 void pasm_scorer_net_free(pasm_scorer *s);
 

@@ -88,7 +88,8 @@ double pasm_metrics_class_accuracy(const pasm_metrics *m, int c);
  * (initialised by the caller with the dataset's classes); loss (may be NULL)
  * gets the mean cross-entropy of the (averaged) probabilities; probs (may be
  * NULL) gets (n, K) probabilities and logits (may be NULL) the raw logits
- * (those of the unflipped face). */
+ * (those of the unflipped face). net may be of any mode: training uses its
+ * own network, the commands a PASM_NET_EVAL one. */
 pasm_status pasm_evaluate(pasm_net *net, const pasm_dataset *ds, const float *mean,
                           const float *std, int tta_flip, pasm_metrics *m, double *loss,
                           float *probs, float *logits);
@@ -110,7 +111,8 @@ typedef struct {
     uint64_t seed;
     /* Distillation (PASM's student): when teacher is not NULL the loss is
      * (1-kd_alpha)*CE + kd_alpha*t^2*KL(teacher/t || student/t), the teacher's
-     * logits taken in evaluation mode on the same augmented batch. */
+     * logits taken in evaluation mode on the same augmented batch. Only its
+     * forward runs: a PASM_NET_EVAL network is enough. */
     pasm_net *teacher;
     float kd_alpha, kd_temp;
     /* PASM's replace mix: the training set holds N images and then their N

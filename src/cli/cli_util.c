@@ -84,12 +84,12 @@ void cli_catch_signals(volatile int *flag) {
 }
 
 int cli_load_model(const char *cmd, const char *path, const cli_model_options *mo, int max_batch,
-                   pasm_net **net, pasm_model_meta *meta) {
+                   pasm_net_mode mode, pasm_net **net, pasm_model_meta *meta) {
     pasm_load_options lo = {.input_size = mo ? mo->input_size : 0,
                             .classes = mo ? mo->classes : NULL,
                             .norm = mo ? mo->norm : NULL};
     memset(meta, 0, sizeof *meta);
-    pasm_status st = pasm_checkpoint_load(path, &lo, max_batch, net, meta);
+    pasm_status st = pasm_checkpoint_load_mode(path, &lo, max_batch, mode, net, meta);
     if (st) return cli_fail(cmd, st);
     if (meta->n_norm != meta->net.in_channels) {
         fprintf(stderr, "pasm %s: %s has no normalisation (a file saved without pasm's "

@@ -30,9 +30,11 @@ typedef struct {
     const char *classes, *norm;
 } cli_model_options;
 
-/* Loads a checkpoint for inference with batches of max_batch. */
+/* Loads a checkpoint into a network of the given mode for batches of
+ * max_batch: PASM_NET_EVAL for inference and evaluation, PASM_NET_EVAL_GRAD
+ * for the gradient attacks. */
 int cli_load_model(const char *cmd, const char *path, const cli_model_options *mo, int max_batch,
-                   pasm_net **net, pasm_model_meta *meta);
+                   pasm_net_mode mode, pasm_net **net, pasm_model_meta *meta);
 /* 1 when two datasets hold the same images (a source without a separate
  * validation split gives the training images back for any split name). */
 int cli_same_images(const pasm_dataset *a, const pasm_dataset *b);

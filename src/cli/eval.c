@@ -129,7 +129,7 @@ int pasm_cmd_eval(int argc, char **argv) {
     cli_threads(threads);
     pasm_net *net = NULL;
     pasm_model_meta meta;
-    int rc = cli_load_model(CMD, model, &mo, batch, &net, &meta);
+    int rc = cli_load_model(CMD, model, &mo, batch, PASM_NET_EVAL, &net, &meta);
     if (rc) return rc;
     pasm_dataset ds;
     memset(&ds, 0, sizeof ds);

@@ -142,7 +142,7 @@ int cli_mine_run(const cli_mine_args *a) {
     pasm_model_meta meta;
     /* first for its metadata (the data's size and classes), then planned for
      * the batches mining will use: no more than the images there are */
-    int rc = cli_load_model(CMD, a->model, NULL, 1, &net, &meta);
+    int rc = cli_load_model(CMD, a->model, NULL, 1, PASM_NET_EVAL, &net, &meta);
     if (rc) return rc;
     pasm_dataset ds;
     memset(&ds, 0, sizeof ds);
@@ -155,7 +155,12 @@ int cli_mine_run(const cli_mine_args *a) {
     net = NULL;
     pasm_model_meta_free(&meta);
     int batch = a->attack.attack_batch < ds.n ? a->attack.attack_batch : ds.n;
-    if ((rc = cli_load_model(CMD, a->model, NULL, batch, &net, &meta))) {
+    /* de, random and cam query probabilities (and cam maps); grad and iter need
+     * input gradients */
+    pasm_net_mode mode = a->attack.kind == PASM_ATTACK_GRAD || a->attack.kind == PASM_ATTACK_ITER
+                             ? PASM_NET_EVAL_GRAD
+                             : PASM_NET_EVAL;
+    if ((rc = cli_load_model(CMD, a->model, NULL, batch, mode, &net, &meta))) {
         memset(&meta, 0, sizeof meta);
         goto done;
     }

@@ -57,7 +57,7 @@ int cli_eval_split(const char *cmd, const char *model, const char *data, const c
     *count = 0;
     pasm_net *net = NULL;
     pasm_model_meta meta;
-    int rc = cli_load_model(cmd, model, NULL, 256, &net, &meta);
+    int rc = cli_load_model(cmd, model, NULL, 256, PASM_NET_EVAL, &net, &meta);
     if (rc) return rc;
     pasm_dataset ds;
     memset(&ds, 0, sizeof ds);

@@ -262,7 +262,8 @@ int cli_round_run(const cli_round_args *a) {
     pasm_net *teacher = NULL, *student = NULL;
     pasm_model_meta tmeta, smeta;
     memset(&smeta, 0, sizeof smeta);
-    int rc = cli_load_model(CMD, a->teacher, NULL, a->batch, &teacher, &tmeta);
+    int rc = cli_load_model(CMD, a->teacher, NULL, a->batch, PASM_NET_EVAL, &teacher,
+                            &tmeta);
     if (rc) return rc;
     pasm_dataset d, dm, val, mixed, tmp;
     memset(&d, 0, sizeof d), memset(&dm, 0, sizeof dm), memset(&val, 0, sizeof val);

@@ -205,6 +205,12 @@ pasm_status pasm_checkpoint_fill_net(const pasm_safetensors *st, pasm_net *net) 
 
 pasm_status pasm_checkpoint_load(const char *path, const pasm_load_options *opts, int max_batch,
                                  pasm_net **net, pasm_model_meta *meta) {
+    return pasm_checkpoint_load_mode(path, opts, max_batch, PASM_NET_TRAIN, net, meta);
+}
+
+pasm_status pasm_checkpoint_load_mode(const char *path, const pasm_load_options *opts,
+                                      int max_batch, pasm_net_mode mode, pasm_net **net,
+                                      pasm_model_meta *meta) {
     *net = NULL;
     memset(meta, 0, sizeof *meta);
     pasm_safetensors file;
@@ -213,7 +219,7 @@ pasm_status pasm_checkpoint_load(const char *path, const pasm_load_options *opts
     if (st != PASM_OK) return st;
     st = pasm_checkpoint_read_meta(&file, opts, meta);
     if (st == PASM_OK) {
-        st = pasm_net_create(&built, &meta->net, max_batch);
+        st = pasm_net_create_mode(&built, &meta->net, max_batch, mode);
         if (st != PASM_OK) {
             built = NULL; /* create owns its partial work */
             pasm_error_prefix(st, "%s", path);

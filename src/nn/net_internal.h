@@ -1,6 +1,19 @@
 /* The network's private structure: layers with pointers into the planned
  * parameter, gradient, buffer and activation blocks. Shared by the builder
- * (resnet.c) and the passes (passes.c). */
+ * (resnet.c), the training passes (passes.c) and the evaluation passes
+ * (passes_eval.c).
+ *
+ * Which pointers exist depends on the mode (resnet.c plans them):
+ * - TRAIN: every conv and BN output has its own buffer; dweight, save_* and
+ *   the four backward scratch buffers exist.
+ * - EVAL, EVAL_GRAD: conv outputs are never materialised (conv->out NULL;
+ *   batch norm, residual and ReLU are fused into the convolution), BN outputs
+ *   point into three rotating slots, no gradients or save_*. The last
+ *   block's output (bn2.out of blocks[7], the average pool's input) has a
+ *   buffer of its own, so it stays readable after a forward (and after an
+ *   EVAL_GRAD backward, which reuses the slots).
+ * - EVAL_GRAD adds a ReLU bit mask per ReLU (stem, and mask_mid / mask_out
+ *   in each block) and dpooled. */
 #ifndef PASM_NET_INTERNAL_H
 #define PASM_NET_INTERNAL_H
 
@@ -19,6 +32,7 @@ typedef struct {
     float *running_mean, *running_var;
     int64_t *batches_tracked;
     float *save_mean, *save_invstd;
+    float *scale, *shift; /* evaluation BN as an affine map, refolded every eval forward */
     float *out; /* BN output; ReLU, where one follows, runs in place on it */
 } bn_layer;
 
@@ -28,12 +42,14 @@ typedef struct {
     int has_downsample;
     int c_out, size_out;
     const float *in; /* the block's input during the last forward */
+    uint64_t *mask_mid, *mask_out; /* EVAL_GRAD: ReLU bits of bn1.out and bn2.out */
 } block;
 
 #define PASM_NET_MAX_STATE 160
 
 struct pasm_net {
     pasm_net_config cfg;
+    pasm_net_mode mode;
     int max_batch;
     int n_state, n_params;
     pasm_tensor state[PASM_NET_MAX_STATE];
@@ -52,10 +68,17 @@ struct pasm_net {
     int final_channels, final_size;
     float *fc_weight, *fc_bias, *fc_dweight, *fc_dbias;
     float *pooled, *dpooled, *logits;
-    float *scratch[4];
+    float *scratch[4];   /* TRAIN: gradient flow */
+    float *slots[3];     /* EVAL modes: rotating layer outputs, then gradient flow */
+    uint64_t *stem_mask; /* EVAL_GRAD: ReLU bits of stem_bn.out */
 
     const float *input; /* last forward's input */
     int last_n, last_train;
 };
+
+/* passes_eval.c: the evaluation forward of every mode (fused layers) and
+ * the input-gradient backward of EVAL_GRAD. */
+void pasm_net_forward_eval(pasm_net *net, const float *x, int n);
+void pasm_net_backward_input(pasm_net *net, const float *dlogits, float *dx);
 
 #endif

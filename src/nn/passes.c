@@ -1,6 +1,8 @@
 /* Forward and backward passes of the ResNet: the layers in order, then in
  * reverse. No autograd: each layer's backward is called with the activations
- * its forward kept. Gradient flow uses four planned scratch buffers. */
+ * its forward kept. Gradient flow uses four planned scratch buffers. The
+ * evaluation forward (every mode) and EVAL_GRAD's backward live in
+ * passes_eval.c; this file runs training and dispatches. */
 #include <string.h>
 
 #include "nn/net_internal.h"
@@ -14,14 +16,9 @@ static void conv_forward(pasm_net *net, conv_layer *c, const float *x, int n) {
 static void bn_forward(pasm_net *net, bn_layer *b, const float *x, int n, int relu) {
     pasm_bn_shape s = b->shape;
     s.n = n;
-    if (net->last_train) {
-        pasm_batchnorm_forward_train(&s, x, b->gamma, b->beta, b->running_mean, b->running_var,
-                                     b->out, b->save_mean, b->save_invstd);
-        (*b->batches_tracked)++;
-    } else {
-        pasm_batchnorm_forward_eval(&s, x, b->gamma, b->beta, b->running_mean, b->running_var,
-                                    b->out);
-    }
+    pasm_batchnorm_forward_train(&s, x, b->gamma, b->beta, b->running_mean, b->running_var,
+                                 b->out, b->save_mean, b->save_invstd);
+    (*b->batches_tracked)++;
     if (relu) pasm_relu_forward((int64_t)n * s.c * s.h * s.w, b->out, b->out);
 }
 
@@ -50,6 +47,10 @@ pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
         return pasm_errorf(PASM_ERR_INVALID, "batch of %d images: the network was planned for "
                                              "1 to %d",
                            n, net->max_batch);
+    if (train && net->mode != PASM_NET_TRAIN)
+        return pasm_errorf(PASM_ERR_INVALID, "a training forward on a network built for "
+                                             "evaluation (mode %s): build it with PASM_NET_TRAIN",
+                           pasm_net_mode_name(net->mode));
     if (train && n < 2)
         return pasm_errorf(PASM_ERR_INVALID, "a training batch needs at least 2 images for "
                                              "batch normalisation (got %d)",
@@ -57,6 +58,11 @@ pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
     net->input = x;
     net->last_n = n;
     net->last_train = train != 0;
+    if (!train) {
+        pasm_net_forward_eval(net, x, n);
+        if (logits) *logits = net->logits;
+        return PASM_OK;
+    }
     conv_forward(net, &net->stem_conv, x, n);
     bn_forward(net, &net->stem_bn, net->stem_conv.out, n, 1);
     const float *h = net->stem_bn.out;
@@ -122,8 +128,17 @@ static void block_backward(pasm_net *net, block *b, float *dout, float **din, in
 
 pasm_status pasm_net_backward(pasm_net *net, const float *dlogits, float *dx) {
     int n = net->last_n;
+    if (net->mode == PASM_NET_EVAL)
+        return pasm_errorf(PASM_ERR_INVALID, "backward on a network built for evaluation only "
+                                             "(mode eval keeps nothing for it): build it with "
+                                             "PASM_NET_EVAL_GRAD for input gradients or "
+                                             "PASM_NET_TRAIN for training");
     if (n < 1 || !net->input)
         return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
+    if (net->mode == PASM_NET_EVAL_GRAD) {
+        if (dx) pasm_net_backward_input(net, dlogits, dx);
+        return PASM_OK;
+    }
     int c = net->final_channels, size = net->final_size, k = net->cfg.num_classes;
     float *fc_dw = net->last_train ? net->fc_dweight : NULL;
     float *fc_db = net->last_train ? net->fc_dbias : NULL;

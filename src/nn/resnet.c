@@ -6,7 +6,9 @@
  * only adds up how many floats every parameter, buffer and activation needs,
  * and once in assigning mode, which points each of them into blocks allocated
  * in between. So memory is planned once, for the largest batch, and forward
- * and backward allocate nothing (llm.c's discipline). */
+ * and backward allocate nothing (llm.c's discipline). What is planned
+ * depends on the mode (net_internal.h): a training network keeps every
+ * activation and gradient, an evaluation network three rotating buffers. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -47,7 +49,7 @@ static void *reg(planner *p, const char *name, int kind, int ndim, const int64_t
             *pt = *t;
             pt->data = data;
             *gt = *t;
-            gt->data = net->grad_block + p->n_param;
+            gt->data = net->grad_block ? net->grad_block + p->n_param : NULL;
             if (grad) *grad = gt->data;
             net->n_params++;
         } else if (kind == KIND_BUFFER) {
@@ -66,11 +68,26 @@ static void *reg(planner *p, const char *name, int kind, int ndim, const int64_t
     return data;
 }
 
-static float *activation(planner *p, int64_t floats) {
-    size_t bytes = ((size_t)floats * sizeof(float) + 63) / 64 * 64;
-    float *out = p->assign ? (float *)(p->net->activation_block + p->activation_bytes) : NULL;
-    p->activation_bytes += bytes;
+/* bytes of the activation block, 64-byte aligned (NULL while counting). */
+static void *take(planner *p, size_t bytes) {
+    void *out = p->assign ? p->net->activation_block + p->activation_bytes : NULL;
+    p->activation_bytes += (bytes + 63) / 64 * 64;
     return out;
+}
+
+static float *activation(planner *p, int64_t floats) {
+    return take(p, (size_t)floats * sizeof(float));
+}
+
+/* Only a training network keeps each layer's output for backward. */
+static float *train_activation(planner *p, int64_t floats) {
+    return p->net->mode == PASM_NET_TRAIN ? activation(p, floats) : NULL;
+}
+
+/* A ReLU bit mask over count outputs (pasm_relu_mask), EVAL_GRAD only. */
+static uint64_t *relu_mask(planner *p, int64_t count) {
+    if (p->net->mode != PASM_NET_EVAL_GRAD) return NULL;
+    return take(p, (size_t)(count + 63) / 64 * sizeof(uint64_t));
 }
 
 static void plan_conv(planner *p, conv_layer *c, const char *name, int c_in, int size, int c_out,
@@ -82,8 +99,12 @@ static void plan_conv(planner *p, conv_layer *c, const char *name, int c_in, int
     c->shape = s;
     int64_t shape[4] = {c_out, c_in, kernel, kernel};
     c->weight = reg(p, name, KIND_PARAM, 4, shape, &c->dweight);
-    c->out = activation(p, (int64_t)s.n * c_out * s.h_out * s.w_out);
-    size_t ws = pasm_conv2d_workspace_size(&s);
+    c->out = train_activation(p, (int64_t)s.n * c_out * s.h_out * s.w_out);
+    /* no weight gradients outside training: a smaller workspace */
+    pasm_net_mode mode = p->net->mode;
+    size_t ws = mode == PASM_NET_TRAIN
+                    ? pasm_conv2d_workspace_size(&s)
+                    : pasm_conv2d_workspace_size_eval(&s, mode == PASM_NET_EVAL_GRAD);
     if (ws > p->net->workspace_bytes) p->net->workspace_bytes = ws;
 }
 
@@ -102,9 +123,12 @@ static void plan_bn(planner *p, bn_layer *b, const char *prefix, int c, int size
     b->running_var = reg(p, name, KIND_BUFFER, 1, shape, NULL);
     snprintf(name, sizeof name, "%s.num_batches_tracked", prefix);
     b->batches_tracked = reg(p, name, KIND_COUNTER, 0, NULL, NULL);
-    b->save_mean = activation(p, c);
-    b->save_invstd = activation(p, c);
-    b->out = activation(p, (int64_t)p->net->max_batch * c * size * size);
+    b->save_mean = train_activation(p, c);
+    b->save_invstd = train_activation(p, c);
+    b->scale = activation(p, c);
+    b->shift = activation(p, c);
+    /* the evaluation modes point out into their slots (plan_eval_outputs) */
+    b->out = train_activation(p, (int64_t)p->net->max_batch * c * size * size);
 }
 
 static void plan_block(planner *p, block *b, const char *prefix, int c_in, int size_in, int c_out,
@@ -128,6 +152,46 @@ static void plan_block(planner *p, block *b, const char *prefix, int c_in, int s
     }
     b->c_out = c_out;
     b->size_out = size;
+    int64_t mid = (int64_t)p->net->max_batch * c_out * size * size;
+    b->mask_mid = relu_mask(p, mid);
+    b->mask_out = relu_mask(p, mid);
+}
+
+static int64_t round16(int64_t floats) { return (floats + 15) / 16 * 16; }
+
+/* Evaluation modes: layer outputs take turns in three slots. A block reads
+ * its input from one slot, writes conv1's output (and the shortcut's, after
+ * it, in the same slot) to the next and its own output to the one after, so
+ * no output overwrites what its layer still reads. Each slot holds the
+ * largest activation (the stem's), or a downsampling block's two outputs
+ * when odd sizes make those larger. The last block writes to a buffer of its
+ * own, which stays readable after the forward (and after an EVAL_GRAD
+ * backward, which runs in the slots). */
+static void plan_eval_outputs(planner *p) {
+    pasm_net *net = p->net;
+    const int64_t n = net->max_batch;
+    int64_t slot_floats = n * net->cfg.width * net->cfg.input_size * net->cfg.input_size;
+    for (int i = 0; i < 8; i++) {
+        const block *b = &net->blocks[i];
+        int64_t out = n * b->c_out * b->size_out * b->size_out;
+        int64_t pair = b->has_downsample ? round16(out) + out : out;
+        if (pair > slot_floats) slot_floats = pair;
+    }
+    for (int i = 0; i < 3; i++) net->slots[i] = activation(p, slot_floats);
+    const block *last = &net->blocks[7];
+    float *final_out = activation(p, n * last->c_out * last->size_out * last->size_out);
+    if (!p->assign) return;
+    net->stem_bn.out = net->slots[0];
+    int in = 0;
+    for (int i = 0; i < 8; i++) {
+        block *b = &net->blocks[i];
+        float *mid = net->slots[(in + 1) % 3];
+        b->bn1.out = mid;
+        if (b->has_downsample)
+            b->down_bn.out = mid + round16(n * b->c_out * b->size_out * b->size_out);
+        b->bn2.out = i == 7 ? final_out : net->slots[(in + 2) % 3];
+        in = (in + 2) % 3;
+    }
 }
 
 /* Walks the whole network in torchvision's state_dict order. */
@@ -137,6 +201,7 @@ static void plan_network(planner *p) {
     int w = cfg->width, size = cfg->input_size;
     plan_conv(p, &net->stem_conv, "conv1.weight", cfg->in_channels, size, w, 3, 1);
     plan_bn(p, &net->stem_bn, "bn1", w, size);
+    net->stem_mask = relu_mask(p, (int64_t)net->max_batch * w * size * size);
     int c_in = w;
     for (int stage = 0; stage < 4; stage++) {
         int c_out = w << stage;
@@ -156,8 +221,12 @@ static void plan_network(planner *p) {
     net->fc_bias = reg(p, "fc.bias", KIND_PARAM, 1, fc_b, &net->fc_dbias);
     int64_t n = net->max_batch;
     net->pooled = activation(p, n * c_in);
-    net->dpooled = activation(p, n * c_in);
+    net->dpooled = net->mode != PASM_NET_EVAL ? activation(p, n * c_in) : NULL;
     net->logits = activation(p, n * cfg->num_classes);
+    if (net->mode != PASM_NET_TRAIN) {
+        plan_eval_outputs(p);
+        return;
+    }
     /* Gradient scratch: the largest activation is the stem's output. */
     int64_t largest = n * w * cfg->input_size * cfg->input_size;
     for (int i = 0; i < 4; i++) net->scratch[i] = activation(p, largest);
@@ -183,33 +252,85 @@ pasm_status pasm_net_config_check(const pasm_net_config *cfg) {
     return PASM_OK;
 }
 
+const char *pasm_net_mode_name(pasm_net_mode mode) {
+    switch (mode) {
+    case PASM_NET_TRAIN: return "train";
+    case PASM_NET_EVAL: return "eval";
+    case PASM_NET_EVAL_GRAD: return "eval-grad";
+    }
+    return "unknown";
+}
+
 pasm_status pasm_net_create(pasm_net **out, const pasm_net_config *cfg, int max_batch) {
-    *out = NULL;
+    return pasm_net_create_mode(out, cfg, max_batch, PASM_NET_TRAIN);
+}
+
+static pasm_status check_request(const pasm_net_config *cfg, int max_batch, pasm_net_mode mode) {
     pasm_status st = pasm_net_config_check(cfg);
     if (st) return st;
     if (max_batch < 1)
         return pasm_errorf(PASM_ERR_INVALID, "batch size %d: must be at least 1", max_batch);
+    if (mode != PASM_NET_TRAIN && mode != PASM_NET_EVAL && mode != PASM_NET_EVAL_GRAD)
+        return pasm_errorf(PASM_ERR_INVALID, "network mode %d: must be PASM_NET_TRAIN, "
+                                             "PASM_NET_EVAL or PASM_NET_EVAL_GRAD",
+                           (int)mode);
+    return PASM_OK;
+}
+
+/* A network with its sizes counted and nothing else allocated. */
+static pasm_net *counted(const pasm_net_config *cfg, int max_batch, pasm_net_mode mode,
+                         planner *count) {
     pasm_net *net = pasm_alloc(sizeof *net, "network");
-    if (!net) return PASM_ERR_NOMEM;
+    if (!net) return NULL;
     net->cfg = *cfg;
+    net->mode = mode;
     net->max_batch = max_batch;
-    planner count = {.net = net, .assign = 0};
-    plan_network(&count);
-    net->n_param_floats = count.n_param;
+    *count = (planner){.net = net, .assign = 0};
+    plan_network(count);
+    net->n_param_floats = count->n_param;
+    net->buffer_floats = count->n_buffer;
+    net->n_counters = count->n_counter;
+    net->activation_bytes = count->activation_bytes;
+    return net;
+}
+
+pasm_status pasm_net_planned_bytes(const pasm_net_config *cfg, int max_batch, pasm_net_mode mode,
+                                   size_t *bytes) {
+    *bytes = 0;
+    pasm_status st = check_request(cfg, max_batch, mode);
+    if (st) return st;
+    planner count;
+    pasm_net *net = counted(cfg, max_batch, mode, &count);
+    if (!net) return PASM_ERR_NOMEM;
+    *bytes = pasm_net_memory_bytes(net);
+    pasm_free(net);
+    return PASM_OK;
+}
+
+pasm_status pasm_net_create_mode(pasm_net **out, const pasm_net_config *cfg, int max_batch,
+                                 pasm_net_mode mode) {
+    *out = NULL;
+    pasm_status st = check_request(cfg, max_batch, mode);
+    if (st) return st;
+    planner count;
+    pasm_net *net = counted(cfg, max_batch, mode, &count);
+    if (!net) return PASM_ERR_NOMEM;
+    const int has_grads = mode == PASM_NET_TRAIN;
     net->param_block = pasm_alloc((size_t)count.n_param * sizeof(float), "parameters");
-    net->grad_block = pasm_alloc((size_t)count.n_param * sizeof(float), "gradients");
+    if (has_grads)
+        net->grad_block = pasm_alloc((size_t)count.n_param * sizeof(float), "gradients");
     net->buffer_block = pasm_alloc((size_t)count.n_buffer * sizeof(float), "BN statistics");
     net->counter_block = pasm_alloc((size_t)count.n_counter * sizeof(int64_t), "BN counters");
     net->activation_block = pasm_alloc(count.activation_bytes, "activations");
     net->workspace = pasm_alloc(net->workspace_bytes, "convolution workspace");
-    net->activation_bytes = count.activation_bytes;
-    net->buffer_floats = count.n_buffer;
-    net->n_counters = count.n_counter;
-    if (!net->param_block || !net->grad_block || !net->buffer_block || !net->counter_block ||
-        !net->activation_block || !net->workspace) {
+    if (!net->param_block || (has_grads && !net->grad_block) || !net->buffer_block ||
+        !net->counter_block || !net->activation_block || !net->workspace) {
         pasm_net_free(net);
-        return pasm_error_prefix(PASM_ERR_NOMEM, "building resnet18 width %d for batch %d",
-                                 cfg->width, max_batch);
+        return pasm_error_prefix(PASM_ERR_NOMEM, "building resnet18 width %d for batch %d%s",
+                                 cfg->width, max_batch,
+                                 mode == PASM_NET_TRAIN  ? ""
+                                 : mode == PASM_NET_EVAL ? " (evaluation)"
+                                                         : " (evaluation with input gradients)");
     }
     planner assign = {.net = net, .assign = 1};
     net->workspace_bytes = 0;
@@ -240,9 +361,12 @@ void pasm_net_free(pasm_net *net) {
 
 const pasm_net_config *pasm_net_get_config(const pasm_net *net) { return &net->cfg; }
 int pasm_net_max_batch(const pasm_net *net) { return net->max_batch; }
+pasm_net_mode pasm_net_get_mode(const pasm_net *net) { return net->mode; }
 
 size_t pasm_net_memory_bytes(const pasm_net *net) {
-    return (size_t)net->n_param_floats * 2 * sizeof(float) +
+    /* weights, and their gradients when training */
+    const size_t param_copies = net->mode == PASM_NET_TRAIN ? 2 : 1;
+    return (size_t)net->n_param_floats * param_copies * sizeof(float) +
            (size_t)net->buffer_floats * sizeof(float) + (size_t)net->n_counters * 8 +
            net->activation_bytes + net->workspace_bytes;
 }

@@ -91,6 +91,19 @@ void pasm_batchnorm_forward_eval(const pasm_bn_shape *s, const float *x, const f
     }
 }
 
+void pasm_batchnorm_fold(const pasm_bn_shape *s, const float *gamma, const float *beta,
+                         const float *running_mean, const float *running_var, float *scale,
+                         float *shift) {
+    /* The expressions of pasm_batchnorm_forward_eval, so a fused epilogue
+     * computes what conv + BN computed, rounding for rounding. */
+    for (int c = 0; c < s->c; c++) {
+        double invstd = 1.0 / sqrt((double)running_var[c] + (double)s->eps);
+        double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
+        scale[c] = (float)(g * invstd);
+        shift[c] = (float)(b - running_mean[c] * invstd * g);
+    }
+}
+
 /* sum(dy) and sum(dy * (x - mean)) over one channel, in double. */
 static void channel_grad_sums(const float *x, const float *dy, int n, size_t stride, size_t hw,
                               double mean, double *sum_dy, double *sum_dy_xc) {

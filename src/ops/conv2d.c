@@ -10,6 +10,9 @@
  * weight gradient per thread and sums the partials in thread order, so the
  * result is bit-identical run to run for a given thread count.
  *
+ * The evaluation-mode forward fuses batch norm, the residual sum and ReLU
+ * into the store of the output (pasm_conv2d_forward_fused).
+ *
  * The workspace is planned for omp_get_max_threads() at planning time: the
  * thread count must not grow between pasm_conv2d_workspace_size and the
  * calls that use the workspace. */
@@ -74,13 +77,39 @@ pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s) {
     return PASM_OK;
 }
 
-/* Per thread: one column buffer; per thread but the first: one partial
- * weight gradient (thread 0 accumulates straight into dweight); then the
- * flipped kernel of the dx convolution. */
+/* The forward's column buffer: the lowered input, none for a pointwise
+ * convolution (col_floats is larger when the dx convolution needs more). */
+static size_t forward_col_floats(const pasm_conv2d_shape *s) {
+    if (is_pointwise(s)) return 0;
+    return round_floats((size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out);
+}
+
+/* The flipped kernel of the dx convolution, which comes first. */
+static size_t flip_floats(const pasm_conv2d_shape *s) {
+    return dx_as_conv(s) ? weight_floats(s) : 0;
+}
+
+/* Workspace layout: the flipped kernel of the dx convolution (when dx is one);
+ * per thread one column buffer; per thread but the first one partial weight
+ * gradient (thread 0 accumulates straight into dweight). The forward uses
+ * the front of it alone. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
     size_t threads = (size_t)omp_get_max_threads();
-    size_t floats = threads * col_floats(s) + (threads - 1) * weight_floats(s);
-    if (dx_as_conv(s)) floats += weight_floats(s);
+    size_t floats = flip_floats(s) + threads * col_floats(s) + (threads - 1) * weight_floats(s);
+    return floats * sizeof(float);
+}
+
+size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_grad) {
+    size_t threads = (size_t)omp_get_max_threads();
+    size_t floats = pasm_conv2d_direct_ok(s) ? 0 : threads * forward_col_floats(s);
+    if (input_grad) {
+        size_t dx = threads * col_floats(s);
+        if (dx_as_conv(s)) {
+            const pasm_conv2d_shape t = dx_shape(s);
+            dx = flip_floats(s) + (pasm_conv2d_direct_ok(&t) ? 0 : dx);
+        }
+        if (dx > floats) floats = dx;
+    }
     return floats * sizeof(float);
 }
 
@@ -96,10 +125,9 @@ static void flip_weight(const pasm_conv2d_shape *s, const float *w, float *wt) {
         }
 }
 
-/* The flipped kernel's place in the workspace, after the columns and the
- * partial weight gradients of `threads` threads. */
-static float *flipped_slot(const pasm_conv2d_shape *s, float *ws, int threads) {
-    return ws + (size_t)threads * col_floats(s) + (size_t)(threads - 1) * weight_floats(s);
+/* Where backward's column buffers start: after the flipped kernel. */
+static float *backward_columns(const pasm_conv2d_shape *s, float *ws) {
+    return ws + flip_floats(s);
 }
 
 /* Output columns ow whose input column ow*S - P + kw lies inside [0, W). */
@@ -173,9 +201,40 @@ static void col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int 
     }
 }
 
-/* One image: y_i (Cout, Ho*Wo) = W (Cout, CKK) . col (CKK, Ho*Wo) + b. */
+/* The epilogue on one image's output y_i (Cout, Ho*Wo) in the order of the
+ * unfused layers (scale and shift, residual, ReLU), so it rounds as they
+ * do. Each row is still in cache from the sgemm that wrote it. */
+static void epilogue_image(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
+                           const float *res_i, float *y_i) {
+    const size_t hw = (size_t)s->h_out * s->w_out;
+    for (int co = 0; co < s->c_out; co++) {
+        float *row = y_i + (size_t)co * hw;
+        const float b = ep->shift ? ep->shift[co] : 0.0f;
+        if (ep->scale) {
+            const float a = ep->scale[co];
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] = row[j] * a + b;
+        } else if (ep->shift) {
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] += b;
+        }
+        if (res_i) {
+            const float *r = res_i + (size_t)co * hw;
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] += r[j];
+        }
+        if (ep->relu) {
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+        }
+    }
+}
+
+/* One image: y_i (Cout, Ho*Wo) = W (Cout, CKK) . col (CKK, Ho*Wo), then the
+ * epilogue (res_i: this image's residual or NULL). */
 static void forward_image(const pasm_conv2d_shape *s, const float *x_i, const float *weight,
-                          const float *bias, float *y_i, float *col, int threaded) {
+                          const pasm_conv2d_epilogue *ep, const float *res_i, float *y_i,
+                          float *col, int threaded) {
     const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
     const float *b_mat = x_i;
     if (!is_pointwise(s)) {
@@ -184,38 +243,43 @@ static void forward_image(const pasm_conv2d_shape *s, const float *x_i, const fl
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, hw, ckk, 1.0f, weight, ckk,
                 b_mat, hw, 0.0f, y_i, hw);
-    if (!bias) return;
-    for (int co = 0; co < s->c_out; co++) {
-        float *row = y_i + (size_t)co * hw, b = bias[co];
-        for (int j = 0; j < hw; j++) row[j] += b;
-    }
+    if (ep) epilogue_image(s, ep, res_i, y_i);
 }
 
 /* Whether to split the batch over threads (each running single-threaded
  * BLAS) or to run images one by one with threaded BLAS. */
 static int split_batch(int n, int threads) { return threads > 1 && n >= threads; }
 
-void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
-                         const float *bias, float *y, void *workspace) {
+void pasm_conv2d_forward_fused(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                               const pasm_conv2d_epilogue *ep, float *y, void *workspace) {
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
-    const size_t col_size = col_floats(s);
+    const size_t col_size = forward_col_floats(s);
+    const float *res = ep ? ep->residual : NULL;
     float *ws = workspace;
     const int threads = omp_get_max_threads();
     if (pasm_conv2d_direct_ok(s)) {
-        pasm_conv2d_direct_forward(s, x, weight, bias, y);
+        pasm_conv2d_direct_forward(s, x, weight, ep, y);
         return;
     }
     if (!split_batch(s->n, threads)) {
         for (int i = 0; i < s->n; i++)
-            forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, ws, 1);
+            forward_image(s, x + i * x_stride, weight, ep, res ? res + i * y_stride : NULL,
+                          y + i * y_stride, ws, 1);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int i = 0; i < s->n; i++) {
         float *col = ws + (size_t)omp_get_thread_num() * col_size;
-        forward_image(s, x + i * x_stride, weight, bias, y + i * y_stride, col, 0);
+        forward_image(s, x + i * x_stride, weight, ep, res ? res + i * y_stride : NULL,
+                      y + i * y_stride, col, 0);
     }
+}
+
+void pasm_conv2d_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                         const float *bias, float *y, void *workspace) {
+    const pasm_conv2d_epilogue ep = {.shift = bias};
+    pasm_conv2d_forward_fused(s, x, weight, bias ? &ep : NULL, y, workspace);
 }
 
 /* One image of backward. dw (if not NULL) gets dy_i . col^T added (or
@@ -237,7 +301,7 @@ static void backward_image(const pasm_conv2d_shape *s, const float *x_i, const f
     }
     if (dx_i && wt) {
         const pasm_conv2d_shape t = dx_shape(s);
-        forward_image(&t, dy_i, wt, NULL, dx_i, col, threaded);
+        forward_image(&t, dy_i, wt, NULL, NULL, dx_i, col, threaded);
     } else if (dx_i) {
         /* The column buffer is free again: reuse it for d(col). */
         float *dcol = pointwise ? dx_i : col;
@@ -274,7 +338,7 @@ static void backward_split(const pasm_conv2d_shape *s, const float *x, const flo
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     const size_t col_size = col_floats(s), w_size = weight_floats(s);
     const size_t w_count = (size_t)s->c_out * s->c_in * s->kernel * s->kernel;
-    float *partials = ws + (size_t)threads * col_size;
+    float *partials = dweight ? ws + (size_t)threads * col_size : NULL;
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
@@ -307,7 +371,7 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
     const int threads = omp_get_max_threads();
     float *wt = NULL;
     if (dx && dx_as_conv(s)) {
-        wt = flipped_slot(s, ws, threads);
+        wt = ws;
         flip_weight(s, weight, wt);
         const pasm_conv2d_shape t = dx_shape(s);
         if (pasm_conv2d_direct_ok(&t)) {
@@ -319,12 +383,13 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
         }
     }
     if (split_batch(s->n, threads)) {
-        backward_split(s, x, weight, wt, dy, dx, dweight, ws, threads);
+        backward_split(s, x, weight, wt, dy, dx, dweight, backward_columns(s, ws), threads);
         return;
     }
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     for (int i = 0; i < s->n; i++)
         backward_image(s, x + i * x_stride, weight, wt, dy + i * y_stride,
-                       dx ? dx + i * x_stride : NULL, dweight, i == 0, ws, 1);
+                       dx ? dx + i * x_stride : NULL, dweight, i == 0, backward_columns(s, ws),
+                       1);
 }

@@ -51,11 +51,14 @@ static __mmask16 lane_mask(int oc, int kw, int pad, int w_in, int w_out) {
  * most). NR and NV are compile-time constants at every call, so acc stays
  * in registers; rows past the image (top/bottom padding) load nothing. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-tile(const pasm_conv2d_shape *s, const float *x, const float *w, const float *bias, float *y,
-     int co0, int oh, int c0, const int NR, const int NV) {
+tile(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv2d_epilogue *ep,
+     const float *res, float *y, int co0, int oh, int c0, const int NR, const int NV) {
     const int K = s->kernel, P = s->pad, H = s->h_in, W = s->w_in, Wo = s->w_out;
     const int Cin = s->c_in, KK = K * K;
     const size_t w_co = (size_t)Cin * KK;
+    /* A shift without a scale is a bias: the accumulators start from it. */
+    const float *scale = ep ? ep->scale : NULL, *shift = ep ? ep->shift : NULL;
+    const float *bias = scale ? NULL : shift;
     __m512 acc[TILE_CO][3];
 #pragma GCC unroll 8
     for (int r = 0; r < TILE_CO; r++) {
@@ -106,17 +109,27 @@ tile(const pasm_conv2d_shape *s, const float *x, const float *w, const float *bi
             }
         }
     }
+    /* The epilogue, in the unfused layers' order: scale and shift (a
+     * multiply and an add, not an FMA, to round as batch norm does), the
+     * residual, ReLU (max with 0 also maps NaN to 0, as pasm_relu_forward). */
     const size_t plane = (size_t)s->h_out * Wo;
+    const int relu = ep && ep->relu;
 #pragma GCC unroll 8
     for (int r = 0; r < TILE_CO; r++) {
+        const __m512 a = _mm512_set1_ps(scale ? scale[co0 + r] : 1.0f);
+        const __m512 b = _mm512_set1_ps(scale && shift ? shift[co0 + r] : 0.0f);
 #pragma GCC unroll 8
         for (int rr = 0; rr < NR; rr++) {
-            float *yr = y + (size_t)(co0 + r) * plane + (size_t)(oh + rr) * Wo + c0;
+            const size_t at = (size_t)(co0 + r) * plane + (size_t)(oh + rr) * Wo + c0;
 #pragma GCC unroll 8
             for (int v = 0; v < NV; v++) {
                 int left = Wo - c0 - 16 * v;
                 __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-                _mm512_mask_storeu_ps(yr + 16 * v, m, acc[r][rr * NV + v]);
+                __m512 out = acc[r][rr * NV + v];
+                if (scale) out = _mm512_add_ps(_mm512_mul_ps(out, a), b);
+                if (res) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, res + at + 16 * v));
+                if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(y + at + 16 * v, m, out);
             }
         }
     }
@@ -130,32 +143,32 @@ static int rows_per_item(const pasm_conv2d_shape *s) {
 
 /* Rows oh..oh+rows_per_item-1 (clipped) of one channel block, in chunks of
  * up to 48 columns. */
-__attribute__((target("avx512f"))) static void rows(const pasm_conv2d_shape *s, const float *x,
-                                                    const float *w, const float *bias, float *y,
-                                                    int co0, int oh) {
+__attribute__((target("avx512f"))) static void
+rows(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv2d_epilogue *ep,
+     const float *res, float *y, int co0, int oh) {
     if (rows_per_item(s) == 3) {
         int left = s->h_out - oh;
         if (left >= 3)
-            tile(s, x, w, bias, y, co0, oh, 0, 3, 1);
+            tile(s, x, w, ep, res, y, co0, oh, 0, 3, 1);
         else if (left == 2)
-            tile(s, x, w, bias, y, co0, oh, 0, 2, 1);
+            tile(s, x, w, ep, res, y, co0, oh, 0, 2, 1);
         else
-            tile(s, x, w, bias, y, co0, oh, 0, 1, 1);
+            tile(s, x, w, ep, res, y, co0, oh, 0, 1, 1);
         return;
     }
     for (int c0 = 0; c0 < s->w_out; c0 += 48) {
         int left = s->w_out - c0;
         if (left > 32)
-            tile(s, x, w, bias, y, co0, oh, c0, 1, 3);
+            tile(s, x, w, ep, res, y, co0, oh, c0, 1, 3);
         else if (left > 16)
-            tile(s, x, w, bias, y, co0, oh, c0, 1, 2);
+            tile(s, x, w, ep, res, y, co0, oh, c0, 1, 2);
         else
-            tile(s, x, w, bias, y, co0, oh, c0, 1, 1);
+            tile(s, x, w, ep, res, y, co0, oh, c0, 1, 1);
     }
 }
 
 void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
-                                const float *bias, float *y) {
+                                const pasm_conv2d_epilogue *ep, float *y) {
     const int blocks = s->c_out / TILE_CO, per = rows_per_item(s);
     const int groups = (s->h_out + per - 1) / per;
     const int64_t items = (int64_t)s->n * blocks * groups;
@@ -170,6 +183,7 @@ void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, cons
         const int g = (int)(it % groups);
         const int b = (int)((it / groups) % blocks);
         const int i = (int)(it / ((int64_t)groups * blocks));
-        rows(s, x + i * x_stride, weight, bias, y + i * y_stride, b * TILE_CO, g * per);
+        const float *res = ep && ep->residual ? ep->residual + i * y_stride : NULL;
+        rows(s, x + i * x_stride, weight, ep, res, y + i * y_stride, b * TILE_CO, g * per);
     }
 }

@@ -9,10 +9,11 @@
  * handles (stride 1, K <= 7, Cout a multiple of 8, rows wide enough to fill
  * most of a 16-lane vector) and PASM_CONV_DIRECT is not set to 0. */
 int pasm_conv2d_direct_ok(const pasm_conv2d_shape *s);
-/* y = conv(x, weight) + bias over the whole batch, threads over (image,
- * channel block, output row); every output is summed by one thread in a
- * fixed order, so results do not depend on the thread count. */
+/* y = epilogue(conv(x, weight)) over the whole batch (ep NULL: the plain
+ * convolution), threads over (image, channel block, output row); every
+ * output is summed by one thread in a fixed order, so results do not depend
+ * on the thread count. */
 void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
-                                const float *bias, float *y);
+                                const pasm_conv2d_epilogue *ep, float *y);
 
 #endif

@@ -493,6 +493,11 @@ static pasm_status check_options(const pasm_scorer *s, const pasm_attack_options
         return pasm_errorf(PASM_ERR_INVALID, "attack: bad scorer (%d channels, size %d, %d "
                                              "classes)",
                            s->channels, s->size, s->n_classes);
+    if ((o->kind == PASM_ATTACK_GRAD || o->kind == PASM_ATTACK_ITER) && !s->grad)
+        return pasm_errorf(PASM_ERR_INVALID, "%s: the scorer gives no gradients (a network built "
+                                             "with PASM_NET_EVAL); build it with "
+                                             "PASM_NET_EVAL_GRAD",
+                           pasm_attack_name(o->kind));
     if (o->kind == PASM_ATTACK_DE && (o->de_pop < 4 || o->de_gens < 0 || !(o->de_f > 0)))
         return pasm_errorf(PASM_ERR_INVALID, "de: need --de-pop >= 4, --de-gens >= 0, --de-f > "
                                              "0 (got %d, %d, %g)",

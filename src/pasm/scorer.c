@@ -1,7 +1,9 @@
 /* The scorer the attacks query, over a network in evaluation mode: uint8
  * images are normalised as in training (pixel/255 - mean) / std inside, and
  * the input gradient the network gives (w.r.t. the normalised input) is
- * carried back to pixel units by the chain rule, d/dpixel = d/dx / (255 std). */
+ * carried back to pixel units by the chain rule, d/dpixel = d/dx / (255 std).
+ * A PASM_NET_EVAL network (no backward planned) gives a scorer without
+ * gradients, for de, random and cam; grad and iter need PASM_NET_EVAL_GRAD. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,9 +131,11 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
     c->net = net;
     memcpy(c->mean, mean, (size_t)cfg->in_channels * sizeof(float));
     memcpy(c->std, std, (size_t)cfg->in_channels * sizeof(float));
+    /* An EVAL network plans nothing for backward: no gradients here. */
+    const int has_grad = pasm_net_get_mode(net) != PASM_NET_EVAL;
     *s = (pasm_scorer){.channels = cfg->in_channels, .size = cfg->input_size,
                        .n_classes = cfg->num_classes, .max_batch = batch, .probs = net_probs,
-                       .grad = net_grad, .cam = net_cam, .ctx = c};
+                       .grad = has_grad ? net_grad : NULL, .cam = net_cam, .ctx = c};
     return PASM_OK;
 }
 

@@ -150,6 +150,15 @@ static void test_bn_eval(void **state) {
     /* Evaluation leaves the running statistics alone. */
     assert_memory_equal(rm0, b.rmean, 4 * sizeof(float));
     assert_memory_equal(rv0, b.rvar, 4 * sizeof(float));
+    /* The folded affine map (what the fused convolution epilogue applies)
+     * gives the evaluation forward's values exactly. */
+    float scale[4], shift[4];
+    pasm_batchnorm_fold(&b.s, b.gamma, b.beta, b.rmean, b.rvar, scale, shift);
+    const int64_t hw = 3 * 4;
+    for (int64_t i = 0; i < b.count; i++) {
+        int c = (int)(i / hw % 4);
+        assert_true(b.x[i] * scale[c] + shift[c] == b.y[i]);
+    }
     for (int64_t i = 0; i < b.count; i++) b.dx[i] = NAN;
     pasm_batchnorm_backward_eval(&b.s, b.gamma, b.rvar, b.r, b.dx);
     assert_true(check_gradient("dx (running stats constant)", b.xd, b.count, b.dx, bn_loss, &b));

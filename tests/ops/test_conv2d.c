@@ -3,7 +3,9 @@
  * differences of L = sum(r * conv(x)) on that reference, for several
  * (kernel, stride, pad) combinations with and without bias; the split-batch
  * and image-by-image paths; NULL gradients and overwrite semantics; shape
- * errors; and bit-identical weight gradients run to run. */
+ * errors; bit-identical weight gradients run to run; the fused evaluation
+ * epilogue (batch norm, residual, ReLU) against the separate ops; and the
+ * smaller workspace of callers that never want the weight gradient. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -229,6 +231,106 @@ static void test_conv_deterministic(void **state) {
     case_free(&c);
 }
 
+/* The fused evaluation epilogue against the layers it replaces: conv, then
+ * batch norm with running statistics, the residual sum and ReLU, each as its
+ * own op. Shapes for the direct kernel (stride 1, Cout % 8 == 0, 12+
+ * columns), for im2col + sgemm (stride 2, narrow rows) and for the pointwise
+ * 1x1 shortcut; batches of one (threaded BLAS) and of several (split). A
+ * shift alone must equal the bias of pasm_conv2d_forward bit for bit. */
+static void check_fused(int n, int c_in, int hw, int c_out, int k, int stride, int pad,
+                        int residual, int relu) {
+    conv_case c;
+    case_init(&c, n, c_in, hw, c_out, k, stride, pad, 0, 4000 + 31 * hw + 7 * k + stride);
+    pasm_bn_shape bs = {.n = n, .c = c_out, .h = c.s.h_out, .w = c.s.w_out, .eps = 1e-5f,
+                        .momentum = 0.1f};
+    float *gamma = zeroed(c_out, sizeof(float)), *beta = zeroed(c_out, sizeof(float));
+    float *mean = zeroed(c_out, sizeof(float)), *var = zeroed(c_out, sizeof(float));
+    float *scale = zeroed(c_out, sizeof(float)), *shift = zeroed(c_out, sizeof(float));
+    float *res = zeroed(c.ny, sizeof(float)), *want = zeroed(c.ny, sizeof(float));
+    float *got = zeroed(c.ny, sizeof(float));
+    random_fill(5, 1, c_out, 0.5f, 1.5f, gamma, NULL);
+    random_fill(5, 2, c_out, -0.5f, 0.5f, beta, NULL);
+    random_fill(5, 3, c_out, -0.3f, 0.3f, mean, NULL);
+    random_fill(5, 4, c_out, 0.2f, 2.0f, var, NULL);
+    random_fill(5, 5, c.ny, -1.0f, 1.0f, res, NULL);
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, c.y, c.ws);
+    pasm_batchnorm_forward_eval(&bs, c.y, gamma, beta, mean, var, want);
+    if (residual) pasm_add_inplace(c.ny, want, res);
+    if (relu) pasm_relu_forward(c.ny, want, want);
+    pasm_batchnorm_fold(&bs, gamma, beta, mean, var, scale, shift);
+    pasm_conv2d_epilogue ep = {.scale = scale, .shift = shift,
+                               .residual = residual ? res : NULL, .relu = relu};
+    for (int64_t i = 0; i < c.ny; i++) got[i] = NAN;
+    pasm_conv2d_forward_fused(&c.s, c.x, c.w, &ep, got, c.ws);
+    double worst = 0;
+    for (int64_t i = 0; i < c.ny; i++) {
+        double d = fabs((double)got[i] - want[i]) / (1.0 + fabs(want[i]));
+        if (d > worst || isnan(d)) worst = isnan(d) ? INFINITY : d;
+    }
+    printf("fused n%d c%d->%d %dx%d K%d S%d%s%s: max |diff|/(1+|ref|) %.2e%s\n", n, c_in, c_out,
+           hw, hw + 1, k, stride, residual ? " +res" : "", relu ? " relu" : "", worst,
+           memcmp(got, want, c.ny * sizeof(float)) ? "" : " (bit-identical)");
+    assert_true(worst <= 1e-6);
+    /* A shift alone is a bias. */
+    pasm_conv2d_epilogue bias_only = {.shift = c.b};
+    pasm_conv2d_forward(&c.s, c.x, c.w, c.b, want, c.ws);
+    pasm_conv2d_forward_fused(&c.s, c.x, c.w, &bias_only, got, c.ws);
+    assert_memory_equal(got, want, c.ny * sizeof(float));
+    float *f[] = {gamma, beta, mean, var, scale, shift, res, want, got};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) free(f[i]);
+    case_free(&c);
+}
+
+static void test_conv_fused_epilogue(void **state) {
+    (void)state;
+    check_fused(3, 4, 12, 8, 3, 1, 1, 1, 1);  /* direct: BN + residual + ReLU */
+    check_fused(1, 4, 20, 16, 3, 1, 1, 0, 1); /* direct, one image: BN + ReLU */
+    check_fused(2, 3, 35, 8, 3, 1, 1, 1, 0);  /* direct, masked last vector */
+    check_fused(3, 4, 9, 6, 3, 2, 1, 0, 1);   /* im2col + sgemm, stride 2 */
+    check_fused(1, 4, 6, 8, 3, 1, 1, 1, 1);   /* sgemm: rows too narrow for direct */
+    check_fused(3, 4, 8, 8, 1, 2, 0, 0, 0);   /* 1x1 stride-2 shortcut + BN */
+}
+
+/* The evaluation workspace (no weight gradient) is no larger than the full
+ * one and, allocated to the byte (ASan sees overruns), enough for the
+ * forward and for backward's dx, which come out as with the full one. */
+static void check_eval_workspace(int n, int c_in, int hw, int c_out, int k, int stride, int pad) {
+    conv_case c;
+    case_init(&c, n, c_in, hw, c_out, k, stride, pad, 0, 600 + hw + k);
+    size_t full = pasm_conv2d_workspace_size(&c.s);
+    size_t fwd = pasm_conv2d_workspace_size_eval(&c.s, 0);
+    size_t dx = pasm_conv2d_workspace_size_eval(&c.s, 1);
+    printf("workspace n%d c%d->%d %dx%d K%d S%d P%d: full %zu, forward %zu, forward + dx %zu\n", n,
+           c_in, c_out, hw, hw + 1, k, stride, pad, full, fwd, dx);
+    assert_true(fwd <= dx && dx <= full);
+    float *y2 = zeroed(c.ny, sizeof(float)), *dx2 = zeroed(c.nx, sizeof(float));
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, c.y, c.ws);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, NULL, NULL, c.ws);
+    void *small = malloc(fwd ? fwd : 1);
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, y2, small);
+    assert_memory_equal(y2, c.y, c.ny * sizeof(float));
+    free(small);
+    small = malloc(dx ? dx : 1);
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, y2, small);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, dx2, NULL, NULL, small);
+    assert_memory_equal(y2, c.y, c.ny * sizeof(float));
+    assert_memory_equal(dx2, c.dx, c.nx * sizeof(float));
+    free(small);
+    free(y2);
+    free(dx2);
+    case_free(&c);
+}
+
+static void test_conv_eval_workspace(void **state) {
+    (void)state;
+    check_eval_workspace(3, 8, 12, 8, 3, 1, 1);  /* direct forward and dx */
+    check_eval_workspace(3, 2, 12, 8, 3, 1, 1);  /* direct forward, im2col dx (Cin 2) */
+    check_eval_workspace(1, 4, 6, 8, 3, 1, 1);   /* sgemm both, one image */
+    check_eval_workspace(3, 4, 9, 6, 3, 2, 1);   /* stride 2: col2im dx */
+    check_eval_workspace(3, 4, 8, 8, 1, 2, 0);   /* 1x1 stride 2 */
+    check_eval_workspace(2, 4, 7, 6, 1, 1, 0);   /* pointwise: no columns */
+}
+
 static void test_conv_shape_errors(void **state) {
     (void)state;
     pasm_conv2d_shape s = {.n = 1, .c_in = 1, .h_in = 2, .w_in = 2, .c_out = 1, .kernel = 3,
@@ -264,7 +366,8 @@ int main(void) {
         cmocka_unit_test(test_conv_1x1),         cmocka_unit_test(test_conv_other_kernels),
         cmocka_unit_test(test_conv_paths_agree), cmocka_unit_test(test_conv_null_grads),
         cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
-        cmocka_unit_test(test_conv_direct_shapes),
+        cmocka_unit_test(test_conv_direct_shapes), cmocka_unit_test(test_conv_fused_epilogue),
+        cmocka_unit_test(test_conv_eval_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

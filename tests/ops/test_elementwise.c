@@ -1,7 +1,8 @@
 /* Tests of the elementwise ops: ReLU forward against the definition and
  * its backward against central finite differences (inputs kept away from
  * the kink at 0), in place and on arrays large enough to run in parallel;
- * addition, out of place and in place. */
+ * the same backward from a bit mask of y; addition, out of place and in
+ * place. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -71,6 +72,36 @@ static void test_relu(void **state) {
     check_relu(100003); /* parallel path */
 }
 
+/* The bit-mask ReLU backward gives what the one from y gives, exactly,
+ * for lengths that end inside a word, on a word and in parallel. */
+static void test_relu_mask(void **state) {
+    (void)state;
+    const int64_t sizes[] = {1, 37, 64, 129, 100003};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int64_t n = sizes[k], words = (n + 63) / 64;
+        float *y = zeroed(n, sizeof(float)), *dy = zeroed(n, sizeof(float));
+        float *want = zeroed(n, sizeof(float)), *got = zeroed(n, sizeof(float));
+        uint64_t *mask = zeroed(words, sizeof(uint64_t));
+        random_fill(11 + n, 1, n, -1.0f, 1.0f, y, NULL);
+        random_fill(11 + n, 2, n, -1.0f, 1.0f, dy, NULL);
+        pasm_relu_forward(n, y, y);
+        if (n > 1) y[1] = -0.0f; /* not > 0 */
+        pasm_relu_mask(n, y, mask);
+        if (n % 64) assert_true((mask[words - 1] >> (n % 64)) == 0); /* no stray bits */
+        pasm_relu_backward(n, y, dy, want);
+        pasm_relu_backward_mask(n, mask, dy, got);
+        assert_memory_equal(got, want, n * sizeof(float));
+        pasm_relu_backward_mask(n, mask, dy, dy); /* in place */
+        assert_memory_equal(dy, want, n * sizeof(float));
+        free(y);
+        free(dy);
+        free(want);
+        free(got);
+        free(mask);
+    }
+    printf("relu mask: backward from bits == backward from y (n = 1 .. 100003), in place too\n");
+}
+
 static void test_add(void **state) {
     (void)state;
     const int64_t sizes[] = {1, 19, 70001};
@@ -97,6 +128,7 @@ int main(void) {
     pasm_set_threads(2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_relu),
+        cmocka_unit_test(test_relu_mask),
         cmocka_unit_test(test_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,8 +2,9 @@
  * pixels through Gaussian weights peaking sharply at one chosen pixel per
  * class: grad and iter return the true class's peak, de (fixed seeds, a
  * stated budget) returns it, results do not depend on how images are
- * batched, and the network scorer's pixel gradient matches finite
- * differences (the 1/(255 std) chain rule). */
+ * batched, the network scorer's pixel gradient (PASM_NET_EVAL_GRAD) matches
+ * finite differences (the 1/(255 std) chain rule), and a PASM_NET_EVAL
+ * network's scorer serves de but not the gradient attacks. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,7 +229,7 @@ static void test_net_scorer_gradient(void **state) {
     pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 4,
                            .input_size = 32};
     pasm_net *net;
-    assert_int_equal(pasm_net_create(&net, &cfg, 24), PASM_OK);
+    assert_int_equal(pasm_net_create_mode(&net, &cfg, 24, PASM_NET_EVAL_GRAD), PASM_OK);
     pasm_net_init(net, 7);
     float mean = 0.45f, std = 0.21f;
     pasm_scorer s;
@@ -396,6 +397,47 @@ static void test_net_class_map(void **state) {
     pasm_net_free(net);
 }
 
+/* A scorer over a PASM_NET_EVAL network has probabilities (the same as
+ * over EVAL_GRAD's) but no gradients: de runs on it, grad and iter are
+ * refused with a message naming the mode to use. */
+static void test_net_scorer_eval_mode(void **state) {
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 4,
+                           .input_size = 32};
+    pasm_net *eval, *grad;
+    assert_int_equal(pasm_net_create_mode(&eval, &cfg, 4, PASM_NET_EVAL), PASM_OK);
+    assert_int_equal(pasm_net_create_mode(&grad, &cfg, 4, PASM_NET_EVAL_GRAD), PASM_OK);
+    pasm_net_init(eval, 7);
+    pasm_net_init(grad, 7);
+    float mean = 0.45f, std = 0.21f;
+    pasm_scorer se, sg;
+    assert_int_equal(pasm_scorer_net(&se, eval, &mean, &std), PASM_OK);
+    assert_int_equal(pasm_scorer_net(&sg, grad, &mean, &std), PASM_OK);
+    assert_null(se.grad);
+    assert_non_null(sg.grad);
+    static uint8_t img[2 * 32 * 32];
+    for (int p = 0; p < 2 * 32 * 32; p++) img[p] = (uint8_t)(p * 7 % 251);
+    float pe[2 * 4], pg[2 * 4];
+    assert_int_equal(se.probs(se.ctx, img, 2, pe), PASM_OK);
+    assert_int_equal(sg.probs(sg.ctx, img, 2, pg), PASM_OK);
+    assert_memory_equal(pe, pg, sizeof pe);
+    int32_t labels[2] = {1, 2};
+    int64_t index[2] = {0, 1};
+    pasm_point pts[2];
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    o.de_pop = 4;
+    o.de_gens = 1;
+    assert_int_equal(pasm_attack_images(&se, &o, img, labels, index, 2, pts), PASM_OK);
+    o.kind = PASM_ATTACK_GRAD;
+    assert_int_equal(pasm_attack_images(&se, &o, img, labels, index, 2, pts), PASM_ERR_INVALID);
+    assert_non_null(strstr(pasm_last_error(), "PASM_NET_EVAL_GRAD"));
+    assert_int_equal(pasm_attack_images(&sg, &o, img, labels, index, 2, pts), PASM_OK);
+    pasm_scorer_net_free(&se);
+    pasm_scorer_net_free(&sg);
+    pasm_net_free(eval);
+    pasm_net_free(grad);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cam_and_random_points),
@@ -406,6 +448,7 @@ int main(void) {
         cmocka_unit_test(test_de_independent_of_batching),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_net_scorer_gradient),
+        cmocka_unit_test(test_net_scorer_eval_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
