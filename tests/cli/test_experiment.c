@@ -48,22 +48,6 @@ static char *read_text(const char *path) {
     return s;
 }
 
-/* The test accuracy of a run's summary at its last round. */
-static double final_test(const char *run) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/summary.json", run);
-    char *text = read_text(path);
-    cJSON *o = cJSON_Parse(text);
-    free(text);
-    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(o, "rounds");
-    const cJSON *last = cJSON_GetArrayItem(rows, cJSON_GetArraySize(rows) - 1);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(last, "test_accuracy");
-    assert_true(cJSON_IsNumber(v));
-    double x = v->valuedouble;
-    cJSON_Delete(o);
-    return x;
-}
-
 static void test_two_arms_two_seeds(void **state) {
     char plan[400], out_dir[400], path[600], other[600], *out;
     snprintf(plan, sizeof plan, "%s/plan.json", dir);
@@ -96,9 +80,9 @@ static void test_two_arms_two_seeds(void **state) {
             assert_true(test_files_equal(path, base));
         }
         snprintf(path, sizeof path, "%s/pasm/seed%s", out_dir, seeds[s]);
-        pasm_acc[s] = final_test(path);
+        pasm_acc[s] = test_summary_value(path, -1, "test_accuracy");
         snprintf(path, sizeof path, "%s/rp/seed%s", out_dir, seeds[s]);
-        rp_acc[s] = final_test(path);
+        rp_acc[s] = test_summary_value(path, -1, "test_accuracy");
         /* the arm's options reached its run, the control its mining */
         snprintf(path, sizeof path, "%s/rp/seed%s/run.json", out_dir, seeds[s]);
         char *run = read_text(path);

@@ -121,20 +121,6 @@ static void test_student_init(void **state) {
     pasm_safetensors_free(&st);
 }
 
-static double accuracy_of(const char *summary, int round, const char *key) {
-    unsigned char *data;
-    size_t size;
-    assert_int_equal(pasm_read_file(summary, &data, &size), PASM_OK);
-    cJSON *o = cJSON_ParseWithLength((const char *)data, size);
-    free(data);
-    const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "rounds"), round);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
-    assert_true(cJSON_IsNumber(v));
-    double x = v->valuedouble;
-    cJSON_Delete(o);
-    return x;
-}
-
 #define RUN_ARGS "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 --attack grad " \
                  "--attack-batch 32 --rounds 2 --mix masked --seed 3 --out '%s'"
 
@@ -188,12 +174,11 @@ static void test_run_killed_and_resumed(void **state) {
         cJSON_Delete(o);
         free(settings);
     }
-    snprintf(fa, sizeof fa, "%s/summary.json", a);
-    snprintf(fb, sizeof fb, "%s/summary.json", b);
     for (int r = 0; r <= 2; r++) {
-        assert_true(accuracy_of(fa, r, "test_accuracy") == accuracy_of(fb, r, "test_accuracy"));
-        assert_true(accuracy_of(fa, r, "val_accuracy_tta") ==
-                    accuracy_of(fb, r, "val_accuracy_tta"));
+        assert_true(test_summary_value(a, r, "test_accuracy") ==
+                    test_summary_value(b, r, "test_accuracy"));
+        assert_true(test_summary_value(a, r, "val_accuracy_tta") ==
+                    test_summary_value(b, r, "val_accuracy_tta"));
     }
     snprintf(fa, sizeof fa, "%s/summary.md", a);
     assert_int_equal(access(fa, R_OK), 0);
@@ -258,8 +243,7 @@ static void test_controls(void **state) {
         }
         snprintf(f, sizeof f, "%s/round1.metrics.jsonl", d);
         assert_int_equal(count_lines(f), 1);
-        snprintf(f, sizeof f, "%s/summary.json", d);
-        assert_true(accuracy_of(f, 1, "test_accuracy") >= 0);
+        assert_true(test_summary_value(d, 1, "test_accuracy") >= 0);
     }
     /* long-baseline: one network for the baseline's epoch plus the round's
      * 2N faces = 3 epochs of N, no round 0 */
@@ -271,8 +255,7 @@ static void test_controls(void **state) {
     assert_int_equal(count_lines(f), 3);
     snprintf(f, sizeof f, "%s/round0.safetensors", d);
     assert_int_not_equal(access(f, F_OK), 0);
-    snprintf(f, sizeof f, "%s/summary.json", d);
-    assert_true(accuracy_of(f, 0, "test_accuracy") >= 0); /* its one row */
+    assert_true(test_summary_value(d, 0, "test_accuracy") >= 0); /* its one row */
     /* bad combinations */
     snprintf(d, sizeof d, "%s/ctl-bad", dir);
     assert_int_equal(test_run_pasm(&out, CTL_ARGS " --control random --out '%s'", faces, d), 2);

@@ -5,7 +5,6 @@
  * then resumed: both end with the same mined points, checkpoints and
  * accuracies. Skipped when the data is not there, and under the sanitizers
  * (minutes there; the synthetic-face run test covers the same code). */
-#include <cJSON.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,22 +69,6 @@ static int run_and_kill_in_mining(const char *data, const char *out, int rows) {
     return data_lines(mined);
 }
 
-static double summary_value(const char *run, int round, const char *key) {
-    char path[600];
-    snprintf(path, sizeof path, "%s/summary.json", run);
-    unsigned char *text;
-    size_t size;
-    assert_int_equal(pasm_read_file(path, &text, &size), PASM_OK);
-    cJSON *o = cJSON_ParseWithLength((const char *)text, size);
-    free(text);
-    const cJSON *r = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "rounds"), round);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
-    assert_true(cJSON_IsNumber(v));
-    double x = v->valuedouble;
-    cJSON_Delete(o);
-    return x;
-}
-
 static void test_run_killed_and_resumed_on_fer2013_mini(void **state) {
 #if defined(__SANITIZE_ADDRESS__)
     skip();
@@ -127,7 +110,7 @@ static void test_run_killed_and_resumed_on_fer2013_mini(void **state) {
                           "test_accuracy_tta"};
     for (int r = 0; r <= 2; r++)
         for (int k = 0; k < 4; k++) {
-            double x = summary_value(a, r, keys[k]), y = summary_value(b, r, keys[k]);
+            double x = test_summary_value(a, r, keys[k]), y = test_summary_value(b, r, keys[k]);
             if (k == 2) printf("  round %d PrivateTest accuracy %.4f (both)\n", r, x);
             assert_true(x == y);
         }

@@ -2,6 +2,10 @@
  * folders, and closeness checks that print the largest difference. */
 #include "util/helpers.h"
 
+#include <cJSON.h>
+
+#include "pasm/io.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,4 +99,21 @@ int test_files_equal(const char *a, const char *b) {
     if (fa) fclose(fa);
     if (fb) fclose(fb);
     return same;
+}
+
+double test_summary_value(const char *run, int entry, const char *key) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/summary.json", run);
+    unsigned char *text;
+    size_t size;
+    if (pasm_read_file(path, &text, &size)) fail_msg("%s: %s", path, pasm_last_error());
+    cJSON *o = cJSON_ParseWithLength((const char *)text, size);
+    free(text);
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(o, "rounds");
+    const cJSON *r = cJSON_GetArrayItem(rows, entry < 0 ? cJSON_GetArraySize(rows) - 1 : entry);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
+    if (!cJSON_IsNumber(v)) fail_msg("%s: entry %d has no number %s", path, entry, key);
+    double x = v->valuedouble;
+    cJSON_Delete(o);
+    return x;
 }

@@ -30,5 +30,8 @@ void test_assert_close(const char *label, const float *a, const float *b, int64_
 int test_run_pasm(char **output, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* 1 when the two files exist and have the same bytes. */
 int test_files_equal(const char *a, const char *b);
+/* A number of a pasm run's RUN/summary.json: the `key` of its round entry at
+ * position `entry` (-1: the last entry). Fails the test when it is missing. */
+double test_summary_value(const char *run, int entry, const char *key);
 
 #endif
