@@ -111,6 +111,7 @@ static void usage(FILE *f) {
             "  --out DIR       the experiment folder (required)\n"
             "  --jobs J        runs at once, each a process (1)\n"
             "  --threads T     threads of each run (0 = the cores / J)\n"
+            "  --tables-only   start no run: the tables of the runs finished so far\n"
             "  --help          this text\n");
 }
 
@@ -642,12 +643,14 @@ static void experiment_free(experiment *e) {
 }
 
 int pasm_cmd_experiment(int argc, char **argv) {
-    enum { O_PLAN = 256, O_OUT, O_JOBS, O_THREADS, O_HELP };
+    enum { O_PLAN = 256, O_OUT, O_JOBS, O_THREADS, O_TABLES_ONLY, O_HELP };
     static const struct option opts[] = {
         {"plan", required_argument, 0, O_PLAN}, {"out", required_argument, 0, O_OUT},
         {"jobs", required_argument, 0, O_JOBS}, {"threads", required_argument, 0, O_THREADS},
+        {"tables-only", no_argument, 0, O_TABLES_ONLY},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *plan = NULL;
+    int tables_only = 0;
     static experiment e;
     memset(&e, 0, sizeof e);
     e.jobs = 1;
@@ -660,6 +663,7 @@ int pasm_cmd_experiment(int argc, char **argv) {
         case O_OUT: e.out = optarg; break;
         case O_JOBS: ok = cli_int(CMD, "--jobs", optarg, 1, 64, &e.jobs); break;
         case O_THREADS: ok = cli_int(CMD, "--threads", optarg, 0, 1024, &e.threads); break;
+        case O_TABLES_ONLY: tables_only = 1; break;
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }
@@ -688,7 +692,7 @@ int pasm_cmd_experiment(int argc, char **argv) {
            "reused), %d at a time, %d threads each\n",
            e.n_arms, e.n_seeds, n_baselines, e.n_runs, e.jobs, e.threads);
     cli_catch_signals(&stop_requested);
-    int rc = run_all(&e);
+    int rc = tables_only ? EXIT_OK : run_all(&e);
     /* the tables of what has finished, also after a failure or a stop */
     if ((st = write_tables(&e))) rc = cli_fail(CMD, st);
     if (!rc) printf("done: %s/table.md\n", e.out);

@@ -131,11 +131,23 @@ static void test_two_arms_two_seeds(void **state) {
     snprintf(other, sizeof other, "%s/table.md", out_dir);
     char *md2 = read_text(other);
     assert_string_equal(md, md2);
-    free(md), free(md2);
+    free(md);
+    /* --tables-only: the same tables, no run started (no log grows) */
+    snprintf(path, sizeof path, "%s/logs/rp_seed9.log", out_dir);
+    char *before = read_text(path);
+    rc = test_run_pasm(&out, "experiment --plan '%s' --out '%s' --tables-only", plan, out_dir);
+    if (rc) fail_msg("--tables-only failed: %s", out);
+    assert_null(strstr(out, "started"));
+    free(out);
+    char *after = read_text(path), *md3 = read_text(other);
+    assert_string_equal(before, after);
+    assert_string_equal(md2, md3);
+    free(before), free(after), free(md3);
     snprintf(path, sizeof path, "%s/logs/pasm_seed4.log", out_dir);
     char *log = read_text(path);
     assert_non_null(strstr(log, "phase round1: done before, skipped"));
     free(log);
+    free(md2);
 }
 
 static void test_bad_plans(void **state) {
