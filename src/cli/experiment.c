@@ -444,7 +444,9 @@ typedef struct {
     double val, test, test_tta;
 } round_result;
 
-/* Reads one run's summary into res[0..MAX_ROUNDS). Returns the last round. */
+/* Reads one run's summary into res[0..MAX_ROUNDS). Returns its planned last
+ * round when the run has reached it, else -1 (an unfinished run is left out
+ * of the tests, not compared at an earlier round). */
 static int read_summary(const run_task *r, round_result *res) {
     memset(res, 0, MAX_ROUNDS * sizeof *res);
     char path[4200];
@@ -457,7 +459,10 @@ static int read_summary(const run_task *r, round_result *res) {
     }
     cJSON *o = cJSON_ParseWithLength((const char *)data, size);
     free(data);
-    int last = -1;
+    int last = -1, planned = 2;
+    const cJSON *rv = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "args"),
+                                                       "rounds");
+    if (cJSON_IsNumber(rv)) planned = rv->valueint;
     const cJSON *row;
     cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(o, "rounds")) {
         const cJSON *k = cJSON_GetObjectItemCaseSensitive(row, "round");
@@ -473,7 +478,7 @@ static int read_summary(const run_task *r, round_result *res) {
         if (k->valueint > last) last = k->valueint;
     }
     cJSON_Delete(o);
-    return last;
+    return last == planned ? last : -1;
 }
 
 static const char *split_name(const cJSON *opts, const char *key, const char *dflt) {
@@ -518,7 +523,8 @@ static pasm_status write_tables(const experiment *e) {
         int s = 0;
         while (e->seeds[s] != r->seed) s++;
         last[r->arm][s] = read_summary(r, res[r->arm][s]);
-        if (last[r->arm][s] > max_round) max_round = last[r->arm][s];
+        for (int k = 0; k < MAX_ROUNDS; k++)
+            if (res[r->arm][s][k].have && k > max_round) max_round = k;
     }
     const cJSON *o0 = e->arms[0].options;
     const char *val_split = split_name(o0, "val-split", "PublicTest");
