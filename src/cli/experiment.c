@@ -621,8 +621,10 @@ static pasm_status write_tables(const experiment *e) {
             const arm *C = &e->arms[ctl[j]];
             int holds = paired[j].n >= 3 && pph[j] < 0.05;
             char b1[32], b2[32], b3[32], b4[32];
+            double diff = 100 * paired[j].mean_diff;
+            if (fabs(diff) < 0.005) diff = 0; /* no "-0.00" */
             fprintf(md, "| %s | %s | %d | %+.2f | %s | %s | %s | %s | %s |\n", e->arms[p].name,
-                    C->name, paired[j].n, 100 * paired[j].mean_diff, fmt_p(b1, 32, pp[j]),
+                    C->name, paired[j].n, diff, fmt_p(b1, 32, pp[j]),
                     fmt_p(b2, 32, pph[j]), fmt_p(b3, 32, wp[j]), fmt_p(b4, 32, wph[j]),
                     holds ? "yes" : paired[j].n < 3 ? "no (fewer than 3 seeds)" : "no");
             fprintf(tcsv, "%s,%s,%s,%d", e->arms[p].name, C->name, C->control, paired[j].n);
