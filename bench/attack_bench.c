@@ -132,7 +132,9 @@ static int run_attack(const bench_args *a) {
         goto done;
     }
     pasm_load_options lo = {0};
-    if (pasm_checkpoint_load(a->model, &lo, plan_batch(a), &net, &meta)) {
+    /* input gradients for grad, iter and the warm-up; no training buffers */
+    if (pasm_checkpoint_load_mode(a->model, &lo, plan_batch(a), PASM_NET_EVAL_GRAD, &net,
+                                  &meta)) {
         fail(a->model);
         goto done;
     }
