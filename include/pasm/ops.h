@@ -20,6 +20,18 @@ extern "C" {
 #endif
 
 /* ---- 2-D convolution (no groups, no dilation) ---- */
+/* How a convolution multiplies: fp32 throughout, or bf16 operands (the
+ * input, weights and gradients rounded to bfloat16 as they are packed) with
+ * fp32 products and sums, like PyTorch's bf16 autocast. Everything outside
+ * the convolutions, and the weights themselves, stay fp32. */
+typedef enum { PASM_PRECISION_FP32 = 0, PASM_PRECISION_BF16 = 1 } pasm_precision;
+/* "fp32" / "bf16" -> *out; PASM_ERR_INVALID naming the text otherwise. */
+pasm_status pasm_precision_parse(const char *text, pasm_precision *out);
+const char *pasm_precision_name(pasm_precision p);
+/* Whether bf16 convolutions run on AMX tiles here (1), or are emulated
+ * exactly but slowly with fp32 sgemm (0). */
+int pasm_precision_bf16_native(void);
+
 typedef struct {
     int n;              /* batch */
     int c_in, h_in, w_in;
@@ -27,6 +39,7 @@ typedef struct {
     int kernel;         /* square kernel K */
     int stride, pad;    /* S, P (zero padding) */
     int h_out, w_out;   /* filled by pasm_conv2d_shape */
+    pasm_precision precision; /* PASM_PRECISION_FP32 (0) unless set */
 } pasm_conv2d_shape;
 
 /* Fills h_out/w_out; PASM_ERR_SHAPE when the output would be empty. */

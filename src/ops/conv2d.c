@@ -37,22 +37,23 @@ static size_t weight_floats(const pasm_conv2d_shape *s) {
 /* Whether dx is computed as a forward convolution of dy: stride 1 and a
  * padding the flipped kernel can mirror (P <= K - 1), not a 1x1 without
  * padding (which needs no lowering at all). */
-static int dx_as_conv(const pasm_conv2d_shape *s) {
+int pasm_conv2d_dx_as_conv(const pasm_conv2d_shape *s) {
     return s->stride == 1 && s->pad <= s->kernel - 1 && !is_pointwise(s);
 }
 
 /* The convolution that maps dy (Cout, Ho, Wo) to dx (Cin, H, W) when
  * dx_as_conv: the same kernel size, padding K - 1 - P. */
-static pasm_conv2d_shape dx_shape(const pasm_conv2d_shape *s) {
+pasm_conv2d_shape pasm_conv2d_dx_shape(const pasm_conv2d_shape *s) {
     return (pasm_conv2d_shape){.n = s->n, .c_in = s->c_out, .h_in = s->h_out, .w_in = s->w_out,
                                .c_out = s->c_in, .kernel = s->kernel, .stride = 1,
-                               .pad = s->kernel - 1 - s->pad, .h_out = s->h_in, .w_out = s->w_in};
+                               .pad = s->kernel - 1 - s->pad, .h_out = s->h_in, .w_out = s->w_in,
+                               .precision = s->precision};
 }
 
 static size_t col_floats(const pasm_conv2d_shape *s) {
     if (is_pointwise(s)) return 0; /* the image itself is the column matrix */
     size_t n = (size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out;
-    if (dx_as_conv(s)) {
+    if (pasm_conv2d_dx_as_conv(s)) {
         size_t t = (size_t)s->c_out * s->kernel * s->kernel * s->h_in * s->w_in;
         if (t > n) n = t;
     }
@@ -86,7 +87,7 @@ static size_t forward_col_floats(const pasm_conv2d_shape *s) {
 
 /* The flipped kernel of the dx convolution, which comes first. */
 static size_t flip_floats(const pasm_conv2d_shape *s) {
-    return dx_as_conv(s) ? weight_floats(s) : 0;
+    return pasm_conv2d_dx_as_conv(s) ? weight_floats(s) : 0;
 }
 
 /* Workspace layout: the flipped kernel of the dx convolution (when dx is one);
@@ -94,18 +95,20 @@ static size_t flip_floats(const pasm_conv2d_shape *s) {
  * gradient (thread 0 accumulates straight into dweight). The forward uses
  * the front of it alone. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
+    if (s->precision == PASM_PRECISION_BF16) return pasm_conv2d_bf16_workspace(s, 1, 1);
     size_t threads = (size_t)omp_get_max_threads();
     size_t floats = flip_floats(s) + threads * col_floats(s) + (threads - 1) * weight_floats(s);
     return floats * sizeof(float);
 }
 
 size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_grad) {
+    if (s->precision == PASM_PRECISION_BF16) return pasm_conv2d_bf16_workspace(s, 0, input_grad);
     size_t threads = (size_t)omp_get_max_threads();
     size_t floats = pasm_conv2d_direct_ok(s) ? 0 : threads * forward_col_floats(s);
     if (input_grad) {
         size_t dx = threads * col_floats(s);
-        if (dx_as_conv(s)) {
-            const pasm_conv2d_shape t = dx_shape(s);
+        if (pasm_conv2d_dx_as_conv(s)) {
+            const pasm_conv2d_shape t = pasm_conv2d_dx_shape(s);
             dx = flip_floats(s) + (pasm_conv2d_direct_ok(&t) ? 0 : dx);
         }
         if (dx > floats) floats = dx;
@@ -115,7 +118,7 @@ size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_gra
 
 /* wt (Cin, Cout, K, K) = w (Cout, Cin, K, K) transposed in the channels and
  * rotated by 180 degrees: the kernel of the dx convolution. */
-static void flip_weight(const pasm_conv2d_shape *s, const float *w, float *wt) {
+void pasm_conv2d_flip_weight(const pasm_conv2d_shape *s, const float *w, float *wt) {
     const int K = s->kernel, KK = K * K;
     for (int co = 0; co < s->c_out; co++)
         for (int ci = 0; ci < s->c_in; ci++) {
@@ -142,7 +145,7 @@ static void valid_range(int out, int in, int stride, int pad, int k, int *lo, in
 
 /* x (C,H,W) -> col (C*K*K, Ho*Wo), zero outside the image. Channels in
  * parallel only when called outside a parallel region (threaded != 0). */
-static void im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded) {
+void pasm_conv2d_im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded) {
     const int C = s->c_in, H = s->h_in, W = s->w_in, K = s->kernel, S = s->stride, P = s->pad;
     const int Ho = s->h_out, Wo = s->w_out;
 #pragma omp parallel for schedule(static) if (threaded)
@@ -176,7 +179,7 @@ static void im2col(const pasm_conv2d_shape *s, const float *x, float *col, int t
 
 /* col (C*K*K, Ho*Wo) -> dx (C,H,W): overwrite dx with the sum of every
  * column entry that read it, in a fixed order. */
-static void col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int threaded) {
+void pasm_conv2d_col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int threaded) {
     const int C = s->c_in, H = s->h_in, W = s->w_in, K = s->kernel, S = s->stride, P = s->pad;
     const int Ho = s->h_out, Wo = s->w_out;
 #pragma omp parallel for schedule(static) if (threaded)
@@ -204,8 +207,8 @@ static void col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int 
 /* The epilogue on one image's output y_i (Cout, Ho*Wo) in the order of the
  * unfused layers (scale and shift, residual, ReLU), so it rounds as they
  * do. Each row is still in cache from the sgemm that wrote it. */
-static void epilogue_image(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
-                           const float *res_i, float *y_i) {
+void pasm_conv2d_epilogue_image(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
+                                const float *res_i, float *y_i) {
     const size_t hw = (size_t)s->h_out * s->w_out;
     for (int co = 0; co < s->c_out; co++) {
         float *row = y_i + (size_t)co * hw;
@@ -238,12 +241,12 @@ static void forward_image(const pasm_conv2d_shape *s, const float *x_i, const fl
     const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
     const float *b_mat = x_i;
     if (!is_pointwise(s)) {
-        im2col(s, x_i, col, threaded);
+        pasm_conv2d_im2col(s, x_i, col, threaded);
         b_mat = col;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, hw, ckk, 1.0f, weight, ckk,
                 b_mat, hw, 0.0f, y_i, hw);
-    if (ep) epilogue_image(s, ep, res_i, y_i);
+    if (ep) pasm_conv2d_epilogue_image(s, ep, res_i, y_i);
 }
 
 /* Whether to split the batch over threads (each running single-threaded
@@ -258,6 +261,10 @@ void pasm_conv2d_forward_fused(const pasm_conv2d_shape *s, const float *x, const
     const float *res = ep ? ep->residual : NULL;
     float *ws = workspace;
     const int threads = omp_get_max_threads();
+    if (s->precision == PASM_PRECISION_BF16) {
+        pasm_conv2d_bf16_forward(s, x, weight, ep, y, workspace);
+        return;
+    }
     if (pasm_conv2d_direct_ok(s)) {
         pasm_conv2d_direct_forward(s, x, weight, ep, y);
         return;
@@ -293,21 +300,21 @@ static void backward_image(const pasm_conv2d_shape *s, const float *x_i, const f
     if (dw) {
         const float *cols = x_i;
         if (!pointwise) {
-            im2col(s, x_i, col, threaded);
+            pasm_conv2d_im2col(s, x_i, col, threaded);
             cols = col;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->c_out, ckk, hw, 1.0f, dy_i, hw,
                     cols, hw, first ? 0.0f : 1.0f, dw, ckk);
     }
     if (dx_i && wt) {
-        const pasm_conv2d_shape t = dx_shape(s);
+        const pasm_conv2d_shape t = pasm_conv2d_dx_shape(s);
         forward_image(&t, dy_i, wt, NULL, NULL, dx_i, col, threaded);
     } else if (dx_i) {
         /* The column buffer is free again: reuse it for d(col). */
         float *dcol = pointwise ? dx_i : col;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, hw, s->c_out, 1.0f, weight, ckk,
                     dy_i, hw, 0.0f, dcol, hw);
-        if (!pointwise) col2im(s, dcol, dx_i, threaded);
+        if (!pointwise) pasm_conv2d_col2im(s, dcol, dx_i, threaded);
     }
 }
 
@@ -367,13 +374,17 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
                           void *workspace) {
     if (dbias) bias_grad(s, dy, dbias);
     if (!dx && !dweight) return;
+    if (s->precision == PASM_PRECISION_BF16) {
+        pasm_conv2d_bf16_backward(s, x, weight, dy, dx, dweight, workspace);
+        return;
+    }
     float *ws = workspace;
     const int threads = omp_get_max_threads();
     float *wt = NULL;
-    if (dx && dx_as_conv(s)) {
+    if (dx && pasm_conv2d_dx_as_conv(s)) {
         wt = ws;
-        flip_weight(s, weight, wt);
-        const pasm_conv2d_shape t = dx_shape(s);
+        pasm_conv2d_flip_weight(s, weight, wt);
+        const pasm_conv2d_shape t = pasm_conv2d_dx_shape(s);
         if (pasm_conv2d_direct_ok(&t)) {
             /* dweight through im2col + sgemm, then dx as one direct
              * convolution over the whole batch. */

@@ -16,4 +16,31 @@ int pasm_conv2d_direct_ok(const pasm_conv2d_shape *s);
 void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                                 const pasm_conv2d_epilogue *ep, float *y);
 
+
+/* Shared by the fp32 and bf16 paths (conv2d.c). im2col: x (C,H,W) -> col
+ * (C*K*K, Ho*Wo); col2im: the sum back; threaded: channels in parallel (only
+ * outside a parallel region). */
+void pasm_conv2d_im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded);
+void pasm_conv2d_col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int threaded);
+/* Stride-1 input gradients run as a forward convolution of dy by the
+ * flipped kernel: whether this shape's does, that convolution's shape, and
+ * its kernel wt (Cin, Cout, K, K) from w (Cout, Cin, K, K). */
+int pasm_conv2d_dx_as_conv(const pasm_conv2d_shape *s);
+pasm_conv2d_shape pasm_conv2d_dx_shape(const pasm_conv2d_shape *s);
+void pasm_conv2d_flip_weight(const pasm_conv2d_shape *s, const float *w, float *wt);
+/* The epilogue on one image's output y_i (Cout, Ho*Wo); res_i its residual. */
+void pasm_conv2d_epilogue_image(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
+                                const float *res_i, float *y_i);
+
+/* The bf16 path (conv2d_bf16.c), taken when s->precision is
+ * PASM_PRECISION_BF16: every product of the convolution in bf16 with fp32
+ * sums, forward and backward (pasm_bf16_gemm). Workspace sizes in bytes:
+ * training (forward + both gradients), or evaluation (forward, and the
+ * input gradient when input_grad). */
+size_t pasm_conv2d_bf16_workspace(const pasm_conv2d_shape *s, int weight_grad, int input_grad);
+void pasm_conv2d_bf16_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                              const pasm_conv2d_epilogue *ep, float *y, void *workspace);
+void pasm_conv2d_bf16_backward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                               const float *dy, float *dx, float *dweight, void *workspace);
+
 #endif

@@ -1,0 +1,286 @@
+/* The bf16 matrix product (see gemm_bf16.h): packers from fp32, an AMX
+ * kernel and the sgemm fallback.
+ *
+ * AMX: eight tile registers of 16 rows x 64 bytes. A block of 32 x 32
+ * outputs keeps four fp32 accumulator tiles (0-3); each step of 32 along
+ * the depth loads two A tiles (4, 5: 16 rows x 32 bf16) and two B tiles (6,
+ * 7: 16 pairs x 16 columns) and issues four tile products. Blocks at the
+ * matrix's edge use fewer tiles; outputs past M or N go through a small
+ * buffer so C is never written outside M x N. The tile configuration is
+ * loaded at each call (tile state belongs to the thread) and released at the
+ * end. Linux hands out the tile data only on request
+ * (arch_prctl(ARCH_REQ_XCOMP_PERM)), made once per process. */
+#include <cblas.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ops/gemm_bf16.h"
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+static int amx_state = -1;
+static int amx_off;
+
+int pasm_bf16_amx(void) {
+    if (amx_state < 0) {
+        int ok = 0;
+        const char *env = getenv("PASM_BF16_AMX");
+        __builtin_cpu_init();
+        if (!(env && strcmp(env, "0") == 0) && __builtin_cpu_supports("avx512f")) {
+            unsigned a, b, c, d;
+            /* CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE. */
+            __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+            if ((d >> 22 & 1) && (d >> 24 & 1))
+                ok = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+        }
+        /* Benign race: every thread computes the same answer. */
+        __atomic_store_n(&amx_state, ok, __ATOMIC_RELAXED);
+    }
+    return __atomic_load_n(&amx_state, __ATOMIC_RELAXED) && !__atomic_load_n(&amx_off, __ATOMIC_RELAXED);
+}
+
+int pasm_bf16_use_amx(int on) {
+    int was = pasm_bf16_amx();
+    __atomic_store_n(&amx_off, !on, __ATOMIC_RELAXED);
+    return was;
+}
+
+size_t pasm_bf16_gemm_scratch(int Mp, int Np, int Kp) {
+    if (pasm_bf16_amx()) return 0;
+    return ((size_t)Mp * Kp + (size_t)Kp * Np) * sizeof(float);
+}
+
+/* ---- packing ---- */
+
+void pasm_bf16_pack_rows(uint16_t *a, int Kp, int k0, const float *src, int M, int K,
+                         size_t lda) {
+    for (int m = 0; m < M; m++) {
+        uint16_t *dst = a + (size_t)m * Kp + k0;
+        const float *row = src + (size_t)m * lda;
+#pragma omp simd
+        for (int k = 0; k < K; k++) dst[k] = pasm_bf16_from_float(row[k]);
+    }
+}
+
+void pasm_bf16_pack_rows_t(uint16_t *a, int Kp, const float *src, int M, int K, size_t ld) {
+    for (int k = 0; k < K; k++) {
+        const float *row = src + (size_t)k * ld;
+        for (int m = 0; m < M; m++) a[(size_t)m * Kp + k] = pasm_bf16_from_float(row[m]);
+    }
+}
+
+void pasm_bf16_pack_pairs(uint16_t *b, int Np, int n0, const float *src, int K, int N,
+                          size_t ldb) {
+    for (int k = 0; k + 1 < K; k += 2) {
+        uint32_t *dst = (uint32_t *)(b + (size_t)(k / 2) * Np * 2) + n0;
+        const float *r0 = src + (size_t)k * ldb, *r1 = r0 + ldb;
+#pragma omp simd
+        for (int n = 0; n < N; n++)
+            dst[n] = (uint32_t)pasm_bf16_from_float(r0[n]) |
+                     (uint32_t)pasm_bf16_from_float(r1[n]) << 16;
+    }
+    if (K & 1) { /* the last k alone: the even halves of its pair */
+        uint16_t *dst = b + (size_t)(K / 2) * Np * 2 + (size_t)n0 * 2;
+        const float *r0 = src + (size_t)(K - 1) * ldb;
+        for (int n = 0; n < N; n++) dst[2 * n] = pasm_bf16_from_float(r0[n]);
+    }
+}
+
+void pasm_bf16_pack_pairs_t(uint16_t *b, int Np, int k0, const float *src, int K, int N,
+                            size_t ld) {
+    if (k0 % 2 == 0) {
+        /* Pairs (k, k+1) sit side by side in each source row: one 32-bit
+         * store each, 16 pairs of a row at a time to keep the stores near. */
+        const int pairs = K / 2;
+        uint32_t *dst0 = (uint32_t *)(b + (size_t)(k0 / 2) * Np * 2);
+        for (int p0 = 0; p0 < pairs; p0 += 16) {
+            const int p1 = p0 + 16 < pairs ? p0 + 16 : pairs;
+            for (int n = 0; n < N; n++) {
+                const float *row = src + (size_t)n * ld;
+                for (int p = p0; p < p1; p++)
+                    dst0[(size_t)p * Np + n] = (uint32_t)pasm_bf16_from_float(row[2 * p]) |
+                                               (uint32_t)pasm_bf16_from_float(row[2 * p + 1]) << 16;
+            }
+        }
+        if (K & 1) {
+            const int k = k0 + K - 1;
+            for (int n = 0; n < N; n++)
+                b[(size_t)(k / 2) * Np * 2 + (size_t)n * 2] =
+                    pasm_bf16_from_float(src[(size_t)n * ld + K - 1]);
+        }
+        return;
+    }
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            const int kk = k0 + k;
+            b[(size_t)(kk / 2) * Np * 2 + (size_t)n * 2 + (kk & 1)] =
+                pasm_bf16_from_float(src[(size_t)n * ld + k]);
+        }
+}
+
+void pasm_bf16_pad_rows(uint16_t *a, int M, int K, int Mp, int Kp) {
+    if (K < Kp)
+        for (int m = 0; m < M; m++) memset(a + (size_t)m * Kp + K, 0, sizeof(uint16_t) * (Kp - K));
+    if (M < Mp) memset(a + (size_t)M * Kp, 0, sizeof(uint16_t) * (size_t)(Mp - M) * Kp);
+}
+
+void pasm_bf16_pad_pairs(uint16_t *b, int K, int N, int Kp, int Np) {
+    for (int p = 0; p < Kp / 2; p++) {
+        uint16_t *row = b + (size_t)p * Np * 2;
+        if (2 * p >= K) {
+            memset(row, 0, sizeof(uint16_t) * (size_t)Np * 2);
+            continue;
+        }
+        if (2 * p + 1 == K)
+            for (int n = 0; n < N; n++) row[2 * n + 1] = 0;
+        if (N < Np) memset(row + (size_t)N * 2, 0, sizeof(uint16_t) * (size_t)(Np - N) * 2);
+    }
+}
+
+/* ---- AMX ---- */
+
+typedef struct {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+#define AMX __attribute__((target("amx-tile,amx-bf16,avx512f")))
+
+/* Where accumulator tile (mi, ni) of the block at (m0, n0) lives: in C when
+ * its 16 x 16 outputs all lie inside M x N, else in edge[e]. */
+#define C_PTR(mi, ni, e)                                                                   \
+    (full(m0 + 16 * (mi), n0 + 16 * (ni), M, N) ? c + (size_t)(m0 + 16 * (mi)) * ldc +     \
+                                                      n0 + 16 * (ni)                       \
+                                                : edge[e])
+#define C_STRIDE(mi, ni) (full(m0 + 16 * (mi), n0 + 16 * (ni), M, N) ? ldc * 4 : 64)
+
+static inline int full(int r, int col, int M, int N) { return r + 16 <= M && col + 16 <= N; }
+
+/* edge <- the valid part of C's tile at (r, col), zeros elsewhere. */
+static void edge_in(float *edge, const float *c, size_t ldc, int r, int col, int M, int N,
+                    int accumulate) {
+    memset(edge, 0, 256 * sizeof(float));
+    if (!accumulate) return;
+    for (int i = 0; i < 16 && r + i < M; i++)
+        for (int j = 0; j < 16 && col + j < N; j++) edge[i * 16 + j] = c[(size_t)(r + i) * ldc + col + j];
+}
+
+static void edge_out(const float *edge, float *c, size_t ldc, int r, int col, int M, int N) {
+    for (int i = 0; i < 16 && r + i < M; i++)
+        for (int j = 0; j < 16 && col + j < N; j++) c[(size_t)(r + i) * ldc + col + j] = edge[i * 16 + j];
+}
+
+AMX static void gemm_amx(int M, int N, int Kp, const uint16_t *a, const uint16_t *b, float *c,
+                         size_t ldc, int accumulate) {
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    _tile_loadconfig(&cfg);
+    const int Mp = pasm_bf16_rows(M), Np = pasm_bf16_rows(N);
+    const size_t a_stride = (size_t)Kp * 2, b_stride = (size_t)Np * 4;
+    _Alignas(64) float edge[4][256];
+    for (int n0 = 0; n0 < Np; n0 += 32) {
+        const int two_n = n0 + 16 < Np;
+        for (int m0 = 0; m0 < Mp; m0 += 32) {
+            const int two_m = m0 + 16 < Mp;
+            /* accumulators in */
+            const int e00 = !full(m0, n0, M, N), e01 = two_n && !full(m0, n0 + 16, M, N);
+            const int e10 = two_m && !full(m0 + 16, n0, M, N);
+            const int e11 = two_m && two_n && !full(m0 + 16, n0 + 16, M, N);
+            if (e00) edge_in(edge[0], c, ldc, m0, n0, M, N, accumulate);
+            if (e01) edge_in(edge[1], c, ldc, m0, n0 + 16, M, N, accumulate);
+            if (e10) edge_in(edge[2], c, ldc, m0 + 16, n0, M, N, accumulate);
+            if (e11) edge_in(edge[3], c, ldc, m0 + 16, n0 + 16, M, N, accumulate);
+            if (accumulate || e00) _tile_loadd(0, C_PTR(0, 0, 0), C_STRIDE(0, 0));
+            else _tile_zero(0);
+            if (two_n) {
+                if (accumulate || e01) _tile_loadd(1, C_PTR(0, 1, 1), C_STRIDE(0, 1));
+                else _tile_zero(1);
+            }
+            if (two_m) {
+                if (accumulate || e10) _tile_loadd(2, C_PTR(1, 0, 2), C_STRIDE(1, 0));
+                else _tile_zero(2);
+                if (two_n) {
+                    if (accumulate || e11) _tile_loadd(3, C_PTR(1, 1, 3), C_STRIDE(1, 1));
+                    else _tile_zero(3);
+                }
+            }
+            const uint16_t *a0 = a + (size_t)m0 * Kp, *a1 = a0 + (size_t)16 * Kp;
+            const uint16_t *b0 = b + (size_t)n0 * 2, *b1 = b0 + 32;
+            if (two_m && two_n) {
+                for (int k = 0; k < Kp; k += 32) {
+                    const size_t bk = (size_t)(k / 2) * Np * 2;
+                    _tile_loadd(4, a0 + k, a_stride);
+                    _tile_loadd(6, b0 + bk, b_stride);
+                    _tile_loadd(5, a1 + k, a_stride);
+                    _tile_loadd(7, b1 + bk, b_stride);
+                    _tile_dpbf16ps(0, 4, 6);
+                    _tile_dpbf16ps(1, 4, 7);
+                    _tile_dpbf16ps(2, 5, 6);
+                    _tile_dpbf16ps(3, 5, 7);
+                }
+            } else {
+                for (int k = 0; k < Kp; k += 32) {
+                    const size_t bk = (size_t)(k / 2) * Np * 2;
+                    _tile_loadd(4, a0 + k, a_stride);
+                    _tile_loadd(6, b0 + bk, b_stride);
+                    _tile_dpbf16ps(0, 4, 6);
+                    if (two_n) {
+                        _tile_loadd(7, b1 + bk, b_stride);
+                        _tile_dpbf16ps(1, 4, 7);
+                    }
+                    if (two_m) {
+                        _tile_loadd(5, a1 + k, a_stride);
+                        _tile_dpbf16ps(2, 5, 6);
+                    }
+                }
+            }
+            _tile_stored(0, C_PTR(0, 0, 0), C_STRIDE(0, 0));
+            if (two_n) _tile_stored(1, C_PTR(0, 1, 1), C_STRIDE(0, 1));
+            if (two_m) {
+                _tile_stored(2, C_PTR(1, 0, 2), C_STRIDE(1, 0));
+                if (two_n) _tile_stored(3, C_PTR(1, 1, 3), C_STRIDE(1, 1));
+            }
+            if (e00) edge_out(edge[0], c, ldc, m0, n0, M, N);
+            if (e01) edge_out(edge[1], c, ldc, m0, n0 + 16, M, N);
+            if (e10) edge_out(edge[2], c, ldc, m0 + 16, n0, M, N);
+            if (e11) edge_out(edge[3], c, ldc, m0 + 16, n0 + 16, M, N);
+        }
+    }
+    _tile_release();
+}
+
+/* ---- fallback: widen to fp32 (exact) and call sgemm ---- */
+
+static void gemm_widened(int M, int N, int Kp, const uint16_t *a, const uint16_t *b, float *c,
+                         size_t ldc, int accumulate, float *scratch) {
+    const int Np = pasm_bf16_rows(N);
+    float *af = scratch, *bf = scratch + (size_t)pasm_bf16_rows(M) * Kp;
+    for (size_t i = 0; i < (size_t)M * Kp; i++) af[i] = pasm_bf16_to_float(a[i]);
+    for (int k = 0; k < Kp; k++) {
+        const uint16_t *src = b + (size_t)(k / 2) * Np * 2 + (k & 1);
+        float *dst = bf + (size_t)k * Np;
+        for (int n = 0; n < N; n++) dst[n] = pasm_bf16_to_float(src[2 * n]);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, Kp, 1.0f, af, Kp, bf, Np,
+                accumulate ? 1.0f : 0.0f, c, (int)ldc);
+}
+
+void pasm_bf16_gemm(int M, int N, int Kp, const uint16_t *a, const uint16_t *b, float *c,
+                    size_t ldc, int accumulate, float *scratch) {
+    if (M <= 0 || N <= 0) return;
+    if (pasm_bf16_amx())
+        gemm_amx(M, N, Kp, a, b, c, ldc, accumulate);
+    else
+        gemm_widened(M, N, Kp, a, b, c, ldc, accumulate, scratch);
+}

@@ -1,0 +1,345 @@
+/* Tests of --precision bf16's convolutions and the bf16 matrix product under
+ * them, on the AMX kernel where this CPU has it and on the fallback
+ * (widened operands + sgemm) always:
+ *   - the rounding to bf16 (nearest even, NaN kept);
+ *   - pasm_bf16_gemm over edge sizes (M, N not multiples of 16, depths not of
+ *     32, accumulate or overwrite) against a double product of the rounded
+ *     operands, and never writing outside M x N;
+ *   - convolution forward, weight and input gradients for stride 1 and 2,
+ *     1x1 stride 2, one input channel, odd depths and grouped small maps,
+ *     against double references computed from the bf16-rounded operands
+ *     (the only rounding left is fp32 summation, so the tolerance is tight),
+ *     and against the fp32 convolution within bf16's precision;
+ *   - the fused epilogue and an exact-size workspace (ASan sees overruns);
+ *   - the same result from 1 and 2 threads' worth of partial sums within
+ *     fp32 rounding, and bit-identical reruns. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <omp.h>
+
+#include "opcheck.h"
+#include "ops/gemm_bf16.h"
+#include "pasm/ops.h"
+
+static double r16(float v) { return pasm_bf16_to_float(pasm_bf16_from_float(v)); }
+
+static void test_rounding(void **state) {
+    (void)state;
+    assert_int_equal(pasm_bf16_from_float(1.0f), 0x3f80);
+    assert_int_equal(pasm_bf16_from_float(-2.0f), 0xc000);
+    /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1). */
+    assert_true(r16(1.0f + 0x1p-8f) == 1.0);
+    /* 1 + 3*2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: to even (1 + 2^-6). */
+    assert_true(r16(1.0f + 3 * 0x1p-8f) == 1.0 + 0x1p-6);
+    assert_true(r16(1.0f + 0x1p-8f + 0x1p-20f) == 1.0 + 0x1p-7);
+    assert_true(isnan(r16(NAN)));
+    assert_true(isinf(r16(INFINITY)));
+    assert_true(r16(3.0e38f) == INFINITY || r16(3.0e38f) > 2.9e38);
+    for (int i = 0; i < 1000; i++) {
+        float v = (float)sin(i * 0.37) * powf(2.0f, (float)(i % 40 - 20));
+        double err = fabs(r16(v) - v);
+        assert_true(err <= fabs(v) * 0x1p-8);
+    }
+}
+
+/* A (M x K) and B (K x N) random, packed, multiplied; C checked against the
+ * double product of the rounded values, and the guard band around C intact. */
+static void check_gemm(int M, int N, int K, int accumulate) {
+    const int Mp = pasm_bf16_rows(M), Np = pasm_bf16_rows(N), Kp = pasm_bf16_depth(K);
+    float *a = zeroed((int64_t)M * K, sizeof(float)), *b = zeroed((int64_t)K * N, sizeof(float));
+    float *bt = zeroed((int64_t)K * N, sizeof(float));
+    random_fill(7, 1, (int64_t)M * K, -1.0f, 1.0f, a, NULL);
+    random_fill(7, 2, (int64_t)K * N, -1.0f, 1.0f, b, NULL);
+    for (int k = 0; k < K; k++)
+        for (int n = 0; n < N; n++) bt[(size_t)n * K + k] = b[(size_t)k * N + n];
+    uint16_t *ap = zeroed((int64_t)Mp * Kp, sizeof(uint16_t));
+    uint16_t *bp = zeroed((int64_t)Kp * Np, sizeof(uint16_t));
+    uint16_t *bp2 = zeroed((int64_t)Kp * Np, sizeof(uint16_t));
+    /* garbage in the padding: the pad functions must clear it */
+    memset(ap, 0x7f, sizeof(uint16_t) * Mp * Kp);
+    memset(bp, 0x7f, sizeof(uint16_t) * Kp * Np);
+    memset(bp2, 0x7f, sizeof(uint16_t) * Kp * Np);
+    pasm_bf16_pack_rows(ap, Kp, 0, a, M, K, (size_t)K);
+    pasm_bf16_pad_rows(ap, M, K, Mp, Kp);
+    pasm_bf16_pack_pairs(bp, Np, 0, b, K, N, (size_t)N);
+    pasm_bf16_pad_pairs(bp, K, N, Kp, Np);
+    pasm_bf16_pack_pairs_t(bp2, Np, 0, bt, K, N, (size_t)K);
+    pasm_bf16_pad_pairs(bp2, K, N, Kp, Np);
+    assert_memory_equal(bp, bp2, sizeof(uint16_t) * Kp * Np);
+    const int ldc = N + 3, guard = 16;
+    float *cbuf = zeroed((int64_t)(M + 2) * ldc + 2 * guard, sizeof(float));
+    for (int64_t i = 0; i < (int64_t)(M + 2) * ldc + 2 * guard; i++) cbuf[i] = 42.0f;
+    float *c = cbuf + guard;
+    size_t sb = pasm_bf16_gemm_scratch(Mp, Np, Kp);
+    float *scratch = sb ? zeroed((int64_t)sb, 1) : NULL;
+    pasm_bf16_gemm(M, N, Kp, ap, bp, c, (size_t)ldc, accumulate, scratch);
+    double worst = 0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double want = accumulate ? 42.0 : 0.0, mag = fabs(want);
+            for (int k = 0; k < K; k++) {
+                double t = r16(a[(size_t)m * K + k]) * r16(b[(size_t)k * N + n]);
+                want += t;
+                mag += fabs(t);
+            }
+            double d = fabs(c[(size_t)m * ldc + n] - want) / (1e-30 + mag);
+            if (d > worst) worst = d;
+            /* fp32 sums of K terms: a few ulps of the magnitude */
+            assert_true(fabs(c[(size_t)m * ldc + n] - want) <= 1e-6 * mag * (1 + K / 32.0));
+        }
+    for (int m = 0; m < M; m++)
+        for (int n = N; n < ldc; n++) assert_true(c[(size_t)m * ldc + n] == 42.0f);
+    for (int i = 0; i < guard; i++) assert_true(cbuf[i] == 42.0f);
+    for (int64_t i = (int64_t)M * ldc; i < (int64_t)(M + 2) * ldc + guard; i++)
+        assert_true(c[i] == 42.0f);
+    printf("gemm %s M%d N%d K%d%s: max rel %.2e\n", pasm_bf16_amx() ? "amx" : "widened", M, N,
+           K, accumulate ? " +=" : "", worst);
+    free(a), free(b), free(bt), free(ap), free(bp), free(bp2), free(cbuf), free(scratch);
+}
+
+static void gemm_shapes(void) {
+    check_gemm(16, 16, 32, 0);
+    check_gemm(32, 32, 64, 0);
+    check_gemm(37, 50, 71, 0);
+    check_gemm(37, 50, 71, 1);
+    check_gemm(1, 1, 1, 0);
+    check_gemm(9, 130, 9, 1);
+    check_gemm(64, 36, 577, 0);
+    check_gemm(100, 17, 300, 1);
+}
+
+static void test_gemm_amx(void **state) {
+    (void)state;
+    int was = pasm_bf16_use_amx(1);
+    if (!pasm_bf16_amx()) {
+        printf("no AMX-BF16 here: the AMX kernel is not tested\n");
+        pasm_bf16_use_amx(was);
+        skip();
+    }
+    gemm_shapes();
+    pasm_bf16_use_amx(was);
+}
+
+static void test_gemm_widened(void **state) {
+    (void)state;
+    int was = pasm_bf16_use_amx(0);
+    gemm_shapes();
+    pasm_bf16_use_amx(was);
+}
+
+/* ---- convolutions ---- */
+
+typedef struct {
+    pasm_conv2d_shape s;
+    int64_t nx, nw, ny;
+    float *x, *w, *r, *y, *dx, *dw;
+    void *ws;
+} bf_case;
+
+static void bf_init(bf_case *c, int n, int c_in, int hw, int c_out, int k, int stride, int pad,
+                    uint64_t seed) {
+    memset(c, 0, sizeof *c);
+    c->s = (pasm_conv2d_shape){.n = n, .c_in = c_in, .h_in = hw, .w_in = hw + 1, .c_out = c_out,
+                               .kernel = k, .stride = stride, .pad = pad,
+                               .precision = PASM_PRECISION_BF16};
+    assert_int_equal(pasm_conv2d_shape_init(&c->s), PASM_OK);
+    c->nx = (int64_t)n * c_in * c->s.h_in * c->s.w_in;
+    c->nw = (int64_t)c_out * c_in * k * k;
+    c->ny = (int64_t)n * c_out * c->s.h_out * c->s.w_out;
+    c->x = zeroed(c->nx, sizeof(float));
+    c->dx = zeroed(c->nx, sizeof(float));
+    c->w = zeroed(c->nw, sizeof(float));
+    c->dw = zeroed(c->nw, sizeof(float));
+    c->y = zeroed(c->ny, sizeof(float));
+    c->r = zeroed(c->ny, sizeof(float));
+    random_fill(seed, 1, c->nx, -1.0f, 1.0f, c->x, NULL);
+    random_fill(seed, 2, c->nw, -0.5f, 0.5f, c->w, NULL);
+    random_fill(seed, 4, c->ny, -1.0f, 1.0f, c->r, NULL);
+    size_t bytes = pasm_conv2d_workspace_size(&c->s);
+    c->ws = zeroed((int64_t)(bytes ? bytes : 1), 1);
+}
+
+static void bf_free(bf_case *c) {
+    free(c->x), free(c->w), free(c->r), free(c->y), free(c->dx), free(c->dw), free(c->ws);
+}
+
+#define XI(i, ci, ih, iw) ((((int64_t)(i) * s->c_in + (ci)) * s->h_in + (ih)) * s->w_in + (iw))
+#define WI(co, ci, kh, kw) ((((int64_t)(co) * s->c_in + (ci)) * K + (kh)) * K + (kw))
+#define YI(i, co, oh, ow) ((((int64_t)(i) * s->c_out + (co)) * s->h_out + (oh)) * s->w_out + (ow))
+
+/* Double references of y, dx and dw from the bf16-rounded x, w and r, and
+ * the magnitudes (sums of |terms|) that bound fp32 summation error. */
+static void bf_reference(const bf_case *c, double *y, double *ym, double *dx, double *dxm,
+                         double *dw, double *dwm) {
+    const pasm_conv2d_shape *s = &c->s;
+    const int K = s->kernel;
+    memset(dx, 0, sizeof(double) * c->nx);
+    memset(dxm, 0, sizeof(double) * c->nx);
+    memset(dw, 0, sizeof(double) * c->nw);
+    memset(dwm, 0, sizeof(double) * c->nw);
+    for (int i = 0; i < s->n; i++)
+        for (int co = 0; co < s->c_out; co++)
+            for (int oh = 0; oh < s->h_out; oh++)
+                for (int ow = 0; ow < s->w_out; ow++) {
+                    double sum = 0, mag = 0, r = r16(c->r[YI(i, co, oh, ow)]);
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                int ih = oh * s->stride - s->pad + kh;
+                                int iw = ow * s->stride - s->pad + kw;
+                                if (ih < 0 || ih >= s->h_in || iw < 0 || iw >= s->w_in) continue;
+                                double xv = r16(c->x[XI(i, ci, ih, iw)]);
+                                double wv = r16(c->w[WI(co, ci, kh, kw)]);
+                                sum += xv * wv;
+                                mag += fabs(xv * wv);
+                                dx[XI(i, ci, ih, iw)] += r * wv;
+                                dxm[XI(i, ci, ih, iw)] += fabs(r * wv);
+                                dw[WI(co, ci, kh, kw)] += r * xv;
+                                dwm[WI(co, ci, kh, kw)] += fabs(r * xv);
+                            }
+                    y[YI(i, co, oh, ow)] = sum;
+                    ym[YI(i, co, oh, ow)] = mag;
+                }
+}
+
+/* |got - want| within fp32 summation error of the magnitude. */
+static int close_to(const char *what, int64_t count, const float *got, const double *want,
+                    const double *mag) {
+    double worst = 0;
+    int ok = 1;
+    for (int64_t i = 0; i < count; i++) {
+        double d = fabs(got[i] - want[i]) / (1e-12 + mag[i]);
+        if (d > worst || isnan(d)) worst = isnan(d) ? INFINITY : d;
+        if (!(fabs(got[i] - want[i]) <= 2e-6 * mag[i] + 1e-12)) ok = 0;
+    }
+    printf("  %-8s max |diff| / magnitude %.2e%s\n", what, worst, ok ? "" : "  <-- too large");
+    return ok;
+}
+
+static void check_conv(int n, int c_in, int hw, int c_out, int k, int stride, int pad) {
+    bf_case c;
+    bf_init(&c, n, c_in, hw, c_out, k, stride, pad, 300 + 7 * hw + k + stride);
+    printf("bf16 %s conv n%d c%d->%d %dx%d K%d S%d P%d\n", pasm_bf16_amx() ? "amx" : "widened", n,
+           c_in, c_out, hw, hw + 1, k, stride, pad);
+    double *y = zeroed(c.ny, sizeof(double)), *ym = zeroed(c.ny, sizeof(double));
+    double *dx = zeroed(c.nx, sizeof(double)), *dxm = zeroed(c.nx, sizeof(double));
+    double *dw = zeroed(c.nw, sizeof(double)), *dwm = zeroed(c.nw, sizeof(double));
+    bf_reference(&c, y, ym, dx, dxm, dw, dwm);
+    for (int64_t i = 0; i < c.ny; i++) c.y[i] = NAN;
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, c.y, c.ws);
+    assert_true(close_to("y", c.ny, c.y, y, ym));
+    for (int64_t i = 0; i < c.nx; i++) c.dx[i] = NAN;
+    for (int64_t i = 0; i < c.nw; i++) c.dw[i] = NAN;
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, c.dw, NULL, c.ws);
+    assert_true(close_to("dx", c.nx, c.dx, dx, dxm));
+    assert_true(close_to("dweight", c.nw, c.dw, dw, dwm));
+    /* against fp32: within bf16's precision (two roundings of 2^-9 each) */
+    pasm_conv2d_shape f = c.s;
+    f.precision = PASM_PRECISION_FP32;
+    size_t fb = pasm_conv2d_workspace_size(&f);
+    void *fws = zeroed((int64_t)(fb ? fb : 1), 1);
+    float *yf = zeroed(c.ny, sizeof(float));
+    pasm_conv2d_forward(&f, c.x, c.w, NULL, yf, fws);
+    for (int64_t i = 0; i < c.ny; i++) assert_true(fabs(yf[i] - c.y[i]) <= 0x1p-7 * ym[i] + 1e-6);
+    /* reruns are bit-identical */
+    float *y2 = zeroed(c.ny, sizeof(float)), *dw2 = zeroed(c.nw, sizeof(float));
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, y2, c.ws);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, NULL, dw2, NULL, c.ws);
+    assert_memory_equal(y2, c.y, sizeof(float) * c.ny);
+    assert_memory_equal(dw2, c.dw, sizeof(float) * c.nw);
+    free(y), free(ym), free(dx), free(dxm), free(dw), free(dwm), free(fws), free(yf), free(y2),
+        free(dw2);
+    bf_free(&c);
+}
+
+static void conv_shapes(void) {
+    check_conv(2, 3, 8, 16, 3, 1, 1);   /* stride 1: dx as a flipped convolution */
+    check_conv(3, 4, 9, 24, 3, 2, 1);   /* stride 2: dx through col2im; 24 = 16 + 8 */
+    check_conv(3, 8, 8, 16, 1, 2, 0);   /* the 1x1 stride-2 shortcut */
+    check_conv(2, 1, 12, 16, 3, 1, 1);  /* one input channel: depth 9 of 32 */
+    check_conv(5, 16, 5, 40, 3, 1, 1);  /* 5x6 maps: grouped images, M and N edges */
+    check_conv(9, 32, 4, 32, 3, 1, 1);  /* 4x5 maps, 9 images: groups across both threads */
+    check_conv(1, 33, 7, 48, 3, 1, 1);  /* odd channel count, one image */
+}
+
+static void test_conv_amx(void **state) {
+    (void)state;
+    int was = pasm_bf16_use_amx(1);
+    if (!pasm_bf16_amx()) {
+        pasm_bf16_use_amx(was);
+        skip();
+    }
+    conv_shapes();
+    pasm_bf16_use_amx(was);
+}
+
+static void test_conv_widened(void **state) {
+    (void)state;
+    int was = pasm_bf16_use_amx(0);
+    conv_shapes();
+    pasm_bf16_use_amx(was);
+}
+
+/* The fused epilogue in bf16 equals the bf16 convolution followed by the
+ * separate ops; the evaluation workspace suffices. */
+static void test_conv_bf16_fused(void **state) {
+    (void)state;
+    bf_case c;
+    bf_init(&c, 5, 8, 5, 16, 3, 1, 1, 99);
+    float *scale = zeroed(16, sizeof(float)), *shift = zeroed(16, sizeof(float));
+    float *res = zeroed(c.ny, sizeof(float)), *want = zeroed(c.ny, sizeof(float));
+    random_fill(3, 1, 16, 0.5f, 1.5f, scale, NULL);
+    random_fill(3, 2, 16, -0.5f, 0.5f, shift, NULL);
+    random_fill(3, 3, c.ny, -1.0f, 1.0f, res, NULL);
+    pasm_conv2d_forward(&c.s, c.x, c.w, NULL, want, c.ws);
+    const int64_t hw = (int64_t)c.s.h_out * c.s.w_out;
+    for (int64_t i = 0; i < c.ny; i++) {
+        int co = (int)(i / hw % 16);
+        float v = want[i] * scale[co] + shift[co];
+        v += res[i];
+        want[i] = v > 0.0f ? v : 0.0f;
+    }
+    size_t eb = pasm_conv2d_workspace_size_eval(&c.s, 1);
+    assert_true(eb <= pasm_conv2d_workspace_size(&c.s));
+    void *ews = zeroed((int64_t)(eb ? eb : 1), 1);
+    pasm_conv2d_epilogue ep = {.scale = scale, .shift = shift, .residual = res, .relu = 1};
+    pasm_conv2d_forward_fused(&c.s, c.x, c.w, &ep, c.y, ews);
+    assert_memory_equal(c.y, want, sizeof(float) * c.ny);
+    /* dx with the evaluation workspace equals dx with the full one */
+    float *dx2 = zeroed(c.nx, sizeof(float));
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, NULL, NULL, c.ws);
+    pasm_conv2d_backward(&c.s, c.x, c.w, c.r, dx2, NULL, NULL, ews);
+    assert_memory_equal(dx2, c.dx, sizeof(float) * c.nx);
+    free(scale), free(shift), free(res), free(want), free(ews), free(dx2);
+    bf_free(&c);
+}
+
+static void test_precision_names(void **state) {
+    (void)state;
+    pasm_precision p;
+    assert_int_equal(pasm_precision_parse("bf16", &p), PASM_OK);
+    assert_int_equal(p, PASM_PRECISION_BF16);
+    assert_int_equal(pasm_precision_parse("fp32", &p), PASM_OK);
+    assert_int_equal(p, PASM_PRECISION_FP32);
+    assert_int_equal(pasm_precision_parse("fp16", &p), PASM_ERR_INVALID);
+    assert_non_null(strstr(pasm_last_error(), "fp16"));
+    assert_string_equal(pasm_precision_name(PASM_PRECISION_BF16), "bf16");
+    printf("bf16 convolutions here: %s\n",
+           pasm_precision_bf16_native() ? "AMX tiles" : "emulated with fp32 sgemm");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rounding),        cmocka_unit_test(test_gemm_amx),
+        cmocka_unit_test(test_gemm_widened),    cmocka_unit_test(test_conv_amx),
+        cmocka_unit_test(test_conv_widened),    cmocka_unit_test(test_conv_bf16_fused),
+        cmocka_unit_test(test_precision_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
