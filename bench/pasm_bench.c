@@ -9,6 +9,8 @@
  *                           network's own convolution and linear shapes
  *   pasm_bench load PATH    seconds to load a FER2013 CSV (gzip) completely
  *   pasm_bench sgemm        OpenBLAS sgemm 2048^3 GFLOPS, best of several
+ * train, infer1 and infer128 take "bf16" after W: the same with
+ * --precision bf16's convolutions (keys end in _bf16).
  * Each prints "key value" lines (key = mode, W appended), plus the peak RSS
  * in MiB of the process (getrusage) as "<key>_rss_mb". Not a test: timings
  * depend on the machine and on what else runs on it. */
@@ -60,11 +62,15 @@ static void fill_batch(float *x, int32_t *labels, int n) {
     for (int i = 0; i < n; i++) labels[i] = i % CLASSES;
 }
 
+static pasm_precision precision = PASM_PRECISION_FP32;
+static const char *suffix = ""; /* "_bf16" for bf16 */
+
 /* Training measures a PASM_NET_TRAIN network; inference a PASM_NET_EVAL one,
  * as pasm eval and predict build it. */
 static pasm_status make_net(pasm_net **net, int width, int batch, pasm_net_mode mode) {
     pasm_net_config cfg = {.arch = "resnet18", .width = width, .in_channels = 1,
-                           .num_classes = CLASSES, .input_size = SIZE};
+                           .num_classes = CLASSES, .input_size = SIZE,
+                           .precision = precision};
     pasm_status st = pasm_net_create_mode(net, &cfg, batch, mode);
     if (st) return st;
     pasm_net_init(*net, 1);
@@ -156,8 +162,8 @@ static int run_train(int width) {
     if (!rc) {
         double s = time_reps(train_step, &c, 1, 2, 50, width >= 64 ? 20.0 : 8.0);
         if (s < 0) rc = fail("training step");
-        else printf("train_w%d %.2f\ntrain_w%d_rss_mb %.0f\n", width, BATCH / s, width,
-                    peak_rss_mb());
+        else printf("train_w%d%s %.2f\ntrain_w%d%s_rss_mb %.0f\n", width, suffix, BATCH / s, width,
+                    suffix, peak_rss_mb());
     }
     teardown(&c);
     return rc;
@@ -169,8 +175,8 @@ static int run_infer128(int width) {
     if (!rc) {
         double s = time_reps(eval_step, &c, 1, 3, 100, width >= 64 ? 10.0 : 5.0);
         if (s < 0) rc = fail("evaluation forward");
-        else printf("infer128_w%d %.2f\ninfer128_w%d_rss_mb %.0f\n", width, BATCH / s, width,
-                    peak_rss_mb());
+        else printf("infer128_w%d%s %.2f\ninfer128_w%d%s_rss_mb %.0f\n", width, suffix, BATCH / s,
+                    width, suffix, peak_rss_mb());
     }
     teardown(&c);
     return rc;
@@ -194,8 +200,8 @@ static int run_infer1(int width) {
     }
     if (!rc) {
         qsort(lat, (size_t)reps, sizeof lat[0], cmp_double);
-        printf("infer1_w%d %.3f\ninfer1_w%d_rss_mb %.0f\n", width, 1e3 * lat[reps / 2], width,
-               peak_rss_mb());
+        printf("infer1_w%d%s %.3f\ninfer1_w%d%s_rss_mb %.0f\n", width, suffix, 1e3 * lat[reps / 2],
+               width, suffix, peak_rss_mb());
     }
     teardown(&c);
     return rc;
@@ -263,7 +269,7 @@ static int run_sgemm(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: pasm_bench train|infer1|infer128|flops WIDTH | load PATH | sgemm\n");
+        fprintf(stderr, "usage: pasm_bench train|infer1|infer128 WIDTH [bf16] | flops WIDTH | load PATH | sgemm\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -274,6 +280,13 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "load") == 0) return run_load(argv[2]);
     int width = atoi(argv[2]);
+    if (argc > 3 && strcmp(argv[3], "bf16") == 0) {
+        precision = PASM_PRECISION_BF16;
+        suffix = "_bf16";
+    } else if (argc > 3) {
+        fprintf(stderr, "pasm_bench: unknown precision '%s' (bf16)\n", argv[3]);
+        return 2;
+    }
     if (strcmp(mode, "train") == 0) return run_train(width);
     if (strcmp(mode, "infer1") == 0) return run_infer1(width);
     if (strcmp(mode, "infer128") == 0) return run_infer128(width);

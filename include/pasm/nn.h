@@ -18,6 +18,10 @@ typedef struct {
     int in_channels; /* 1 or 3 */
     int num_classes; /* >= 2 */
     int input_size;  /* >= 32, square inputs */
+    /* How the convolutions multiply (pasm/ops.h): fp32 (0, the default) or
+     * bf16. A compute choice, not part of the model: checkpoints do not
+     * store it and configs that differ only in it describe the same model. */
+    int precision;
 } pasm_net_config;
 
 typedef struct pasm_net pasm_net;

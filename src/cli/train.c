@@ -17,7 +17,7 @@ static const char *CMD = "train";
 
 typedef struct {
     char data[1024], split[64], val_data[1024], val_split[64], labels[1024], arch[32];
-    char schedule[16], balance[16], out[1024];
+    char schedule[16], balance[16], out[1024], precision[8];
     int width, epochs, batch, warmup_epochs, input_size, channels, crop_padding, hflip, nesterov;
     float lr, momentum, wd, label_smoothing, erase_p, val_fraction;
     uint64_t seed;
@@ -30,6 +30,7 @@ static void defaults(train_args *a) {
     strcpy(a->arch, "resnet18");
     strcpy(a->schedule, "onecycle");
     strcpy(a->balance, "none");
+    strcpy(a->precision, "fp32");
     a->width = 64;
     a->epochs = 30;
     a->batch = 128;
@@ -84,6 +85,8 @@ static void usage(FILE *f) {
             "run:\n"
             "  --seed S               seed of everything random (0)\n"
             "  --threads T            threads, 0 = all cores (0)\n"
+            "  --precision P          fp32 or bf16: convolutions with bf16 operands and fp32\n"
+            "                         sums (AMX where the CPU has it), fp32 weights (fp32)\n"
             "  --out CKPT             checkpoint path (required)\n"
             "  --resume CKPT          continue the run that wrote CKPT\n"
             "  --stop-after-epochs N  end this run resumably after N epochs (0 = off)\n"
@@ -118,6 +121,7 @@ static char *args_to_json(const train_args *a) {
     cJSON_AddNumberToObject(o, "crop_padding", a->crop_padding);
     cJSON_AddBoolToObject(o, "hflip", a->hflip);
     cJSON_AddNumberToObject(o, "erase_p", a->erase_p);
+    cJSON_AddStringToObject(o, "precision", a->precision);
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->seed);
     cJSON_AddStringToObject(o, "seed", seed);
@@ -190,6 +194,14 @@ static pasm_status args_from_json(const char *source, const char *json, train_ar
     a->erase_p = (float)v[13];
     a->val_fraction = (float)v[14];
     a->seed = strtoull(seed, NULL, 10);
+    /* runs from before --precision existed are fp32 */
+    cJSON *p = cJSON_Parse(json);
+    if (!json_str(p, "precision", a->precision, sizeof a->precision))
+        strcpy(a->precision, "fp32");
+    cJSON_Delete(p);
+    pasm_precision prec;
+    if (pasm_precision_parse(a->precision, &prec))
+        return pasm_error_prefix(PASM_ERR_FORMAT, "%s: stored run options", source);
     return PASM_OK;
 }
 
@@ -198,7 +210,7 @@ static pasm_status args_from_json(const char *source, const char *json, train_ar
 enum { O_DATA = 256, O_SPLIT, O_VAL_DATA, O_VAL_SPLIT, O_VAL_FRACTION, O_LABELS, O_INPUT_SIZE,
        O_CHANNELS, O_ARCH, O_WIDTH, O_EPOCHS, O_BATCH, O_LR, O_SCHEDULE, O_WARMUP, O_MOMENTUM,
        O_NO_NESTEROV, O_WD, O_SMOOTH, O_BALANCE, O_CROP, O_NO_FLIP, O_ERASE, O_SEED, O_THREADS,
-       O_OUT, O_RESUME, O_STOP_AFTER, O_HELP };
+       O_PRECISION, O_OUT, O_RESUME, O_STOP_AFTER, O_HELP };
 
 static const struct option long_options[] = {
     {"data", required_argument, 0, O_DATA},
@@ -226,6 +238,7 @@ static const struct option long_options[] = {
     {"erase-p", required_argument, 0, O_ERASE},
     {"seed", required_argument, 0, O_SEED},
     {"threads", required_argument, 0, O_THREADS},
+    {"precision", required_argument, 0, O_PRECISION},
     {"out", required_argument, 0, O_OUT},
     {"resume", required_argument, 0, O_RESUME},
     {"stop-after-epochs", required_argument, 0, O_STOP_AFTER},
@@ -274,6 +287,13 @@ static int parse(int argc, char **argv, train_args *a, int *threads, char *resum
         case O_ERASE: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &a->erase_p); break;
         case O_SEED: ok = cli_u64(CMD, "--seed", optarg, &a->seed); break;
         case O_THREADS: ok = cli_int(CMD, "--threads", optarg, 0, 1024, threads); break;
+        case O_PRECISION: {
+            pasm_precision p;
+            if (pasm_precision_parse(optarg, &p))
+                return cli_usage_error(CMD, "--precision: %s", pasm_last_error());
+            snprintf(a->precision, sizeof a->precision, "%s", pasm_precision_name(p));
+            break;
+        }
         case O_OUT: ok = copy_opt(a->out, sizeof a->out, "--out", optarg); break;
         case O_RESUME: ok = copy_opt(resume, resume_len, "--resume", optarg); break;
         case O_STOP_AFTER: ok = cli_int(CMD, "--stop-after-epochs", optarg, 0, 100000, stop_after); break;
@@ -371,6 +391,9 @@ static int run(train_args *a, int resume, int stop_after) {
     meta.net = (pasm_net_config){.width = a->width, .in_channels = a->channels,
                                  .num_classes = train.n_classes, .input_size = a->input_size};
     snprintf(meta.net.arch, sizeof meta.net.arch, "%s", a->arch);
+    pasm_precision precision = PASM_PRECISION_FP32;
+    pasm_precision_parse(a->precision, &precision); /* checked when parsed */
+    meta.net.precision = precision;
     meta.seed = a->seed;
     meta.args_json = args_to_json(a);
     const char *const *names = (const char *const *)train.class_names;
@@ -388,6 +411,11 @@ static int run(train_args *a, int resume, int stop_after) {
            val.source ? val.source : "held out", train.n_classes, a->epochs, a->batch,
            a->schedule, (double)a->lr);
     printf("memory planned for the network: %.1f MiB\n", pasm_net_memory_bytes(net) / 1048576.0);
+    if (precision == PASM_PRECISION_BF16)
+        printf("precision bf16: convolutions with bf16 operands and fp32 sums, %s\n",
+               pasm_precision_bf16_native()
+                   ? "on AMX tiles"
+                   : "emulated with fp32 sgemm (this CPU has no AMX-BF16: slower than fp32)");
     fflush(stdout);
     cli_progress progress;
     cli_progress_init(&progress, cli_stderr_is_tty());

@@ -94,7 +94,8 @@ static void plan_conv(planner *p, conv_layer *c, const char *name, int c_in, int
                       int kernel, int stride) {
     pasm_conv2d_shape s = {.n = p->net->max_batch, .c_in = c_in, .h_in = size, .w_in = size,
                            .c_out = c_out, .kernel = kernel, .stride = stride,
-                           .pad = kernel / 2};
+                           .pad = kernel / 2,
+                           .precision = (pasm_precision)p->net->cfg.precision};
     pasm_conv2d_shape_init(&s);
     c->shape = s;
     int64_t shape[4] = {c_out, c_in, kernel, kernel};
@@ -249,6 +250,9 @@ pasm_status pasm_net_config_check(const pasm_net_config *cfg) {
     if (cfg->input_size < 32 || cfg->input_size > 1024)
         return pasm_errorf(PASM_ERR_INVALID, "input size %d: must be between 32 and 1024",
                            cfg->input_size);
+    if (cfg->precision != PASM_PRECISION_FP32 && cfg->precision != PASM_PRECISION_BF16)
+        return pasm_errorf(PASM_ERR_INVALID, "precision %d: must be fp32 (0) or bf16 (1)",
+                           cfg->precision);
     return PASM_OK;
 }
 

@@ -143,38 +143,41 @@ static void valid_range(int out, int in, int stride, int pad, int k, int *lo, in
     if (*lo > *hi) *lo = *hi;
 }
 
-/* x (C,H,W) -> col (C*K*K, Ho*Wo), zero outside the image. Channels in
- * parallel only when called outside a parallel region (threaded != 0). */
-void pasm_conv2d_im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded) {
-    const int C = s->c_in, H = s->h_in, W = s->w_in, K = s->kernel, S = s->stride, P = s->pad;
+/* Row k = (c*K + kh)*K + kw of the column matrix: row (Ho*Wo) = the input
+ * channel c shifted by (kh, kw), zero outside the image. */
+void pasm_conv2d_im2col_row(const pasm_conv2d_shape *s, const float *x, int k, float *row) {
+    const int H = s->h_in, W = s->w_in, K = s->kernel, S = s->stride, P = s->pad;
     const int Ho = s->h_out, Wo = s->w_out;
-#pragma omp parallel for schedule(static) if (threaded)
-    for (int c = 0; c < C; c++) {
-        for (int kh = 0; kh < K; kh++) {
-            for (int kw = 0; kw < K; kw++) {
-                float *row = col + ((size_t)(c * K + kh) * K + kw) * Ho * Wo;
-                int lo, hi;
-                valid_range(Wo, W, S, P, kw, &lo, &hi);
-                for (int oh = 0; oh < Ho; oh++) {
-                    float *dst = row + (size_t)oh * Wo;
-                    int ih = oh * S - P + kh;
-                    if (ih < 0 || ih >= H) {
-                        memset(dst, 0, sizeof(float) * Wo);
-                        continue;
-                    }
-                    /* Input column of output column ow: ow * S + shift. */
-                    const float *src = x + ((size_t)c * H + ih) * W;
-                    const int shift = kw - P;
-                    for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                    if (S == 1)
-                        memcpy(dst + lo, src + lo + shift, sizeof(float) * (hi - lo));
-                    else
-                        for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * S + shift];
-                    for (int ow = hi; ow < Wo; ow++) dst[ow] = 0.0f;
-                }
-            }
+    const int c = k / (K * K), kh = k / K % K, kw = k % K;
+    int lo, hi;
+    valid_range(Wo, W, S, P, kw, &lo, &hi);
+    for (int oh = 0; oh < Ho; oh++) {
+        float *dst = row + (size_t)oh * Wo;
+        int ih = oh * S - P + kh;
+        if (ih < 0 || ih >= H) {
+            memset(dst, 0, sizeof(float) * Wo);
+            continue;
         }
+        /* Input column of output column ow: ow * S + shift. */
+        const float *src = x + ((size_t)c * H + ih) * W;
+        const int shift = kw - P;
+        for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+        if (S == 1)
+            memcpy(dst + lo, src + lo + shift, sizeof(float) * (hi - lo));
+        else
+            for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * S + shift];
+        for (int ow = hi; ow < Wo; ow++) dst[ow] = 0.0f;
     }
+}
+
+/* x (C,H,W) -> col (C*K*K, Ho*Wo). Channels in parallel only when called
+ * outside a parallel region (threaded != 0). */
+void pasm_conv2d_im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded) {
+    const int KK = s->kernel * s->kernel;
+    const size_t hw = (size_t)s->h_out * s->w_out;
+#pragma omp parallel for schedule(static) if (threaded)
+    for (int c = 0; c < s->c_in; c++)
+        for (int j = 0; j < KK; j++) pasm_conv2d_im2col_row(s, x, c * KK + j, col + (c * KK + j) * hw);
 }
 
 /* col (C*K*K, Ho*Wo) -> dx (C,H,W): overwrite dx with the sum of every

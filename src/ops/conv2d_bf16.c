@@ -56,9 +56,48 @@ static int weight_group(const pasm_conv2d_shape *s) {
     return hw >= 512 ? 1 : min_int(s->n, (512 + hw - 1) / hw);
 }
 
+/* Two rows of the column matrix, lowered one at a time and converted to
+ * bf16 straight away (the whole fp32 matrix is never written). */
+static size_t rows_bytes(const pasm_conv2d_shape *s) {
+    if (is_pointwise(s)) return 0;
+    return 2 * align64((size_t)s->h_out * s->w_out * sizeof(float));
+}
+
+/* The whole column matrix (fp32), for col2im. */
 static size_t col_bytes(const pasm_conv2d_shape *s) {
     if (is_pointwise(s)) return 0;
     return align64((size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out * sizeof(float));
+}
+
+/* Image x_i's column matrix into B pairs at columns n0..n0+HW-1. */
+static void lower_pairs(const pasm_conv2d_shape *s, const float *x_i, uint16_t *bp, int Np, int n0,
+                        float *rows) {
+    const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
+    if (is_pointwise(s)) {
+        pasm_bf16_pack_pairs(bp, Np, n0, x_i, ckk, hw, (size_t)hw);
+        return;
+    }
+    float *r0 = rows, *r1 = rows + align64((size_t)hw * sizeof(float)) / sizeof(float);
+    for (int k = 0; k < ckk; k += 2) {
+        pasm_conv2d_im2col_row(s, x_i, k, r0);
+        if (k + 1 < ckk) pasm_conv2d_im2col_row(s, x_i, k + 1, r1);
+        pasm_bf16_convert_pairs((uint32_t *)(bp + (size_t)(k / 2) * Np * 2) + n0, r0,
+                                k + 1 < ckk ? r1 : NULL, hw);
+    }
+}
+
+/* Image x_i's column matrix into A rows at depth k0..k0+HW-1. */
+static void lower_rows(const pasm_conv2d_shape *s, const float *x_i, uint16_t *ap, int Kp, int k0,
+                       float *row) {
+    const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
+    if (is_pointwise(s)) {
+        pasm_bf16_pack_rows(ap, Kp, k0, x_i, ckk, hw, (size_t)hw);
+        return;
+    }
+    for (int k = 0; k < ckk; k++) {
+        pasm_conv2d_im2col_row(s, x_i, k, row);
+        pasm_bf16_convert(ap + (size_t)k * Kp + k0, row, hw);
+    }
 }
 
 /* ---- workspace layouts ---- */
@@ -74,7 +113,7 @@ static layout forward_layout(const pasm_conv2d_shape *s) {
     layout l = {0};
     l.shared = align64((size_t)pasm_bf16_rows(s->c_out) * Kp * sizeof(uint16_t));
     l.col = 0;
-    l.packed = col_bytes(s);
+    l.packed = rows_bytes(s);
     l.out = l.packed + align64((size_t)Kp * Np * sizeof(uint16_t));
     l.scratch = l.out + (g > 1 ? align64((size_t)s->c_out * g * hw * sizeof(float)) : 0);
     l.per_thread = l.scratch + align64(pasm_bf16_gemm_scratch(pasm_bf16_rows(s->c_out), Np, Kp));
@@ -88,7 +127,7 @@ static layout weight_layout(const pasm_conv2d_shape *s) {
     const int Mp = pasm_bf16_rows(ckk), Np = pasm_bf16_rows(s->c_out);
     layout l = {0};
     l.col = 0;
-    l.packed = col_bytes(s);
+    l.packed = rows_bytes(s);
     const size_t a_bytes = align64((size_t)Mp * Kp * sizeof(uint16_t));
     const size_t b_bytes = align64((size_t)Kp * Np * sizeof(uint16_t));
     l.out = l.packed + a_bytes + b_bytes;
@@ -169,14 +208,8 @@ void pasm_conv2d_bf16_forward(const pasm_conv2d_shape *s, const float *x, const 
         float *scratch = (float *)(mine + l.scratch);
         for (int i = begin; i < end; i += g) {
             const int gi = min_int(g, end - i), n_cols = gi * hw, Np = pasm_bf16_rows(n_cols);
-            for (int j = 0; j < gi; j++) {
-                const float *src = x + (size_t)(i + j) * x_stride;
-                if (!is_pointwise(s)) {
-                    pasm_conv2d_im2col(s, src, col, 0);
-                    src = col;
-                }
-                pasm_bf16_pack_pairs(bp, Np, j * hw, src, ckk, hw, (size_t)hw);
-            }
+            for (int j = 0; j < gi; j++)
+                lower_pairs(s, x + (size_t)(i + j) * x_stride, bp, Np, j * hw, col);
             pasm_bf16_pad_pairs(bp, ckk, n_cols, Kp, Np);
             if (gi == 1) {
                 float *y_i = y + (size_t)i * y_stride;
@@ -224,12 +257,7 @@ static void weight_gradient(const pasm_conv2d_shape *s, const float *x, const fl
         for (int i = begin; i < end; i += g) {
             const int gi = min_int(g, end - i), depth = gi * hw, Kp = pasm_bf16_depth(depth);
             for (int j = 0; j < gi; j++) {
-                const float *src = x + (size_t)(i + j) * x_stride;
-                if (!is_pointwise(s)) {
-                    pasm_conv2d_im2col(s, src, col, 0);
-                    src = col;
-                }
-                pasm_bf16_pack_rows(ap, Kp, j * hw, src, ckk, hw, (size_t)hw);
+                lower_rows(s, x + (size_t)(i + j) * x_stride, ap, Kp, j * hw, col);
                 pasm_bf16_pack_pairs_t(bp, Np, j * hw, dy + (size_t)(i + j) * y_stride, hw,
                                        s->c_out, (size_t)hw);
             }

@@ -21,6 +21,8 @@ void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, cons
  * (C*K*K, Ho*Wo); col2im: the sum back; threaded: channels in parallel (only
  * outside a parallel region). */
 void pasm_conv2d_im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded);
+/* One row k of im2col's output (Ho*Wo floats). */
+void pasm_conv2d_im2col_row(const pasm_conv2d_shape *s, const float *x, int k, float *row);
 void pasm_conv2d_col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int threaded);
 /* Stride-1 input gradients run as a forward convolution of dy by the
  * flipped kernel: whether this shape's does, that convolution's shape, and

@@ -54,16 +54,77 @@ size_t pasm_bf16_gemm_scratch(int Mp, int Np, int Kp) {
     return ((size_t)Mp * Kp + (size_t)Kp * Np) * sizeof(float);
 }
 
+/* ---- conversion ---- */
+
+static int has_avx512bf16(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        __atomic_store_n(&cached,
+                         __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl"),
+                         __ATOMIC_RELAXED);
+    }
+    return __atomic_load_n(&cached, __ATOMIC_RELAXED);
+}
+
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+BF16_TARGET static void convert_avx512(uint16_t *dst, const float *src, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        __m256i v = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + i));
+        _mm256_mask_storeu_epi16(dst + i, m, v);
+    }
+}
+
+/* word 2i <- a's i-th (low half of cvtne2ps's result), 2i+1 <- b's */
+static const uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                        8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+BF16_TARGET static void convert_pairs_avx512(uint32_t *dst, const float *a, const float *b, int n) {
+    const __m512i idx = _mm512_loadu_si512(interleave);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 va = _mm512_loadu_ps(a + i), vb = b ? _mm512_loadu_ps(b + i) : _mm512_setzero_ps();
+        __m512i both = (__m512i)_mm512_cvtne2ps_pbh(vb, va);
+        _mm512_storeu_si512(dst + i, _mm512_permutexvar_epi16(idx, both));
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        __m512 va = _mm512_maskz_loadu_ps(m, a + i);
+        __m512 vb = b ? _mm512_maskz_loadu_ps(m, b + i) : _mm512_setzero_ps();
+        __m512i both = (__m512i)_mm512_cvtne2ps_pbh(vb, va);
+        _mm512_mask_storeu_epi32(dst + i, m, _mm512_permutexvar_epi16(idx, both));
+    }
+}
+
+void pasm_bf16_convert(uint16_t *dst, const float *src, int n) {
+    if (has_avx512bf16()) {
+        convert_avx512(dst, src, n);
+        return;
+    }
+    for (int i = 0; i < n; i++) dst[i] = pasm_bf16_from_float(src[i]);
+}
+
+void pasm_bf16_convert_pairs(uint32_t *dst, const float *a, const float *b, int n) {
+    if (has_avx512bf16()) {
+        convert_pairs_avx512(dst, a, b, n);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        dst[i] = (uint32_t)pasm_bf16_from_float(a[i]) |
+                 (uint32_t)(b ? pasm_bf16_from_float(b[i]) : 0) << 16;
+}
+
 /* ---- packing ---- */
 
 void pasm_bf16_pack_rows(uint16_t *a, int Kp, int k0, const float *src, int M, int K,
                          size_t lda) {
-    for (int m = 0; m < M; m++) {
-        uint16_t *dst = a + (size_t)m * Kp + k0;
-        const float *row = src + (size_t)m * lda;
-#pragma omp simd
-        for (int k = 0; k < K; k++) dst[k] = pasm_bf16_from_float(row[k]);
-    }
+    for (int m = 0; m < M; m++) pasm_bf16_convert(a + (size_t)m * Kp + k0, src + (size_t)m * lda, K);
 }
 
 void pasm_bf16_pack_rows_t(uint16_t *a, int Kp, const float *src, int M, int K, size_t ld) {
@@ -76,12 +137,8 @@ void pasm_bf16_pack_rows_t(uint16_t *a, int Kp, const float *src, int M, int K, 
 void pasm_bf16_pack_pairs(uint16_t *b, int Np, int n0, const float *src, int K, int N,
                           size_t ldb) {
     for (int k = 0; k + 1 < K; k += 2) {
-        uint32_t *dst = (uint32_t *)(b + (size_t)(k / 2) * Np * 2) + n0;
-        const float *r0 = src + (size_t)k * ldb, *r1 = r0 + ldb;
-#pragma omp simd
-        for (int n = 0; n < N; n++)
-            dst[n] = (uint32_t)pasm_bf16_from_float(r0[n]) |
-                     (uint32_t)pasm_bf16_from_float(r1[n]) << 16;
+        const float *r0 = src + (size_t)k * ldb;
+        pasm_bf16_convert_pairs((uint32_t *)(b + (size_t)(k / 2) * Np * 2) + n0, r0, r0 + ldb, N);
     }
     if (K & 1) { /* the last k alone: the even halves of its pair */
         uint16_t *dst = b + (size_t)(K / 2) * Np * 2 + (size_t)n0 * 2;

@@ -20,10 +20,12 @@
 static inline int pasm_bf16_rows(int m) { return (m + 15) / 16 * 16; }
 static inline int pasm_bf16_depth(int k) { return (k + 31) / 32 * 32; }
 
-/* One fp32 value rounded to bf16 (nearest even; NaN stays NaN). */
+/* One fp32 value rounded to bf16 as AVX512-BF16's VCVTNEPS2BF16 does it:
+ * nearest even, NaN stays (quiet) NaN, denormal inputs become zero. */
 static inline uint16_t pasm_bf16_from_float(float f) {
     union { float f; uint32_t u; } v = {f};
     if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
+    if ((v.u & 0x7f800000u) == 0) return (uint16_t)((v.u >> 16) & 0x8000u);
     return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
 static inline float pasm_bf16_to_float(uint16_t h) {
@@ -43,6 +45,12 @@ int pasm_bf16_use_amx(int on);
 /* Bytes of fp32 scratch pasm_bf16_gemm needs for these padded sizes: 0 with
  * AMX, the widened operands otherwise. */
 size_t pasm_bf16_gemm_scratch(int Mp, int Np, int Kp);
+
+/* dst[i] = bf16(src[i]), i < n. */
+void pasm_bf16_convert(uint16_t *dst, const float *src, int n);
+/* dst[i] = bf16(a[i]) | bf16(b[i]) << 16, i < n (b NULL: zeros): one pair
+ * row of B pairs. */
+void pasm_bf16_convert_pairs(uint32_t *dst, const float *a, const float *b, int n);
 
 /* The packers write the elements they are given and nothing else; the
  * pad functions then zero the padding. Several sources can be packed side
