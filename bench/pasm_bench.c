@@ -9,6 +9,7 @@
  *                           network's own convolution and linear shapes
  *   pasm_bench load PATH    seconds to load a FER2013 CSV (gzip) completely
  *   pasm_bench sgemm        OpenBLAS sgemm 2048^3 GFLOPS, best of several
+ *   pasm_bench bf16native   1 when bf16 convolutions run on AMX here
  * train, infer1 and infer128 take "bf16" after W: the same with
  * --precision bf16's convolutions (keys end in _bf16).
  * Each prints "key value" lines (key = mode, W appended), plus the peak RSS
@@ -274,6 +275,10 @@ int main(int argc, char **argv) {
     }
     const char *mode = argv[1];
     if (strcmp(mode, "sgemm") == 0) return run_sgemm();
+    if (strcmp(mode, "bf16native") == 0) {
+        printf("bf16_native %d\n", pasm_precision_bf16_native());
+        return 0;
+    }
     if (argc < 3) {
         fprintf(stderr, "pasm_bench: %s needs an argument\n", mode);
         return 2;

@@ -187,6 +187,47 @@ def attack_section(p, t):
     return lines
 
 
+def bf16_section(p, t, widths):
+    """pasm --precision bf16 against PyTorch fp32 (the faster format) and
+    against PyTorch's bf16 autocast."""
+    keys = [(w, mode) for w in widths for mode in ("train", "infer128", "infer1")
+            if "%s_w%d_bf16" % (mode, w) in p]
+    if not keys:
+        return []
+    names = {"train": ("training, width %d, batch 128 (images/s)", 1, True),
+             "infer128": ("inference, width %d, batch 128 (images/s)", 1, True),
+             "infer1": ("inference, width %d, batch 1 (ms, median)", 2, False)}
+
+    def ratio(pv, tv, higher):
+        if not pv or not tv:
+            return "-"
+        return "%.2fx" % (pv / tv if higher else tv / pv)
+
+    native = p.get("bf16_native")
+    lines = ["### bf16 (`--precision bf16`)", ""]
+    lines.append("pasm's convolutions with bf16 operands and fp32 sums (%s), fp32 everywhere "
+                 "else and fp32 master weights; PyTorch under `torch.autocast(\"cpu\", "
+                 "dtype=torch.bfloat16)` in channels-last, eager. Ratios as above, against "
+                 "PyTorch fp32 (its faster format, from the table above) and against PyTorch "
+                 "bf16." % ("AMX tiles" if native == 1 else
+                            "emulated with fp32 sgemm: this CPU has no AMX-BF16"
+                            if native == 0 else "kernel not recorded"))
+    lines.append("")
+    lines.append("| measure | pasm bf16 | PyTorch fp32 | ratio | PyTorch bf16 | ratio | "
+                 "peak MiB pasm / PyTorch bf16 |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for w, mode in keys:
+        label, digits, higher = names[mode]
+        k = "%s_w%d" % (mode, w)
+        pv, tf, tb = p.get(k + "_bf16"), t.get(k), t.get(k + "_bf16")
+        lines.append("| %s | %s | %s | %s | %s | %s | %s / %s |" % (
+            label % w, fmt(pv, digits), fmt(tf, digits), ratio(pv, tf, higher), fmt(tb, digits),
+            ratio(pv, tb, higher), fmt(p.get(k + "_bf16_rss_mb"), 0),
+            fmt(t.get(k + "_bf16_rss_mb"), 0)))
+    lines.append("")
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pasm", required=True)
@@ -199,9 +240,10 @@ def main():
     ap_, at = read(args.attacks_pasm), read(args.attacks_torch)
     widths = sorted({int(k.split("_w")[1]) for k in p if k.startswith("flops_w")})
     for w in widths:
-        best_format(t, "infer1_w%d" % w, True)
-        best_format(t, "train_w%d" % w, False)
-        best_format(t, "infer128_w%d" % w, False)
+        for suffix in ("", "_bf16"):
+            best_format(t, "infer1_w%d%s" % (w, suffix), True)
+            best_format(t, "train_w%d%s" % (w, suffix), False)
+            best_format(t, "infer128_w%d%s" % (w, suffix), False)
     peak = p.get("sgemm_gflops")
     have_torch = "torch_version" in t or "torch_version" in at
     torch_version = t.get("torch_version", at.get("torch_version"))
@@ -284,6 +326,7 @@ def main():
             lines.append("| %s | %s | %s |" % (label, fmt(pv, 0) + "%" if pv else "-",
                                                 fmt(tv, 0) + "%" if tv else "-"))
         lines.append("")
+    lines += bf16_section(p, t, widths)
     lines.append("FER2013 load: pasm's `pasm_dataset_load` on the whole csv.gz (%s images); "
                  "PyTorch's column is a plain Python pipeline (gzip, csv, int parsing, "
                  "torch.tensor), as a PyTorch user would write it."

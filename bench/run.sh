@@ -71,6 +71,16 @@ run_nets() {
             if [ "${BENCH_TORCH_COMPILE:-0}" = 1 ]; then torch_run "$mode" "$w" compiled; fi
         done
     done
+    # --precision bf16 against PyTorch's bf16 autocast (BENCH_BF16=0 skips)
+    if [ "${BENCH_BF16:-1}" = 1 ]; then
+        for w in $WIDTHS; do
+            for mode in train infer128 infer1; do
+                pasm "$mode" "$w" bf16
+                torch_run "$mode" "$w" bf16
+            done
+        done
+        pasm bf16native
+    fi
     if [ -f "$FER" ]; then
         pasm load "$FER"
         torch_run load "$FER"

@@ -2,7 +2,7 @@
 """PyTorch's side of the benchmark: the same measurements as bench/pasm_bench.c,
 one per process (bench/run.sh runs each), printed as "key value" lines.
 
-    torch_bench.py train|infer1|infer128 WIDTH nchw|channels_last|compiled   (2 threads)
+    torch_bench.py train|infer1|infer128 WIDTH nchw|channels_last|compiled|bf16   (2 threads)
     torch_bench.py load PATH                       (gzip + csv + torch.tensor)
     torch_bench.py version
 
@@ -12,6 +12,9 @@ in both memory formats, contiguous NCHW and channels-last, each in its own
 process, and the report takes the faster. "compiled" is channels-last under torch.compile
 (inductor, compiled in the warm-up, which is not timed); bench/run.sh adds it only with
 BENCH_TORCH_COMPILE=1, since compiling takes minutes of the benchmark's budget on two cores.
+"bf16" is channels-last eager under torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's
+mixed precision on the CPU (fp32 weights, bf16 convolutions; oneDNN uses AMX where it can),
+the counterpart of pasm's --precision bf16; its keys end in "_bf16".
 """
 
 import csv
@@ -72,6 +75,11 @@ class ResNet(nn.Module):
 
 
 COMPILED = False
+AUTOCAST = False
+
+
+def autocast():
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=AUTOCAST)
 
 
 def maybe_compile(model):
@@ -110,7 +118,8 @@ def train(width, fmt):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(fwd(x), y)
+        with autocast():
+            loss = F.cross_entropy(fwd(x), y)
         loss.backward()
         opt.step()
 
@@ -123,7 +132,7 @@ def infer128(width, fmt):
     model = ResNet(width).eval().to(memory_format=fmt)
     fwd = maybe_compile(model)
     x = batch(BATCH)[0].contiguous(memory_format=fmt)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         s = timed(lambda: fwd(x), 2 if COMPILED else 1, 3, 100, 10.0 if width >= 64 else 5.0)
     return BATCH / s
 
@@ -134,7 +143,7 @@ def infer1(width, fmt):
     fwd = maybe_compile(model)
     x = batch(1)[0].contiguous(memory_format=fmt)
     lat = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast():
         for _ in range(10):
             fwd(x)
         t_start = time.perf_counter()
@@ -168,12 +177,13 @@ def main():
         load(sys.argv[2])
         return
     width, fmt_name = int(sys.argv[2]), sys.argv[3]
-    global COMPILED
+    global COMPILED, AUTOCAST
     COMPILED = fmt_name == "compiled"
+    AUTOCAST = fmt_name == "bf16"
     fmt = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last,
-           "compiled": torch.channels_last}[fmt_name]
+           "compiled": torch.channels_last, "bf16": torch.channels_last}[fmt_name]
     fn = {"train": train, "infer1": infer1, "infer128": infer128}[mode]
-    key = "%s_w%d" % (mode, width)
+    key = "%s_w%d%s" % (mode, width, "_bf16" if AUTOCAST else "")
     print("%s %.3f\n%s_rss_mb %.0f" % (key, fn(width, fmt), key, peak_rss_mb()))
 
 if __name__ == "__main__":
