@@ -187,6 +187,40 @@ static void test_bad_options(void **state) {
     free(out);
 }
 
+/* --precision bf16: announced, different bytes from fp32's run, the same
+ * bytes again with the same seed, and kept by --resume (a resumed run that
+ * fell back to fp32 would end with other bytes). */
+static void test_bf16_precision(void **state) {
+    char m[400], b1[400], b1_last[400], ref[400], *out;
+    path(m, sizeof m, "b.safetensors");
+    path(b1, sizeof b1, "b1.safetensors");
+    path(b1_last, sizeof b1_last, "b.last.safetensors");
+    path(ref, sizeof ref, "ref.safetensors");
+    int rc = test_run_pasm(&out, TRAIN_ARGS " --out '%s' --precision bf16", faces, m);
+    if (rc) fail_msg("pasm train --precision bf16 failed (%d): %s", rc, out);
+    assert_non_null(strstr(out, "precision bf16"));
+    assert_non_null(strstr(out, "done: 3 epochs"));
+    free(out);
+    assert_false(test_files_equal(m, ref));
+    copy(m, b1);
+    path(b1, sizeof b1, "b1.last.safetensors");
+    copy(b1_last, b1);
+    rc = test_run_pasm(&out, TRAIN_ARGS " --out '%s' --precision bf16 --stop-after-epochs 1",
+                       faces, m);
+    assert_int_equal(rc, 1);
+    free(out);
+    rc = test_run_pasm(&out, "train --resume '%s'", m);
+    if (rc) fail_msg("resume failed (%d): %s", rc, out);
+    assert_non_null(strstr(out, "precision bf16"));
+    free(out);
+    assert_true(test_files_equal(b1_last, b1));
+    path(b1, sizeof b1, "b1.safetensors");
+    assert_true(test_files_equal(m, b1));
+    assert_int_equal(test_run_pasm(&out, TRAIN_ARGS " --out '%s' --precision fp16", faces, m), 2);
+    assert_non_null(strstr(out, "fp16"));
+    free(out);
+}
+
 /* A learning rate that makes the loss blow up: a clear message, exit 1, and
  * the checkpoint of an earlier good run is left as it was. */
 static void test_diverging_loss_keeps_checkpoint(void **state) {
@@ -208,6 +242,7 @@ int main(void) {
         cmocka_unit_test(test_sigint_mid_epoch),
         cmocka_unit_test(test_eval_and_predict),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_bf16_precision),
         cmocka_unit_test(test_diverging_loss_keeps_checkpoint),
     };
     return cmocka_run_group_tests_name("cli/train", tests, setup, teardown);

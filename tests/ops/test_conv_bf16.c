@@ -48,6 +48,33 @@ static void test_rounding(void **state) {
     }
 }
 
+/* The vector conversions (AVX512-BF16 where the CPU has it) round exactly as
+ * the scalar one does, specials and denormals included, at every length. */
+static void test_convert_matches_scalar(void **state) {
+    (void)state;
+    enum { N = 77 };
+    float a[N], b[N];
+    const float special[] = {0.0f, -0.0f, 1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, NAN, -NAN, INFINITY,
+                             -INFINITY, 1e-40f, -1e-40f, 0x1p-126f, 3.3895e38f, -1.0f};
+    for (int i = 0; i < N; i++) {
+        a[i] = i < 13 ? special[i] : (float)sin(i * 1.7) * powf(2.0f, (float)(i % 50 - 25));
+        b[i] = (float)cos(i * 0.3) * 1000.0f;
+    }
+    for (int n = 0; n <= N; n += (n < 20 ? 1 : 19)) {
+        uint16_t h[N];
+        uint32_t p[N];
+        pasm_bf16_convert(h, a, n);
+        pasm_bf16_convert_pairs(p, a, b, n);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(h[i], pasm_bf16_from_float(a[i]));
+            assert_int_equal(p[i] & 0xffffu, pasm_bf16_from_float(a[i]));
+            assert_int_equal(p[i] >> 16, pasm_bf16_from_float(b[i]));
+        }
+        pasm_bf16_convert_pairs(p, b, NULL, n);
+        for (int i = 0; i < n; i++) assert_int_equal(p[i], pasm_bf16_from_float(b[i]));
+    }
+}
+
 /* A (M x K) and B (K x N) random, packed, multiplied; C checked against the
  * double product of the rounded values, and the guard band around C intact. */
 static void check_gemm(int M, int N, int K, int accumulate) {
@@ -336,7 +363,8 @@ static void test_precision_names(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rounding),        cmocka_unit_test(test_gemm_amx),
+        cmocka_unit_test(test_rounding),        cmocka_unit_test(test_convert_matches_scalar),
+        cmocka_unit_test(test_gemm_amx),
         cmocka_unit_test(test_gemm_widened),    cmocka_unit_test(test_conv_amx),
         cmocka_unit_test(test_conv_widened),    cmocka_unit_test(test_conv_bf16_fused),
         cmocka_unit_test(test_precision_names),
