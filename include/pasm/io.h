@@ -77,6 +77,7 @@ typedef struct {
     int input_size;        /* 0 = 48 */
     const char *classes;   /* comma list or NULL */
     const char *norm;      /* "MEAN,STD" (per channel: "m1,m2,m3,s1,s2,s3") or NULL */
+    int precision;         /* the built network's pasm_net_config.precision (0 = fp32) */
 } pasm_load_options;
 
 /* Writes the network's state_dict and meta (design.md's keys) atomically. */

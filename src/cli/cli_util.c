@@ -83,11 +83,22 @@ void cli_catch_signals(volatile int *flag) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
+int cli_precision(const char *cmd, const char *s, int *out) {
+    pasm_precision p;
+    if (pasm_precision_parse(s, &p)) {
+        cli_usage_error(cmd, "--precision: %s", pasm_last_error());
+        return 0;
+    }
+    *out = (int)p;
+    return 1;
+}
+
 int cli_load_model(const char *cmd, const char *path, const cli_model_options *mo, int max_batch,
                    pasm_net_mode mode, pasm_net **net, pasm_model_meta *meta) {
     pasm_load_options lo = {.input_size = mo ? mo->input_size : 0,
                             .classes = mo ? mo->classes : NULL,
-                            .norm = mo ? mo->norm : NULL};
+                            .norm = mo ? mo->norm : NULL,
+                            .precision = mo ? mo->precision : 0};
     memset(meta, 0, sizeof *meta);
     pasm_status st = pasm_checkpoint_load_mode(path, &lo, max_batch, mode, net, meta);
     if (st) return cli_fail(cmd, st);

@@ -28,7 +28,12 @@ void cli_catch_signals(volatile int *flag);
 typedef struct {
     int input_size;
     const char *classes, *norm;
+    int precision; /* pasm_precision of the network's convolutions */
 } cli_model_options;
+
+/* --precision P: fp32 or bf16 into *out (pasm_precision); 0 with a usage
+ * message otherwise. */
+int cli_precision(const char *cmd, const char *s, int *out);
 
 /* Loads a checkpoint into a network of the given mode for batches of
  * max_batch: PASM_NET_EVAL for inference and evaluation, PASM_NET_EVAL_GRAD

@@ -288,10 +288,9 @@ static int parse(int argc, char **argv, train_args *a, int *threads, char *resum
         case O_SEED: ok = cli_u64(CMD, "--seed", optarg, &a->seed); break;
         case O_THREADS: ok = cli_int(CMD, "--threads", optarg, 0, 1024, threads); break;
         case O_PRECISION: {
-            pasm_precision p;
-            if (pasm_precision_parse(optarg, &p))
-                return cli_usage_error(CMD, "--precision: %s", pasm_last_error());
-            snprintf(a->precision, sizeof a->precision, "%s", pasm_precision_name(p));
+            int p = 0;
+            ok = cli_precision(CMD, optarg, &p);
+            snprintf(a->precision, sizeof a->precision, "%s", pasm_precision_name((pasm_precision)p));
             break;
         }
         case O_OUT: ok = copy_opt(a->out, sizeof a->out, "--out", optarg); break;

@@ -219,6 +219,7 @@ pasm_status pasm_checkpoint_load_mode(const char *path, const pasm_load_options 
     if (st != PASM_OK) return st;
     st = pasm_checkpoint_read_meta(&file, opts, meta);
     if (st == PASM_OK) {
+        meta->net.precision = opts ? opts->precision : 0;
         st = pasm_net_create_mode(&built, &meta->net, max_batch, mode);
         if (st != PASM_OK) {
             built = NULL; /* create owns its partial work */

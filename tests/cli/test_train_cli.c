@@ -3,6 +3,7 @@
  * one, resumes to the bytes of an uninterrupted run; eval and predict read
  * what train wrote; bad options and a diverging loss fail cleanly without
  * replacing a good checkpoint. */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,26 @@ static void test_eval_and_predict(void **state) {
     assert_int_equal(lines, 42);
     assert_non_null(strstr(out, "\"probabilities\":["));
     assert_non_null(strstr(out, "\"path\":"));
+    free(out);
+    /* bf16 inference of the fp32-trained model: the same faces, an accuracy
+     * within a few faces of fp32's */
+    double acc[2];
+    const char *prec[2] = {"fp32", "bf16"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(test_run_pasm(&out, "eval --model '%s' --data '%s' --split test --json "
+                                             "--precision %s", m, faces, prec[i]),
+                         0);
+        const char *a = strstr(out, "\"accuracy\":");
+        assert_non_null(a);
+        acc[i] = strtod(a + 11, NULL);
+        assert_non_null(strstr(out, "\"count\":42"));
+        free(out);
+    }
+    printf("eval accuracy fp32 %.4f, bf16 %.4f\n", acc[0], acc[1]);
+    assert_true(fabs(acc[0] - acc[1]) <= 3.0 / 42 + 1e-9);
+    assert_int_equal(test_run_pasm(&out, "predict --model '%s' --data '%s' --split test "
+                                         "--precision bf16", m, faces),
+                     0);
     free(out);
 }
 
