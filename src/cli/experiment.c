@@ -43,7 +43,7 @@ static const char *CMD = "experiment";
 static const char *const BASELINE_OPTIONS[] = {
     "data", "split", "val-data", "val-split", "test-split", "val-fraction", "input-size",
     "channels", "width", "epochs", "batch", "lr", "schedule", "momentum", "wd", "crop-padding",
-    "no-flip", "erase-p"};
+    "no-flip", "erase-p", "precision"};
 static const char *const CONTROLS[] = {"long-baseline", "kd-only", "random-point",
                                        "random-erasing", "cam-erasing"};
 /* Options a plan may not set: the experiment sets them per run. */

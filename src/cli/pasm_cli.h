@@ -52,6 +52,7 @@ typedef struct {
      * random erasing with probability 1, drawn every epoch (random-erasing). */
     int no_mask, erase_copy;
     float erase_p; /* random erasing of every training face (0 = off) */
+    int precision; /* pasm_precision of the teacher's and student's convolutions */
 } cli_round_args;
 
 void cli_round_defaults(cli_round_args *a);

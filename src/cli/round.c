@@ -73,6 +73,7 @@ static void usage(FILE *f) {
             "  --out STUDENT         checkpoint (required), with .last, .state, .metrics.jsonl\n"
             "  --resume              continue from STUDENT's state file when there is one\n"
             "  --threads T           threads, 0 = all cores (0)\n"
+            "  --precision P         fp32 or bf16 convolutions (teacher and student) (fp32)\n"
             "  --help                this text\n");
 }
 
@@ -88,6 +89,8 @@ static char *args_json(const cli_round_args *a, int side) {
     if (a->no_mask) cJSON_AddBoolToObject(o, "no_mask", 1);
     if (a->erase_copy) cJSON_AddBoolToObject(o, "erase_copy", 1);
     if (a->erase_p > 0) cJSON_AddNumberToObject(o, "erase_p", a->erase_p);
+    if (a->precision) /* only when set: older round states still resume */
+        cJSON_AddStringToObject(o, "precision", pasm_precision_name((pasm_precision)a->precision));
     cJSON_AddNumberToObject(o, "side", side);
     cJSON_AddStringToObject(o, "fill", a->fill);
     cJSON_AddStringToObject(o, "mix", a->mix);
@@ -262,8 +265,9 @@ int cli_round_run(const cli_round_args *a) {
     pasm_net *teacher = NULL, *student = NULL;
     pasm_model_meta tmeta, smeta;
     memset(&smeta, 0, sizeof smeta);
-    int rc = cli_load_model(CMD, a->teacher, NULL, a->batch, PASM_NET_EVAL, &teacher,
-                            &tmeta);
+    /* the student inherits the teacher's config, precision included */
+    const cli_model_options tmo = {.precision = a->precision};
+    int rc = cli_load_model(CMD, a->teacher, &tmo, a->batch, PASM_NET_EVAL, &teacher, &tmeta);
     if (rc) return rc;
     pasm_dataset d, dm, val, mixed, tmp;
     memset(&d, 0, sizeof d), memset(&dm, 0, sizeof dm), memset(&val, 0, sizeof val);
@@ -350,7 +354,7 @@ int pasm_cmd_round(int argc, char **argv) {
     enum { O_TEACHER = 256, O_DATA, O_SPLIT, O_VAL_DATA, O_VAL_SPLIT, O_VAL_FRACTION, O_MINED,
            O_SIDE, O_FILL, O_MIX, O_MASK_PROB, O_SKIP, O_KD_ALPHA, O_KD_TEMP, O_INIT, O_EPOCHS,
            O_LR, O_SCHEDULE, O_BATCH, O_MOMENTUM, O_WD, O_CROP, O_NO_FLIP, O_SEED, O_OUT,
-           O_RESUME, O_THREADS, O_NO_MASK, O_ERASE_COPY, O_ERASE_P, O_HELP };
+           O_RESUME, O_THREADS, O_NO_MASK, O_ERASE_COPY, O_ERASE_P, O_PRECISION, O_HELP };
     static const struct option opts[] = {
         {"teacher", required_argument, 0, O_TEACHER}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"val-data", required_argument, 0, O_VAL_DATA},
@@ -370,6 +374,7 @@ int pasm_cmd_round(int argc, char **argv) {
         {"out", required_argument, 0, O_OUT}, {"resume", no_argument, 0, O_RESUME},
         {"threads", required_argument, 0, O_THREADS}, {"no-mask", no_argument, 0, O_NO_MASK},
         {"erase-copy", no_argument, 0, O_ERASE_COPY}, {"erase-p", required_argument, 0, O_ERASE_P},
+        {"precision", required_argument, 0, O_PRECISION},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     cli_round_args a;
     cli_round_defaults(&a);
@@ -409,6 +414,7 @@ int pasm_cmd_round(int argc, char **argv) {
         case O_NO_MASK: a.no_mask = 1; break;
         case O_ERASE_COPY: a.erase_copy = 1; break;
         case O_ERASE_P: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &a.erase_p); break;
+        case O_PRECISION: ok = cli_precision(CMD, optarg, &a.precision); break;
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }

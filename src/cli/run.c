@@ -74,6 +74,8 @@ static void usage(FILE *f) {
             "  --student-init S (teacher)  --round-epochs N (10)  --round-lr F (0.01)\n"
             "  --round-schedule S (cosine)\n"
             "  --erase-p F            random erasing in every phase (0 = off)\n"
+            "  --precision P          fp32 or bf16 convolutions in the training phases; mining\n"
+            "                         stays fp32 (fp32)\n"
             "controls (pasm-method.md), each matched to PASM in sample-passes:\n"
             "  --control C            long-baseline (one network, no rounds), kd-only (rounds\n"
             "                         without masks), random-point (squares at random points),\n"
@@ -135,6 +137,9 @@ static char *args_json(const run_args *a) {
         cJSON_AddStringToObject(o, "baseline_sha256", a->baseline_sha);
     }
     if (strcmp(a->erase_p, "0")) cJSON_AddStringToObject(o, "erase_p", a->erase_p);
+    if (a->round.precision)
+        cJSON_AddStringToObject(o, "precision",
+                                pasm_precision_name((pasm_precision)a->round.precision));
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -250,6 +255,7 @@ static int phase_baseline(const run_args *a, int round) {
     if (a->val_data) argv[argc++] = "--val-data", argv[argc++] = (char *)a->val_data;
     if (!a->hflip) argv[argc++] = "--no-flip";
     if (strcmp(a->erase_p, "0")) argv[argc++] = "--erase-p", argv[argc++] = (char *)a->erase_p;
+    if (a->round.precision) argv[argc++] = "--precision", argv[argc++] = "bf16";
     argv[argc] = NULL;
     return pasm_cmd_train(argc, argv);
 }
@@ -485,7 +491,7 @@ int pasm_cmd_run(int argc, char **argv) {
            O_WD, O_CROP, O_NO_FLIP, O_ROUNDS, O_ATTACK, O_POP, O_GENS, O_F, O_NO_EARLY, O_ITER,
            O_ABATCH, O_SIDE, O_FILL, O_MIX, O_MASK_PROB, O_SKIP, O_KD_ALPHA, O_KD_TEMP, O_INIT,
            O_REPOCHS, O_RLR, O_RSCHED, O_SEED, O_THREADS, O_OUT, O_STOP_PHASES, O_STOP_MINING,
-           O_CONTROL, O_BASELINE, O_ERASE_P, O_HELP };
+           O_CONTROL, O_BASELINE, O_ERASE_P, O_PRECISION, O_HELP };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"val-data", 1, 0, O_VAL_DATA},
         {"val-split", 1, 0, O_VAL_SPLIT}, {"test-split", 1, 0, O_TEST_SPLIT},
@@ -504,7 +510,8 @@ int pasm_cmd_run(int argc, char **argv) {
         {"round-schedule", 1, 0, O_RSCHED}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
         {"out", 1, 0, O_OUT}, {"stop-after-phases", 1, 0, O_STOP_PHASES},
         {"stop-mining-after", 1, 0, O_STOP_MINING}, {"control", 1, 0, O_CONTROL},
-        {"baseline", 1, 0, O_BASELINE}, {"erase-p", 1, 0, O_ERASE_P}, {"help", 0, 0, O_HELP},
+        {"baseline", 1, 0, O_BASELINE}, {"erase-p", 1, 0, O_ERASE_P},
+        {"precision", 1, 0, O_PRECISION}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     run_args a;
     memset(&a, 0, sizeof a);
@@ -569,6 +576,7 @@ int pasm_cmd_run(int argc, char **argv) {
         case O_CONTROL: a.control = optarg; break;
         case O_BASELINE: a.baseline = optarg; break;
         case O_ERASE_P: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &check), a.erase_p = optarg; break;
+        case O_PRECISION: ok = cli_precision(CMD, optarg, &a.round.precision); break;
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }

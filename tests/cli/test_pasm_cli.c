@@ -124,6 +124,38 @@ static void test_student_init(void **state) {
 #define RUN_ARGS "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 --attack grad " \
                  "--attack-batch 32 --rounds 2 --mix masked --seed 3 --out '%s'"
 
+/* pasm run --precision bf16: every training phase in bf16 (run.json says
+ * so), the run ends, and the same folder with fp32 is another run, refused. */
+static void test_run_bf16(void **state) {
+    char c[400], *out;
+    snprintf(c, sizeof c, "%s/runC", dir);
+    int rc = test_run_pasm(&out, "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 "
+                                 "--attack grad --attack-batch 32 --rounds 1 --seed 3 "
+                                 "--precision bf16 --out '%s'", faces, c);
+    if (rc) fail_msg("run --precision bf16 failed: %s", out);
+    assert_non_null(strstr(out, "precision bf16"));
+    free(out);
+    char json[520];
+    snprintf(json, sizeof json, "%s/run.json", c);
+    FILE *f = fopen(json, "r");
+    assert_non_null(f);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    size_t k = 0; /* without white space */
+    for (size_t i = 0; i < n; i++)
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\n') text[k++] = text[i];
+    text[k] = 0;
+    if (!strstr(text, "\"precision\":\"bf16\"")) fail_msg("run.json: %s", text);
+    rc = test_run_pasm(&out, "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 "
+                             "--attack grad --attack-batch 32 --rounds 1 --seed 3 --out '%s'",
+                       faces, c);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "other options"));
+    free(out);
+}
+
 static void test_run_killed_and_resumed(void **state) {
     char a[400], b[400], fa[500], fb[500], *out;
     snprintf(a, sizeof a, "%s/runA", dir);
@@ -286,6 +318,7 @@ int main(void) {
         cmocka_unit_test(test_mine_seed_reproduces),
         cmocka_unit_test(test_student_init),
         cmocka_unit_test(test_run_killed_and_resumed),
+        cmocka_unit_test(test_run_bf16),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
