@@ -293,6 +293,9 @@ static void conv_shapes(void) {
     check_conv(5, 16, 5, 40, 3, 1, 1);  /* 5x6 maps: grouped images, M and N edges */
     check_conv(9, 32, 4, 32, 3, 1, 1);  /* 4x5 maps, 9 images: groups across both threads */
     check_conv(1, 33, 7, 48, 3, 1, 1);  /* odd channel count, one image */
+    check_conv(2, 3, 20, 16, 3, 1, 1);  /* rows of 21: two vectors per output row */
+    check_conv(2, 2, 18, 16, 5, 1, 2);  /* 5x5, pad 2: lanes cut on both sides */
+    check_conv(2, 2, 17, 16, 3, 1, 0);  /* no padding */
 }
 
 static void test_conv_amx(void **state) {
