@@ -147,8 +147,62 @@ void pasm_bf16_pack_pairs(uint16_t *b, int Np, int n0, const float *src, int K, 
     }
 }
 
+/* 16 source rows (n0..n0+15) x 16 pairs (p0..p0+15): each row's 32 floats
+ * become 16 pairs in one vector; a 16 x 16 transpose of 32-bit elements
+ * (unpack 32, unpack 64, two rounds of 128-bit shuffles) turns them into 16
+ * rows of B pairs. */
+BF16_TARGET static void pairs_t_block(uint32_t *dst, int Np, const float *src, size_t ld) {
+    __m512i r[16], t[16];
+    for (int i = 0; i < 16; i++) {
+        const float *row = src + (size_t)i * ld;
+        r[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 16), _mm512_loadu_ps(row));
+    }
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_i32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xdd);
+    }
+    /* r[j] holds pair j of rows 0..15 */
+    for (int j = 0; j < 16; j++) _mm512_storeu_si512(dst + (size_t)j * Np, r[j]);
+}
+
 void pasm_bf16_pack_pairs_t(uint16_t *b, int Np, int k0, const float *src, int K, int N,
                             size_t ld) {
+    if (k0 % 2 == 0 && has_avx512bf16()) {
+        /* whole 16 x 16 blocks with vectors, the rest below */
+        const int pairs = K / 2, pb = pairs / 16 * 16, nb = N / 16 * 16;
+        uint32_t *dst0 = (uint32_t *)(b + (size_t)(k0 / 2) * Np * 2);
+        for (int p0 = 0; p0 < pb; p0 += 16)
+            for (int n0 = 0; n0 < nb; n0 += 16)
+                pairs_t_block(dst0 + (size_t)p0 * Np + n0, Np, src + (size_t)n0 * ld + 2 * p0, ld);
+        for (int n = 0; n < N; n++) {
+            const float *row = src + (size_t)n * ld;
+            for (int p = n < nb ? pb : 0; p < pairs; p++)
+                dst0[(size_t)p * Np + n] = (uint32_t)pasm_bf16_from_float(row[2 * p]) |
+                                           (uint32_t)pasm_bf16_from_float(row[2 * p + 1]) << 16;
+        }
+        if (K & 1) {
+            const int k = k0 + K - 1;
+            for (int n = 0; n < N; n++)
+                b[(size_t)(k / 2) * Np * 2 + (size_t)n * 2] =
+                    pasm_bf16_from_float(src[(size_t)n * ld + K - 1]);
+        }
+        return;
+    }
     if (k0 % 2 == 0) {
         /* Pairs (k, k+1) sit side by side in each source row: one 32-bit
          * store each, 16 pairs of a row at a time to keep the stores near. */
