@@ -248,6 +248,7 @@ def main():
     have_torch = "torch_version" in t or "torch_version" in at
     torch_version = t.get("torch_version", at.get("torch_version"))
 
+    compiled = any(k.endswith("@compiled") for k in t)
     rows = []  # (label, pasm, torch, digits, higher_is_better, note)
 
     def add(label, key, digits, higher, note=""):
@@ -298,10 +299,12 @@ def main():
     lines.append("")
     lines.append("ResNet-18 at 48x48, 1 channel, 7 classes. Training: forward, cross-entropy, "
                  "backward and an SGD step (momentum 0.9, Nesterov, weight decay 5e-4) on one "
-                 "fixed batch. PyTorch runs eagerly in NCHW and in channels-last, each in its "
-                 "own process; the faster is shown (format in the last column). Peak memory is "
+                 "fixed batch. PyTorch runs eagerly in NCHW and in channels-last%s, each in its "
+                 "own process; the fastest is shown (format in the last column). Peak memory is "
                  "each process's peak RSS (getrusage), including the libraries it loaded. "
-                 "Ratio: how many times better pasm is (>1 = pasm faster / smaller).")
+                 "Ratio: how many times better pasm is (>1 = pasm faster / smaller)."
+                 % (", and channels-last under `torch.compile` (inductor; compiled in the "
+                    "untimed warm-up; `BENCH_TORCH_COMPILE=1`)" if compiled else ""))
     lines.append("")
     lines.append("| measure | pasm | PyTorch | ratio | PyTorch format |")
     lines.append("| --- | ---: | ---: | ---: | --- |")
