@@ -175,6 +175,9 @@ static pasm_status args_from_json(const char *source, const char *json, train_ar
              json_num(o, "label_smoothing", &v[10]) && json_num(o, "crop_padding", &v[11]) &&
              json_num(o, "hflip", &v[12]) && json_num(o, "erase_p", &v[13]) &&
              json_num(o, "val_fraction", &v[14]);
+    /* runs from before --precision existed are fp32 */
+    if (!json_str(o, "precision", a->precision, sizeof a->precision))
+        strcpy(a->precision, "fp32");
     cJSON_Delete(o);
     if (!ok)
         return pasm_errorf(PASM_ERR_FORMAT, "%s: the stored run options are incomplete", source);
@@ -194,11 +197,6 @@ static pasm_status args_from_json(const char *source, const char *json, train_ar
     a->erase_p = (float)v[13];
     a->val_fraction = (float)v[14];
     a->seed = strtoull(seed, NULL, 10);
-    /* runs from before --precision existed are fp32 */
-    cJSON *p = cJSON_Parse(json);
-    if (!json_str(p, "precision", a->precision, sizeof a->precision))
-        strcpy(a->precision, "fp32");
-    cJSON_Delete(p);
     pasm_precision prec;
     if (pasm_precision_parse(a->precision, &prec))
         return pasm_error_prefix(PASM_ERR_FORMAT, "%s: stored run options", source);

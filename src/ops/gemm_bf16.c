@@ -182,35 +182,20 @@ BF16_TARGET static void pairs_t_block(uint32_t *dst, int Np, const float *src, s
 
 void pasm_bf16_pack_pairs_t(uint16_t *b, int Np, int k0, const float *src, int K, int N,
                             size_t ld) {
-    if (k0 % 2 == 0 && has_avx512bf16()) {
-        /* whole 16 x 16 blocks with vectors, the rest below */
-        const int pairs = K / 2, pb = pairs / 16 * 16, nb = N / 16 * 16;
+    if (k0 % 2 == 0) {
+        /* Pairs (k, k+1) sit side by side in each source row: one 32-bit
+         * store each. Whole 16 x 16 blocks go through vectors where the CPU
+         * has AVX512-BF16; the rest 16 pairs of a row at a time, to keep the
+         * stores near. */
+        const int pairs = K / 2, vec = has_avx512bf16();
+        const int pb = vec ? pairs / 16 * 16 : 0, nb = vec ? N / 16 * 16 : 0;
         uint32_t *dst0 = (uint32_t *)(b + (size_t)(k0 / 2) * Np * 2);
         for (int p0 = 0; p0 < pb; p0 += 16)
             for (int n0 = 0; n0 < nb; n0 += 16)
                 pairs_t_block(dst0 + (size_t)p0 * Np + n0, Np, src + (size_t)n0 * ld + 2 * p0, ld);
-        for (int n = 0; n < N; n++) {
-            const float *row = src + (size_t)n * ld;
-            for (int p = n < nb ? pb : 0; p < pairs; p++)
-                dst0[(size_t)p * Np + n] = (uint32_t)pasm_bf16_from_float(row[2 * p]) |
-                                           (uint32_t)pasm_bf16_from_float(row[2 * p + 1]) << 16;
-        }
-        if (K & 1) {
-            const int k = k0 + K - 1;
-            for (int n = 0; n < N; n++)
-                b[(size_t)(k / 2) * Np * 2 + (size_t)n * 2] =
-                    pasm_bf16_from_float(src[(size_t)n * ld + K - 1]);
-        }
-        return;
-    }
-    if (k0 % 2 == 0) {
-        /* Pairs (k, k+1) sit side by side in each source row: one 32-bit
-         * store each, 16 pairs of a row at a time to keep the stores near. */
-        const int pairs = K / 2;
-        uint32_t *dst0 = (uint32_t *)(b + (size_t)(k0 / 2) * Np * 2);
         for (int p0 = 0; p0 < pairs; p0 += 16) {
             const int p1 = p0 + 16 < pairs ? p0 + 16 : pairs;
-            for (int n = 0; n < N; n++) {
+            for (int n = p0 < pb ? nb : 0; n < N; n++) {
                 const float *row = src + (size_t)n * ld;
                 for (int p = p0; p < p1; p++)
                     dst0[(size_t)p * Np + n] = (uint32_t)pasm_bf16_from_float(row[2 * p]) |
