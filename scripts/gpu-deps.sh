@@ -78,9 +78,9 @@ fixup() {
     if [ -d "$ROOT/lib" ] && [ ! -L "$ROOT/lib" ]; then
         mkdir -p "$ROOT/usr/lib"
         cp -a "$ROOT/lib/." "$ROOT/usr/lib/"
-        rm -rf "$ROOT/lib"
+        rm -rf "${ROOT:?}/lib"
     fi
-    rm -rf "$ROOT/usr/share" "$ROOT/usr/bin" "$ROOT/etc" \
+    rm -rf "${ROOT:?}/usr/share" "${ROOT:?}/usr/bin" "${ROOT:?}/etc" \
         "$ROOT/usr/lib/$MULTI/cmake" "$ROOT/usr/lib/$MULTI/openblas-openmp/cmake"
     find "$ROOT" -name '*.a' -delete
     rm -f "$ROOT/usr/lib/$MULTI/openblas-openmp/"{libblas,liblapack}.so*
@@ -158,7 +158,7 @@ C
     for d in "${libs[@]}"; do flags+=("-L$d" "-Wl,-rpath,$d"); done
     # DT_RPATH, not DT_RUNPATH: a runpath is not searched for the libraries'
     # own dependencies (libopenblas.so.0 -> libgfortran.so.5), an rpath is
-    flags+=(-Wl,--disable-new-dtags)
+    flags+=("-Wl,--disable-new-dtags")
     # the Makefile's DEPS_ROOT include list
     "$cc" -std=c11 -fopenmp -Wall -Werror -I"$abs/usr/include" -I"$abs/usr/include/cjson" \
         -I"$abs/usr/include/$MULTI" -I"$abs/usr/include/$MULTI/openblas-openmp" \
