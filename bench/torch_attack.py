@@ -7,6 +7,7 @@ pasm's. Same arguments and the same "key value" lines:
     torch_attack.py grad|iter|de MODEL CSV N [--tag NAME] [--pop P] [--gens G]
         [--no-early-stop] [--iter-max K] [--batch B] [--threads T]
         [--format nchw|channels_last] [--points PATH] [--compare PASM_POINTS]
+        [--device cpu|cuda]
 
 MODEL is a pasm checkpoint (attack_bench model writes the seeded one), read
 here without the safetensors package and loaded into torch_bench.py's ResNet,
@@ -22,6 +23,11 @@ distribution. What PyTorch is allowed that pasm does not do: forwards that need
 no gradient run under torch.inference_mode (iter's last evaluation included,
 where pasm computes an unused gradient), parameters do not require gradients,
 and the faces are normalised once and indexed instead of normalised per query.
+
+--device cuda runs the attack on the GPU (the faces, the model and every tensor
+the attack makes live there; de's generator too, so its random numbers differ
+from the CPU's); the timing then synchronises the device, and KEY_gpu_peak_mb
+is torch.cuda.max_memory_allocated. The default, cpu, is the CPU benchmark.
 
 --compare reads attack_bench's --points CSV and prints KEY_agree (the share
 of faces where both chose the same pixel) and KEY_p_before_maxdiff.
@@ -220,7 +226,7 @@ def attack_iter(sc, faces_n, labels, args):
 def distinct_other(gen, pop, excluded, shape):
     """Uniform indices in 0..pop-1 different from every tensor in excluded
     (which are mutually distinct): draw among pop - k and step over them."""
-    r = torch.randint(pop - len(excluded), shape, generator=gen)
+    r = torch.randint(pop - len(excluded), shape, generator=gen, device=gen.device)
     for e in torch.sort(torch.stack(excluded), 0).values:
         r += (r >= e).long()
     return r
@@ -232,7 +238,7 @@ def clamp_round(v, hi):
 
 def attack_de(sc, faces_n, labels, args):
     n, c, pop, f = labels.numel(), faces_n.shape[1], args.pop, args.f
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator(device=faces_n.device).manual_seed(0)
     p_before, pred_clean = [], []
     for s in range(0, n, sc.batch):
         pr = sc.probs(faces_n[s:s + sc.batch])
@@ -240,9 +246,9 @@ def attack_de(sc, faces_n, labels, args):
         pred_clean.append(pr.argmax(1))
     p_before = torch.cat(p_before)
     was_right = torch.cat(pred_clean) == labels
-    rows = torch.randint(SIZE, (n, pop), generator=gen)
-    cols = torch.randint(SIZE, (n, pop), generator=gen)
-    vals = torch.randint(256, (n, pop, c), generator=gen, dtype=torch.uint8)
+    rows = torch.randint(SIZE, (n, pop), generator=gen, device=gen.device)
+    cols = torch.randint(SIZE, (n, pop), generator=gen, device=gen.device)
+    vals = torch.randint(256, (n, pop, c), generator=gen, dtype=torch.uint8, device=gen.device)
     img = torch.arange(n).repeat_interleave(pop)
     fit, pred = eval_changes(sc, faces_n, labels, img, rows.reshape(-1), cols.reshape(-1),
                              vals.reshape(-1, c))
@@ -318,7 +324,12 @@ def compare(path, key, out):
         key, same / n, key, n, key, diff))
 
 
-def main():
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("attack", choices=sorted(ATTACKS))
     ap.add_argument("model")
@@ -335,20 +346,34 @@ def main():
     ap.add_argument("--format", choices=["nchw", "channels_last"], default="channels_last")
     ap.add_argument("--points")
     ap.add_argument("--compare")
-    args = ap.parse_args()
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
     if args.pop < 4 or args.gens < 0 or args.iter_max < 1 or args.batch < 1 or args.n < 1:
         sys.exit("torch_attack: need --pop >= 4, --gens >= 0, --iter-max >= 1, --batch >= 1, N >= 1")
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     fmt = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}[args.format]
     model, width, mean, std = load_model(args.model, fmt)
     faces, labels = load_faces(args.csv, args.n)
+    if dev.type != "cpu":
+        model.to(dev)
+        mean, std, faces, labels = mean.to(dev), std.to(dev), faces.to(dev), labels.to(dev)
     sc = Scorer(model, mean, std, fmt, args.batch)
     faces_n = sc.normalise(faces)
     key = "attack_%s_w%d" % (args.tag or args.attack, width)
-    ATTACKS["grad"](sc, faces_n[:WARMUP_FACES], labels[:WARMUP_FACES], args)
-    t0 = time.perf_counter()
-    out = ATTACKS[args.attack](sc, faces_n, labels, args)
-    s = time.perf_counter() - t0
+    with torch.device(dev):
+        ATTACKS["grad"](sc, faces_n[:WARMUP_FACES], labels[:WARMUP_FACES], args)
+        if dev.type == "cuda":  # the kernels of the full batch size too
+            w = min(args.n, args.batch)
+            ATTACKS[args.attack](sc, faces_n[:w], labels[:w], args)
+            torch.cuda.reset_peak_memory_stats(dev)
+        sync(dev)
+        t0 = time.perf_counter()
+        out = ATTACKS[args.attack](sc, faces_n, labels, args)
+        sync(dev)
+        s = time.perf_counter() - t0
+    out = {k: v.cpu() for k, v in out.items()}
+    labels = labels.cpu()
     n, queries = args.n, int(out["queries"].sum())
     print("%s %.3f\n%s_faces %d\n%s_s %.3f\n%s_queries %d\n%s_fooled %d" % (
         key, n / s, key, n, key, s, key, queries, key, int(out["fooled"].sum())))
@@ -357,6 +382,8 @@ def main():
             key, args.pop, key, args.gens, key, (queries - n) / s))
     print("%s_format %s\n%s_rss_mb %.0f" % (
         key, args.format, key, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    if dev.type == "cuda":
+        print("%s_gpu_peak_mb %.0f" % (key, torch.cuda.max_memory_allocated(dev) / 2**20))
     if args.points:
         write_points(args.points, labels, out)
     if args.compare:
