@@ -99,11 +99,16 @@ def load_faces(path, n):
         for row in csv.DictReader(f):
             if len(labels) == n:
                 break
-            pixels.append([int(v) for v in row["pixels"].split()])
+            pixels.append(row["pixels"])
             labels.append(int(row["emotion"]))
     if len(labels) < n:
         sys.exit("torch_attack: %s has %d faces, %d asked" % (path, len(labels), n))
-    return torch.tensor(pixels, dtype=torch.uint8).view(n, 1, SIZE, SIZE), torch.tensor(labels)
+    try:  # the same tensor, parsed faster (tens of thousands of faces on the GPU)
+        import numpy as np
+        flat = torch.from_numpy(np.array(" ".join(pixels).split(), dtype=np.uint8))
+    except ImportError:
+        flat = torch.tensor([int(v) for p in pixels for v in p.split()], dtype=torch.uint8)
+    return flat.view(n, 1, SIZE, SIZE), torch.tensor(labels)
 
 
 class Scorer:
