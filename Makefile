@@ -22,9 +22,49 @@ CFLAGS += $(OPT) $(CFLAGS_BASE)
 LDLIBS := -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread
 LDFLAGS += $(OPT) -fopenmp
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/nn/*.c src/io/*.c src/data/*.c src/train/*.c src/pasm/*.c))
+# Libraries unpacked into a folder instead of / (the GPU machine, which can
+# install nothing: scripts/gpu-deps.sh): DEPS_ROOT=/path/to/root.
+ifneq ($(DEPS_ROOT),)
+CFLAGS += -I$(DEPS_ROOT)/usr/include -I$(DEPS_ROOT)/usr/include/cjson \
+  -I$(DEPS_ROOT)/usr/include/x86_64-linux-gnu -I$(DEPS_ROOT)/usr/include/x86_64-linux-gnu/openblas-openmp
+DEPS_LIBDIRS := $(DEPS_ROOT)/usr/lib/x86_64-linux-gnu $(DEPS_ROOT)/usr/lib/x86_64-linux-gnu/openblas-openmp
+LDFLAGS += $(foreach d,$(DEPS_LIBDIRS),-L$(d) -Wl,-rpath,$(d))
+endif
+
+# The CUDA backend (src/cuda/): built when nvcc is found; CUDA=1 insists on
+# it, CUDA=0 leaves it out. A CUDA build links the CUDA runtime statically
+# and cuDNN dynamically, and still runs (on the CPU) where no GPU or driver
+# is present. CUDA_HOME and CUDNN_HOME (include/ and lib/ or lib64/) say
+# where they are; CUDA_ARCH the GPU code built (Hopper's sm_90 with PTX).
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifeq ($(CUDA),)
+CUDA := $(if $(NVCC),1,0)
+endif
+ifeq ($(CUDA),1)
+ifeq ($(NVCC),)
+$(error CUDA=1 but nvcc was not found: set CUDA_HOME or NVCC, or build with CUDA=0)
+endif
+CUDNN_HOME ?= $(CUDA_HOME)
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib $(CUDNN_HOME)/lib64 $(CUDNN_HOME)/lib)
+CFLAGS += -DPASM_HAVE_CUDA
+NVCCFLAGS := -std=c++17 -O3 --extended-lambda $(CUDA_ARCH) -DPASM_HAVE_CUDA -Iinclude -Isrc -I$(CUDNN_HOME)/include \
+  -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
+ifeq ($(SAN),1)
+NVCCFLAGS += -g
+endif
+LDLIBS += $(foreach d,$(sort $(CUDA_LIBDIRS)),-L$(d) -Wl,-rpath,$(d)) -lcudnn -lcudart_static -ldl -lrt -lstdc++
+CUDA_SRC := $(sort $(wildcard src/cuda/*.cu))
+CUDA_C_SRC := $(sort $(wildcard src/cuda/*.c))
+else
+CUDA_SRC :=
+CUDA_C_SRC :=
+endif
+
+LIB_SRC := $(sort $(wildcard src/core/*.c src/ops/*.c src/nn/*.c src/io/*.c src/data/*.c src/train/*.c src/pasm/*.c)) $(CUDA_C_SRC)
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_SRC:%.cu=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -33,15 +73,22 @@ TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard include/pasm/*.h)
 $(TEST_UTIL_OBJ): CFLAGS += -Itests
 
-.PHONY: all lib test check clean install fuzz bench demo
+.PHONY: all lib test check clean install fuzz bench demo cuda-info
 
 all: $(BUILD)/libpasm.a $(BUILD)/libpasm.so $(BUILD)/pasm $(TEST_BIN)
 
 lib: $(BUILD)/libpasm.a $(BUILD)/libpasm.so
 
+cuda-info:
+	@echo "CUDA=$(CUDA) NVCC=$(NVCC) CUDA_HOME=$(CUDA_HOME) CUDNN_HOME=$(CUDNN_HOME)"
+
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(HEADERS) $(wildcard src/cuda/*.h src/cuda/*.cuh)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
@@ -81,14 +128,15 @@ install: $(BUILD)/libpasm.a $(BUILD)/libpasm.so $(BUILD)/pasm
 
 # libFuzzer targets (clang): tests/fuzz/fuzz_*.c, each linked with the library
 # sources built with -fsanitize=fuzzer-no-link,address,undefined.
+FUZZ_LIB_SRC := $(filter-out src/cuda/%,$(LIB_SRC))
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -Iinclude -Isrc -I/usr/include/cjson \
   -I/usr/include/x86_64-linux-gnu/openblas-openmp -fsanitize=fuzzer,address,undefined
 fuzz: $(FUZZ_BIN)
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC) $(HEADERS)
 	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRC) -lopenblas -lcjson -ljpeg -lpng -lz -lm -lpthread
 
 clean:
 	rm -rf build build-san build-fuzz

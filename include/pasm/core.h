@@ -115,6 +115,22 @@ void pasm_arena_free(pasm_arena *a);
 /* ---- small helpers ---- */
 double pasm_now_seconds(void); /* monotonic */
 
+/* ---- devices ----
+ * Where a network computes: the CPU, or an NVIDIA GPU through the CUDA
+ * backend (src/cuda/; present in builds made where nvcc was found). The API
+ * speaks host memory either way: a GPU network keeps its weights, statistics
+ * and activations on the GPU and copies what the caller reads. */
+typedef enum { PASM_DEVICE_CPU = 0, PASM_DEVICE_CUDA = 1 } pasm_device;
+/* "cpu" / "cuda" -> *out; PASM_ERR_INVALID naming the text otherwise. */
+pasm_status pasm_device_parse(const char *text, pasm_device *out);
+const char *pasm_device_name(pasm_device d);
+/* PASM_OK when networks can be built on d here; PASM_ERR_UNSUPPORTED with
+ * the reason otherwise (a build without CUDA, no GPU, no driver). */
+pasm_status pasm_device_check(pasm_device d);
+/* One line about d: "cuda: NVIDIA H200, 139 GiB, compute 9.0, driver 13.0"
+ * or why it is not available. */
+const char *pasm_device_describe(pasm_device d, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

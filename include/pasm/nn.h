@@ -22,6 +22,13 @@ typedef struct {
      * bf16. A compute choice, not part of the model: checkpoints do not
      * store it and configs that differ only in it describe the same model. */
     int precision;
+    /* Where it computes (pasm_device, pasm/core.h): the CPU (0, the default)
+     * or the GPU. Like precision, a compute choice, not part of the model.
+     * A GPU network keeps its state on the GPU; everything here still takes
+     * and returns host memory, and the accessors below copy what they hand
+     * out (so read and write through them, not through pointers kept from
+     * before a forward or an optimiser step). */
+    int device;
 } pasm_net_config;
 
 typedef struct pasm_net pasm_net;
@@ -115,8 +122,20 @@ pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, floa
                                int *map_size);
 int pasm_net_class_map_size(const pasm_net *net);
 
-/* Copies all state tensors from src to dst (same config; any modes). */
-pasm_status pasm_net_copy_state(pasm_net *dst, const pasm_net *src);
+/* Copies all state tensors from src to dst (same config; any modes and
+ * devices). */
+pasm_status pasm_net_copy_state(pasm_net *dst, pasm_net *src);
+
+/* One SGD step (pasm_sgd_step's arithmetic) on a GPU network's parameters,
+ * where they live; for optimisers (src/train/sgd.c). host_momentum is the
+ * optimiser's buffer (NULL without momentum): *momentum_on_device says
+ * whether the device holds it (0: upload it first, as after a resume).
+ * PASM_ERR_INVALID for a CPU network. */
+pasm_status pasm_net_sgd_step_device(pasm_net *net, float lr, float weight_decay, float momentum,
+                                     float dampening, int nesterov, int first,
+                                     float *host_momentum, int *momentum_on_device);
+/* Copies a GPU optimiser's momentum into host_momentum (before saving it). */
+pasm_status pasm_net_momentum_to_host(pasm_net *net, float *host_momentum);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,9 @@ typedef struct {
     int64_t count;  /* floats in the parameter block */
     float *momentum_buffer;
     int64_t steps;  /* steps taken (the first step initialises the buffer) */
+    /* A GPU network's steps keep the momentum on the device; set while the
+     * device's copy is the current one (pasm_sgd_sync brings it back). */
+    int momentum_on_device;
 } pasm_sgd;
 
 pasm_status pasm_sgd_init(pasm_sgd *sgd, const pasm_sgd_options *opt, int64_t count);
@@ -33,6 +36,12 @@ void pasm_sgd_free(pasm_sgd *sgd);
 /* One step over the flat parameter and gradient blocks with learning rate lr
  * (the schedule's current value; opt.lr is the base). */
 void pasm_sgd_step(pasm_sgd *sgd, float *params, const float *grads, float lr);
+/* One step over the network's parameters and gradients wherever they are
+ * (the flat blocks on the CPU, the device's on the GPU). */
+pasm_status pasm_sgd_step_net(pasm_sgd *sgd, pasm_net *net, float lr);
+/* Brings a GPU network's momentum into sgd->momentum_buffer (before it is
+ * saved); nothing for CPU networks. */
+pasm_status pasm_sgd_sync(pasm_sgd *sgd, pasm_net *net);
 
 /* ---- learning-rate schedules (per optimiser step) ----
  * onecycle: torch.optim.lr_scheduler.OneCycleLR (two phases, cosine

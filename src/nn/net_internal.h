@@ -74,11 +74,24 @@ struct pasm_net {
 
     const float *input; /* last forward's input */
     int last_n, last_train;
+
+    /* A network on the GPU (cfg.device == PASM_DEVICE_CUDA): the device
+     * mirror (src/cuda/net.c), host buffers for what callers read, and
+     * which copy of the parameters and statistics is newer (device.c). */
+    struct pasm_cuda_net *gpu;
+    float *gpu_features; /* host copy of the last block's output (class maps) */
+    int gpu_newer, host_newer;
 };
 
 /* passes_eval.c: the evaluation forward of every mode (fused layers) and
  * the input-gradient backward of EVAL_GRAD. */
 void pasm_net_forward_eval(pasm_net *net, const float *x, int n);
 void pasm_net_backward_input(pasm_net *net, const float *dlogits, float *dx);
+
+/* device.c: keeping a GPU network's two copies in step. Before the host
+ * copy is read or written (with_grads: the gradients too); before the
+ * device runs. No-ops for CPU networks. */
+void pasm_net_host_view(pasm_net *net, int with_grads);
+pasm_status pasm_net_device_ready(pasm_net *net);
 
 #endif

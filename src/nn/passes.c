@@ -6,6 +6,31 @@
 #include <string.h>
 
 #include "nn/net_internal.h"
+#ifdef PASM_HAVE_CUDA
+#include "cuda/cuda_net.h"
+
+/* Every BN layer's num_batches_tracked, which stays on the host. */
+static void count_training_batch(pasm_net *net) {
+    (*net->stem_bn.batches_tracked)++;
+    for (int i = 0; i < 8; i++) {
+        block *b = &net->blocks[i];
+        (*b->bn1.batches_tracked)++;
+        (*b->bn2.batches_tracked)++;
+        if (b->has_downsample) (*b->down_bn.batches_tracked)++;
+    }
+}
+
+static pasm_status forward_device(pasm_net *net, const float *x, int n, int train) {
+    pasm_status st = pasm_net_device_ready(net);
+    if (st) return st;
+    if ((st = pasm_cuda_net_forward(net, x, n, train))) return st;
+    if (train) {
+        count_training_batch(net);
+        net->gpu_newer = 1; /* the running statistics moved */
+    }
+    return PASM_OK;
+}
+#endif
 
 static void conv_forward(pasm_net *net, conv_layer *c, const float *x, int n) {
     pasm_conv2d_shape s = c->shape;
@@ -58,6 +83,17 @@ pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
     net->input = x;
     net->last_n = n;
     net->last_train = train != 0;
+#ifdef PASM_HAVE_CUDA
+    if (net->gpu) {
+        pasm_status st = forward_device(net, x, n, train);
+        if (st) {
+            net->last_n = 0;
+            return st;
+        }
+        if (logits) *logits = net->logits;
+        return PASM_OK;
+    }
+#endif
     if (!train) {
         pasm_net_forward_eval(net, x, n);
         if (logits) *logits = net->logits;
@@ -135,6 +171,12 @@ pasm_status pasm_net_backward(pasm_net *net, const float *dlogits, float *dx) {
                                              "PASM_NET_TRAIN for training");
     if (n < 1 || !net->input)
         return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
+#ifdef PASM_HAVE_CUDA
+    if (net->gpu) {
+        if (net->mode == PASM_NET_EVAL_GRAD && !dx) return PASM_OK;
+        return pasm_cuda_net_backward(net, dlogits, dx);
+    }
+#endif
     if (net->mode == PASM_NET_EVAL_GRAD) {
         if (dx) pasm_net_backward_input(net, dlogits, dx);
         return PASM_OK;
@@ -164,6 +206,14 @@ pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, floa
     if (n < 1) return pasm_errorf(PASM_ERR_INVALID, "class map: no forward pass yet");
     const int64_t plane = (int64_t)size * size;
     const float *feat = block_output(&net->blocks[7]);
+#ifdef PASM_HAVE_CUDA
+    if (net->gpu) {
+        pasm_net_host_view((pasm_net *)net, 0); /* fc.weight as the device has it */
+        pasm_status st = pasm_cuda_net_pull_features((pasm_net *)net, net->gpu_features, n);
+        if (st) return st;
+        feat = net->gpu_features;
+    }
+#endif
     for (int i = 0; i < n; i++) {
         if (classes[i] < 0 || classes[i] >= k)
             return pasm_errorf(PASM_ERR_INVALID, "class map: image %d has class %d outside 0..%d",

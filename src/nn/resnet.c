@@ -16,12 +16,16 @@
 
 #include "nn/net_internal.h"
 #include "pasm/ops.h"
+#ifdef PASM_HAVE_CUDA
+#include "cuda/cuda_net.h"
+#endif
 
 /* ---- planning ---- */
 
 typedef struct {
     pasm_net *net;
     int assign;               /* 0: count sizes, 1: point into the blocks */
+    int host_only;            /* a GPU network: plan host memory only for this */
     int64_t n_param, n_buffer, n_counter;
     size_t activation_bytes;
 } planner;
@@ -68,8 +72,11 @@ static void *reg(planner *p, const char *name, int kind, int ndim, const int64_t
     return data;
 }
 
-/* bytes of the activation block, 64-byte aligned (NULL while counting). */
+/* bytes of the activation block, 64-byte aligned (NULL while counting).
+ * A GPU network keeps its activations on the GPU (src/cuda/net.c): on the
+ * host it plans only what callers read (host_take). */
 static void *take(planner *p, size_t bytes) {
+    if (p->net->cfg.device == PASM_DEVICE_CUDA && !p->host_only) return NULL;
     void *out = p->assign ? p->net->activation_block + p->activation_bytes : NULL;
     p->activation_bytes += (bytes + 63) / 64 * 64;
     return out;
@@ -77,6 +84,14 @@ static void *take(planner *p, size_t bytes) {
 
 static float *activation(planner *p, int64_t floats) {
     return take(p, (size_t)floats * sizeof(float));
+}
+
+/* Host memory on any device (the logits, a GPU network's class-map input). */
+static float *host_take(planner *p, int64_t floats) {
+    p->host_only = 1;
+    float *out = activation(p, floats);
+    p->host_only = 0;
+    return out;
 }
 
 /* Only a training network keeps each layer's output for backward. */
@@ -103,6 +118,7 @@ static void plan_conv(planner *p, conv_layer *c, const char *name, int c_in, int
     c->out = train_activation(p, (int64_t)s.n * c_out * s.h_out * s.w_out);
     /* no weight gradients outside training: a smaller workspace */
     pasm_net_mode mode = p->net->mode;
+    if (p->net->cfg.device == PASM_DEVICE_CUDA) return; /* the GPU plans its own */
     size_t ws = mode == PASM_NET_TRAIN
                     ? pasm_conv2d_workspace_size(&s)
                     : pasm_conv2d_workspace_size_eval(&s, mode == PASM_NET_EVAL_GRAD);
@@ -223,7 +239,11 @@ static void plan_network(planner *p) {
     int64_t n = net->max_batch;
     net->pooled = activation(p, n * c_in);
     net->dpooled = net->mode != PASM_NET_EVAL ? activation(p, n * c_in) : NULL;
-    net->logits = activation(p, n * cfg->num_classes);
+    net->logits = host_take(p, n * cfg->num_classes);
+    if (cfg->device == PASM_DEVICE_CUDA) {
+        net->gpu_features = host_take(p, n * c_in * size * size);
+        return;
+    }
     if (net->mode != PASM_NET_TRAIN) {
         plan_eval_outputs(p);
         return;
@@ -253,6 +273,9 @@ pasm_status pasm_net_config_check(const pasm_net_config *cfg) {
     if (cfg->precision != PASM_PRECISION_FP32 && cfg->precision != PASM_PRECISION_BF16)
         return pasm_errorf(PASM_ERR_INVALID, "precision %d: must be fp32 (0) or bf16 (1)",
                            cfg->precision);
+    if (cfg->device != PASM_DEVICE_CPU && cfg->device != PASM_DEVICE_CUDA)
+        return pasm_errorf(PASM_ERR_INVALID, "device %d: must be cpu (0) or cuda (1)",
+                           cfg->device);
     return PASM_OK;
 }
 
@@ -316,6 +339,7 @@ pasm_status pasm_net_create_mode(pasm_net **out, const pasm_net_config *cfg, int
     *out = NULL;
     pasm_status st = check_request(cfg, max_batch, mode);
     if (st) return st;
+    if ((st = pasm_device_check((pasm_device)cfg->device))) return st;
     planner count;
     pasm_net *net = counted(cfg, max_batch, mode, &count);
     if (!net) return PASM_ERR_NOMEM;
@@ -348,12 +372,24 @@ pasm_status pasm_net_create_mode(pasm_net **out, const pasm_net_config *cfg, int
             for (int64_t j = 0; j < net->state[i].shape[0]; j++) v[j] = 1.0f;
         }
     }
+#ifdef PASM_HAVE_CUDA
+    if (cfg->device == PASM_DEVICE_CUDA) {
+        if ((st = pasm_cuda_net_create(net))) {
+            pasm_net_free(net);
+            return st;
+        }
+        net->host_newer = 1; /* sent before the first forward */
+    }
+#endif
     *out = net;
     return PASM_OK;
 }
 
 void pasm_net_free(pasm_net *net) {
     if (!net) return;
+#ifdef PASM_HAVE_CUDA
+    pasm_cuda_net_free(net);
+#endif
     pasm_free(net->param_block);
     pasm_free(net->grad_block);
     pasm_free(net->buffer_block);
@@ -377,17 +413,21 @@ size_t pasm_net_memory_bytes(const pasm_net *net) {
 
 int pasm_net_n_state(const pasm_net *net) { return net->n_state; }
 pasm_tensor *pasm_net_state(pasm_net *net, int i) {
+    pasm_net_host_view(net, 0);
     return (i >= 0 && i < net->n_state) ? &net->state[i] : NULL;
 }
 int pasm_net_n_params(const pasm_net *net) { return net->n_params; }
 pasm_tensor *pasm_net_param(pasm_net *net, int i) {
+    pasm_net_host_view(net, 0);
     return (i >= 0 && i < net->n_params) ? &net->params[i] : NULL;
 }
 pasm_tensor *pasm_net_grad(pasm_net *net, int i) {
+    pasm_net_host_view(net, 1);
     return (i >= 0 && i < net->n_params) ? &net->grads[i] : NULL;
 }
 
 pasm_tensor *pasm_net_find(pasm_net *net, const char *name) {
+    pasm_net_host_view(net, 0);
     for (int i = 0; i < net->n_state; i++)
         if (strcmp(net->state[i].name, name) == 0) return &net->state[i];
     return NULL;
@@ -395,21 +435,25 @@ pasm_tensor *pasm_net_find(pasm_net *net, const char *name) {
 
 float *pasm_net_param_block(pasm_net *net, int64_t *count) {
     if (count) *count = net->n_param_floats;
+    pasm_net_host_view(net, 0);
     return net->param_block;
 }
 
 float *pasm_net_grad_block(pasm_net *net, int64_t *count) {
     if (count) *count = net->n_param_floats;
+    pasm_net_host_view(net, 1);
     return net->grad_block;
 }
 
-pasm_status pasm_net_copy_state(pasm_net *dst, const pasm_net *src) {
+pasm_status pasm_net_copy_state(pasm_net *dst, pasm_net *src) {
     const pasm_net_config *a = &dst->cfg, *b = &src->cfg;
     if (strcmp(a->arch, b->arch) || a->width != b->width || a->in_channels != b->in_channels ||
         a->num_classes != b->num_classes)
         return pasm_errorf(PASM_ERR_SHAPE, "cannot copy weights between different networks "
                                            "(width %d/%d, classes %d/%d)",
                            a->width, b->width, a->num_classes, b->num_classes);
+    pasm_net_host_view(src, 0);
+    pasm_net_host_view(dst, 0);
     memcpy(dst->param_block, src->param_block, (size_t)src->n_param_floats * sizeof(float));
     memcpy(dst->buffer_block, src->buffer_block, (size_t)src->buffer_floats * sizeof(float));
     memcpy(dst->counter_block, src->counter_block, (size_t)src->n_counters * sizeof(int64_t));
@@ -419,6 +463,7 @@ pasm_status pasm_net_copy_state(pasm_net *dst, const pasm_net *src) {
 /* ---- initialisation (torchvision's) ---- */
 
 void pasm_net_init(pasm_net *net, uint64_t seed) {
+    pasm_net_host_view(net, 0);
     for (int i = 0; i < net->n_state; i++) {
         pasm_tensor *t = &net->state[i];
         pasm_rng rng;

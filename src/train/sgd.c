@@ -9,6 +9,7 @@ pasm_status pasm_sgd_init(pasm_sgd *sgd, const pasm_sgd_options *opt, int64_t co
     sgd->count = count;
     sgd->steps = 0;
     sgd->momentum_buffer = NULL;
+    sgd->momentum_on_device = 0;
     if (opt->nesterov && (opt->momentum <= 0 || opt->dampening != 0))
         return pasm_errorf(PASM_ERR_INVALID, "Nesterov momentum needs momentum > 0 and zero "
                                              "dampening");
@@ -40,4 +41,22 @@ void pasm_sgd_step(pasm_sgd *sgd, float *params, const float *grads, float lr) {
         params[i] -= lr * d;
     }
     sgd->steps++;
+}
+
+pasm_status pasm_sgd_step_net(pasm_sgd *sgd, pasm_net *net, float lr) {
+    if (pasm_net_get_config(net)->device == PASM_DEVICE_CPU) {
+        pasm_sgd_step(sgd, pasm_net_param_block(net, NULL), pasm_net_grad_block(net, NULL), lr);
+        return PASM_OK;
+    }
+    const pasm_sgd_options *o = &sgd->opt;
+    pasm_status st = pasm_net_sgd_step_device(net, lr, o->weight_decay, o->momentum, o->dampening,
+                                              o->nesterov, sgd->steps == 0, sgd->momentum_buffer,
+                                              &sgd->momentum_on_device);
+    if (!st) sgd->steps++;
+    return st;
+}
+
+pasm_status pasm_sgd_sync(pasm_sgd *sgd, pasm_net *net) {
+    if (!sgd->momentum_on_device) return PASM_OK;
+    return pasm_net_momentum_to_host(net, sgd->momentum_buffer);
 }

@@ -28,10 +28,12 @@ static double unbits(int64_t v) {
     return d;
 }
 
-pasm_status pasm_train_state_save(const char *out_path, pasm_net *net, const pasm_sgd *sgd,
+pasm_status pasm_train_state_save(const char *out_path, pasm_net *net, pasm_sgd *sgd,
                                   const pasm_train_state *ts, const pasm_model_meta *meta) {
     char path[4096];
     pasm_train_sibling(out_path, "state", NULL, path, sizeof path);
+    pasm_status sync = pasm_sgd_sync(sgd, net); /* a GPU run's momentum */
+    if (sync) return sync;
     int n_state = pasm_net_n_state(net);
     pasm_tensor *tensors = calloc((size_t)n_state + 2, sizeof(pasm_tensor));
     if (!tensors) return pasm_errorf(PASM_ERR_NOMEM, "out of memory writing %s", path);
@@ -84,6 +86,7 @@ pasm_status pasm_train_state_load(const char *out_path, pasm_net *net, pasm_sgd 
                                               "wrong size",
                              path);
         else memcpy(sgd->momentum_buffer, mom->data, (size_t)sgd->count * sizeof(float));
+        sgd->momentum_on_device = 0; /* a GPU run sends it again */
     }
     if (!st) {
         const int64_t *v = c->data;
@@ -156,7 +159,7 @@ static pasm_status append_metrics(const char *out_path, const pasm_epoch_stats *
     return st;
 }
 
-pasm_status pasm_train_epoch_files(const char *out_path, pasm_net *net, const pasm_sgd *sgd,
+pasm_status pasm_train_epoch_files(const char *out_path, pasm_net *net, pasm_sgd *sgd,
                                    const pasm_train_state *ts, const pasm_model_meta *meta,
                                    const pasm_epoch_stats *es) {
     char path[4096];

@@ -16,7 +16,7 @@ typedef struct {
 } pasm_train_state;
 
 void pasm_train_state_init(pasm_train_state *ts);
-pasm_status pasm_train_state_save(const char *out_path, pasm_net *net, const pasm_sgd *sgd,
+pasm_status pasm_train_state_save(const char *out_path, pasm_net *net, pasm_sgd *sgd,
                                   const pasm_train_state *ts, const pasm_model_meta *meta);
 /* Restores net's tensors, the optimiser and the position from X.state. */
 pasm_status pasm_train_state_load(const char *out_path, pasm_net *net, pasm_sgd *sgd,
@@ -24,7 +24,7 @@ pasm_status pasm_train_state_load(const char *out_path, pasm_net *net, pasm_sgd 
 /* A fresh run: an empty metrics file. */
 pasm_status pasm_train_metrics_reset(const char *out_path);
 /* After an epoch: X.last, X (when best), the metrics line, then X.state. */
-pasm_status pasm_train_epoch_files(const char *out_path, pasm_net *net, const pasm_sgd *sgd,
+pasm_status pasm_train_epoch_files(const char *out_path, pasm_net *net, pasm_sgd *sgd,
                                    const pasm_train_state *ts, const pasm_model_meta *meta,
                                    const pasm_epoch_stats *es);
 

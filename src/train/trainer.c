@@ -147,8 +147,7 @@ static pasm_status train_step(pasm_net *net, const pasm_dataset *train,
     }
     if ((st = pasm_net_backward(net, w->dlogits, NULL))) return st;
     sgd->opt.momentum = pasm_schedule_momentum(sched, step, opt->sgd.momentum);
-    pasm_sgd_step(sgd, pasm_net_param_block(net, NULL), pasm_net_grad_block(net, NULL),
-                  pasm_schedule_lr(sched, step));
+    if ((st = pasm_sgd_step_net(sgd, net, pasm_schedule_lr(sched, step)))) return st;
     *loss = total;
     *correct = right;
     return PASM_OK;

@@ -1,0 +1,188 @@
+/* Convolutions through cuDNN: NHWC activations and KRSC filters of fp32 or
+ * bf16, fp32 accumulation. bf16 runs on tensor cores; fp32 is kept off them
+ * (no TF32), so --precision fp32 on the GPU computes what the CPU computes
+ * up to summation order. Algorithms come from cuDNN's heuristics, the
+ * first deterministic one whose workspace fits, chosen once per batch size
+ * (the largest when created, again when a smaller batch comes). */
+#include <stdlib.h>
+
+#include "cuda/cuda_internal.cuh"
+
+struct pasm_cuda_conv {
+    pasm_cuda_ctx *ctx;
+    pasm_conv2d_shape s;
+    pasm_cuda_dtype t;
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    int cur_n;
+    size_t ws_limit, ws_max;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+};
+
+/* The most workspace a convolution may ask for when its algorithms are
+ * chosen (per layer; the network keeps one workspace, the largest). */
+static const size_t WS_LIMIT = (size_t)256 << 20;
+
+#define CUDNN_TRY(call, what)                                                                    \
+    do {                                                                                         \
+        cudnnStatus_t e_ = (call);                                                               \
+        if (e_ != CUDNN_STATUS_SUCCESS) return pasm_cudnn_error(e_, what);                       \
+    } while (0)
+
+static cudnnDataType_t cudnn_type(pasm_cuda_dtype t) {
+    return t == PASM_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
+/* Descriptors and algorithms for batch n, within limit bytes of workspace. */
+static pasm_status set_batch(pasm_cuda_conv *c, int n, size_t limit) {
+    if (c->cur_n == n) return PASM_OK;
+    const pasm_conv2d_shape *s = &c->s;
+    const cudnnDataType_t dt = cudnn_type(c->t);
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(c->xd, CUDNN_TENSOR_NHWC, dt, n, s->c_in, s->h_in, s->w_in),
+              "input descriptor");
+    CUDNN_TRY(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NHWC, dt, n, s->c_out, s->h_out,
+                                         s->w_out),
+              "output descriptor");
+    cudnnHandle_t h = c->ctx->cudnn;
+    enum { MAX_ALGOS = 16 };
+    int found = 0, ok = 0;
+    cudnnConvolutionFwdAlgoPerf_t fp[MAX_ALGOS];
+    CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
+                                                     &found, fp),
+              "choosing the forward algorithm");
+    size_t need = 0;
+    for (int i = 0; i < found && !ok; i++)
+        if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].memory <= limit &&
+            fp[i].determinism == CUDNN_DETERMINISTIC) {
+            c->fwd = fp[i].algo;
+            if (fp[i].memory > need) need = fp[i].memory;
+            ok = 1;
+        }
+    if (!ok)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN has no deterministic forward algorithm "
+                                                 "for a %dx%d convolution %d->%d at %dx%d, batch %d",
+                           s->kernel, s->kernel, s->c_in, s->c_out, s->h_in, s->w_in, n);
+    cudnnConvolutionBwdDataAlgoPerf_t dp[MAX_ALGOS];
+    CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd, MAX_ALGOS,
+                                                          &found, dp),
+              "choosing the input-gradient algorithm");
+    ok = 0;
+    for (int i = 0; i < found && !ok; i++)
+        if (dp[i].status == CUDNN_STATUS_SUCCESS && dp[i].memory <= limit &&
+            dp[i].determinism == CUDNN_DETERMINISTIC) {
+            c->bwd_data = dp[i].algo;
+            if (dp[i].memory > need) need = dp[i].memory;
+            ok = 1;
+        }
+    if (!ok)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN has no deterministic input-gradient "
+                                                 "algorithm for a %dx%d convolution %d->%d, batch %d",
+                           s->kernel, s->kernel, s->c_in, s->c_out, n);
+    cudnnConvolutionBwdFilterAlgoPerf_t wp[MAX_ALGOS];
+    CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
+                                                            MAX_ALGOS, &found, wp),
+              "choosing the weight-gradient algorithm");
+    ok = 0;
+    for (int i = 0; i < found && !ok; i++)
+        if (wp[i].status == CUDNN_STATUS_SUCCESS && wp[i].memory <= limit &&
+            wp[i].determinism == CUDNN_DETERMINISTIC) {
+            c->bwd_filter = wp[i].algo;
+            if (wp[i].memory > need) need = wp[i].memory;
+            ok = 1;
+        }
+    if (!ok)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN has no deterministic weight-gradient "
+                                                 "algorithm for a %dx%d convolution %d->%d, batch %d",
+                           s->kernel, s->kernel, s->c_in, s->c_out, n);
+    c->cur_n = n;
+    if (need > c->ws_max) c->ws_max = need;
+    return PASM_OK;
+}
+
+static pasm_status conv_init(pasm_cuda_conv *c) {
+    const pasm_conv2d_shape *s = &c->s;
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&c->xd), "descriptor");
+    CUDNN_TRY(cudnnCreateTensorDescriptor(&c->yd), "descriptor");
+    CUDNN_TRY(cudnnCreateFilterDescriptor(&c->wd), "descriptor");
+    CUDNN_TRY(cudnnCreateConvolutionDescriptor(&c->cd), "descriptor");
+    CUDNN_TRY(cudnnSetFilter4dDescriptor(c->wd, cudnn_type(c->t), CUDNN_TENSOR_NHWC, s->c_out,
+                                         s->c_in, s->kernel, s->kernel),
+              "filter descriptor");
+    CUDNN_TRY(cudnnSetConvolution2dDescriptor(c->cd, s->pad, s->pad, s->stride, s->stride, 1, 1,
+                                              CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+              "convolution descriptor");
+    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH
+                                                                        : CUDNN_FMA_MATH),
+              "math type");
+    return set_batch(c, s->n, WS_LIMIT);
+}
+
+pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s,
+                                  pasm_cuda_dtype t, pasm_cuda_conv **out) {
+    *out = NULL;
+    pasm_cuda_conv *c = (pasm_cuda_conv *)calloc(1, sizeof *c);
+    if (!c) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for a convolution plan");
+    c->ctx = ctx;
+    c->s = *s;
+    c->t = t;
+    pasm_status st = conv_init(c);
+    if (st) {
+        pasm_cuda_conv_free(c);
+        return st;
+    }
+    *out = c;
+    return PASM_OK;
+}
+
+void pasm_cuda_conv_free(pasm_cuda_conv *c) {
+    if (!c) return;
+    if (c->xd) cudnnDestroyTensorDescriptor(c->xd);
+    if (c->yd) cudnnDestroyTensorDescriptor(c->yd);
+    if (c->wd) cudnnDestroyFilterDescriptor(c->wd);
+    if (c->cd) cudnnDestroyConvolutionDescriptor(c->cd);
+    free(c);
+}
+
+size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c) { return c->ws_max; }
+
+static pasm_status check_batch(pasm_cuda_conv *c, int n, size_t ws_bytes) {
+    if (n < 1 || n > c->s.n)
+        return pasm_errorf(PASM_ERR_INVALID, "GPU convolution: batch %d outside 1..%d", n, c->s.n);
+    return set_batch(c, n, ws_bytes);
+}
+
+pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, const void *w,
+                                   void *y, void *ws, size_t ws_bytes) {
+    pasm_status st = check_batch(c, n, ws_bytes);
+    if (st) return st;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->fwd, ws,
+                                      ws_bytes, &zero, c->yd, y),
+              "convolution forward");
+    return PASM_OK;
+}
+
+pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *dy,
+                                         const void *w, void *dx, void *ws, size_t ws_bytes) {
+    pasm_status st = check_batch(c, n, ws_bytes);
+    if (st) return st;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
+                                           c->bwd_data, ws, ws_bytes, &zero, c->xd, dx),
+              "convolution input gradient");
+    return PASM_OK;
+}
+
+pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void *x,
+                                           const void *dy, void *dw, void *ws, size_t ws_bytes) {
+    pasm_status st = check_batch(c, n, ws_bytes);
+    if (st) return st;
+    const float one = 1.0f, zero = 0.0f;
+    CUDNN_TRY(cudnnConvolutionBackwardFilter(c->ctx->cudnn, &one, c->xd, x, c->yd, dy, c->cd,
+                                             c->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),
+              "convolution weight gradient");
+    return PASM_OK;
+}

@@ -1,0 +1,144 @@
+/* The CUDA backend's C interface (internal): a context (one stream, one
+ * cuDNN handle), device memory, cuDNN convolutions and the backend's own
+ * kernels, all over device pointers. Activations are NHWC (channels last,
+ * the layout cuDNN's tensor-core kernels want) in fp32 or bf16; weights and
+ * their gradients, batch-norm parameters and statistics, the optimiser and
+ * the loss stay fp32 (mixed precision as PyTorch's autocast: bf16 operands,
+ * fp32 sums).
+ *
+ * Every launcher queues work on the context's stream and returns at once;
+ * launch errors come back from the call, errors inside kernels from the next
+ * pasm_cuda_sync. Reductions (batch norm, pooling, the linear layer's
+ * gradients) run in a fixed order: results are bit-identical run to run.
+ *
+ * The kernels' bodies are __host__ __device__ functions: with
+ * pasm_cuda_emulate(1) every launcher runs them on the host over host
+ * pointers (ctx may be NULL), so the tests check their arithmetic and
+ * indexing against the CPU ops on machines without a GPU. */
+#ifndef PASM_CUDA_BACKEND_H
+#define PASM_CUDA_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pasm/core.h"
+#include "pasm/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* PASM_OK and, in buf (may be NULL), "cuda: NAME, N GiB, compute X.Y,
+ * driver A.B" when a GPU answers; PASM_ERR_UNSUPPORTED with the reason
+ * otherwise. */
+pasm_status pasm_cuda_probe(char *buf, size_t len);
+
+/* Host emulation of the kernels (tests): 1 on, 0 off. */
+void pasm_cuda_emulate(int on);
+int pasm_cuda_emulating(void);
+
+typedef struct pasm_cuda_ctx pasm_cuda_ctx;
+pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out);
+void pasm_cuda_ctx_free(pasm_cuda_ctx *ctx);
+/* Waits for the stream; an error inside a kernel is reported naming what. */
+pasm_status pasm_cuda_sync(pasm_cuda_ctx *ctx, const char *what);
+
+/* Device memory, zeroed. Peak: the most bytes this process held at once
+ * through pasm_cuda_alloc (the network's and the convolutions' memory). */
+pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what);
+void pasm_cuda_free(void *p);
+size_t pasm_cuda_bytes_now(void);
+size_t pasm_cuda_bytes_peak(void);
+/* Host <-> device copies on the stream; to_host waits for them. */
+pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
+pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
+pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
+
+typedef enum { PASM_CUDA_F32 = 0, PASM_CUDA_BF16 = 1 } pasm_cuda_dtype;
+size_t pasm_cuda_dtype_size(pasm_cuda_dtype t);
+
+/* ---- convolutions (cuDNN): x (N,H,W,Cin), w (Cout,K,K,Cin), y (N,Ho,Wo,Cout),
+ * all of dtype t, fp32 accumulation. s->n is the largest batch. ---- */
+typedef struct pasm_cuda_conv pasm_cuda_conv;
+pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s,
+                                  pasm_cuda_dtype t, pasm_cuda_conv **out);
+void pasm_cuda_conv_free(pasm_cuda_conv *c);
+/* Workspace bytes the algorithms chosen for the largest batch need. */
+size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c);
+pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, const void *w,
+                                   void *y, void *ws, size_t ws_bytes);
+pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *dy,
+                                         const void *w, void *dx, void *ws, size_t ws_bytes);
+pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void *x,
+                                           const void *dy, void *dw, void *ws, size_t ws_bytes);
+
+/* ---- layouts ---- */
+/* fp32 (N,C,HW) -> t (N,HW,C), and back. */
+pasm_status pasm_cuda_nchw_to_nhwc(pasm_cuda_ctx *ctx, int n, int c, int hw, const float *x,
+                                   void *y, pasm_cuda_dtype t);
+pasm_status pasm_cuda_nhwc_to_nchw(pasm_cuda_ctx *ctx, int n, int c, int hw, const void *x,
+                                   pasm_cuda_dtype t, float *y);
+/* fp32 weights (K,C,RS) -> t (K,RS,C); a t gradient (K,RS,C) -> fp32 (K,C,RS). */
+pasm_status pasm_cuda_pack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, const float *w,
+                                  void *out, pasm_cuda_dtype t);
+pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, const void *dw,
+                                    pasm_cuda_dtype t, float *out);
+
+/* ---- batch normalisation over NHWC: m = N*H*W rows of c channels ----
+ * The CPU's arithmetic (src/ops/batchnorm.c): sums in double in chunks of
+ * rows, chunks added in order; two-pass variance. partial: scratch of
+ * pasm_cuda_bn_partial_doubles(m, c) doubles. */
+size_t pasm_cuda_bn_partial_doubles(int64_t m, int c);
+/* Training statistics: save_mean, save_invstd, the running estimates
+ * (momentum, unbiased variance) and the affine map scale/shift that
+ * pasm_cuda_affine applies. gamma/beta may be NULL (1 and 0). */
+pasm_status pasm_cuda_bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
+                               pasm_cuda_dtype t, float eps, float momentum, const float *gamma,
+                               const float *beta, float *running_mean, float *running_var,
+                               float *save_mean, float *save_invstd, float *scale, float *shift,
+                               double *partial);
+/* Evaluation: scale/shift from the running estimates (pasm_batchnorm_fold). */
+pasm_status pasm_cuda_bn_fold(pasm_cuda_ctx *ctx, int c, float eps, const float *gamma,
+                              const float *beta, const float *running_mean,
+                              const float *running_var, float *scale, float *shift);
+/* y = relu?(x * scale[ch] + shift[ch] + residual); shift and residual may
+ * be NULL; y may equal x. */
+pasm_status pasm_cuda_affine(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
+                             const float *scale, const float *shift, const void *residual,
+                             int relu, void *y, pasm_cuda_dtype t);
+/* Backward through the batch statistics: dgamma, dbeta (may be NULL) and
+ * dx (may be NULL). coef: scratch of 4*c floats. */
+pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
+                                  const void *dy, pasm_cuda_dtype t, const float *gamma,
+                                  const float *save_mean, const float *save_invstd, void *dx,
+                                  float *dgamma, float *dbeta, double *partial, float *coef);
+
+/* ---- elementwise over count values of dtype t ---- */
+pasm_status pasm_cuda_relu_backward(pasm_cuda_ctx *ctx, int64_t count, const void *y, void *d,
+                                    pasm_cuda_dtype t); /* d *= (y > 0) */
+pasm_status pasm_cuda_add(pasm_cuda_ctx *ctx, int64_t count, void *y, const void *x,
+                          pasm_cuda_dtype t); /* y += x */
+
+/* ---- global average pooling: x (N,HW,C) of t -> y (N,C) fp32, and back ---- */
+pasm_status pasm_cuda_avgpool_forward(pasm_cuda_ctx *ctx, int n, int c, int hw, const void *x,
+                                      pasm_cuda_dtype t, float *y);
+pasm_status pasm_cuda_avgpool_backward(pasm_cuda_ctx *ctx, int n, int c, int hw,
+                                       const float *dy, void *dx, pasm_cuda_dtype t);
+
+/* ---- linear (fp32): x (N,In), w (Out,In), b (Out) -> y (N,Out) ---- */
+pasm_status pasm_cuda_linear_forward(pasm_cuda_ctx *ctx, int n, int in, int out, const float *x,
+                                     const float *w, const float *b, float *y);
+/* dx, dw, db may each be NULL. */
+pasm_status pasm_cuda_linear_backward(pasm_cuda_ctx *ctx, int n, int in, int out,
+                                      const float *x, const float *w, const float *dy, float *dx,
+                                      float *dw, float *db);
+
+/* ---- SGD (pasm_sgd_step's arithmetic) over count parameters ---- */
+pasm_status pasm_cuda_sgd(pasm_cuda_ctx *ctx, int64_t count, float *params, const float *grads,
+                          float *momentum_buffer, float lr, float weight_decay, float momentum,
+                          float dampening, int nesterov, int first);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

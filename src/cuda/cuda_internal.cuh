@@ -1,0 +1,60 @@
+/* Shared by the backend's .cu files: the context, error helpers, the
+ * element-loop launcher (device grid or host emulation) and fp32/bf16
+ * loads and stores. */
+#ifndef PASM_CUDA_INTERNAL_CUH
+#define PASM_CUDA_INTERNAL_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include "cuda/cuda_backend.h"
+
+/* The oldest GPUs this build's machine code runs on (sm_90 + its PTX). */
+#ifndef PASM_CUDA_MIN_MAJOR
+#define PASM_CUDA_MIN_MAJOR 9
+#endif
+
+struct pasm_cuda_ctx {
+    cudaStream_t stream;
+    cudnnHandle_t cudnn;
+};
+
+pasm_status pasm_cuda_error(cudaError_t e, const char *what);
+pasm_status pasm_cudnn_error(int e, const char *what);
+/* cudaGetLastError after a launch, as a status naming what. */
+pasm_status pasm_cuda_launched(const char *what);
+
+typedef __nv_bfloat16 bf16;
+
+__host__ __device__ inline float to_f(float v) { return v; }
+__host__ __device__ inline float to_f(bf16 v) { return __bfloat162float(v); }
+template <typename T> __host__ __device__ inline T from_f(float v);
+template <> __host__ __device__ inline float from_f<float>(float v) { return v; }
+template <> __host__ __device__ inline bf16 from_f<bf16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename F> __global__ void pasm_k_each(int64_t n, F f) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
+}
+
+/* f(i) for i in [0, n): a grid on ctx's stream, or a host loop when
+ * emulating. f is a __host__ __device__ lambda. */
+template <typename F>
+pasm_status pasm_each(pasm_cuda_ctx *ctx, int64_t n, F f, const char *what) {
+    if (n <= 0) return PASM_OK;
+    if (pasm_cuda_emulating()) {
+        for (int64_t i = 0; i < n; i++) f(i);
+        return PASM_OK;
+    }
+    const int threads = 256;
+    int64_t blocks = (n + threads - 1) / threads;
+    if (blocks > 132 * 64) blocks = 132 * 64;
+    pasm_k_each<<<(unsigned)blocks, threads, 0, ctx->stream>>>(n, f);
+    return pasm_cuda_launched(what);
+}
+
+/* Runs body<float> or body<bf16> by t. */
+#define PASM_BY_DTYPE(t, call_float, call_bf16) ((t) == PASM_CUDA_BF16 ? (call_bf16) : (call_float))
+
+#endif

@@ -1,0 +1,36 @@
+/* The ResNet on the GPU (src/cuda/net.c): a device mirror of a pasm_net.
+ * Parameters, gradients and BN statistics keep the host net's flat block
+ * layouts (so the two copy as whole blocks); activations are NHWC of the
+ * precision's type; every layer keeps its output, as a training network
+ * does, in every mode. The nn layer decides when copies are needed
+ * (src/nn/device.c); these functions do the work. */
+#ifndef PASM_CUDA_NET_H
+#define PASM_CUDA_NET_H
+
+#include "nn/net_internal.h"
+
+typedef struct pasm_cuda_net pasm_cuda_net;
+
+pasm_status pasm_cuda_net_create(pasm_net *net);
+void pasm_cuda_net_free(pasm_net *net);
+/* Host parameters and BN statistics -> device, and back (grads too when
+ * with_grads). */
+pasm_status pasm_cuda_net_push(pasm_net *net);
+pasm_status pasm_cuda_net_pull(pasm_net *net, int with_grads);
+/* x: host (n, C, S, S). Fills the host logits. */
+pasm_status pasm_cuda_net_forward(pasm_net *net, const float *x, int n, int train);
+/* dlogits: host (n, K); dx: host (n, C, S, S) or NULL. Parameter gradients
+ * (device) only after a training forward. */
+pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *dx);
+/* One SGD step on the device parameters. host_momentum: the optimiser's
+ * buffer, uploaded when upload_momentum (a resumed run). */
+pasm_status pasm_cuda_net_sgd(pasm_net *net, float lr, float weight_decay, float momentum,
+                              float dampening, int nesterov, int first, const float *host_momentum,
+                              int upload_momentum);
+pasm_status pasm_cuda_net_pull_momentum(pasm_net *net, float *host_momentum);
+/* The last block's output of the last forward -> host NCHW fp32 (n images). */
+pasm_status pasm_cuda_net_pull_features(pasm_net *net, float *host, int n);
+/* Bytes of GPU memory the network holds. */
+size_t pasm_cuda_net_bytes(const pasm_net *net);
+
+#endif

@@ -1,0 +1,404 @@
+/* The CUDA backend's own kernels: layouts, batch normalisation, elementwise
+ * ops, pooling, the linear layer and SGD, each an element loop (pasm_each)
+ * over a __host__ __device__ body, so the same arithmetic runs on the GPU
+ * and, emulated, on the host in the tests. Activations are NHWC of float or
+ * bf16 (T); everything else fp32, with sums in double where the CPU ops take
+ * them in double. */
+#include <math.h>
+
+#include "cuda/cuda_internal.cuh"
+
+/* ---- layouts ---- */
+
+template <typename T>
+static pasm_status nchw_to_nhwc(pasm_cuda_ctx *ctx, int n, int c, int hw, const float *x, T *y) {
+    const int64_t total = (int64_t)n * c * hw;
+    return pasm_each(
+        ctx, total,
+        [=] __host__ __device__(int64_t i) { /* i indexes y: ((img * hw) + p) * c + ch */
+            const int64_t ch = i % c, rest = i / c, p = rest % hw, img = rest / hw;
+            y[i] = from_f<T>(x[(img * c + ch) * hw + p]);
+        },
+        "NCHW to NHWC");
+}
+
+pasm_status pasm_cuda_nchw_to_nhwc(pasm_cuda_ctx *ctx, int n, int c, int hw, const float *x,
+                                   void *y, pasm_cuda_dtype t) {
+    return PASM_BY_DTYPE(t, nchw_to_nhwc(ctx, n, c, hw, x, (float *)y),
+                         nchw_to_nhwc(ctx, n, c, hw, x, (bf16 *)y));
+}
+
+template <typename T>
+static pasm_status nhwc_to_nchw(pasm_cuda_ctx *ctx, int n, int c, int hw, const T *x, float *y) {
+    const int64_t total = (int64_t)n * c * hw;
+    return pasm_each(
+        ctx, total,
+        [=] __host__ __device__(int64_t i) { /* i indexes y: ((img * c) + ch) * hw + p */
+            const int64_t p = i % hw, rest = i / hw, ch = rest % c, img = rest / c;
+            y[i] = to_f(x[(img * hw + p) * c + ch]);
+        },
+        "NHWC to NCHW");
+}
+
+pasm_status pasm_cuda_nhwc_to_nchw(pasm_cuda_ctx *ctx, int n, int c, int hw, const void *x,
+                                   pasm_cuda_dtype t, float *y) {
+    return PASM_BY_DTYPE(t, nhwc_to_nchw(ctx, n, c, hw, (const float *)x, y),
+                         nhwc_to_nchw(ctx, n, c, hw, (const bf16 *)x, y));
+}
+
+/* A weight (K,C,RS) is an "image" of K channels-first maps: the same two
+ * transposes with n = K. */
+pasm_status pasm_cuda_pack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, const float *w,
+                                  void *out, pasm_cuda_dtype t) {
+    return pasm_cuda_nchw_to_nhwc(ctx, k, c, rs, w, out, t);
+}
+
+pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, const void *dw,
+                                    pasm_cuda_dtype t, float *out) {
+    return pasm_cuda_nhwc_to_nchw(ctx, k, c, rs, dw, t, out);
+}
+
+/* ---- batch normalisation ----
+ * Rows are split into chunks; one thread sums one channel over one chunk
+ * (neighbouring threads read neighbouring channels of the same row, so
+ * reads coalesce), then one thread per channel adds the chunks in order. */
+
+static int bn_chunks(int64_t m, int c) {
+    int64_t want = 65536 / (c > 0 ? c : 1);
+    if (want < 1) want = 1;
+    int64_t most = (m + 31) / 32; /* at least 32 rows a chunk */
+    if (want > most) want = most;
+    return (int)(want < 1 ? 1 : want);
+}
+
+size_t pasm_cuda_bn_partial_doubles(int64_t m, int c) {
+    return (size_t)bn_chunks(m, c) * (size_t)c * 2 + (size_t)c;
+}
+
+/* part[p * c + ch] = sum over the chunk's rows of (x - center[ch]) (pow 1)
+ * or (x - center[ch])^2 (pow 2); center NULL is 0. */
+template <typename T>
+static pasm_status chunk_sums(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
+                              const double *center, int square, double *part) {
+    const int chunks = bn_chunks(m, c);
+    const int64_t rows = (m + chunks - 1) / chunks;
+    return pasm_each(
+        ctx, (int64_t)chunks * c,
+        [=] __host__ __device__(int64_t i) {
+            const int64_t ch = i % c, p = i / c;
+            const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
+            const double mid = center ? center[ch] : 0.0;
+            double s = 0.0;
+            for (int64_t r = r0; r < r1; r++) {
+                const double d = (double)to_f(x[r * c + ch]) - mid;
+                s += square ? d * d : d;
+            }
+            part[i] = s;
+        },
+        "batch-norm sums");
+}
+
+/* out[ch] = sum over chunks of part[p * c + ch], in chunk order. */
+__host__ __device__ inline double chunk_total(const double *part, int chunks, int c, int64_t ch) {
+    double s = 0.0;
+    for (int p = 0; p < chunks; p++) s += part[(int64_t)p * c + ch];
+    return s;
+}
+
+template <typename T>
+static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, float eps,
+                            float momentum, const float *gamma, const float *beta, float *rmean,
+                            float *rvar, float *save_mean, float *save_invstd, float *scale,
+                            float *shift, double *partial) {
+    const int chunks = bn_chunks(m, c);
+    double *part = partial, *mean = partial + (size_t)chunks * c * 2;
+    const double count = (double)m;
+    const double unbias = count > 1.0 ? count / (count - 1.0) : 1.0;
+    const double mom = momentum;
+    pasm_status st = chunk_sums(ctx, m, c, x, (const double *)NULL, 0, part);
+    if (st) return st;
+    st = pasm_each(
+        ctx, c,
+        [=] __host__ __device__(int64_t ch) { mean[ch] = chunk_total(part, chunks, c, ch) / count; },
+        "batch-norm mean");
+    if (st) return st;
+    if ((st = chunk_sums(ctx, m, c, x, mean, 1, part))) return st;
+    return pasm_each(
+        ctx, c,
+        [=] __host__ __device__(int64_t ch) {
+            const double mu = mean[ch];
+            const double var = chunk_total(part, chunks, c, ch) / count;
+            const double invstd = 1.0 / sqrt(var + (double)eps);
+            const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
+            scale[ch] = (float)(g * invstd);
+            shift[ch] = (float)(b - mu * invstd * g);
+            if (rmean) rmean[ch] = (float)((1.0 - mom) * rmean[ch] + mom * mu);
+            if (rvar) rvar[ch] = (float)((1.0 - mom) * rvar[ch] + mom * var * unbias);
+            if (save_mean) save_mean[ch] = (float)mu;
+            if (save_invstd) save_invstd[ch] = (float)invstd;
+        },
+        "batch-norm statistics");
+}
+
+pasm_status pasm_cuda_bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
+                               pasm_cuda_dtype t, float eps, float momentum, const float *gamma,
+                               const float *beta, float *running_mean, float *running_var,
+                               float *save_mean, float *save_invstd, float *scale, float *shift,
+                               double *partial) {
+    return PASM_BY_DTYPE(t,
+                         bn_stats(ctx, m, c, (const float *)x, eps, momentum, gamma, beta,
+                                  running_mean, running_var, save_mean, save_invstd, scale,
+                                  shift, partial),
+                         bn_stats(ctx, m, c, (const bf16 *)x, eps, momentum, gamma, beta,
+                                  running_mean, running_var, save_mean, save_invstd, scale,
+                                  shift, partial));
+}
+
+pasm_status pasm_cuda_bn_fold(pasm_cuda_ctx *ctx, int c, float eps, const float *gamma,
+                              const float *beta, const float *running_mean,
+                              const float *running_var, float *scale, float *shift) {
+    return pasm_each(
+        ctx, c,
+        [=] __host__ __device__(int64_t ch) {
+            const double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
+            const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
+            scale[ch] = (float)(g * invstd);
+            shift[ch] = (float)(b - running_mean[ch] * invstd * g);
+        },
+        "batch-norm fold");
+}
+
+template <typename T>
+static pasm_status affine(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, const float *scale,
+                          const float *shift, const T *res, int relu, T *y) {
+    return pasm_each(
+        ctx, m * c,
+        [=] __host__ __device__(int64_t i) {
+            const int64_t ch = i % c;
+            float v = to_f(x[i]) * scale[ch] + (shift ? shift[ch] : 0.0f);
+            if (res) v += to_f(res[i]);
+            if (relu && !(v > 0.0f)) v = 0.0f;
+            y[i] = from_f<T>(v);
+        },
+        "batch-norm affine");
+}
+
+pasm_status pasm_cuda_affine(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
+                             const float *scale, const float *shift, const void *residual,
+                             int relu, void *y, pasm_cuda_dtype t) {
+    return PASM_BY_DTYPE(t,
+                         affine(ctx, m, c, (const float *)x, scale, shift,
+                                (const float *)residual, relu, (float *)y),
+                         affine(ctx, m, c, (const bf16 *)x, scale, shift, (const bf16 *)residual,
+                                relu, (bf16 *)y));
+}
+
+template <typename T>
+static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, const T *dy,
+                               const float *gamma, const float *save_mean,
+                               const float *save_invstd, T *dx, float *dgamma, float *dbeta,
+                               double *partial, float *coef) {
+    const int chunks = bn_chunks(m, c);
+    const int64_t rows = (m + chunks - 1) / chunks;
+    double *sum_dy = partial, *sum_dy_xc = partial + (size_t)chunks * c;
+    const double count = (double)m;
+    pasm_status st = pasm_each(
+        ctx, (int64_t)chunks * c,
+        [=] __host__ __device__(int64_t i) {
+            const int64_t ch = i % c, p = i / c;
+            const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
+            const double mu = save_mean[ch];
+            double a = 0.0, b = 0.0;
+            for (int64_t r = r0; r < r1; r++) {
+                const double g = to_f(dy[r * c + ch]);
+                a += g;
+                b += g * ((double)to_f(x[r * c + ch]) - mu);
+            }
+            sum_dy[i] = a;
+            sum_dy_xc[i] = b;
+        },
+        "batch-norm gradient sums");
+    if (st) return st;
+    st = pasm_each(
+        ctx, c,
+        [=] __host__ __device__(int64_t ch) {
+            const double sdy = chunk_total(sum_dy, chunks, c, ch);
+            const double invstd = save_invstd[ch];
+            const double sdyxh = chunk_total(sum_dy_xc, chunks, c, ch) * invstd;
+            if (dbeta) dbeta[ch] = (float)sdy;
+            if (dgamma) dgamma[ch] = (float)sdyxh;
+            const double g = gamma ? gamma[ch] : 1.0;
+            const double k = g * invstd;
+            coef[ch] = (float)k;
+            coef[c + ch] = (float)(-k * invstd * sdyxh / count);
+            coef[2 * c + ch] = (float)(-k * sdy / count);
+            coef[3 * c + ch] = save_mean[ch];
+        },
+        "batch-norm gradient coefficients");
+    if (st || !dx) return st;
+    return pasm_each(
+        ctx, m * c,
+        [=] __host__ __device__(int64_t i) {
+            const int64_t ch = i % c;
+            const float v = coef[ch] * to_f(dy[i]) + coef[c + ch] * (to_f(x[i]) - coef[3 * c + ch]) +
+                            coef[2 * c + ch];
+            dx[i] = from_f<T>(v);
+        },
+        "batch-norm input gradient");
+}
+
+pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
+                                  const void *dy, pasm_cuda_dtype t, const float *gamma,
+                                  const float *save_mean, const float *save_invstd, void *dx,
+                                  float *dgamma, float *dbeta, double *partial, float *coef) {
+    return PASM_BY_DTYPE(t,
+                         bn_backward(ctx, m, c, (const float *)x, (const float *)dy, gamma,
+                                     save_mean, save_invstd, (float *)dx, dgamma, dbeta, partial,
+                                     coef),
+                         bn_backward(ctx, m, c, (const bf16 *)x, (const bf16 *)dy, gamma,
+                                     save_mean, save_invstd, (bf16 *)dx, dgamma, dbeta, partial,
+                                     coef));
+}
+
+/* ---- elementwise ---- */
+
+template <typename T>
+static pasm_status relu_backward(pasm_cuda_ctx *ctx, int64_t count, const T *y, T *d) {
+    return pasm_each(
+        ctx, count,
+        [=] __host__ __device__(int64_t i) {
+            if (!(to_f(y[i]) > 0.0f)) d[i] = from_f<T>(0.0f);
+        },
+        "ReLU backward");
+}
+
+pasm_status pasm_cuda_relu_backward(pasm_cuda_ctx *ctx, int64_t count, const void *y, void *d,
+                                    pasm_cuda_dtype t) {
+    return PASM_BY_DTYPE(t, relu_backward(ctx, count, (const float *)y, (float *)d),
+                         relu_backward(ctx, count, (const bf16 *)y, (bf16 *)d));
+}
+
+template <typename T>
+static pasm_status add(pasm_cuda_ctx *ctx, int64_t count, T *y, const T *x) {
+    return pasm_each(
+        ctx, count,
+        [=] __host__ __device__(int64_t i) { y[i] = from_f<T>(to_f(y[i]) + to_f(x[i])); },
+        "add");
+}
+
+pasm_status pasm_cuda_add(pasm_cuda_ctx *ctx, int64_t count, void *y, const void *x,
+                          pasm_cuda_dtype t) {
+    return PASM_BY_DTYPE(t, add(ctx, count, (float *)y, (const float *)x),
+                         add(ctx, count, (bf16 *)y, (const bf16 *)x));
+}
+
+/* ---- global average pooling ---- */
+
+template <typename T>
+static pasm_status avgpool_forward(pasm_cuda_ctx *ctx, int n, int c, int hw, const T *x, float *y) {
+    return pasm_each(
+        ctx, (int64_t)n * c,
+        [=] __host__ __device__(int64_t i) { /* i = img * c + ch */
+            const int64_t ch = i % c, img = i / c;
+            double s = 0.0;
+            for (int64_t p = 0; p < hw; p++) s += to_f(x[(img * hw + p) * c + ch]);
+            y[i] = (float)(s / hw);
+        },
+        "average pool");
+}
+
+pasm_status pasm_cuda_avgpool_forward(pasm_cuda_ctx *ctx, int n, int c, int hw, const void *x,
+                                      pasm_cuda_dtype t, float *y) {
+    return PASM_BY_DTYPE(t, avgpool_forward(ctx, n, c, hw, (const float *)x, y),
+                         avgpool_forward(ctx, n, c, hw, (const bf16 *)x, y));
+}
+
+template <typename T>
+static pasm_status avgpool_backward(pasm_cuda_ctx *ctx, int n, int c, int hw, const float *dy,
+                                    T *dx) {
+    const float inv = 1.0f / (float)hw;
+    return pasm_each(
+        ctx, (int64_t)n * hw * c,
+        [=] __host__ __device__(int64_t i) {
+            const int64_t ch = i % c, img = i / ((int64_t)hw * c);
+            dx[i] = from_f<T>(dy[img * c + ch] * inv);
+        },
+        "average pool backward");
+}
+
+pasm_status pasm_cuda_avgpool_backward(pasm_cuda_ctx *ctx, int n, int c, int hw,
+                                       const float *dy, void *dx, pasm_cuda_dtype t) {
+    return PASM_BY_DTYPE(t, avgpool_backward(ctx, n, c, hw, dy, (float *)dx),
+                         avgpool_backward(ctx, n, c, hw, dy, (bf16 *)dx));
+}
+
+/* ---- linear ---- */
+
+pasm_status pasm_cuda_linear_forward(pasm_cuda_ctx *ctx, int n, int in, int out, const float *x,
+                                     const float *w, const float *b, float *y) {
+    return pasm_each(
+        ctx, (int64_t)n * out,
+        [=] __host__ __device__(int64_t i) {
+            const int64_t o = i % out, img = i / out;
+            double s = b ? b[o] : 0.0;
+            for (int64_t j = 0; j < in; j++) s += (double)x[img * in + j] * w[o * in + j];
+            y[i] = (float)s;
+        },
+        "linear");
+}
+
+pasm_status pasm_cuda_linear_backward(pasm_cuda_ctx *ctx, int n, int in, int out,
+                                      const float *x, const float *w, const float *dy, float *dx,
+                                      float *dw, float *db) {
+    pasm_status st = PASM_OK;
+    if (dx)
+        st = pasm_each(
+            ctx, (int64_t)n * in,
+            [=] __host__ __device__(int64_t i) {
+                const int64_t j = i % in, img = i / in;
+                double s = 0.0;
+                for (int64_t o = 0; o < out; o++) s += (double)dy[img * out + o] * w[o * in + j];
+                dx[i] = (float)s;
+            },
+            "linear input gradient");
+    if (!st && dw)
+        st = pasm_each(
+            ctx, (int64_t)out * in,
+            [=] __host__ __device__(int64_t i) {
+                const int64_t j = i % in, o = i / in;
+                double s = 0.0;
+                for (int64_t img = 0; img < n; img++)
+                    s += (double)dy[img * out + o] * x[img * in + j];
+                dw[i] = (float)s;
+            },
+            "linear weight gradient");
+    if (!st && db)
+        st = pasm_each(
+            ctx, out,
+            [=] __host__ __device__(int64_t o) {
+                double s = 0.0;
+                for (int64_t img = 0; img < n; img++) s += dy[img * out + o];
+                db[o] = (float)s;
+            },
+            "linear bias gradient");
+    return st;
+}
+
+/* ---- SGD ---- */
+
+pasm_status pasm_cuda_sgd(pasm_cuda_ctx *ctx, int64_t count, float *params, const float *grads,
+                          float *buf, float lr, float wd, float mom, float dampening, int nesterov,
+                          int first) {
+    const float damp = 1.0f - dampening;
+    return pasm_each(
+        ctx, count,
+        [=] __host__ __device__(int64_t i) {
+            float d = grads[i] + wd * params[i];
+            if (buf) {
+                buf[i] = first ? d : mom * buf[i] + damp * d;
+                d = nesterov ? d + mom * buf[i] : buf[i];
+            }
+            params[i] -= lr * d;
+        },
+        "SGD step");
+}

@@ -1,0 +1,181 @@
+/* The CUDA backend's runtime: whether a GPU answers, the context (one
+ * stream, one cuDNN handle), device memory with a byte count, copies. The
+ * runtime is linked statically, so a CUDA build starts on machines without
+ * a GPU or driver and says so only when a GPU is asked for. */
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <mutex>
+#include <stdio.h>
+#include <string.h>
+
+#include "cuda/cuda_internal.cuh"
+
+static int g_emulate;
+void pasm_cuda_emulate(int on) { g_emulate = on != 0; }
+int pasm_cuda_emulating(void) { return g_emulate; }
+
+pasm_status pasm_cuda_error(cudaError_t e, const char *what) {
+    return pasm_errorf(PASM_ERR_UNSUPPORTED, "CUDA: %s: %s (%s)", what, cudaGetErrorString(e),
+                       cudaGetErrorName(e));
+}
+
+pasm_status pasm_cudnn_error(int e, const char *what) {
+    return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN: %s: %s", what,
+                       cudnnGetErrorString((cudnnStatus_t)e));
+}
+
+pasm_status pasm_cuda_probe(char *buf, size_t len) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "--device cuda: no usable GPU: %s",
+                           cudaGetErrorString(e));
+    }
+    if (count < 1)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "--device cuda: no GPU found");
+    cudaDeviceProp p;
+    if ((e = cudaGetDeviceProperties(&p, 0)) != cudaSuccess)
+        return pasm_cuda_error(e, "reading the GPU's properties");
+    if (p.major < PASM_CUDA_MIN_MAJOR)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "--device cuda: %s has compute capability %d.%d; "
+                                                 "this build's kernels need %d.0 or newer "
+                                                 "(rebuild with CUDA_ARCH for your GPU)",
+                           p.name, p.major, p.minor, PASM_CUDA_MIN_MAJOR);
+    int driver = 0;
+    cudaDriverGetVersion(&driver);
+    if (buf && len)
+        snprintf(buf, len, "cuda: %s, %.0f GiB, compute %d.%d, driver %d.%d, cuDNN %zu", p.name,
+                 (double)p.totalGlobalMem / (1024.0 * 1024 * 1024), p.major, p.minor,
+                 driver / 1000, driver % 1000 / 10, cudnnGetVersion());
+    return PASM_OK;
+}
+
+pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out) {
+    *out = NULL;
+    pasm_status st = pasm_cuda_probe(NULL, 0);
+    if (st) return st;
+    pasm_cuda_ctx *ctx = (pasm_cuda_ctx *)calloc(1, sizeof *ctx);
+    if (!ctx) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the CUDA context");
+    cudaError_t e = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        free(ctx);
+        return pasm_cuda_error(e, "creating a stream");
+    }
+    cudnnStatus_t ce = cudnnCreate(&ctx->cudnn);
+    if (ce != CUDNN_STATUS_SUCCESS) {
+        cudaStreamDestroy(ctx->stream);
+        free(ctx);
+        return pasm_cudnn_error(ce, "creating a handle");
+    }
+    cudnnSetStream(ctx->cudnn, ctx->stream);
+    *out = ctx;
+    return PASM_OK;
+}
+
+void pasm_cuda_ctx_free(pasm_cuda_ctx *ctx) {
+    if (!ctx) return;
+    cudaStreamSynchronize(ctx->stream);
+    cudnnDestroy(ctx->cudnn);
+    cudaStreamDestroy(ctx->stream);
+    free(ctx);
+}
+
+pasm_status pasm_cuda_sync(pasm_cuda_ctx *ctx, const char *what) {
+    if (g_emulate || !ctx) return PASM_OK;
+    cudaError_t e = cudaStreamSynchronize(ctx->stream);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, what);
+}
+
+pasm_status pasm_cuda_launched(const char *what) {
+    cudaError_t e = cudaGetLastError();
+    return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, what);
+}
+
+/* ---- memory: every live allocation and its size, for the byte counts ---- */
+static std::mutex g_mem_lock;
+static size_t g_bytes_now, g_bytes_peak;
+struct live_alloc {
+    void *p;
+    size_t bytes;
+};
+static live_alloc *g_live;
+static size_t g_n_live, g_cap_live;
+
+pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what) {
+    *p = NULL;
+    if (bytes == 0) bytes = 256;
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        *p = NULL;
+        return pasm_errorf(PASM_ERR_NOMEM, "out of GPU memory allocating %.1f MiB for %s (%s)",
+                           (double)bytes / 1048576.0, what ? what : "a buffer",
+                           cudaGetErrorString(e));
+    }
+    if ((e = cudaMemset(*p, 0, bytes)) != cudaSuccess) {
+        cudaFree(*p);
+        *p = NULL;
+        return pasm_cuda_error(e, what ? what : "clearing a buffer");
+    }
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    if (g_n_live == g_cap_live) {
+        size_t cap = g_cap_live ? 2 * g_cap_live : 256;
+        live_alloc *grown = (live_alloc *)realloc(g_live, cap * sizeof *grown);
+        if (!grown) {
+            cudaFree(*p);
+            *p = NULL;
+            return pasm_errorf(PASM_ERR_NOMEM, "out of memory tracking GPU buffers");
+        }
+        g_live = grown;
+        g_cap_live = cap;
+    }
+    g_live[g_n_live++] = live_alloc{*p, bytes};
+    g_bytes_now += bytes;
+    if (g_bytes_now > g_bytes_peak) g_bytes_peak = g_bytes_now;
+    return PASM_OK;
+}
+
+void pasm_cuda_free(void *p) {
+    if (!p) return;
+    cudaFree(p);
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    for (size_t i = 0; i < g_n_live; i++)
+        if (g_live[i].p == p) {
+            g_bytes_now -= g_live[i].bytes;
+            g_live[i] = g_live[--g_n_live];
+            break;
+        }
+}
+
+size_t pasm_cuda_bytes_now(void) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    return g_bytes_now;
+}
+
+size_t pasm_cuda_bytes_peak(void) {
+    std::lock_guard<std::mutex> lock(g_mem_lock);
+    return g_bytes_peak;
+}
+
+pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return PASM_OK;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream);
+    return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying to the GPU");
+}
+
+pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return PASM_OK;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream);
+    if (e != cudaSuccess) return pasm_cuda_error(e, "copying from the GPU");
+    return pasm_cuda_sync(ctx, "copying from the GPU");
+}
+
+pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return PASM_OK;
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream);
+    return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying on the GPU");
+}
+
+size_t pasm_cuda_dtype_size(pasm_cuda_dtype t) { return t == PASM_CUDA_BF16 ? 2 : 4; }
