@@ -78,6 +78,7 @@ typedef struct {
     const char *classes;   /* comma list or NULL */
     const char *norm;      /* "MEAN,STD" (per channel: "m1,m2,m3,s1,s2,s3") or NULL */
     int precision;         /* the built network's pasm_net_config.precision (0 = fp32) */
+    int device;            /* ... and its pasm_net_config.device (0 = the CPU) */
 } pasm_load_options;
 
 /* Writes the network's state_dict and meta (design.md's keys) atomically. */

@@ -93,12 +93,27 @@ int cli_precision(const char *cmd, const char *s, int *out) {
     return 1;
 }
 
+int cli_device(const char *cmd, const char *s, int *out) {
+    pasm_device d;
+    if (pasm_device_parse(s, &d)) return cli_usage_error(cmd, "--device: %s", pasm_last_error());
+    if (pasm_device_check(d)) return cli_fail(cmd, PASM_ERR_UNSUPPORTED);
+    *out = (int)d;
+    return EXIT_OK;
+}
+
+void cli_print_device(int device) {
+    if (device == PASM_DEVICE_CPU) return;
+    char buf[256];
+    printf("device: %s\n", pasm_device_describe((pasm_device)device, buf, sizeof buf));
+}
+
 int cli_load_model(const char *cmd, const char *path, const cli_model_options *mo, int max_batch,
                    pasm_net_mode mode, pasm_net **net, pasm_model_meta *meta) {
     pasm_load_options lo = {.input_size = mo ? mo->input_size : 0,
                             .classes = mo ? mo->classes : NULL,
                             .norm = mo ? mo->norm : NULL,
-                            .precision = mo ? mo->precision : 0};
+                            .precision = mo ? mo->precision : 0,
+                            .device = mo ? mo->device : 0};
     memset(meta, 0, sizeof *meta);
     pasm_status st = pasm_checkpoint_load_mode(path, &lo, max_batch, mode, net, meta);
     if (st) return cli_fail(cmd, st);

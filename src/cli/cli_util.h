@@ -29,7 +29,15 @@ typedef struct {
     int input_size;
     const char *classes, *norm;
     int precision; /* pasm_precision of the network's convolutions */
+    int device;    /* pasm_device it computes on */
 } cli_model_options;
+
+/* --device D: cpu or cuda into *out (pasm_device), checked to be usable
+ * here. Returns 0, or the exit code after a message: 2 for an unknown
+ * name, 1 for a device this build or machine lacks. */
+int cli_device(const char *cmd, const char *s, int *out);
+/* "device: cuda: NVIDIA H200, ..." on stdout for a GPU, nothing for the CPU. */
+void cli_print_device(int device);
 
 /* --precision P: fp32 or bf16 into *out (pasm_precision); 0 with a usage
  * message otherwise. */

@@ -24,6 +24,7 @@ static void usage(FILE *f) {
                "  --batch N           faces per forward pass (256)\n"
                "  --threads T         threads, 0 = all cores (0)\n"
                "  --precision P       fp32 or bf16 convolutions (as pasm train's) (fp32)\n"
+               "  --device D          cpu or cuda (a GPU, in builds with the CUDA backend) (cpu)\n"
                "  --ignore-unknown    skip classes the model does not know (with a warning)\n"
                "for files without pasm's metadata:\n"
                "  --input-size N      network input side (48)\n"
@@ -87,7 +88,7 @@ static void print_table(const pasm_model_meta *meta, const pasm_metrics *m, cons
 
 int pasm_cmd_eval(int argc, char **argv) {
     enum { O_MODEL = 256, O_DATA, O_SPLIT, O_TTA, O_JSON, O_BATCH, O_THREADS, O_IGNORE,
-           O_INPUT_SIZE, O_CLASSES, O_NORM, O_PRECISION, O_HELP };
+           O_INPUT_SIZE, O_CLASSES, O_NORM, O_PRECISION, O_DEVICE, O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"tta", required_argument, 0, O_TTA},
@@ -97,6 +98,7 @@ int pasm_cmd_eval(int argc, char **argv) {
         {"input-size", required_argument, 0, O_INPUT_SIZE},
         {"classes", required_argument, 0, O_CLASSES}, {"norm", required_argument, 0, O_NORM},
         {"precision", required_argument, 0, O_PRECISION},
+        {"device", required_argument, 0, O_DEVICE},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     const char *model = NULL, *data = NULL, *split = "PrivateTest";
     int tta = 0, json = 0, batch = 256, threads = 0, ignore = 0;
@@ -122,6 +124,11 @@ int pasm_cmd_eval(int argc, char **argv) {
         case O_CLASSES: mo.classes = optarg; break;
         case O_NORM: mo.norm = optarg; break;
         case O_PRECISION: ok = cli_precision(CMD, optarg, &mo.precision); break;
+        case O_DEVICE: {
+            int rc = cli_device(CMD, optarg, &mo.device);
+            if (rc) return rc;
+            break;
+        }
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }

@@ -38,6 +38,7 @@ static void usage(FILE *f) {
             "  --out MINED.csv       mined points (required)\n"
             "  --overwrite           start afresh when MINED exists with other settings\n"
             "  --threads T           threads, 0 = all cores (0)\n"
+            "  --device D            cpu or cuda: the teacher's passes on the GPU (cpu)\n"
             "  --help                this text\n");
 }
 
@@ -160,7 +161,8 @@ int cli_mine_run(const cli_mine_args *a) {
     pasm_net_mode mode = a->attack.kind == PASM_ATTACK_GRAD || a->attack.kind == PASM_ATTACK_ITER
                              ? PASM_NET_EVAL_GRAD
                              : PASM_NET_EVAL;
-    if ((rc = cli_load_model(CMD, a->model, NULL, batch, mode, &net, &meta))) {
+    const cli_model_options mo = {.device = a->device};
+    if ((rc = cli_load_model(CMD, a->model, &mo, batch, mode, &net, &meta))) {
         memset(&meta, 0, sizeof meta);
         goto done;
     }
@@ -202,7 +204,7 @@ done:
 
 int pasm_cmd_mine(int argc, char **argv) {
     enum { O_MODEL = 256, O_DATA, O_SPLIT, O_ATTACK, O_POP, O_GENS, O_F, O_NO_EARLY, O_ITER,
-           O_BATCH, O_SEED, O_SIDE, O_GALLERY, O_OUT, O_OVERWRITE, O_THREADS, O_STOP, O_HELP };
+           O_BATCH, O_SEED, O_SIDE, O_GALLERY, O_OUT, O_OVERWRITE, O_THREADS, O_STOP, O_DEVICE, O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"attack", required_argument, 0, O_ATTACK},
@@ -213,7 +215,8 @@ int pasm_cmd_mine(int argc, char **argv) {
         {"side", required_argument, 0, O_SIDE}, {"gallery", required_argument, 0, O_GALLERY},
         {"out", required_argument, 0, O_OUT}, {"overwrite", no_argument, 0, O_OVERWRITE},
         {"threads", required_argument, 0, O_THREADS},
-        {"stop-after-images", required_argument, 0, O_STOP}, {"help", no_argument, 0, O_HELP},
+        {"stop-after-images", required_argument, 0, O_STOP},
+        {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0}};
     cli_mine_args a;
     cli_mine_defaults(&a);
@@ -243,6 +246,11 @@ int pasm_cmd_mine(int argc, char **argv) {
         case O_OVERWRITE: a.overwrite = 1; break;
         case O_THREADS: ok = cli_int(CMD, "--threads", optarg, 0, 1024, &threads); break;
         case O_STOP: ok = cli_int(CMD, "--stop-after-images", optarg, 0, 1 << 30, &a.stop_after_images); break;
+        case O_DEVICE: {
+            int rc = cli_device(CMD, optarg, &a.device);
+            if (rc) return rc;
+            break;
+        }
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }

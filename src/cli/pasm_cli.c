@@ -52,12 +52,13 @@ int cli_load_train_val(const char *cmd, const char *data, const char *split, con
 }
 
 int cli_eval_split(const char *cmd, const char *model, const char *data, const char *split,
-                   double *accuracy, double *accuracy_tta, int *count) {
+                   int device, double *accuracy, double *accuracy_tta, int *count) {
     *accuracy = *accuracy_tta = 0;
     *count = 0;
     pasm_net *net = NULL;
     pasm_model_meta meta;
-    int rc = cli_load_model(cmd, model, NULL, 256, PASM_NET_EVAL, &net, &meta);
+    const cli_model_options mo = {.device = device};
+    int rc = cli_load_model(cmd, model, &mo, 256, PASM_NET_EVAL, &net, &meta);
     if (rc) return rc;
     pasm_dataset ds;
     memset(&ds, 0, sizeof ds);

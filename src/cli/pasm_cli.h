@@ -22,7 +22,7 @@ int cli_load_train_val(const char *cmd, const char *data, const char *split, con
 /* Evaluates a checkpoint on a split of data: accuracy without and with flip
  * TTA. Returns 0 and *count = 0 when the split is not there. */
 int cli_eval_split(const char *cmd, const char *model, const char *data, const char *split,
-                   double *accuracy, double *accuracy_tta, int *count);
+                   int device, double *accuracy, double *accuracy_tta, int *count);
 
 /* pasm mine's options (strings are borrowed). */
 typedef struct {
@@ -31,6 +31,7 @@ typedef struct {
     int side;              /* 0 = a quarter of the input side */
     int overwrite;
     int stop_after_images; /* tests: stop (resumably) after this many; 0 = off */
+    int device;            /* pasm_device the teacher runs on */
 } cli_mine_args;
 
 void cli_mine_defaults(cli_mine_args *a);
@@ -53,6 +54,7 @@ typedef struct {
     int no_mask, erase_copy;
     float erase_p; /* random erasing of every training face (0 = off) */
     int precision; /* pasm_precision of the teacher's and student's convolutions */
+    int device;    /* pasm_device both run on */
 } cli_round_args;
 
 void cli_round_defaults(cli_round_args *a);

@@ -73,6 +73,7 @@ static void usage(FILE *f) {
             "  --out STUDENT         checkpoint (required), with .last, .state, .metrics.jsonl\n"
             "  --resume              continue from STUDENT's state file when there is one\n"
             "  --threads T           threads, 0 = all cores (0)\n"
+            "  --device D            cpu or cuda: teacher and student on the GPU (cpu)\n"
             "  --precision P         fp32 or bf16 convolutions (teacher and student) (fp32)\n"
             "  --help                this text\n");
 }
@@ -266,7 +267,7 @@ int cli_round_run(const cli_round_args *a) {
     pasm_model_meta tmeta, smeta;
     memset(&smeta, 0, sizeof smeta);
     /* the student inherits the teacher's config, precision included */
-    const cli_model_options tmo = {.precision = a->precision};
+    const cli_model_options tmo = {.precision = a->precision, .device = a->device};
     int rc = cli_load_model(CMD, a->teacher, &tmo, a->batch, PASM_NET_EVAL, &teacher, &tmeta);
     if (rc) return rc;
     pasm_dataset d, dm, val, mixed, tmp;
@@ -354,7 +355,7 @@ int pasm_cmd_round(int argc, char **argv) {
     enum { O_TEACHER = 256, O_DATA, O_SPLIT, O_VAL_DATA, O_VAL_SPLIT, O_VAL_FRACTION, O_MINED,
            O_SIDE, O_FILL, O_MIX, O_MASK_PROB, O_SKIP, O_KD_ALPHA, O_KD_TEMP, O_INIT, O_EPOCHS,
            O_LR, O_SCHEDULE, O_BATCH, O_MOMENTUM, O_WD, O_CROP, O_NO_FLIP, O_SEED, O_OUT,
-           O_RESUME, O_THREADS, O_NO_MASK, O_ERASE_COPY, O_ERASE_P, O_PRECISION, O_HELP };
+           O_RESUME, O_THREADS, O_NO_MASK, O_ERASE_COPY, O_ERASE_P, O_PRECISION, O_DEVICE, O_HELP };
     static const struct option opts[] = {
         {"teacher", required_argument, 0, O_TEACHER}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"val-data", required_argument, 0, O_VAL_DATA},
@@ -375,7 +376,8 @@ int pasm_cmd_round(int argc, char **argv) {
         {"threads", required_argument, 0, O_THREADS}, {"no-mask", no_argument, 0, O_NO_MASK},
         {"erase-copy", no_argument, 0, O_ERASE_COPY}, {"erase-p", required_argument, 0, O_ERASE_P},
         {"precision", required_argument, 0, O_PRECISION},
-        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0}};
     cli_round_args a;
     cli_round_defaults(&a);
     int threads = 0;
@@ -415,6 +417,11 @@ int pasm_cmd_round(int argc, char **argv) {
         case O_ERASE_COPY: a.erase_copy = 1; break;
         case O_ERASE_P: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &a.erase_p); break;
         case O_PRECISION: ok = cli_precision(CMD, optarg, &a.precision); break;
+        case O_DEVICE: {
+            int rc = cli_device(CMD, optarg, &a.device);
+            if (rc) return rc;
+            break;
+        }
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }

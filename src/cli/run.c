@@ -76,6 +76,8 @@ static void usage(FILE *f) {
             "  --erase-p F            random erasing in every phase (0 = off)\n"
             "  --precision P          fp32 or bf16 convolutions in the training phases; mining\n"
             "                         stays fp32 (fp32)\n"
+            "  --device D             cpu, or cuda: every phase (training, mining, evaluation)\n"
+            "                         on the GPU; not part of the run: a resume takes it anew (cpu)\n"
             "controls (pasm-method.md), each matched to PASM in sample-passes:\n"
             "  --control C            long-baseline (one network, no rounds), kd-only (rounds\n"
             "                         without masks), random-point (squares at random points),\n"
@@ -256,6 +258,7 @@ static int phase_baseline(const run_args *a, int round) {
     if (!a->hflip) argv[argc++] = "--no-flip";
     if (strcmp(a->erase_p, "0")) argv[argc++] = "--erase-p", argv[argc++] = (char *)a->erase_p;
     if (a->round.precision) argv[argc++] = "--precision", argv[argc++] = "bf16";
+    if (a->round.device) argv[argc++] = "--device", argv[argc++] = "cuda";
     argv[argc] = NULL;
     return pasm_cmd_train(argc, argv);
 }
@@ -316,7 +319,8 @@ static int evaluate_into(const run_args *a, int round, cJSON *rec) {
     const char *paths[2] = {a->val_data ? a->val_data : a->data, a->data};
     for (int i = 0; i < 2; i++) {
         double acc, acc_tta;
-        int count, rc = cli_eval_split(CMD, ckpt, paths[i], splits[i], &acc, &acc_tta, &count);
+        int count, rc = cli_eval_split(CMD, ckpt, paths[i], splits[i], a->round.device, &acc,
+                                      &acc_tta, &count);
         if (rc) return rc;
         char key[64];
         snprintf(key, sizeof key, "%s_count", names[i]);
@@ -491,7 +495,7 @@ int pasm_cmd_run(int argc, char **argv) {
            O_WD, O_CROP, O_NO_FLIP, O_ROUNDS, O_ATTACK, O_POP, O_GENS, O_F, O_NO_EARLY, O_ITER,
            O_ABATCH, O_SIDE, O_FILL, O_MIX, O_MASK_PROB, O_SKIP, O_KD_ALPHA, O_KD_TEMP, O_INIT,
            O_REPOCHS, O_RLR, O_RSCHED, O_SEED, O_THREADS, O_OUT, O_STOP_PHASES, O_STOP_MINING,
-           O_CONTROL, O_BASELINE, O_ERASE_P, O_PRECISION, O_HELP };
+           O_CONTROL, O_BASELINE, O_ERASE_P, O_PRECISION, O_DEVICE, O_HELP };
     static const struct option opts[] = {
         {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"val-data", 1, 0, O_VAL_DATA},
         {"val-split", 1, 0, O_VAL_SPLIT}, {"test-split", 1, 0, O_TEST_SPLIT},
@@ -511,7 +515,7 @@ int pasm_cmd_run(int argc, char **argv) {
         {"out", 1, 0, O_OUT}, {"stop-after-phases", 1, 0, O_STOP_PHASES},
         {"stop-mining-after", 1, 0, O_STOP_MINING}, {"control", 1, 0, O_CONTROL},
         {"baseline", 1, 0, O_BASELINE}, {"erase-p", 1, 0, O_ERASE_P},
-        {"precision", 1, 0, O_PRECISION}, {"help", 0, 0, O_HELP},
+        {"precision", 1, 0, O_PRECISION}, {"device", 1, 0, O_DEVICE}, {"help", 0, 0, O_HELP},
         {0, 0, 0, 0}};
     run_args a;
     memset(&a, 0, sizeof a);
@@ -577,6 +581,12 @@ int pasm_cmd_run(int argc, char **argv) {
         case O_BASELINE: a.baseline = optarg; break;
         case O_ERASE_P: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &check), a.erase_p = optarg; break;
         case O_PRECISION: ok = cli_precision(CMD, optarg, &a.round.precision); break;
+        case O_DEVICE: {
+            int rc = cli_device(CMD, optarg, &a.round.device);
+            if (rc) return rc;
+            a.mine.device = a.round.device;
+            break;
+        }
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }

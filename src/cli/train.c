@@ -87,6 +87,8 @@ static void usage(FILE *f) {
             "  --threads T            threads, 0 = all cores (0)\n"
             "  --precision P          fp32 or bf16: convolutions with bf16 operands and fp32\n"
             "                         sums (AMX where the CPU has it), fp32 weights (fp32)\n"
+            "  --device D             cpu, or cuda: train on the GPU (builds with the CUDA\n"
+            "                         backend); not part of the run: --resume takes it anew (cpu)\n"
             "  --out CKPT             checkpoint path (required)\n"
             "  --resume CKPT          continue the run that wrote CKPT\n"
             "  --stop-after-epochs N  end this run resumably after N epochs (0 = off)\n"
@@ -208,7 +210,7 @@ static pasm_status args_from_json(const char *source, const char *json, train_ar
 enum { O_DATA = 256, O_SPLIT, O_VAL_DATA, O_VAL_SPLIT, O_VAL_FRACTION, O_LABELS, O_INPUT_SIZE,
        O_CHANNELS, O_ARCH, O_WIDTH, O_EPOCHS, O_BATCH, O_LR, O_SCHEDULE, O_WARMUP, O_MOMENTUM,
        O_NO_NESTEROV, O_WD, O_SMOOTH, O_BALANCE, O_CROP, O_NO_FLIP, O_ERASE, O_SEED, O_THREADS,
-       O_PRECISION, O_OUT, O_RESUME, O_STOP_AFTER, O_HELP };
+       O_PRECISION, O_DEVICE, O_OUT, O_RESUME, O_STOP_AFTER, O_HELP };
 
 static const struct option long_options[] = {
     {"data", required_argument, 0, O_DATA},
@@ -237,6 +239,7 @@ static const struct option long_options[] = {
     {"seed", required_argument, 0, O_SEED},
     {"threads", required_argument, 0, O_THREADS},
     {"precision", required_argument, 0, O_PRECISION},
+    {"device", required_argument, 0, O_DEVICE},
     {"out", required_argument, 0, O_OUT},
     {"resume", required_argument, 0, O_RESUME},
     {"stop-after-epochs", required_argument, 0, O_STOP_AFTER},
@@ -254,7 +257,7 @@ static int copy_opt(char *dst, size_t len, const char *opt, const char *v) {
 
 /* Returns -1 to go on, else the exit code. */
 static int parse(int argc, char **argv, train_args *a, int *threads, char *resume,
-                 size_t resume_len, int *stop_after) {
+                 size_t resume_len, int *stop_after, int *device) {
     optind = 1;
     int c;
     while ((c = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
@@ -289,6 +292,11 @@ static int parse(int argc, char **argv, train_args *a, int *threads, char *resum
             int p = 0;
             ok = cli_precision(CMD, optarg, &p);
             snprintf(a->precision, sizeof a->precision, "%s", pasm_precision_name((pasm_precision)p));
+            break;
+        }
+        case O_DEVICE: {
+            int rc = cli_device(CMD, optarg, device);
+            if (rc) return rc;
             break;
         }
         case O_OUT: ok = copy_opt(a->out, sizeof a->out, "--out", optarg); break;
@@ -368,7 +376,7 @@ static int setup_options(const train_args *a, pasm_train_options *o) {
 
 static volatile int stop_requested;
 
-static int run(train_args *a, int resume, int stop_after) {
+static int run(train_args *a, int resume, int stop_after, int device) {
     /* Caught from the start: a Ctrl-C while loading stops after the first step. */
     cli_catch_signals(&stop_requested);
     pasm_train_options o;
@@ -391,6 +399,7 @@ static int run(train_args *a, int resume, int stop_after) {
     pasm_precision precision = PASM_PRECISION_FP32;
     pasm_precision_parse(a->precision, &precision); /* checked when parsed */
     meta.net.precision = precision;
+    meta.net.device = device;
     meta.seed = a->seed;
     meta.args_json = args_to_json(a);
     const char *const *names = (const char *const *)train.class_names;
@@ -408,9 +417,11 @@ static int run(train_args *a, int resume, int stop_after) {
            val.source ? val.source : "held out", train.n_classes, a->epochs, a->batch,
            a->schedule, (double)a->lr);
     printf("memory planned for the network: %.1f MiB\n", pasm_net_memory_bytes(net) / 1048576.0);
+    cli_print_device(device);
     if (precision == PASM_PRECISION_BF16)
         printf("precision bf16: convolutions with bf16 operands and fp32 sums, %s\n",
-               pasm_precision_bf16_native()
+               device == PASM_DEVICE_CUDA ? "on the GPU's tensor cores"
+               : pasm_precision_bf16_native()
                    ? "on AMX tiles"
                    : "emulated with fp32 sgemm (this CPU has no AMX-BF16: slower than fp32)");
     fflush(stdout);
@@ -456,16 +467,16 @@ static int load_resume_args(const char *ckpt, train_args *a) {
 int pasm_cmd_train(int argc, char **argv) {
     train_args a;
     defaults(&a);
-    int threads = 0, stop_after = 0;
+    int threads = 0, stop_after = 0, device = 0;
     char resume[1024] = "";
-    int rc = parse(argc, argv, &a, &threads, resume, sizeof resume, &stop_after);
+    int rc = parse(argc, argv, &a, &threads, resume, sizeof resume, &stop_after, &device);
     if (rc >= 0) return rc;
     cli_threads(threads);
     if (resume[0]) {
         if ((rc = load_resume_args(resume, &a)) >= 0) return rc;
-        return run(&a, 1, stop_after);
+        return run(&a, 1, stop_after, device);
     }
     if (!a.data[0]) return cli_usage_error(CMD, "--data is required");
     if (!a.out[0]) return cli_usage_error(CMD, "--out is required");
-    return run(&a, 0, stop_after);
+    return run(&a, 0, stop_after, device);
 }

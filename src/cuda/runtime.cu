@@ -29,7 +29,10 @@ pasm_status pasm_cuda_probe(char *buf, size_t len) {
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        return pasm_errorf(PASM_ERR_UNSUPPORTED, "--device cuda: no usable GPU: %s",
+        const char *why = e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver
+                              ? "no NVIDIA GPU and driver on this machine"
+                              : "the GPU did not answer";
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "--device cuda: %s (CUDA: %s)", why,
                            cudaGetErrorString(e));
     }
     if (count < 1)

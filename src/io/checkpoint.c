@@ -220,6 +220,7 @@ pasm_status pasm_checkpoint_load_mode(const char *path, const pasm_load_options 
     st = pasm_checkpoint_read_meta(&file, opts, meta);
     if (st == PASM_OK) {
         meta->net.precision = opts ? opts->precision : 0;
+        meta->net.device = opts ? opts->device : 0;
         st = pasm_net_create_mode(&built, &meta->net, max_batch, mode);
         if (st != PASM_OK) {
             built = NULL; /* create owns its partial work */

@@ -1,0 +1,437 @@
+/* The CUDA backend's ops against the CPU ops (the reference), twice: the
+ * kernels' bodies emulated on the host (every CUDA build, GPU or not), and
+ * the kernels and cuDNN's convolutions on the GPU (skipped without one).
+ * Inputs are NCHW as the CPU ops take them, moved to NHWC with the
+ * backend's own layout kernels (themselves checked first, exactly), so each
+ * case checks layout, indexing and arithmetic together. Builds without the
+ * CUDA backend skip everything. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pasm/pasm.h"
+#include "util/helpers.h"
+
+#ifdef PASM_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+
+/* ---- where the ops run: emulated (host memory) or on the GPU ---- */
+
+static int g_gpu;            /* 0: emulated, 1: GPU */
+static pasm_cuda_ctx *g_ctx; /* GPU only */
+
+static int set_mode(int gpu) {
+    g_gpu = gpu;
+    pasm_cuda_emulate(!gpu);
+    if (!gpu) return 1;
+    if (!g_ctx && pasm_cuda_ctx_create(&g_ctx) != PASM_OK) {
+        printf("  no GPU here (%s): the GPU half is skipped\n", pasm_last_error());
+        pasm_cuda_emulate(1);
+        return 0;
+    }
+    return 1;
+}
+
+/* A buffer the ops can use, holding a copy of host (or zeros). */
+static void *buf_in(const void *host, size_t bytes) {
+    void *p;
+    if (!g_gpu) {
+        p = calloc(1, bytes ? bytes : 1);
+        if (host) memcpy(p, host, bytes);
+        return p;
+    }
+    assert_int_equal(pasm_cuda_alloc(&p, bytes, "test"), PASM_OK);
+    if (host) assert_int_equal(pasm_cuda_to_device(g_ctx, p, host, bytes), PASM_OK);
+    return p;
+}
+
+static void buf_out(void *host, const void *p, size_t bytes) {
+    if (!g_gpu) {
+        memcpy(host, p, bytes);
+        return;
+    }
+    if (pasm_cuda_to_host(g_ctx, host, p, bytes)) fail_msg("%s", pasm_last_error());
+}
+
+static void buf_free(void *p) {
+    if (g_gpu) pasm_cuda_free(p);
+    else free(p);
+}
+
+static pasm_cuda_ctx *ctx(void) { return g_gpu ? g_ctx : NULL; }
+#define OK(call)                                                                                 \
+    do {                                                                                         \
+        if ((call) != PASM_OK) fail_msg("%s: %s", #call, pasm_last_error());                    \
+    } while (0)
+
+/* ---- data ---- */
+
+static float *rand_floats(int64_t n, uint64_t seed, float scale, float offset) {
+    float *v = malloc((size_t)n * sizeof(float));
+    pasm_rng rng;
+    pasm_rng_init(&rng, seed, 99, 0, 0);
+    for (int64_t i = 0; i < n; i++) v[i] = offset + scale * pasm_rng_normal(&rng);
+    return v;
+}
+
+/* max|a-b| / max(max|b|, tiny) */
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double d = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (e > d || isnan(e)) d = isnan(e) ? INFINITY : e;
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    return d / (s > 0 ? s : 1e-30);
+}
+
+static void expect_close(const char *what, const float *mine, const float *ref, int64_t n,
+                         double limit) {
+    double e = rel_err(mine, ref, n);
+    printf("  %-6s %-40s max|diff|/max|ref| %.3g (limit %.1g)\n", g_gpu ? "gpu" : "emu", what, e,
+           limit);
+    if (!(e <= limit)) fail_msg("%s: %s differs from the CPU by %.3g of its range (limit %.3g)",
+                                g_gpu ? "GPU" : "emulated", what, e, limit);
+}
+
+/* NCHW fp32 on the host -> NHWC of t in an op buffer, and back. */
+static void *to_nhwc(const float *x, int n, int c, int hw, pasm_cuda_dtype t) {
+    float *xb = buf_in(x, (size_t)n * c * hw * 4);
+    void *y = buf_in(NULL, (size_t)n * c * hw * pasm_cuda_dtype_size(t));
+    OK(pasm_cuda_nchw_to_nhwc(ctx(), n, c, hw, xb, y, t));
+    buf_free(xb);
+    return y;
+}
+
+static void from_nhwc(float *host, const void *y, int n, int c, int hw, pasm_cuda_dtype t) {
+    float *xb = buf_in(NULL, (size_t)n * c * hw * 4);
+    OK(pasm_cuda_nhwc_to_nchw(ctx(), n, c, hw, y, t, xb));
+    buf_out(host, xb, (size_t)n * c * hw * 4);
+    buf_free(xb);
+}
+
+/* ---- cases, each run emulated and on the GPU ---- */
+
+static void case_layouts(void) {
+    const int n = 3, c = 5, hw = 7 * 7;
+    const int64_t count = (int64_t)n * c * hw;
+    float *x = rand_floats(count, 1, 1, 0), *back = malloc(count * 4), *nhwc = malloc(count * 4);
+    void *y = to_nhwc(x, n, c, hw, PASM_CUDA_F32);
+    buf_out(nhwc, y, count * 4);
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < hw; p++)
+                assert_true(nhwc[((int64_t)i * hw + p) * c + ch] == x[((int64_t)i * c + ch) * hw + p]);
+    from_nhwc(back, y, n, c, hw, PASM_CUDA_F32);
+    assert_memory_equal(back, x, count * 4);
+    buf_free(y);
+    /* bf16: round to nearest even, 8 significant bits */
+    y = to_nhwc(x, n, c, hw, PASM_CUDA_BF16);
+    from_nhwc(back, y, n, c, hw, PASM_CUDA_BF16);
+    for (int64_t i = 0; i < count; i++) {
+        assert_true(fabsf(back[i] - x[i]) <= fabsf(x[i]) * (1.0f / 256));
+        uint32_t bits;
+        memcpy(&bits, &back[i], 4);
+        assert_int_equal(bits & 0xffff, 0);
+    }
+    buf_free(y);
+    /* weights: (K,C,RS) -> (K,RS,C) and back */
+    const int k = 4, rs = 9;
+    float *w = rand_floats((int64_t)k * c * rs, 2, 1, 0), *wb = malloc((size_t)k * c * rs * 4);
+    float *wdev = buf_in(w, (size_t)k * c * rs * 4);
+    void *packed = buf_in(NULL, (size_t)k * c * rs * 4);
+    float *out = buf_in(NULL, (size_t)k * c * rs * 4);
+    OK(pasm_cuda_pack_weight(ctx(), k, c, rs, wdev, packed, PASM_CUDA_F32));
+    buf_out(wb, packed, (size_t)k * c * rs * 4);
+    for (int o = 0; o < k; o++)
+        for (int ch = 0; ch < c; ch++)
+            for (int p = 0; p < rs; p++)
+                assert_true(wb[((int64_t)o * rs + p) * c + ch] == w[((int64_t)o * c + ch) * rs + p]);
+    OK(pasm_cuda_unpack_weight(ctx(), k, c, rs, packed, PASM_CUDA_F32, out));
+    buf_out(wb, out, (size_t)k * c * rs * 4);
+    assert_memory_equal(wb, w, (size_t)k * c * rs * 4);
+    buf_free(wdev);
+    buf_free(packed);
+    buf_free(out);
+    free(w);
+    free(wb);
+    free(x);
+    free(back);
+    free(nhwc);
+}
+
+/* Training BN: statistics, running estimates and the output (with a
+ * residual and ReLU on top), then the backward, against the CPU. */
+static void case_batchnorm(int n, int c, int h, float offset) {
+    const int hw = h * h;
+    const int64_t count = (int64_t)n * c * hw, m = (int64_t)n * hw;
+    pasm_bn_shape s = {.n = n, .c = c, .h = h, .w = h, .eps = 1e-5f, .momentum = 0.1f};
+    float *x = rand_floats(count, 3, 2, offset), *gamma = rand_floats(c, 4, 0.5f, 1);
+    float *beta = rand_floats(c, 5, 0.5f, 0), *res = rand_floats(count, 6, 1, 0);
+    float *dy = rand_floats(count, 7, 1, 0);
+    float rm[64], rv[64], smean[64], sinv[64], rm2[64], rv2[64], smean2[64], sinv2[64];
+    for (int i = 0; i < c; i++) rm[i] = rm2[i] = 0.1f * i, rv[i] = rv2[i] = 1 + 0.2f * i;
+    float *y = malloc(count * 4), *y2 = malloc(count * 4), *dx = malloc(count * 4),
+          *dx2 = malloc(count * 4);
+    float dg[64], db[64], dg2[64], db2[64];
+    pasm_batchnorm_forward_train(&s, x, gamma, beta, rm, rv, y, smean, sinv);
+    for (int64_t i = 0; i < count; i++) y[i] = fmaxf(y[i] + res[i], 0.0f);
+    pasm_batchnorm_backward(&s, x, gamma, smean, sinv, dy, dx, dg, db);
+
+    void *xd = to_nhwc(x, n, c, hw, PASM_CUDA_F32), *resd = to_nhwc(res, n, c, hw, PASM_CUDA_F32);
+    void *dyd = to_nhwc(dy, n, c, hw, PASM_CUDA_F32);
+    void *yd = buf_in(NULL, count * 4), *dxd = buf_in(NULL, count * 4);
+    float *gd = buf_in(gamma, c * 4), *bd = buf_in(beta, c * 4), *rmd = buf_in(rm2, c * 4),
+          *rvd = buf_in(rv2, c * 4), *smd = buf_in(NULL, c * 4), *sid = buf_in(NULL, c * 4),
+          *scd = buf_in(NULL, c * 4), *shd = buf_in(NULL, c * 4), *dgd = buf_in(NULL, c * 4),
+          *dbd = buf_in(NULL, c * 4), *coef = buf_in(NULL, 4 * c * 4);
+    double *part = buf_in(NULL, pasm_cuda_bn_partial_doubles(m, c) * sizeof(double));
+    OK(pasm_cuda_bn_stats(ctx(), m, c, xd, PASM_CUDA_F32, 1e-5f, 0.1f, gd, bd, rmd, rvd, smd, sid,
+                          scd, shd, part));
+    OK(pasm_cuda_affine(ctx(), m, c, xd, scd, shd, resd, 1, yd, PASM_CUDA_F32));
+    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, PASM_CUDA_F32, gd, smd, sid, dxd, dgd, dbd,
+                             part, coef));
+    from_nhwc(y2, yd, n, c, hw, PASM_CUDA_F32);
+    from_nhwc(dx2, dxd, n, c, hw, PASM_CUDA_F32);
+    buf_out(rm2, rmd, c * 4);
+    buf_out(rv2, rvd, c * 4);
+    buf_out(smean2, smd, c * 4);
+    buf_out(sinv2, sid, c * 4);
+    buf_out(dg2, dgd, c * 4);
+    buf_out(db2, dbd, c * 4);
+    char what[96];
+    snprintf(what, sizeof what, "BN forward %dx%dx%dx%d (+res, ReLU)", n, c, h, h);
+    expect_close(what, y2, y, count, 1e-5);
+    expect_close("BN running mean", rm2, rm, c, 1e-6);
+    expect_close("BN running var", rv2, rv, c, 1e-6);
+    expect_close("BN saved mean", smean2, smean, c, 1e-6);
+    expect_close("BN saved invstd", sinv2, sinv, c, 1e-6);
+    expect_close("BN input gradient", dx2, dx, count, 1e-5);
+    expect_close("BN dgamma", dg2, dg, c, 1e-5);
+    expect_close("BN dbeta", db2, db, c, 1e-5);
+
+    /* evaluation: fold + affine = pasm_batchnorm_forward_eval */
+    pasm_batchnorm_forward_eval(&s, x, gamma, beta, rm, rv, y);
+    OK(pasm_cuda_bn_fold(ctx(), c, 1e-5f, gd, bd, rmd, rvd, scd, shd));
+    OK(pasm_cuda_affine(ctx(), m, c, xd, scd, shd, NULL, 0, yd, PASM_CUDA_F32));
+    from_nhwc(y2, yd, n, c, hw, PASM_CUDA_F32);
+    expect_close("BN evaluation forward", y2, y, count, 1e-6);
+    /* evaluation backward: dx = dy * scale */
+    pasm_batchnorm_backward_eval(&s, gamma, rv, dy, dx);
+    OK(pasm_cuda_affine(ctx(), m, c, dyd, scd, NULL, NULL, 0, dxd, PASM_CUDA_F32));
+    from_nhwc(dx2, dxd, n, c, hw, PASM_CUDA_F32);
+    expect_close("BN evaluation input gradient", dx2, dx, count, 1e-6);
+
+    void *bufs[] = {xd, resd, dyd, yd, dxd, gd, bd, rmd, rvd, smd, sid, scd, shd, dgd, dbd, coef, part};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    free(x), free(gamma), free(beta), free(res), free(dy), free(y), free(y2), free(dx), free(dx2);
+}
+
+static void case_elementwise_pool_linear(void) {
+    const int n = 4, c = 6, h = 5, hw = h * h, k = 3;
+    const int64_t count = (int64_t)n * c * hw;
+    float *x = rand_floats(count, 8, 1, 0), *d = rand_floats(count, 9, 1, 0);
+    float *want = malloc(count * 4), *got = malloc(count * 4);
+    /* ReLU backward (y = x) and add */
+    for (int64_t i = 0; i < count; i++) want[i] = x[i] > 0 ? d[i] : 0;
+    void *xd = buf_in(x, count * 4), *dd = buf_in(d, count * 4);
+    OK(pasm_cuda_relu_backward(ctx(), count, xd, dd, PASM_CUDA_F32));
+    buf_out(got, dd, count * 4);
+    assert_memory_equal(got, want, count * 4);
+    for (int64_t i = 0; i < count; i++) want[i] += x[i];
+    OK(pasm_cuda_add(ctx(), count, dd, xd, PASM_CUDA_F32));
+    buf_out(got, dd, count * 4);
+    assert_memory_equal(got, want, count * 4);
+    buf_free(xd);
+    buf_free(dd);
+    /* average pool */
+    float pooled[24], pooled2[24], dp[24];
+    pasm_avgpool_forward(n, c, h, h, x, pooled);
+    void *xn = to_nhwc(x, n, c, hw, PASM_CUDA_F32);
+    float *pd = buf_in(NULL, sizeof pooled);
+    OK(pasm_cuda_avgpool_forward(ctx(), n, c, hw, xn, PASM_CUDA_F32, pd));
+    buf_out(pooled2, pd, sizeof pooled);
+    expect_close("average pool", pooled2, pooled, n * c, 1e-6);
+    for (int i = 0; i < n * c; i++) dp[i] = 0.3f * i - 2;
+    pasm_avgpool_backward(n, c, h, h, dp, want);
+    float *dpd = buf_in(dp, sizeof dp);
+    OK(pasm_cuda_avgpool_backward(ctx(), n, c, hw, dpd, xn, PASM_CUDA_F32));
+    from_nhwc(got, xn, n, c, hw, PASM_CUDA_F32);
+    expect_close("average pool backward", got, want, count, 1e-6);
+    /* linear: pooled (n, c) -> (n, k) */
+    float *w = rand_floats(k * c, 10, 1, 0), b[3] = {0.5f, -1, 2}, y[12], y2[12], dy[12];
+    float dxl[24], dxl2[24], dw[18], dw2[18], dbl[3], dbl2[3];
+    for (int i = 0; i < n * k; i++) dy[i] = 0.1f * i - 0.5f;
+    pasm_linear_forward(n, c, k, pooled, w, b, y);
+    pasm_linear_backward(n, c, k, pooled, w, dy, dxl, dw, dbl);
+    float *wd = buf_in(w, k * c * 4), *bd = buf_in(b, sizeof b), *yd = buf_in(NULL, sizeof y);
+    float *dyd = buf_in(dy, sizeof dy), *dxd = buf_in(NULL, sizeof dxl),
+          *dwd = buf_in(NULL, sizeof dw), *dbd = buf_in(NULL, sizeof dbl);
+    OK(pasm_cuda_linear_forward(ctx(), n, c, k, pd, wd, bd, yd));
+    OK(pasm_cuda_linear_backward(ctx(), n, c, k, pd, wd, dyd, dxd, dwd, dbd));
+    buf_out(y2, yd, sizeof y);
+    buf_out(dxl2, dxd, sizeof dxl);
+    buf_out(dw2, dwd, sizeof dw);
+    buf_out(dbl2, dbd, sizeof dbl);
+    expect_close("linear forward", y2, y, n * k, 1e-6);
+    expect_close("linear input gradient", dxl2, dxl, n * c, 1e-6);
+    expect_close("linear weight gradient", dw2, dw, k * c, 1e-6);
+    expect_close("linear bias gradient", dbl2, dbl, k, 1e-6);
+    void *bufs[] = {xn, pd, dpd, wd, bd, yd, dyd, dxd, dwd, dbd};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    free(x), free(d), free(want), free(got), free(w);
+}
+
+static void case_sgd(void) {
+    const int64_t count = 1000;
+    float *p = rand_floats(count, 11, 1, 0), *g = rand_floats(count, 12, 1, 0);
+    float *p2 = malloc(count * 4), *buf2 = malloc(count * 4);
+    memcpy(p2, p, count * 4);
+    pasm_sgd_options o = {.lr = 0.1f, .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
+    pasm_sgd sgd;
+    assert_int_equal(pasm_sgd_init(&sgd, &o, count), PASM_OK);
+    float *pd = buf_in(p2, count * 4), *gd = buf_in(g, count * 4), *bd = buf_in(NULL, count * 4);
+    for (int step = 0; step < 3; step++) {
+        pasm_sgd_step(&sgd, p, g, 0.1f * (step + 1));
+        OK(pasm_cuda_sgd(ctx(), count, pd, gd, bd, 0.1f * (step + 1), 5e-4f, 0.9f, 0, 1,
+                         step == 0));
+    }
+    buf_out(p2, pd, count * 4);
+    buf_out(buf2, bd, count * 4);
+    expect_close("SGD parameters after 3 steps", p2, p, count, 1e-6);
+    expect_close("SGD momentum after 3 steps", buf2, sgd.momentum_buffer, count, 1e-6);
+    pasm_sgd_free(&sgd);
+    buf_free(pd), buf_free(gd), buf_free(bd);
+    free(p), free(g), free(p2), free(buf2);
+}
+
+static void run_cases(void) {
+    case_layouts();
+    case_batchnorm(3, 5, 7, 3.0f);
+    case_batchnorm(2, 64, 12, -1.0f); /* many channels: chunks of whole rows */
+    case_batchnorm(40, 3, 16, 0.5f);  /* many rows: many chunks */
+    case_elementwise_pool_linear();
+    case_sgd();
+}
+
+static void test_emulated(void **unused) {
+    set_mode(0);
+    run_cases();
+}
+
+static void test_gpu_kernels(void **unused) {
+    if (!set_mode(1)) skip();
+    run_cases();
+    set_mode(0);
+}
+
+/* cuDNN's convolutions (NHWC, packed KRSC weights) against the CPU's. */
+static void conv_case(int n, int cin, int size, int cout, int k, int stride, pasm_cuda_dtype t) {
+    pasm_conv2d_shape s = {.n = n, .c_in = cin, .h_in = size, .w_in = size, .c_out = cout,
+                           .kernel = k, .stride = stride, .pad = k / 2};
+    assert_int_equal(pasm_conv2d_shape_init(&s), PASM_OK);
+    const int hw = size * size, ohw = s.h_out * s.w_out, rs = k * k;
+    const int64_t xc = (int64_t)n * cin * hw, yc = (int64_t)n * cout * ohw, wc = (int64_t)cout * cin * rs;
+    float *x = rand_floats(xc, 20, 1, 0), *w = rand_floats(wc, 21, 0.2f, 0), *dy = rand_floats(yc, 22, 1, 0);
+    float *y = malloc(yc * 4), *dx = malloc(xc * 4), *dw = malloc(wc * 4);
+    float *y2 = malloc(yc * 4), *dx2 = malloc(xc * 4), *dw2 = malloc(wc * 4);
+    void *ws = malloc(pasm_conv2d_workspace_size(&s));
+    pasm_conv2d_forward(&s, x, w, NULL, y, ws);
+    pasm_conv2d_backward(&s, x, w, dy, dx, dw, NULL, ws);
+    free(ws);
+    pasm_cuda_conv *plan;
+    OK(pasm_cuda_conv_create(g_ctx, &s, t, &plan));
+    size_t wsb = pasm_cuda_conv_workspace(plan);
+    void *wsd = buf_in(NULL, wsb);
+    const size_t es = pasm_cuda_dtype_size(t);
+    void *xd = to_nhwc(x, n, cin, hw, t), *dyd = to_nhwc(dy, n, cout, ohw, t);
+    float *wf = buf_in(w, wc * 4), *dwf = buf_in(NULL, wc * 4);
+    void *wp = buf_in(NULL, wc * es), *dwp = buf_in(NULL, wc * es);
+    void *yd = buf_in(NULL, yc * es), *dxd = buf_in(NULL, xc * es);
+    OK(pasm_cuda_pack_weight(g_ctx, cout, cin, rs, wf, wp, t));
+    OK(pasm_cuda_conv_forward(plan, n, xd, wp, yd, wsd, wsb));
+    OK(pasm_cuda_conv_backward_data(plan, n, dyd, wp, dxd, wsd, wsb));
+    OK(pasm_cuda_conv_backward_filter(plan, n, xd, dyd, dwp, wsd, wsb));
+    OK(pasm_cuda_unpack_weight(g_ctx, cout, cin, rs, dwp, t, dwf));
+    from_nhwc(y2, yd, n, cout, ohw, t);
+    from_nhwc(dx2, dxd, n, cin, hw, t);
+    buf_out(dw2, dwf, wc * 4);
+    OK(pasm_cuda_sync(g_ctx, "convolution test"));
+    const double lim = t == PASM_CUDA_BF16 ? 2e-2 : 1e-5;
+    char what[128];
+    const char *tn = t == PASM_CUDA_BF16 ? "bf16" : "fp32";
+    snprintf(what, sizeof what, "conv %s %dx%d s%d %d->%d %dx%d forward", tn, k, k, stride, cin, cout, size, size);
+    expect_close(what, y2, y, yc, lim);
+    snprintf(what, sizeof what, "conv %s %dx%d s%d %d->%d input gradient", tn, k, k, stride, cin, cout);
+    expect_close(what, dx2, dx, xc, lim);
+    snprintf(what, sizeof what, "conv %s %dx%d s%d %d->%d weight gradient", tn, k, k, stride, cin, cout);
+    expect_close(what, dw2, dw, wc, lim);
+    /* a smaller batch through the same plan */
+    OK(pasm_cuda_conv_forward(plan, 1, xd, wp, yd, wsd, wsb));
+    from_nhwc(y2, yd, 1, cout, ohw, t);
+    expect_close("  ... the same plan at batch 1", y2, y, (int64_t)cout * ohw, lim);
+    void *bufs[] = {wsd, xd, dyd, wf, dwf, wp, dwp, yd, dxd};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    pasm_cuda_conv_free(plan);
+    free(x), free(w), free(dy), free(y), free(dx), free(dw), free(y2), free(dx2), free(dw2);
+}
+
+static void test_gpu_conv(void **unused) {
+    if (!set_mode(1)) skip();
+    for (int t = 0; t < 2; t++) {
+        pasm_cuda_dtype dt = t ? PASM_CUDA_BF16 : PASM_CUDA_F32;
+        conv_case(4, 1, 48, 16, 3, 1, dt);  /* the stem */
+        conv_case(4, 16, 24, 32, 3, 2, dt); /* a downsampling block's conv1 */
+        conv_case(4, 16, 24, 32, 1, 2, dt); /* its shortcut */
+        conv_case(3, 32, 6, 32, 3, 1, dt);  /* small maps */
+    }
+    set_mode(0);
+}
+
+static void test_probe_without_gpu(void **unused) {
+    /* Whatever the machine, the probe answers: a line about the GPU, or why
+     * there is none, never a crash. */
+    char buf[256] = "";
+    pasm_status st = pasm_cuda_probe(buf, sizeof buf);
+    printf("  probe: %s\n", st == PASM_OK ? buf : pasm_last_error());
+    if (st != PASM_OK) {
+        assert_int_equal(st, PASM_ERR_UNSUPPORTED);
+        assert_non_null(strstr(pasm_last_error(), "--device cuda"));
+        assert_int_equal(pasm_device_check(PASM_DEVICE_CUDA), PASM_ERR_UNSUPPORTED);
+    }
+    assert_int_equal(pasm_device_check(PASM_DEVICE_CPU), PASM_OK);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_probe_without_gpu),
+        cmocka_unit_test(test_emulated),
+        cmocka_unit_test(test_gpu_kernels),
+        cmocka_unit_test(test_gpu_conv),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    pasm_cuda_ctx_free(g_ctx);
+    return rc;
+}
+
+#else /* a build without the CUDA backend */
+
+static void test_no_cuda_build(void **unused) {
+    pasm_status st = pasm_device_check(PASM_DEVICE_CUDA);
+    assert_int_equal(st, PASM_ERR_UNSUPPORTED);
+    assert_non_null(strstr(pasm_last_error(), "without the CUDA backend"));
+    printf("  built without CUDA: %s\n", pasm_last_error());
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_no_cuda_build)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#endif
