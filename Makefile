@@ -28,7 +28,7 @@ ifneq ($(DEPS_ROOT),)
 CFLAGS += -I$(DEPS_ROOT)/usr/include -I$(DEPS_ROOT)/usr/include/cjson \
   -I$(DEPS_ROOT)/usr/include/x86_64-linux-gnu -I$(DEPS_ROOT)/usr/include/x86_64-linux-gnu/openblas-openmp
 DEPS_LIBDIRS := $(DEPS_ROOT)/usr/lib/x86_64-linux-gnu $(DEPS_ROOT)/usr/lib/x86_64-linux-gnu/openblas-openmp
-LDFLAGS += $(foreach d,$(DEPS_LIBDIRS),-L$(d) -Wl,-rpath,$(d))
+LDFLAGS += -Wl,--disable-new-dtags $(foreach d,$(DEPS_LIBDIRS),-L$(d) -Wl,-rpath,$(d))
 endif
 
 # The CUDA backend (src/cuda/): built when nvcc is found; CUDA=1 insists on

@@ -1,0 +1,215 @@
+/* The ResNet on the GPU against the same ResNet on the CPU: the same
+ * weights (one seeded init, copied), the same batch; evaluation logits, a
+ * training step (logits, loss, every parameter gradient, the running
+ * statistics), three SGD steps through pasm_sgd_step_net, the frozen
+ * network's input gradient (what the attacks use), the state read back
+ * through the accessors after device-side training, and a resumed
+ * optimiser. fp32 (cuDNN without TF32) within summation-order error; bf16
+ * within bf16's precision. Skipped without a GPU; builds without the CUDA
+ * backend check the refusal instead. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pasm/pasm.h"
+#include "util/helpers.h"
+
+static double rel_err(const float *a, const float *b, int64_t n) {
+    double d = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (e > d || isnan(e)) d = isnan(e) ? INFINITY : e;
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    return d / (s > 0 ? s : 1e-30);
+}
+
+static double cosine(const float *a, const float *b, int64_t n) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1 : 0);
+}
+
+static void expect(const char *what, const float *gpu, const float *cpu, int64_t n, double limit) {
+    double e = rel_err(gpu, cpu, n);
+    printf("  %-44s max|diff|/max|cpu| %.3g (limit %.2g)\n", what, e, limit);
+    if (!(e <= limit)) fail_msg("%s: the GPU differs from the CPU by %.3g (limit %.3g)", what, e, limit);
+}
+
+static int gpu_here(void) {
+    if (pasm_device_check(PASM_DEVICE_CUDA) == PASM_OK) return 1;
+    printf("  skipped: %s\n", pasm_last_error());
+    return 0;
+}
+
+static void compare(int precision, int width) {
+    const int n = 8, size = 48, k = 7;
+    pasm_net_config cfg = {.arch = "resnet18", .width = width, .in_channels = 1,
+                           .num_classes = k, .input_size = size, .precision = precision};
+    pasm_net *cpu = NULL, *gpu = NULL, *cpu_eval = NULL, *gpu_eval = NULL;
+    assert_int_equal(pasm_net_create(&cpu, &cfg, n), PASM_OK);
+    pasm_net_init(cpu, 7);
+    cfg.device = PASM_DEVICE_CUDA;
+    if (pasm_net_create(&gpu, &cfg, n)) fail_msg("%s", pasm_last_error());
+    assert_int_equal(pasm_net_copy_state(gpu, cpu), PASM_OK);
+    const int fp32 = precision == PASM_PRECISION_FP32;
+    const double lim = fp32 ? 2e-4 : 5e-2, glim = fp32 ? 1e-3 : 0.1;
+    printf(" %s width %d, batch %d\n", fp32 ? "fp32" : "bf16", width, n);
+
+    const int64_t in_count = (int64_t)n * size * size;
+    float *x = malloc(in_count * 4), *dx_cpu = malloc(in_count * 4), *dx_gpu = malloc(in_count * 4);
+    pasm_rng rng;
+    pasm_rng_init(&rng, 3, 77, 0, 0);
+    for (int64_t i = 0; i < in_count; i++) x[i] = pasm_rng_normal(&rng);
+    int32_t labels[8] = {0, 1, 2, 3, 4, 5, 6, 3};
+    float lc[56], lg[56], dl_cpu[56], dl_gpu[56];
+    const float *l;
+
+    assert_int_equal(pasm_net_forward(cpu, x, n, 0, &l), PASM_OK);
+    memcpy(lc, l, sizeof lc);
+    if (pasm_net_forward(gpu, x, n, 0, &l)) fail_msg("%s", pasm_last_error());
+    memcpy(lg, l, sizeof lg);
+    expect("evaluation logits", lg, lc, n * k, lim);
+
+    /* a training step: forward, loss, backward */
+    assert_int_equal(pasm_net_forward(cpu, x, n, 1, &l), PASM_OK);
+    memcpy(lc, l, sizeof lc);
+    double loss_c = pasm_cross_entropy(n, k, lc, labels, 0, NULL, dl_cpu, NULL);
+    if (pasm_net_forward(gpu, x, n, 1, &l)) fail_msg("%s", pasm_last_error());
+    memcpy(lg, l, sizeof lg);
+    double loss_g = pasm_cross_entropy(n, k, lg, labels, 0, NULL, dl_gpu, NULL);
+    expect("training logits", lg, lc, n * k, lim);
+    printf("  loss cpu %.6f gpu %.6f\n", loss_c, loss_g);
+    assert_true(fabs(loss_c - loss_g) <= lim * fmax(1, fabs(loss_c)));
+    assert_int_equal(pasm_net_backward(cpu, dl_cpu, dx_cpu), PASM_OK);
+    if (pasm_net_backward(gpu, dl_gpu, dx_gpu)) fail_msg("%s", pasm_last_error());
+    expect("input gradient (training)", dx_gpu, dx_cpu, in_count, glim);
+    double worst = 0, worst_cos = 1;
+    const char *worst_name = "";
+    for (int i = 0; i < pasm_net_n_params(cpu); i++) {
+        pasm_tensor *gc = pasm_net_grad(cpu, i), *gg = pasm_net_grad(gpu, i);
+        assert_string_equal(gc->name, gg->name);
+        int64_t cnt = pasm_tensor_numel(gc);
+        double e = rel_err(gg->data, gc->data, cnt), c = cosine(gg->data, gc->data, cnt);
+        if (e > worst) worst = e, worst_name = gc->name;
+        if (c < worst_cos) worst_cos = c;
+    }
+    printf("  %-44s worst max|diff|/max|cpu| %.3g (%s), worst cosine %.5f (limit %.2g)\n",
+           "parameter gradients", worst, worst_name, worst_cos, glim);
+    if (fp32) assert_true(worst <= glim);
+    else assert_true(worst_cos >= 0.95);
+    for (int i = 0; i < pasm_net_n_state(cpu); i++) {
+        pasm_tensor *a = pasm_net_state(cpu, i), *b = pasm_net_state(gpu, i);
+        if (a->dtype == PASM_I64) {
+            assert_int_equal(*(int64_t *)a->data, *(int64_t *)b->data);
+            continue;
+        }
+        if (!strstr(a->name, "running_")) continue;
+        double e = rel_err(b->data, a->data, pasm_tensor_numel(a));
+        if (e > (fp32 ? 1e-4 : 2e-2)) fail_msg("%s differs by %.3g", a->name, e);
+    }
+    printf("  running statistics and counters agree\n");
+
+    /* SGD: three steps each side (the first step's gradients are there) */
+    int64_t count;
+    pasm_net_param_block(cpu, &count);
+    pasm_sgd_options o = {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
+    pasm_sgd sc, sg;
+    assert_int_equal(pasm_sgd_init(&sc, &o, count), PASM_OK);
+    assert_int_equal(pasm_sgd_init(&sg, &o, count), PASM_OK);
+    float losses_c[3], losses_g[3];
+    for (int step = 0; step < 3; step++) {
+        assert_int_equal(pasm_sgd_step_net(&sc, cpu, o.lr), PASM_OK);
+        if (pasm_sgd_step_net(&sg, gpu, o.lr)) fail_msg("%s", pasm_last_error());
+        assert_int_equal(pasm_net_forward(cpu, x, n, 1, &l), PASM_OK);
+        losses_c[step] = (float)pasm_cross_entropy(n, k, l, labels, 0, NULL, dl_cpu, NULL);
+        assert_int_equal(pasm_net_forward(gpu, x, n, 1, &l), PASM_OK);
+        losses_g[step] = (float)pasm_cross_entropy(n, k, l, labels, 0, NULL, dl_gpu, NULL);
+        assert_int_equal(pasm_net_backward(cpu, dl_cpu, NULL), PASM_OK);
+        assert_int_equal(pasm_net_backward(gpu, dl_gpu, NULL), PASM_OK);
+    }
+    printf("  losses after SGD steps: cpu %.5f %.5f %.5f  gpu %.5f %.5f %.5f\n", losses_c[0],
+           losses_c[1], losses_c[2], losses_g[0], losses_g[1], losses_g[2]);
+    expect("losses after 1..3 SGD steps", losses_g, losses_c, 3, fp32 ? 1e-3 : 5e-2);
+    /* the momentum comes back for a checkpoint */
+    assert_int_equal(pasm_sgd_sync(&sg, gpu), PASM_OK);
+    expect("momentum buffer (synced to the host)", sg.momentum_buffer, sc.momentum_buffer, count,
+           fp32 ? 2e-3 : 0.2);
+    /* weights as the accessors see them after device training */
+    expect("parameters after 3 steps", pasm_net_param_block(gpu, NULL),
+           pasm_net_param_block(cpu, NULL), count, fp32 ? 1e-4 : 2e-2);
+
+    /* the frozen network's input gradient in an EVAL_GRAD network */
+    cfg.device = PASM_DEVICE_CPU;
+    assert_int_equal(pasm_net_create_mode(&cpu_eval, &cfg, n, PASM_NET_EVAL_GRAD), PASM_OK);
+    cfg.device = PASM_DEVICE_CUDA;
+    if (pasm_net_create_mode(&gpu_eval, &cfg, n, PASM_NET_EVAL_GRAD)) fail_msg("%s", pasm_last_error());
+    assert_int_equal(pasm_net_copy_state(cpu_eval, cpu), PASM_OK);
+    assert_int_equal(pasm_net_copy_state(gpu_eval, gpu), PASM_OK);
+    assert_int_equal(pasm_net_forward(cpu_eval, x, n, 0, &l), PASM_OK);
+    memcpy(lc, l, sizeof lc);
+    pasm_cross_entropy(n, k, lc, labels, 0, NULL, dl_cpu, NULL);
+    assert_int_equal(pasm_net_forward(gpu_eval, x, n, 0, &l), PASM_OK);
+    memcpy(lg, l, sizeof lg);
+    pasm_cross_entropy(n, k, lg, labels, 0, NULL, dl_gpu, NULL);
+    expect("evaluation logits after training", lg, lc, n * k, fp32 ? 1e-3 : 5e-2);
+    assert_int_equal(pasm_net_backward(cpu_eval, dl_cpu, dx_cpu), PASM_OK);
+    assert_int_equal(pasm_net_backward(gpu_eval, dl_gpu, dx_gpu), PASM_OK);
+    expect("frozen network's input gradient", dx_gpu, dx_cpu, in_count, fp32 ? 2e-3 : 0.15);
+    printf("  cosine of the input gradients %.5f\n", cosine(dx_gpu, dx_cpu, in_count));
+    assert_true(cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9999 : 0.97));
+    /* a smaller batch through the same networks */
+    assert_int_equal(pasm_net_forward(gpu_eval, x, 3, 0, &l), PASM_OK);
+    expect("batch 3 through a batch-8 network", l, lg, 3 * k, 1e-5);
+
+    pasm_sgd_free(&sc);
+    pasm_sgd_free(&sg);
+    pasm_net_free(cpu);
+    pasm_net_free(gpu);
+    pasm_net_free(cpu_eval);
+    pasm_net_free(gpu_eval);
+    free(x), free(dx_cpu), free(dx_gpu);
+}
+
+static void test_fp32(void **unused) {
+    if (!gpu_here()) skip();
+    compare(PASM_PRECISION_FP32, 16);
+    compare(PASM_PRECISION_FP32, 64);
+}
+
+static void test_bf16(void **unused) {
+    if (!gpu_here()) skip();
+    compare(PASM_PRECISION_BF16, 16);
+    compare(PASM_PRECISION_BF16, 64);
+}
+
+/* No GPU (or no CUDA in this build): building a GPU network fails with a
+ * message saying why, and nothing leaks or crashes. */
+static void test_refusal(void **unused) {
+    if (pasm_device_check(PASM_DEVICE_CUDA) == PASM_OK) skip();
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 7,
+                           .input_size = 48, .device = PASM_DEVICE_CUDA};
+    pasm_net *net = (pasm_net *)0x1;
+    assert_int_equal(pasm_net_create(&net, &cfg, 4), PASM_ERR_UNSUPPORTED);
+    assert_null(net);
+    printf("  %s\n", pasm_last_error());
+    assert_non_null(strstr(pasm_last_error(), "cuda"));
+    cfg.device = 7;
+    assert_int_equal(pasm_net_config_check(&cfg), PASM_ERR_INVALID);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_refusal),
+        cmocka_unit_test(test_fp32),
+        cmocka_unit_test(test_bf16),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
