@@ -27,12 +27,16 @@
 #include <time.h>
 
 #include "pasm/pasm.h"
+#ifdef PASM_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 #define WARMUP_FACES 4
 
 typedef struct {
     const char *kind_name, *model, *csv, *tag, *points;
     int n, threads;
+    int device; /* --device cuda: the network on the GPU */
     pasm_attack_options attack;
 } bench_args;
 
@@ -58,7 +62,8 @@ static int usage(void) {
                     "       attack_bench grad|iter|de MODEL CSV N [--tag NAME] [--pop P] "
                     "[--gens G]\n"
                     "           [--no-early-stop] [--iter-max K] [--batch B] [--threads T] "
-                    "[--points PATH]\n");
+                    "[--points PATH]\n"
+                    "           [--device cpu|cuda]\n");
     return 2;
 }
 
@@ -113,6 +118,10 @@ static void print_results(const bench_args *a, int width, double seconds, const 
         printf("%s_pop %d\n%s_gens %d\n%s_evals_per_s %.1f\n", key, a->attack.de_pop, key,
                a->attack.de_gens, key, (double)(queries - a->n) / seconds);
     printf("%s_rss_mb %.0f\n", key, peak_rss_mb());
+#ifdef PASM_HAVE_CUDA
+    if (a->device == PASM_DEVICE_CUDA)
+        printf("%s_gpu_peak_mb %.0f\n", key, (double)pasm_cuda_bytes_peak() / 1048576.0);
+#endif
 }
 
 static int run_attack(const bench_args *a) {
@@ -131,7 +140,7 @@ static int run_attack(const bench_args *a) {
         fprintf(stderr, "attack_bench: %s has %d faces, %d asked\n", a->csv, ds.n, a->n);
         goto done;
     }
-    pasm_load_options lo = {0};
+    pasm_load_options lo = {.device = a->device};
     /* input gradients for grad, iter and the warm-up; no training buffers */
     if (pasm_checkpoint_load_mode(a->model, &lo, plan_batch(a), PASM_NET_EVAL_GRAD, &net,
                                   &meta)) {
@@ -207,7 +216,12 @@ static int parse_options(int argc, char **argv, bench_args *a) {
             ok = parse_int(opt, val, 1, &a->attack.iter_max);
         else if (!strcmp(opt, "--batch"))
             ok = parse_int(opt, val, 1, &a->attack.attack_batch);
-        else if (!strcmp(opt, "--threads"))
+        else if (!strcmp(opt, "--device") && val) {
+            pasm_device d = PASM_DEVICE_CPU;
+            ok = !pasm_device_parse(val, &d) && !pasm_device_check(d);
+            if (!ok) fprintf(stderr, "attack_bench: --device %s: %s\n", val, pasm_last_error());
+            a->device = (int)d;
+        } else if (!strcmp(opt, "--threads"))
             ok = parse_int(opt, val, 1, &a->threads);
         else {
             fprintf(stderr, "attack_bench: unknown option or missing value: %s\n", opt);

@@ -12,6 +12,11 @@
  *   pasm_bench bf16native   1 when bf16 convolutions run on AMX here
  * train, infer1 and infer128 take "bf16" after W: the same with
  * --precision bf16's convolutions (keys end in _bf16).
+ *   pasm_bench gpu-train W B [fp32|bf16]   training images/s of a network on
+ *                           the GPU at batch B (bf16 by default; random
+ *                           batches resident on the host, sent every step as
+ *                           pasm train sends them), and the GPU memory pasm
+ *                           held at its peak: "gpu_train_ips", "gpu_peak_mb"
  * Each prints "key value" lines (key = mode, W appended), plus the peak RSS
  * in MiB of the process (getrusage) as "<key>_rss_mb". Not a test: timings
  * depend on the machine and on what else runs on it. */
@@ -26,6 +31,9 @@
 
 #include "nn/net_internal.h"
 #include "pasm/pasm.h"
+#ifdef PASM_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 #define BATCH 128
 #define CLASSES 7
@@ -64,6 +72,7 @@ static void fill_batch(float *x, int32_t *labels, int n) {
 }
 
 static pasm_precision precision = PASM_PRECISION_FP32;
+static pasm_device device = PASM_DEVICE_CPU;
 static const char *suffix = ""; /* "_bf16" for bf16 */
 
 /* Training measures a PASM_NET_TRAIN network; inference a PASM_NET_EVAL one,
@@ -71,7 +80,7 @@ static const char *suffix = ""; /* "_bf16" for bf16 */
 static pasm_status make_net(pasm_net **net, int width, int batch, pasm_net_mode mode) {
     pasm_net_config cfg = {.arch = "resnet18", .width = width, .in_channels = 1,
                            .num_classes = CLASSES, .input_size = SIZE,
-                           .precision = precision};
+                           .precision = precision, .device = device};
     pasm_status st = pasm_net_create_mode(net, &cfg, batch, mode);
     if (st) return st;
     pasm_net_init(*net, 1);
@@ -107,7 +116,6 @@ typedef struct {
     pasm_net *net;
     pasm_sgd sgd;
     float *x, *dlogits, *params;
-    const float *grads;
     int32_t *labels;
     int n;
 } train_ctx;
@@ -120,8 +128,7 @@ static pasm_status train_step(void *p) {
     pasm_cross_entropy(c->n, CLASSES, logits, c->labels, 0.0f, NULL, c->dlogits, NULL);
     st = pasm_net_backward(c->net, c->dlogits, NULL);
     if (st) return st;
-    pasm_sgd_step(&c->sgd, c->params, c->grads, 0.01f);
-    return PASM_OK;
+    return pasm_sgd_step_net(&c->sgd, c->net, 0.01f);
 }
 
 static pasm_status eval_step(void *p) {
@@ -143,7 +150,6 @@ static int setup(train_ctx *c, int width, int n, int train) {
     if (!train) return 0;
     int64_t count;
     c->params = pasm_net_param_block(c->net, &count);
-    c->grads = pasm_net_grad_block(c->net, NULL);
     pasm_sgd_options opt = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
     if (pasm_sgd_init(&c->sgd, &opt, count)) return fail("SGD");
     return 0;
@@ -168,6 +174,29 @@ static int run_train(int width) {
     }
     teardown(&c);
     return rc;
+}
+
+static int run_gpu_train(int width, int batch) {
+#ifdef PASM_HAVE_CUDA
+    device = PASM_DEVICE_CUDA;
+    if (pasm_device_check(device)) return fail("gpu-train");
+    char line[256];
+    printf("# %s\n", pasm_device_describe(device, line, sizeof line));
+    train_ctx c;
+    int rc = setup(&c, width, batch, 1);
+    if (!rc) {
+        double s = time_reps(train_step, &c, 3, 10, 400, 10.0);
+        if (s < 0) rc = fail("training step");
+        else printf("gpu_train_ips %.1f\ngpu_peak_mb %.0f\n", batch / s,
+                    (double)pasm_cuda_bytes_peak() / 1048576.0);
+    }
+    teardown(&c);
+    return rc;
+#else
+    (void)width, (void)batch;
+    fprintf(stderr, "pasm_bench: gpu-train: this build has no CUDA backend\n");
+    return 1;
+#endif
 }
 
 static int run_infer128(int width) {
@@ -285,6 +314,14 @@ int main(int argc, char **argv) {
     }
     if (strcmp(mode, "load") == 0) return run_load(argv[2]);
     int width = atoi(argv[2]);
+    if (strcmp(mode, "gpu-train") == 0) {
+        if (argc < 4) {
+            fprintf(stderr, "usage: pasm_bench gpu-train WIDTH BATCH [fp32|bf16]\n");
+            return 2;
+        }
+        precision = argc > 4 && !strcmp(argv[4], "fp32") ? PASM_PRECISION_FP32 : PASM_PRECISION_BF16;
+        return run_gpu_train(width, atoi(argv[3]));
+    }
     if (argc > 3 && strcmp(argv[3], "bf16") == 0) {
         precision = PASM_PRECISION_BF16;
         suffix = "_bf16";

@@ -1,0 +1,153 @@
+/* --device on the command line. Without a GPU (or in a build without the
+ * CUDA backend) every command refuses --device cuda with a message saying
+ * why, and exit status 1, before touching any file; an unknown device is a
+ * usage error (2). With a GPU: pasm train --device cuda trains, its loss
+ * follows the CPU's, a run stopped after an epoch resumes to the bytes of an
+ * uninterrupted GPU run, eval and predict run on the GPU and agree with the
+ * CPU, and a short pasm run (mining with grad, a round) completes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pasm/pasm.h"
+#include "util/helpers.h"
+
+static char dir[256], faces[320];
+#define TRAIN_ARGS "train --data '%s' --input-size 32 --width 16 --epochs 2 --batch 16 --seed 3"
+
+static int setup(void **state) {
+    test_tmpdir(dir, sizeof dir);
+    snprintf(faces, sizeof faces, "%s/faces", dir);
+    char *out;
+    int rc = test_run_pasm(&out, "synth --out '%s' --count 280 --size 32 --seed 2", faces);
+    if (rc) fprintf(stderr, "%s", out);
+    free(out);
+    return rc;
+}
+
+static int teardown(void **state) {
+    test_rmdir(dir);
+    return 0;
+}
+
+static int gpu_here(void) { return pasm_device_check(PASM_DEVICE_CUDA) == PASM_OK; }
+
+static void test_unknown_device(void **unused) {
+    char *out;
+    int rc = test_run_pasm(&out, TRAIN_ARGS " --out '%s/x.safetensors' --device tpu", faces, dir);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "unknown device 'tpu'"));
+    free(out);
+}
+
+static void test_refused_without_gpu(void **unused) {
+    if (gpu_here()) skip();
+    const char *cmds[] = {
+        "train --data '%s' --out '%s/m.safetensors' --device cuda",
+        "eval --model '%s' --data '%s' --device cuda",
+        "predict --model '%s' --data '%s' --device cuda",
+        "mine --model '%s' --data '%s' --out x.csv --device cuda",
+        "round --teacher '%s' --data '%s' --mined x.csv --out y --device cuda",
+        "run --data '%s' --out '%s/run' --device cuda",
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char *out;
+        int rc = test_run_pasm(&out, cmds[i], faces, dir);
+        printf("  pasm %.*s... -> %d: %s", 8, cmds[i], rc, out);
+        assert_int_equal(rc, 1);
+        assert_non_null(strstr(out, "--device cuda"));
+        free(out);
+    }
+    char m[400];
+    snprintf(m, sizeof m, "%s/m.safetensors", dir);
+    FILE *f = fopen(m, "rb");
+    assert_null(f); /* nothing written */
+}
+
+/* The "loss" of an epoch line of a metrics file. */
+static double epoch_loss(const char *metrics, int epoch) {
+    FILE *f = fopen(metrics, "r");
+    assert_non_null(f);
+    char line[4096];
+    double loss = NAN;
+    for (int e = 1; fgets(line, sizeof line, f); e++) {
+        const char *p = strstr(line, "\"train_loss\":");
+        if (e == epoch && p) loss = atof(p + 13);
+    }
+    fclose(f);
+    return loss;
+}
+
+static void test_train_on_gpu(void **unused) {
+    if (!gpu_here()) skip();
+    char *out, m[400], g[400], r[400], metrics[420];
+    snprintf(m, sizeof m, "%s/cpu.safetensors", dir);
+    snprintf(g, sizeof g, "%s/gpu.safetensors", dir);
+    snprintf(r, sizeof r, "%s/resumed.safetensors", dir);
+    assert_int_equal(test_run_pasm(&out, TRAIN_ARGS " --out '%s'", faces, m), 0);
+    free(out);
+    int rc = test_run_pasm(&out, TRAIN_ARGS " --out '%s' --device cuda", faces, g);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "device: cuda"));
+    free(out);
+    for (int e = 1; e <= 2; e++) {
+        snprintf(metrics, sizeof metrics, "%s/cpu.metrics.jsonl", dir);
+        double lc = epoch_loss(metrics, e);
+        snprintf(metrics, sizeof metrics, "%s/gpu.metrics.jsonl", dir);
+        double lg = epoch_loss(metrics, e);
+        printf("  epoch %d train loss: cpu %.5f gpu %.5f\n", e, lc, lg);
+        assert_true(fabs(lc - lg) <= 0.02 * fmax(1, lc));
+    }
+    /* stopped after an epoch and resumed on the GPU: the same bytes */
+    assert_int_equal(test_run_pasm(&out, TRAIN_ARGS " --out '%s' --device cuda --stop-after-epochs 1",
+                                   faces, r), 1);
+    free(out);
+    rc = test_run_pasm(&out, "train --resume '%s' --device cuda", r);
+    if (rc) fail_msg("resume: %s", out);
+    free(out);
+    assert_true(test_files_equal(g, r));
+    /* eval and predict on the GPU agree with the CPU on the GPU's model */
+    char *ce, *ge;
+    assert_int_equal(test_run_pasm(&ce, "eval --model '%s' --data '%s' --split test --json", g, faces), 0);
+    assert_int_equal(test_run_pasm(&ge, "eval --model '%s' --data '%s' --split test --json --device cuda",
+                                   g, faces), 0);
+    const char *a = strstr(ce, "\"accuracy\":"), *b = strstr(ge, "\"accuracy\":");
+    assert_non_null(a);
+    assert_non_null(b);
+    printf("  eval accuracy cpu %.4f gpu %.4f\n", atof(a + 11), atof(b + 11));
+    assert_true(fabs(atof(a + 11) - atof(b + 11)) <= 0.02);
+    free(ce);
+    free(ge);
+    assert_int_equal(test_run_pasm(&out, "predict --model '%s' --data '%s' --split test --device cuda",
+                                   g, faces), 0);
+    free(out);
+}
+
+static void test_run_on_gpu(void **unused) {
+    if (!gpu_here()) skip();
+    char *out;
+    int rc = test_run_pasm(&out, "run --data '%s' --out '%s/run' --input-size 32 --width 16 "
+                                 "--epochs 2 --batch 16 --rounds 1 --round-epochs 1 --attack grad "
+                                 "--device cuda --seed 1",
+                           faces, dir);
+    printf("%s", out);
+    assert_int_equal(rc, 0);
+    free(out);
+    char run[400];
+    snprintf(run, sizeof run, "%s/run", dir);
+    double acc = test_summary_value(run, -1, "test_accuracy");
+    printf("  round 1 test accuracy %.4f\n", acc);
+    assert_true(acc >= 0 && acc <= 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unknown_device),
+        cmocka_unit_test(test_refused_without_gpu),
+        cmocka_unit_test(test_train_on_gpu),
+        cmocka_unit_test(test_run_on_gpu),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
