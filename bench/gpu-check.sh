@@ -55,8 +55,8 @@
 # Environment: PY (PyTorch's python; found if unset), CUDA_HOME, CUDNN_HOME (found
 # if unset: /usr/local/cuda, /usr, or the nvidia-cudnn pip wheel, for which a
 # folder with include/ and lib/libcudnn.so links is made in .gpu-deps/cudnn),
-# GPU_CHECK_BUDGET, GPU_CHECK_JOBS (make -j, 16), GPU_CHECK_CLI_TESTS (the test
-# folders run after the benchmarks in quick mode, "cli"; empty: none).
+# GPU_CHECK_BUDGET, GPU_CHECK_JOBS (make -j, 16), GPU_CHECK_CLI_TESTS (more test
+# folders run after the benchmarks in quick mode, e.g. "cli"; unset: none).
 set -u
 # shellcheck disable=SC2317  # the sub_ functions run through "--sub"
 
@@ -154,9 +154,13 @@ sub_build() {
         build-gpu/bench/attack_bench
 }
 
-sub_tests() {  # DIR...: the test binaries under build-gpu/tests/DIR/
+sub_tests() {  # DIR or DIR/test_NAME...: test binaries under build-gpu/tests/
     local bins=() d
     for d in "$@"; do
+        if [ -f build-gpu/tests/"$d" ]; then
+            bins+=("build-gpu/tests/$d")
+            continue
+        fi
         for t in build-gpu/tests/"$d"/test_*; do
             [ -x "$t" ] && bins+=("$t")
         done
@@ -337,7 +341,9 @@ BUILD_LIMIT=240
 step build $BUILD_LIMIT required needs:deps "${SUB[@]}" build
 
 if [ "$MODE" = quick ]; then
-    step tests_cuda 90 required needs:build,data "${SUB[@]}" tests cuda
+    # the GPU's own tests, PyTorch's parity case on the GPU, --device end to end
+    step tests_cuda 150 required needs:build,data "${SUB[@]}" tests cuda nn/test_parity \
+        cli/test_device_cli
     for b in 128 512; do
         step pasm_train_b$b 45 required needs:build build-gpu/bench/pasm_bench gpu-train 64 $b bf16
     done
@@ -352,9 +358,9 @@ if [ "$MODE" = quick ]; then
     step torch_attacks 75 required needs:attack_model,data \
         "${TORCH[@]}" grad,iter,de "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD,$N_ITER,$N_DE
     # GPU_CHECK_CLI_TESTS="" leaves the CLI tests out (they run pasm on the CPU too)
-    if [ -n "${GPU_CHECK_CLI_TESTS-cli}" ]; then
+    if [ -n "${GPU_CHECK_CLI_TESTS-}" ]; then
         # shellcheck disable=SC2086  # a list of test folders
-        step tests_cli 90 required needs:build,data "${SUB[@]}" tests ${GPU_CHECK_CLI_TESTS-cli}
+        step tests_cli 90 required needs:build,data "${SUB[@]}" tests ${GPU_CHECK_CLI_TESTS-}
     fi
     step torch_train_fp32 40 optional "${TORCH[@]}" train 64 128,512 fp32
     step torch_train_compiled_bf16 90 optional "${TORCH[@]}" train 64 128 compiled_bf16
