@@ -5,6 +5,7 @@
  * first deterministic one whose workspace fits, chosen once per batch size
  * (the largest when created, again when a smaller batch comes). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/cuda_internal.cuh"
 
@@ -120,6 +121,74 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
     return set_batch(c, s->n, WS_LIMIT);
 }
 
+/* ---- emulation (PASM_CUDA_EMULATE): the CPU's convolution between the
+ * backend's layouts, every operand as the GPU would hold it (a bf16
+ * operand is already rounded). Allocates per call: for tests only. ---- */
+
+typedef struct {
+    pasm_conv2d_shape s;
+    float *x, *w, *y, *gx, *gw;
+    void *ws;
+} emu_conv;
+
+static pasm_status emu_begin(const pasm_cuda_conv *c, int n, emu_conv *e) {
+    memset(e, 0, sizeof *e);
+    e->s = c->s;
+    e->s.n = n;
+    e->s.precision = PASM_PRECISION_FP32;
+    const pasm_conv2d_shape *s = &e->s;
+    size_t xs = (size_t)n * s->c_in * s->h_in * s->w_in, ys = (size_t)n * s->c_out * s->h_out * s->w_out;
+    size_t wsz = (size_t)s->c_out * s->c_in * s->kernel * s->kernel;
+    e->x = (float *)calloc(xs, 4);
+    e->gx = (float *)calloc(xs, 4);
+    e->y = (float *)calloc(ys, 4);
+    e->w = (float *)calloc(wsz, 4);
+    e->gw = (float *)calloc(wsz, 4);
+    e->ws = malloc(pasm_conv2d_workspace_size(s) + 64);
+    if (!e->x || !e->gx || !e->y || !e->w || !e->gw || !e->ws)
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory emulating a convolution");
+    return PASM_OK;
+}
+
+static void emu_end(emu_conv *e) {
+    free(e->x), free(e->gx), free(e->y), free(e->w), free(e->gw), free(e->ws);
+}
+
+static int hw_in(const pasm_conv2d_shape *s) { return s->h_in * s->w_in; }
+static int hw_out(const pasm_conv2d_shape *s) { return s->h_out * s->w_out; }
+static int rs(const pasm_conv2d_shape *s) { return s->kernel * s->kernel; }
+
+static pasm_status emu_forward(pasm_cuda_conv *c, int n, const void *x, const void *w, void *y) {
+    emu_conv e;
+    pasm_status st = emu_begin(c, n, &e);
+    const pasm_conv2d_shape *s = &e.s;
+    if (!st) st = pasm_cuda_nhwc_to_nchw(NULL, n, s->c_in, hw_in(s), x, c->t, e.x);
+    if (!st) st = pasm_cuda_unpack_weight(NULL, s->c_out, s->c_in, rs(s), w, c->t, e.w);
+    if (!st) {
+        pasm_conv2d_forward(s, e.x, e.w, NULL, e.y, e.ws);
+        st = pasm_cuda_nchw_to_nhwc(NULL, n, s->c_out, hw_out(s), e.y, y, c->t);
+    }
+    emu_end(&e);
+    return st;
+}
+
+static pasm_status emu_backward(pasm_cuda_conv *c, int n, const void *x, const void *w,
+                                const void *dy, void *dx, void *dw) {
+    emu_conv e;
+    pasm_status st = emu_begin(c, n, &e);
+    const pasm_conv2d_shape *s = &e.s;
+    if (!st) st = pasm_cuda_nhwc_to_nchw(NULL, n, s->c_out, hw_out(s), dy, c->t, e.y);
+    if (!st && x) st = pasm_cuda_nhwc_to_nchw(NULL, n, s->c_in, hw_in(s), x, c->t, e.x);
+    if (!st && w) st = pasm_cuda_unpack_weight(NULL, s->c_out, s->c_in, rs(s), w, c->t, e.w);
+    if (!st) {
+        pasm_conv2d_backward(s, e.x, e.w, e.y, dx ? e.gx : NULL, dw ? e.gw : NULL, NULL, e.ws);
+        if (dx) st = pasm_cuda_nchw_to_nhwc(NULL, n, s->c_in, hw_in(s), e.gx, dx, c->t);
+        if (!st && dw) st = pasm_cuda_pack_weight(NULL, s->c_out, s->c_in, rs(s), e.gw, dw, c->t);
+    }
+    emu_end(&e);
+    return st;
+}
+
 pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s,
                                   pasm_cuda_dtype t, pasm_cuda_conv **out) {
     *out = NULL;
@@ -128,6 +197,10 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->ctx = ctx;
     c->s = *s;
     c->t = t;
+    if (pasm_cuda_emulating()) {
+        *out = c;
+        return PASM_OK;
+    }
     pasm_status st = conv_init(c);
     if (st) {
         pasm_cuda_conv_free(c);
@@ -151,6 +224,7 @@ size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c) { return c->ws_max; }
 static pasm_status check_batch(pasm_cuda_conv *c, int n, size_t ws_bytes) {
     if (n < 1 || n > c->s.n)
         return pasm_errorf(PASM_ERR_INVALID, "GPU convolution: batch %d outside 1..%d", n, c->s.n);
+    if (pasm_cuda_emulating()) return PASM_OK;
     return set_batch(c, n, ws_bytes);
 }
 
@@ -158,6 +232,7 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
                                    void *y, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes);
     if (st) return st;
+    if (pasm_cuda_emulating()) return emu_forward(c, n, x, w, y);
     const float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->fwd, ws,
                                       ws_bytes, &zero, c->yd, y),
@@ -169,6 +244,7 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
                                          const void *w, void *dx, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes);
     if (st) return st;
+    if (pasm_cuda_emulating()) return emu_backward(c, n, NULL, w, dy, dx, NULL);
     const float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
                                            c->bwd_data, ws, ws_bytes, &zero, c->xd, dx),
@@ -180,6 +256,7 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
                                            const void *dy, void *dw, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes);
     if (st) return st;
+    if (pasm_cuda_emulating()) return emu_backward(c, n, x, NULL, dy, NULL, dw);
     const float one = 1.0f, zero = 0.0f;
     CUDNN_TRY(cudnnConvolutionBackwardFilter(c->ctx->cudnn, &one, c->xd, x, c->yd, dy, c->cd,
                                              c->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),

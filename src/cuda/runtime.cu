@@ -14,6 +14,16 @@ static int g_emulate;
 void pasm_cuda_emulate(int on) { g_emulate = on != 0; }
 int pasm_cuda_emulating(void) { return g_emulate; }
 
+/* PASM_CUDA_EMULATE=1: the whole backend on the host (a "GPU" whose memory
+ * is host memory, whose kernels run their bodies in loops and whose
+ * convolutions are the CPU's), so that everything above the kernels runs
+ * and is tested where no GPU is. Once seen, it stays on for the process. */
+static int emulate_from_env(void) {
+    const char *e = getenv("PASM_CUDA_EMULATE");
+    if (e && e[0] == '1') g_emulate = 1;
+    return g_emulate;
+}
+
 pasm_status pasm_cuda_error(cudaError_t e, const char *what) {
     return pasm_errorf(PASM_ERR_UNSUPPORTED, "CUDA: %s: %s (%s)", what, cudaGetErrorString(e),
                        cudaGetErrorName(e));
@@ -25,6 +35,11 @@ pasm_status pasm_cudnn_error(int e, const char *what) {
 }
 
 pasm_status pasm_cuda_probe(char *buf, size_t len) {
+    if (emulate_from_env()) {
+        if (buf && len)
+            snprintf(buf, len, "cuda: emulated on the host (PASM_CUDA_EMULATE=1; for tests, slow)");
+        return PASM_OK;
+    }
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
@@ -60,6 +75,10 @@ pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out) {
     if (st) return st;
     pasm_cuda_ctx *ctx = (pasm_cuda_ctx *)calloc(1, sizeof *ctx);
     if (!ctx) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the CUDA context");
+    if (g_emulate) {
+        *out = ctx;
+        return PASM_OK;
+    }
     cudaError_t e = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         free(ctx);
@@ -78,6 +97,10 @@ pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out) {
 
 void pasm_cuda_ctx_free(pasm_cuda_ctx *ctx) {
     if (!ctx) return;
+    if (!ctx->stream) { /* emulated */
+        free(ctx);
+        return;
+    }
     cudaStreamSynchronize(ctx->stream);
     cudnnDestroy(ctx->cudnn);
     cudaStreamDestroy(ctx->stream);
@@ -105,36 +128,49 @@ struct live_alloc {
 };
 static live_alloc *g_live;
 static size_t g_n_live, g_cap_live;
+static pasm_status track(void *p, size_t bytes);
 
 pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what) {
     *p = NULL;
     if (bytes == 0) bytes = 256;
-    cudaError_t e = cudaMalloc(p, bytes);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        *p = NULL;
-        return pasm_errorf(PASM_ERR_NOMEM, "out of GPU memory allocating %.1f MiB for %s (%s)",
-                           (double)bytes / 1048576.0, what ? what : "a buffer",
-                           cudaGetErrorString(e));
+    if (g_emulate) {
+        if (!(*p = calloc(1, bytes)))
+            return pasm_errorf(PASM_ERR_NOMEM, "out of memory allocating %.1f MiB for %s",
+                               (double)bytes / 1048576.0, what ? what : "a buffer");
+    } else {
+        cudaError_t e = cudaMalloc(p, bytes);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            *p = NULL;
+            return pasm_errorf(PASM_ERR_NOMEM, "out of GPU memory allocating %.1f MiB for %s (%s)",
+                               (double)bytes / 1048576.0, what ? what : "a buffer",
+                               cudaGetErrorString(e));
+        }
+        if ((e = cudaMemset(*p, 0, bytes)) != cudaSuccess) {
+            cudaFree(*p);
+            *p = NULL;
+            return pasm_cuda_error(e, what ? what : "clearing a buffer");
+        }
     }
-    if ((e = cudaMemset(*p, 0, bytes)) != cudaSuccess) {
-        cudaFree(*p);
+    pasm_status st = track(*p, bytes);
+    if (st) {
+        if (g_emulate) free(*p);
+        else cudaFree(*p);
         *p = NULL;
-        return pasm_cuda_error(e, what ? what : "clearing a buffer");
     }
+    return st;
+}
+
+static pasm_status track(void *p, size_t bytes) {
     std::lock_guard<std::mutex> lock(g_mem_lock);
     if (g_n_live == g_cap_live) {
         size_t cap = g_cap_live ? 2 * g_cap_live : 256;
         live_alloc *grown = (live_alloc *)realloc(g_live, cap * sizeof *grown);
-        if (!grown) {
-            cudaFree(*p);
-            *p = NULL;
-            return pasm_errorf(PASM_ERR_NOMEM, "out of memory tracking GPU buffers");
-        }
+        if (!grown) return pasm_errorf(PASM_ERR_NOMEM, "out of memory tracking GPU buffers");
         g_live = grown;
         g_cap_live = cap;
     }
-    g_live[g_n_live++] = live_alloc{*p, bytes};
+    g_live[g_n_live++] = live_alloc{p, bytes};
     g_bytes_now += bytes;
     if (g_bytes_now > g_bytes_peak) g_bytes_peak = g_bytes_now;
     return PASM_OK;
@@ -142,7 +178,8 @@ pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what) {
 
 void pasm_cuda_free(void *p) {
     if (!p) return;
-    cudaFree(p);
+    if (g_emulate) free(p);
+    else cudaFree(p);
     std::lock_guard<std::mutex> lock(g_mem_lock);
     for (size_t i = 0; i < g_n_live; i++)
         if (g_live[i].p == p) {
@@ -164,12 +201,20 @@ size_t pasm_cuda_bytes_peak(void) {
 
 pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
     if (!bytes) return PASM_OK;
+    if (g_emulate) {
+        memcpy(dst, src, bytes);
+        return PASM_OK;
+    }
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream);
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying to the GPU");
 }
 
 pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
     if (!bytes) return PASM_OK;
+    if (g_emulate) {
+        memcpy(dst, src, bytes);
+        return PASM_OK;
+    }
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream);
     if (e != cudaSuccess) return pasm_cuda_error(e, "copying from the GPU");
     return pasm_cuda_sync(ctx, "copying from the GPU");
@@ -177,6 +222,10 @@ pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, si
 
 pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
     if (!bytes) return PASM_OK;
+    if (g_emulate) {
+        memcpy(dst, src, bytes);
+        return PASM_OK;
+    }
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream);
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying on the GPU");
 }

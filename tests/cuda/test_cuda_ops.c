@@ -31,6 +31,11 @@ static int set_mode(int gpu) {
     g_gpu = gpu;
     pasm_cuda_emulate(!gpu);
     if (!gpu) return 1;
+    if (getenv("PASM_CUDA_EMULATE")) {
+        printf("  PASM_CUDA_EMULATE is set: the GPU half is skipped\n");
+        pasm_cuda_emulate(1);
+        return 0;
+    }
     if (!g_ctx && pasm_cuda_ctx_create(&g_ctx) != PASM_OK) {
         printf("  no GPU here (%s): the GPU half is skipped\n", pasm_last_error());
         pasm_cuda_emulate(1);

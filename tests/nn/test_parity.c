@@ -286,10 +286,7 @@ static void test_gray48(void **unused) {
 /* The same case with the network on the GPU (fp32: cuDNN without TF32),
  * against PyTorch's numbers; skipped without a GPU. */
 static void test_gray48_cuda(void **unused) {
-    if (pasm_device_check(PASM_DEVICE_CUDA)) {
-        printf("  skipped: %s\n", pasm_last_error());
-        skip();
-    }
+    if (!test_cuda_device()) skip(); /* on the host emulation where no GPU is */
     g_device = PASM_DEVICE_CUDA;
     g_slack = 10;
     parity_case pc = {"gray48", 16, 1, 48, 7, 0.5f, 0.25f};

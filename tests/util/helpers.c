@@ -117,3 +117,24 @@ double test_summary_value(const char *run, int entry, const char *key) {
     cJSON_Delete(o);
     return x;
 }
+
+int test_cuda_device(void) {
+    static int known = -1;
+    if (known >= 0) return known;
+    if (pasm_device_check(PASM_DEVICE_CUDA) == PASM_OK) {
+        char line[256];
+        printf("  GPU tests on %s\n", pasm_device_describe(PASM_DEVICE_CUDA, line, sizeof line));
+        known = getenv("PASM_CUDA_EMULATE") ? 2 : 1;
+        return known;
+    }
+#ifdef PASM_HAVE_CUDA
+    printf("  no GPU here (%s): the GPU tests run on the backend's host emulation\n",
+           pasm_last_error());
+    setenv("PASM_CUDA_EMULATE", "1", 1);
+    known = 2;
+#else
+    printf("  skipped: %s\n", pasm_last_error());
+    known = 0;
+#endif
+    return known;
+}

@@ -34,4 +34,11 @@ int test_files_equal(const char *a, const char *b);
  * position `entry` (-1: the last entry). Fails the test when it is missing. */
 double test_summary_value(const char *run, int entry, const char *key);
 
+/* Where the GPU tests run: 1 on a real GPU; 2 where this build has the CUDA
+ * backend but the machine no GPU: the backend's host emulation
+ * (PASM_CUDA_EMULATE=1, set here for this process and its children), so the
+ * GPU paths above the kernels are tested anyway; 0 in builds without CUDA.
+ * Prints which, once. */
+int test_cuda_device(void);
+
 #endif
