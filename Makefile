@@ -50,9 +50,9 @@ CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=c
 CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib $(CUDNN_HOME)/lib64 $(CUDNN_HOME)/lib)
 CFLAGS += -DPASM_HAVE_CUDA
 NVCCFLAGS := -std=c++17 -O3 --extended-lambda $(CUDA_ARCH) -DPASM_HAVE_CUDA -Iinclude -Isrc -I$(CUDNN_HOME)/include \
-  -Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
+  -Xcompiler -fPIC,-fopenmp,-Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
 ifeq ($(SAN),1)
-NVCCFLAGS += -g
+NVCCFLAGS += -g -Xcompiler -fsanitize=address,-fsanitize=undefined,-fno-sanitize-recover=undefined,-fno-omit-frame-pointer
 endif
 LDLIBS += $(foreach d,$(sort $(CUDA_LIBDIRS)),-L$(d) -Wl,-rpath,$(d)) -lcudnn -lcudart_static -ldl -lrt -lstdc++
 CUDA_SRC := $(sort $(wildcard src/cuda/*.cu))

@@ -43,7 +43,8 @@ template <typename F> __global__ void pasm_k_each(int64_t n, F f) {
 template <typename F>
 pasm_status pasm_each(pasm_cuda_ctx *ctx, int64_t n, F f, const char *what) {
     if (n <= 0) return PASM_OK;
-    if (pasm_cuda_emulating()) {
+    if (pasm_cuda_emulating()) { /* every i writes its own outputs */
+#pragma omp parallel for schedule(static) if (n >= 4096)
         for (int64_t i = 0; i < n; i++) f(i);
         return PASM_OK;
     }

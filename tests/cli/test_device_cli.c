@@ -24,7 +24,7 @@ static int setup(void **state) {
     test_tmpdir(dir, sizeof dir);
     snprintf(faces, sizeof faces, "%s/faces", dir);
     char *out;
-    int rc = test_run_pasm(&out, "synth --out '%s' --count 280 --size 32 --seed 2", faces);
+    int rc = test_run_pasm(&out, "synth --out '%s' --count 140 --size 32 --seed 2", faces);
     if (rc) fprintf(stderr, "%s", out);
     free(out);
     return rc;
@@ -137,7 +137,7 @@ static void test_run_on_gpu(void **unused) {
     if (!test_cuda_device()) skip();
     char *out;
     int rc = test_run_pasm(&out, "run --data '%s' --out '%s/run' --input-size 32 --width 16 "
-                                 "--epochs 2 --batch 16 --rounds 1 --round-epochs 1 --attack grad "
+                                 "--epochs 1 --batch 16 --rounds 1 --round-epochs 1 --attack grad "
                                  "--device cuda --seed 1",
                            faces, dir);
     printf("%s", out);
