@@ -31,21 +31,25 @@ DEPS_LIBDIRS := $(DEPS_ROOT)/usr/lib/x86_64-linux-gnu $(DEPS_ROOT)/usr/lib/x86_6
 LDFLAGS += -Wl,--disable-new-dtags $(foreach d,$(DEPS_LIBDIRS),-L$(d) -Wl,-rpath,$(d))
 endif
 
-# The CUDA backend (src/cuda/): built when nvcc is found; CUDA=1 insists on
-# it, CUDA=0 leaves it out. A CUDA build links the CUDA runtime statically
+# The CUDA backend (src/cuda/): built when nvcc and cuDNN are found; CUDA=1
+# insists on it, CUDA=0 leaves it out. A CUDA build links the CUDA runtime statically
 # and cuDNN dynamically, and still runs (on the CPU) where no GPU or driver
 # is present. CUDA_HOME and CUDNN_HOME (include/ and lib/ or lib64/) say
 # where they are; CUDA_ARCH the GPU code built (Hopper's sm_90 with PTX).
 CUDA_HOME ?= /usr/local/cuda
 NVCC ?= $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDNN_HOME ?= $(firstword $(patsubst %/include/cudnn.h,%,$(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h /usr/local/include/cudnn.h)) $(CUDA_HOME))
+CUDNN_H := $(wildcard $(CUDNN_HOME)/include/cudnn.h)
 ifeq ($(CUDA),)
-CUDA := $(if $(NVCC),1,0)
+CUDA := $(if $(and $(NVCC),$(CUDNN_H)),1,0)
 endif
 ifeq ($(CUDA),1)
 ifeq ($(NVCC),)
 $(error CUDA=1 but nvcc was not found: set CUDA_HOME or NVCC, or build with CUDA=0)
 endif
-CUDNN_HOME ?= $(CUDA_HOME)
+ifeq ($(CUDNN_H),)
+$(error CUDA=1 but cuDNN's cudnn.h is not in $(CUDNN_HOME)/include: set CUDNN_HOME, or build with CUDA=0)
+endif
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib $(CUDNN_HOME)/lib64 $(CUDNN_HOME)/lib)
 CFLAGS += -DPASM_HAVE_CUDA
@@ -109,7 +113,7 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libpasm.a $(HEADERS)
 # Each test binary runs from the repo root; tests find ../shared through
 # PASM_SHARED and the pasm binary through PASM_BIN.
 test: all
-	@PASM_BIN=$(abspath $(BUILD)/pasm) PASM_SHARED=$(abspath ../shared) \
+	@PASM_BIN=$(abspath $(BUILD)/pasm) PASM_SHARED=$(abspath ../shared) PASM_SANITIZED=$(SAN) \
 	  OMP_NUM_THREADS=2 ./tests/run-tests.sh $(TEST_BIN)
 
 check:

@@ -187,8 +187,18 @@ static int run_gpu_train(int width, int batch) {
     if (!rc) {
         double s = time_reps(train_step, &c, 3, 10, 400, 10.0);
         if (s < 0) rc = fail("training step");
-        else printf("gpu_train_ips %.1f\ngpu_peak_mb %.0f\n", batch / s,
-                    (double)pasm_cuda_bytes_peak() / 1048576.0);
+        else printf("gpu_train_ips %.1f\ngpu_step_ms %.3f\ngpu_peak_mb %.0f\n", batch / s,
+                    1e3 * s, (double)pasm_cuda_bytes_peak() / 1048576.0);
+        if (s >= 0) { /* where a step's time goes: 5 steps, each launch waited for */
+            pasm_cuda_profile(1);
+            pasm_cuda_profile_reset();
+            const int steps = 5;
+            for (int i = 0; i < steps && !rc; i++)
+                if (train_step(&c)) rc = fail("profiled step");
+            double ms = pasm_cuda_profile_report(stdout, steps);
+            printf("gpu_profiled_step_ms %.3f\n", ms);
+            pasm_cuda_profile(0);
+        }
     }
     teardown(&c);
     return rc;

@@ -130,6 +130,9 @@ pasm_status pasm_device_check(pasm_device d);
 /* One line about d: "cuda: NVIDIA H200, 139 GiB, compute 9.0, driver 13.0"
  * or why it is not available. */
 const char *pasm_device_describe(pasm_device d, char *buf, size_t len);
+/* The most bytes of d's memory that pasm's networks held at once in this
+ * process (GPU memory; 0 for the CPU, whose peak the OS reports). */
+size_t pasm_device_peak_bytes(pasm_device d);
 
 #ifdef __cplusplus
 }

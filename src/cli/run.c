@@ -485,6 +485,9 @@ static int run(const run_args *a) {
         }
     }
     if (!rc) printf("done: %s/summary.md\n", a->out);
+    if (!rc && a->round.device) /* machine-readable, for bench/gpu-check.sh */
+        printf("gpu_peak_mb %.0f\n",
+               (double)pasm_device_peak_bytes((pasm_device)a->round.device) / 1048576.0);
     cJSON_Delete(state);
     return rc;
 }

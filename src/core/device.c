@@ -31,6 +31,14 @@ pasm_status pasm_device_check(pasm_device d) {
 #endif
 }
 
+size_t pasm_device_peak_bytes(pasm_device d) {
+#ifdef PASM_HAVE_CUDA
+    if (d == PASM_DEVICE_CUDA) return pasm_cuda_bytes_peak();
+#endif
+    (void)d;
+    return 0;
+}
+
 const char *pasm_device_describe(pasm_device d, char *buf, size_t len) {
     if (d == PASM_DEVICE_CPU) {
         snprintf(buf, len, "cpu");

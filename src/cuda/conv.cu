@@ -4,6 +4,7 @@
  * up to summation order. Algorithms come from cuDNN's heuristics, the
  * first deterministic one whose workspace fits, chosen once per batch size
  * (the largest when created, again when a smaller batch comes). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ struct pasm_cuda_conv {
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
     int cur_n;
+    int nondeterministic; /* some algorithm chosen is (cuDNN offered no other) */
     size_t ws_limit, ws_max;
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t bwd_data;
@@ -37,6 +39,30 @@ static cudnnDataType_t cudnn_type(pasm_cuda_dtype t) {
     return t == PASM_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 }
 
+/* The first algorithm of cuDNN's ranking that ran (status), fits the
+ * workspace limit and, on the first pass, is deterministic; a second pass
+ * takes any that fits (and marks the plan nondeterministic). -1: none. */
+template <typename Perf>
+static int pick(const Perf *p, int found, size_t limit, int *nondeterministic) {
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < found; i++)
+            if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= limit &&
+                (pass == 1 || p[i].determinism == CUDNN_DETERMINISTIC)) {
+                if (pass == 1) *nondeterministic = 1;
+                return i;
+            }
+    return -1;
+}
+
+static pasm_status no_algorithm(const pasm_cuda_conv *c, const char *which, int n) {
+    const pasm_conv2d_shape *s = &c->s;
+    return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN offers no %s algorithm for a %dx%d stride-%d "
+                                             "convolution %d->%d channels at %dx%d, batch %d, %s "
+                                             "NHWC, within %zu MiB of workspace",
+                       which, s->kernel, s->kernel, s->stride, s->c_in, s->c_out, s->h_in,
+                       s->w_in, n, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", (size_t)(WS_LIMIT >> 20));
+}
+
 /* Descriptors and algorithms for batch n, within limit bytes of workspace. */
 static pasm_status set_batch(pasm_cuda_conv *c, int n, size_t limit) {
     if (c->cur_n == n) return PASM_OK;
@@ -49,55 +75,31 @@ static pasm_status set_batch(pasm_cuda_conv *c, int n, size_t limit) {
               "output descriptor");
     cudnnHandle_t h = c->ctx->cudnn;
     enum { MAX_ALGOS = 16 };
-    int found = 0, ok = 0;
+    int found = 0, i;
+    size_t need = 0;
     cudnnConvolutionFwdAlgoPerf_t fp[MAX_ALGOS];
     CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
                                                      &found, fp),
               "choosing the forward algorithm");
-    size_t need = 0;
-    for (int i = 0; i < found && !ok; i++)
-        if (fp[i].status == CUDNN_STATUS_SUCCESS && fp[i].memory <= limit &&
-            fp[i].determinism == CUDNN_DETERMINISTIC) {
-            c->fwd = fp[i].algo;
-            if (fp[i].memory > need) need = fp[i].memory;
-            ok = 1;
-        }
-    if (!ok)
-        return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN has no deterministic forward algorithm "
-                                                 "for a %dx%d convolution %d->%d at %dx%d, batch %d",
-                           s->kernel, s->kernel, s->c_in, s->c_out, s->h_in, s->w_in, n);
+    if ((i = pick(fp, found, limit, &c->nondeterministic)) < 0) return no_algorithm(c, "forward", n);
+    c->fwd = fp[i].algo;
+    if (fp[i].memory > need) need = fp[i].memory;
     cudnnConvolutionBwdDataAlgoPerf_t dp[MAX_ALGOS];
     CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd, MAX_ALGOS,
                                                           &found, dp),
               "choosing the input-gradient algorithm");
-    ok = 0;
-    for (int i = 0; i < found && !ok; i++)
-        if (dp[i].status == CUDNN_STATUS_SUCCESS && dp[i].memory <= limit &&
-            dp[i].determinism == CUDNN_DETERMINISTIC) {
-            c->bwd_data = dp[i].algo;
-            if (dp[i].memory > need) need = dp[i].memory;
-            ok = 1;
-        }
-    if (!ok)
-        return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN has no deterministic input-gradient "
-                                                 "algorithm for a %dx%d convolution %d->%d, batch %d",
-                           s->kernel, s->kernel, s->c_in, s->c_out, n);
+    if ((i = pick(dp, found, limit, &c->nondeterministic)) < 0)
+        return no_algorithm(c, "input-gradient", n);
+    c->bwd_data = dp[i].algo;
+    if (dp[i].memory > need) need = dp[i].memory;
     cudnnConvolutionBwdFilterAlgoPerf_t wp[MAX_ALGOS];
     CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
                                                             MAX_ALGOS, &found, wp),
               "choosing the weight-gradient algorithm");
-    ok = 0;
-    for (int i = 0; i < found && !ok; i++)
-        if (wp[i].status == CUDNN_STATUS_SUCCESS && wp[i].memory <= limit &&
-            wp[i].determinism == CUDNN_DETERMINISTIC) {
-            c->bwd_filter = wp[i].algo;
-            if (wp[i].memory > need) need = wp[i].memory;
-            ok = 1;
-        }
-    if (!ok)
-        return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN has no deterministic weight-gradient "
-                                                 "algorithm for a %dx%d convolution %d->%d, batch %d",
-                           s->kernel, s->kernel, s->c_in, s->c_out, n);
+    if ((i = pick(wp, found, limit, &c->nondeterministic)) < 0)
+        return no_algorithm(c, "weight-gradient", n);
+    c->bwd_filter = wp[i].algo;
+    if (wp[i].memory > need) need = wp[i].memory;
     c->cur_n = n;
     if (need > c->ws_max) c->ws_max = need;
     return PASM_OK;
@@ -118,7 +120,21 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH
                                                                         : CUDNN_FMA_MATH),
               "math type");
-    return set_batch(c, s->n, WS_LIMIT);
+    pasm_status st = set_batch(c, s->n, WS_LIMIT);
+    if (st && c->t == PASM_CUDA_F32) {
+        /* no FMA-only kernel for this fp32 shape: cuDNN's default math,
+         * which may use TF32 on tensor cores (10-bit mantissas) */
+        CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
+        fprintf(stderr, "pasm: note: cuDNN has no plain-fp32 kernel for a %dx%d convolution "
+                        "%d->%d; using its default math (TF32 possible)\n",
+                s->kernel, s->kernel, s->c_in, s->c_out);
+        st = set_batch(c, s->n, WS_LIMIT);
+    }
+    if (!st && c->nondeterministic)
+        fprintf(stderr, "pasm: note: cuDNN offers only nondeterministic algorithms for a %dx%d "
+                        "convolution %d->%d: GPU runs may differ in the last bits\n",
+                s->kernel, s->kernel, s->c_in, s->c_out);
+    return st;
 }
 
 /* ---- emulation (PASM_CUDA_EMULATE): the CPU's convolution between the
@@ -234,9 +250,11 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
     if (st) return st;
     if (pasm_cuda_emulating()) return emu_forward(c, n, x, w, y);
     const float one = 1.0f, zero = 0.0f;
+    const double t0 = pasm_cuda_profile_start();
     CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->fwd, ws,
                                       ws_bytes, &zero, c->yd, y),
               "convolution forward");
+    pasm_cuda_profile_stop(c->ctx, "cuDNN forward", t0);
     return PASM_OK;
 }
 
@@ -246,9 +264,11 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
     if (st) return st;
     if (pasm_cuda_emulating()) return emu_backward(c, n, NULL, w, dy, dx, NULL);
     const float one = 1.0f, zero = 0.0f;
+    const double t0 = pasm_cuda_profile_start();
     CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
                                            c->bwd_data, ws, ws_bytes, &zero, c->xd, dx),
               "convolution input gradient");
+    pasm_cuda_profile_stop(c->ctx, "cuDNN input gradient", t0);
     return PASM_OK;
 }
 
@@ -258,8 +278,10 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
     if (st) return st;
     if (pasm_cuda_emulating()) return emu_backward(c, n, x, NULL, dy, NULL, dw);
     const float one = 1.0f, zero = 0.0f;
+    const double t0 = pasm_cuda_profile_start();
     CUDNN_TRY(cudnnConvolutionBackwardFilter(c->ctx->cudnn, &one, c->xd, x, c->yd, dy, c->cd,
                                              c->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),
               "convolution weight gradient");
+    pasm_cuda_profile_stop(c->ctx, "cuDNN weight gradient", t0);
     return PASM_OK;
 }

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "pasm/core.h"
 #include "pasm/ops.h"
@@ -32,6 +33,15 @@ extern "C" {
  * driver A.B" when a GPU answers; PASM_ERR_UNSUPPORTED with the reason
  * otherwise. */
 pasm_status pasm_cuda_probe(char *buf, size_t len);
+
+/* A time profile by operation (PASM_CUDA_PROFILE=1, or on = 1 here): each
+ * launch and copy waits for the stream and adds its wall time to the bucket
+ * of its name. Slows everything down; for finding where a step's time goes.
+ * report prints "# bucket  calls  ms" lines, sorted by time, and returns the
+ * total ms; reset empties the buckets. */
+void pasm_cuda_profile(int on);
+double pasm_cuda_profile_report(FILE *f, double steps);
+void pasm_cuda_profile_reset(void);
 
 /* Host emulation of the kernels (tests): 1 on, 0 off. */
 void pasm_cuda_emulate(int on);

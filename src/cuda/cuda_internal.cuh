@@ -24,6 +24,10 @@ pasm_status pasm_cuda_error(cudaError_t e, const char *what);
 pasm_status pasm_cudnn_error(int e, const char *what);
 /* cudaGetLastError after a launch, as a status naming what. */
 pasm_status pasm_cuda_launched(const char *what);
+/* Profiling (pasm_cuda_profile): the clock before a launch, and after it the
+ * wait for the stream and the bucket what. t0 < 0: not profiling. */
+double pasm_cuda_profile_start(void);
+void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0);
 
 typedef __nv_bfloat16 bf16;
 
@@ -51,8 +55,11 @@ pasm_status pasm_each(pasm_cuda_ctx *ctx, int64_t n, F f, const char *what) {
     const int threads = 256;
     int64_t blocks = (n + threads - 1) / threads;
     if (blocks > 132 * 64) blocks = 132 * 64;
+    const double t0 = pasm_cuda_profile_start();
     pasm_k_each<<<(unsigned)blocks, threads, 0, ctx->stream>>>(n, f);
-    return pasm_cuda_launched(what);
+    pasm_status st = pasm_cuda_launched(what);
+    pasm_cuda_profile_stop(ctx, what, t0);
+    return st;
 }
 
 /* Runs body<float> or body<bf16> by t. */

@@ -6,7 +6,9 @@
 #include <cudnn.h>
 #include <mutex>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cuda/cuda_internal.cuh"
 
@@ -114,6 +116,70 @@ pasm_status pasm_cuda_sync(pasm_cuda_ctx *ctx, const char *what) {
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, what);
 }
 
+/* ---- profile: a few dozen named buckets ---- */
+struct profile_bucket {
+    const char *what;
+    long calls;
+    double seconds;
+};
+static int g_profile = -1; /* -1: not yet read from the environment */
+static profile_bucket g_buckets[128];
+static int g_n_buckets;
+
+static int profiling(void) {
+    if (g_profile < 0) {
+        const char *e = getenv("PASM_CUDA_PROFILE");
+        g_profile = e && e[0] == '1';
+    }
+    return g_profile && !g_emulate;
+}
+
+void pasm_cuda_profile(int on) { g_profile = on != 0; }
+void pasm_cuda_profile_reset(void) { g_n_buckets = 0; }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double pasm_cuda_profile_start(void) { return profiling() ? now_s() : -1.0; }
+
+void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0) {
+    if (t0 < 0 || !ctx) return;
+    cudaStreamSynchronize(ctx->stream);
+    double dt = now_s() - t0;
+    int i = 0;
+    while (i < g_n_buckets && strcmp(g_buckets[i].what, what)) i++;
+    if (i == g_n_buckets) {
+        if (g_n_buckets == (int)(sizeof g_buckets / sizeof *g_buckets)) return;
+        g_buckets[g_n_buckets++] = profile_bucket{what, 0, 0.0};
+    }
+    g_buckets[i].calls++;
+    g_buckets[i].seconds += dt;
+}
+
+double pasm_cuda_profile_report(FILE *f, double steps) {
+    if (steps <= 0) steps = 1;
+    profile_bucket b[128];
+    int n = g_n_buckets;
+    memcpy(b, g_buckets, sizeof(profile_bucket) * (size_t)n);
+    for (int i = 1; i < n; i++) /* by time, largest first */
+        for (int j = i; j > 0 && b[j].seconds > b[j - 1].seconds; j--) {
+            profile_bucket t = b[j];
+            b[j] = b[j - 1];
+            b[j - 1] = t;
+        }
+    double total = 0;
+    for (int i = 0; i < n; i++) total += b[i].seconds;
+    fprintf(f, "# %-34s %9s %11s %6s\n", "operation (per step)", "launches", "ms", "share");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "# %-34s %9.1f %11.3f %5.1f%%\n", b[i].what, b[i].calls / steps,
+                1e3 * b[i].seconds / steps, total > 0 ? 100.0 * b[i].seconds / total : 0.0);
+    fprintf(f, "# %-34s %9s %11.3f\n", "total (each launch waited for)", "", 1e3 * total / steps);
+    return 1e3 * total / steps;
+}
+
 pasm_status pasm_cuda_launched(const char *what) {
     cudaError_t e = cudaGetLastError();
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, what);
@@ -146,7 +212,10 @@ pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what) {
                                (double)bytes / 1048576.0, what ? what : "a buffer",
                                cudaGetErrorString(e));
         }
-        if ((e = cudaMemset(*p, 0, bytes)) != cudaSuccess) {
+        /* cleared before any stream uses it: the contexts' streams do not
+         * wait for the legacy stream a plain cudaMemset runs on */
+        if ((e = cudaMemset(*p, 0, bytes)) != cudaSuccess ||
+            (e = cudaDeviceSynchronize()) != cudaSuccess) {
             cudaFree(*p);
             *p = NULL;
             return pasm_cuda_error(e, what ? what : "clearing a buffer");
@@ -205,7 +274,9 @@ pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, 
         memcpy(dst, src, bytes);
         return PASM_OK;
     }
+    const double t0 = pasm_cuda_profile_start();
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream);
+    pasm_cuda_profile_stop(ctx, "copy to the GPU", t0);
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying to the GPU");
 }
 
@@ -215,9 +286,12 @@ pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, si
         memcpy(dst, src, bytes);
         return PASM_OK;
     }
+    const double t0 = pasm_cuda_profile_start();
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream);
     if (e != cudaSuccess) return pasm_cuda_error(e, "copying from the GPU");
-    return pasm_cuda_sync(ctx, "copying from the GPU");
+    pasm_status st = pasm_cuda_sync(ctx, "copying from the GPU");
+    pasm_cuda_profile_stop(ctx, "copy from the GPU (and wait)", t0);
+    return st;
 }
 
 pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
