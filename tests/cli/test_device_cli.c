@@ -138,7 +138,8 @@ static void test_train_on_gpu(void **unused) {
     assert_non_null(a);
     assert_non_null(b);
     printf("  eval accuracy cpu %.4f gpu %.4f\n", atof(a + 11), atof(b + 11));
-    assert_true(fabs(atof(a + 11) - atof(b + 11)) <= 0.02);
+    /* at most one of the 21 test faces may change its class (a near-tie) */
+    assert_true(fabs(atof(a + 11) - atof(b + 11)) <= 1.0 / 21 + 1e-9);
     free(ce);
     free(ge);
     assert_int_equal(test_run_pasm(&out, "predict --model '%s' --data '%s' --split test --device cuda",

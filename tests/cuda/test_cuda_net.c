@@ -140,11 +140,11 @@ static void compare(int precision, int width) {
             assert_int_equal(pasm_sgd_sync(&sg, gpu), PASM_OK);
             if (fp32)
                 expect("momentum after one step (synced to the host)", sg.momentum_buffer,
-                       sc.momentum_buffer, count, 1e-5);
+                       sc.momentum_buffer, count, glim); /* = the gradients + wd * weights */
             printf("  cosine of the momenta %.5f\n", cosine(sg.momentum_buffer, sc.momentum_buffer, count));
             assert_true(cosine(sg.momentum_buffer, sc.momentum_buffer, count) > (fp32 ? 0.99999 : 0.95));
             expect("parameters after one step", pasm_net_param_block(gpu, NULL),
-                   pasm_net_param_block(cpu, NULL), count, fp32 ? 1e-6 : 1e-2);
+                   pasm_net_param_block(cpu, NULL), count, fp32 ? 1e-5 : 1e-2);
         }
         assert_int_equal(pasm_net_forward(cpu, x, n, 1, &l), PASM_OK);
         losses_c[step] = (float)pasm_cross_entropy(n, k, l, labels, 0, NULL, dl_cpu, NULL);
@@ -183,7 +183,8 @@ static void compare(int precision, int width) {
     assert_true(cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9999 : 0.9));
     /* a smaller batch through the same networks */
     assert_int_equal(pasm_net_forward(gpu_eval, x, 3, 0, &l), PASM_OK);
-    expect("batch 3 through a batch-8 network", l, lg, 3 * k, 1e-5);
+    /* cuDNN may choose other algorithms for another batch size */
+    expect("batch 3 through a batch-8 network", l, lg, 3 * k, fp32 ? 1e-5 : 2e-2);
 
     pasm_sgd_free(&sc);
     pasm_sgd_free(&sg);
