@@ -1,8 +1,8 @@
 /* The ResNet on the GPU (src/cuda/net.c): a device mirror of a pasm_net.
  * Parameters, gradients and BN statistics keep the host net's flat block
  * layouts (so the two copy as whole blocks); activations are NHWC of the
- * precision's type; every layer keeps its output, as a training network
- * does, in every mode. The nn layer decides when copies are needed
+ * precision's type. A training network keeps every layer's output; the
+ * evaluation modes keep what their passes need (net.c). The nn layer decides when copies are needed
  * (src/nn/device.c); these functions do the work. */
 #ifndef PASM_CUDA_NET_H
 #define PASM_CUDA_NET_H

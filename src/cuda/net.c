@@ -20,6 +20,7 @@ typedef struct {
     pasm_cuda_conv *plan;
     int64_t w_off; /* the weight's offset in the parameter block */
     void *w_packed, *out;
+    int own_out; /* out is this layer's alone (training), else shared */
 } gconv;
 
 typedef struct {
@@ -29,6 +30,7 @@ typedef struct {
     int64_t gamma_off, beta_off, mean_off, var_off;
     float *save_mean, *save_invstd, *scale, *shift;
     void *out;
+    int own_out;
 } gbn;
 
 typedef struct {
@@ -53,6 +55,11 @@ struct pasm_cuda_net {
     float *pooled, *dpooled, *logits, *dlogits;
     void *scratch[4];
     void *dw_packed; /* one weight gradient at a time, before unpacking */
+    /* The evaluation modes keep less: every convolution writes conv_tmp
+     * (its BN reads it at once); PASM_NET_EVAL's BN outputs take turns in
+     * three slots (EVAL_GRAD keeps them: its backward needs the ReLUs). */
+    void *conv_tmp, *slots[3];
+    float *staging; /* the last block's output as fp32 NCHW, for class maps */
     void *ws;
     size_t ws_bytes;
     double *partial;
@@ -77,8 +84,9 @@ typedef struct {
     pasm_net *net;
     pasm_cuda_net *g;
     size_t ws_need, partial_need;
-    int64_t largest;   /* the largest activation, values */
-    int64_t largest_w; /* the largest weight, values */
+    int64_t largest;    /* the largest convolution output, values */
+    int64_t largest_bn; /* the largest BN output, values */
+    int64_t largest_w;  /* the largest weight, values */
 } builder;
 
 static pasm_status alloc_values(builder *b, void **p, int64_t values, size_t esize,
@@ -100,6 +108,8 @@ static pasm_status make_conv(builder *b, gconv *gc, const conv_layer *c) {
     int64_t out = conv_out_count(s, s->n);
     if (out > b->largest) b->largest = out;
     TRY(alloc_values(b, &gc->w_packed, wcount, g->esize, "packed convolution weights"));
+    if (b->net->mode != PASM_NET_TRAIN) return PASM_OK; /* conv_tmp, later */
+    gc->own_out = 1;
     return alloc_values(b, &gc->out, out, g->esize, "convolution outputs");
 }
 
@@ -117,6 +127,9 @@ static pasm_status make_bn(builder *b, gbn *gb, const bn_layer *l) {
     if (partial > b->partial_need) b->partial_need = partial;
     float **f[4] = {&gb->save_mean, &gb->save_invstd, &gb->scale, &gb->shift};
     for (int i = 0; i < 4; i++) TRY(pasm_cuda_alloc((void **)f[i], (size_t)gb->c * 4, "BN state"));
+    if (gb->m_max * gb->c > b->largest_bn) b->largest_bn = gb->m_max * gb->c;
+    if (net->mode == PASM_NET_EVAL) return PASM_OK; /* the slots, later */
+    gb->own_out = 1;
     return alloc_values(b, &gb->out, gb->m_max * gb->c, g->esize, "BN outputs");
 }
 
@@ -127,7 +140,9 @@ static pasm_status build(builder *b) {
     TRY(pasm_cuda_ctx_create(&g->ctx));
     const int64_t np = net->n_param_floats, n = net->max_batch;
     TRY(pasm_cuda_alloc((void **)&g->param, (size_t)np * 4, "parameters"));
-    TRY(pasm_cuda_alloc((void **)&g->grad, (size_t)np * 4, "gradients"));
+    const pasm_net_mode mode = net->mode;
+    if (mode == PASM_NET_TRAIN)
+        TRY(pasm_cuda_alloc((void **)&g->grad, (size_t)np * 4, "gradients"));
     TRY(pasm_cuda_alloc((void **)&g->buffer, (size_t)net->buffer_floats * 4, "BN statistics"));
     g->in_count = (int64_t)cfg->in_channels * cfg->input_size * cfg->input_size;
     TRY(pasm_cuda_alloc((void **)&g->x_nchw, (size_t)(n * g->in_count) * 4, "input"));
@@ -154,9 +169,41 @@ static pasm_status build(builder *b) {
     TRY(pasm_cuda_alloc((void **)&g->dpooled, (size_t)n * c * 4, "pooled gradient"));
     TRY(pasm_cuda_alloc((void **)&g->logits, (size_t)n * k * 4, "logits"));
     TRY(pasm_cuda_alloc((void **)&g->dlogits, (size_t)n * k * 4, "logit gradient"));
-    for (int i = 0; i < 4; i++)
-        TRY(alloc_values(b, &g->scratch[i], b->largest, g->esize, "gradient scratch"));
-    TRY(alloc_values(b, &g->dw_packed, b->largest_w, g->esize, "weight gradient"));
+    const int size = net->final_size;
+    TRY(pasm_cuda_alloc((void **)&g->staging, (size_t)n * c * size * size * 4, "features"));
+    if (mode != PASM_NET_EVAL) /* gradient flow: the largest activation is a BN output */
+        for (int i = 0; i < 4; i++)
+            TRY(alloc_values(b, &g->scratch[i], b->largest_bn, g->esize, "gradient scratch"));
+    if (mode == PASM_NET_TRAIN)
+        TRY(alloc_values(b, &g->dw_packed, b->largest_w, g->esize, "weight gradient"));
+    else {
+        TRY(alloc_values(b, &g->conv_tmp, b->largest, g->esize, "convolution outputs"));
+        gconv *convs[1 + 8 * 3];
+        int nc = 0;
+        convs[nc++] = &g->stem;
+        for (int i = 0; i < 8; i++) {
+            convs[nc++] = &g->blocks[i].conv1;
+            convs[nc++] = &g->blocks[i].conv2;
+            if (g->blocks[i].has_down) convs[nc++] = &g->blocks[i].down;
+        }
+        for (int i = 0; i < nc; i++) convs[i]->out = g->conv_tmp;
+    }
+    if (mode == PASM_NET_EVAL) {
+        /* A block reads slot a, writes bn1 to a+1 and the shortcut's BN to
+         * a+2; conv2 has read bn1's output before bn2 overwrites it with
+         * the block's output, which the next block reads. */
+        for (int i = 0; i < 3; i++)
+            TRY(alloc_values(b, &g->slots[i], b->largest_bn, g->esize, "layer outputs"));
+        g->stem_bn.out = g->slots[0];
+        int a = 0;
+        for (int i = 0; i < 8; i++) {
+            gblock *gb = &g->blocks[i];
+            gb->bn1.out = g->slots[(a + 1) % 3];
+            gb->down_bn.out = g->slots[(a + 2) % 3];
+            gb->bn2.out = g->slots[(a + 1) % 3];
+            a = (a + 1) % 3;
+        }
+    }
     g->ws_bytes = b->ws_need;
     TRY(pasm_cuda_alloc(&g->ws, g->ws_bytes, "convolution workspace"));
     TRY(pasm_cuda_alloc((void **)&g->partial, b->partial_need * sizeof(double), "BN sums"));
@@ -167,7 +214,7 @@ static pasm_status build(builder *b) {
 static void free_conv(gconv *c) {
     pasm_cuda_conv_free(c->plan);
     pasm_cuda_free(c->w_packed);
-    pasm_cuda_free(c->out);
+    if (c->own_out) pasm_cuda_free(c->out);
 }
 
 static void free_bn(gbn *b) {
@@ -175,7 +222,7 @@ static void free_bn(gbn *b) {
     pasm_cuda_free(b->save_invstd);
     pasm_cuda_free(b->scale);
     pasm_cuda_free(b->shift);
-    pasm_cuda_free(b->out);
+    if (b->own_out) pasm_cuda_free(b->out);
 }
 
 void pasm_cuda_net_free(pasm_net *net) {
@@ -195,7 +242,8 @@ void pasm_cuda_net_free(pasm_net *net) {
     void *bufs[] = {g->param,   g->grad,    g->buffer,     g->momentum, g->x_nchw,
                     g->x_in,    g->dx_in,   g->dx_nchw,    g->pooled,   g->dpooled,
                     g->logits,  g->dlogits, g->scratch[0], g->scratch[1], g->scratch[2],
-                    g->scratch[3], g->dw_packed, g->ws, g->partial, g->coef};
+                    g->scratch[3], g->dw_packed, g->ws, g->partial, g->coef,
+                    g->conv_tmp, g->slots[0], g->slots[1], g->slots[2], g->staging};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(g->ctx);
     free(g);
@@ -406,6 +454,8 @@ pasm_status pasm_cuda_net_sgd(pasm_net *net, float lr, float weight_decay, float
     pasm_cuda_net *g = net->gpu;
     const int64_t np = net->n_param_floats;
     float *buf = NULL;
+    if (!g->grad)
+        return pasm_errorf(PASM_ERR_INVALID, "an SGD step on a network built for evaluation");
     if (host_momentum) {
         if (!g->momentum)
             TRY(pasm_cuda_alloc((void **)&g->momentum, (size_t)np * 4, "momentum buffer"));
@@ -426,10 +476,6 @@ pasm_status pasm_cuda_net_pull_momentum(pasm_net *net, float *host_momentum) {
 pasm_status pasm_cuda_net_pull_features(pasm_net *net, float *host, int n) {
     pasm_cuda_net *g = net->gpu;
     const int c = net->final_channels, size = net->final_size;
-    /* staged in a gradient scratch buffer (the largest activation in t,
-     * larger than the last block's output in fp32): a backward writes
-     * each scratch buffer before it reads it */
-    float *staging = g->scratch[3];
-    TRY(pasm_cuda_nhwc_to_nchw(g->ctx, n, c, size * size, g->blocks[7].bn2.out, g->t, staging));
-    return pasm_cuda_to_host(g->ctx, host, staging, (size_t)n * c * size * size * 4);
+    TRY(pasm_cuda_nhwc_to_nchw(g->ctx, n, c, size * size, g->blocks[7].bn2.out, g->t, g->staging));
+    return pasm_cuda_to_host(g->ctx, host, g->staging, (size_t)n * c * size * size * 4);
 }

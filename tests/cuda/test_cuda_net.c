@@ -181,6 +181,23 @@ static void compare(int precision, int width) {
     if (fp32) expect("frozen network's input gradient", dx_gpu, dx_cpu, in_count, 1e-3);
     printf("  cosine of the frozen input gradients %.5f\n", cosine(dx_gpu, dx_cpu, in_count));
     assert_true(cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9999 : 0.9));
+    /* an evaluation-only network (its layers share buffers) gives the same */
+    pasm_net *gpu_plain = NULL;
+    if (pasm_net_create_mode(&gpu_plain, &cfg, n, PASM_NET_EVAL)) fail_msg("%s", pasm_last_error());
+    assert_int_equal(pasm_net_copy_state(gpu_plain, gpu), PASM_OK);
+    assert_int_equal(pasm_net_forward(gpu_plain, x, n, 0, &l), PASM_OK);
+    expect("PASM_NET_EVAL network's logits", l, lg, n * k, 1e-5);
+    assert_int_equal(pasm_net_backward(gpu_plain, dl_gpu, dx_gpu), PASM_ERR_INVALID);
+    int map_size = pasm_net_class_map_size(gpu_plain);
+    float *maps_g = malloc((size_t)n * map_size * map_size * 4);
+    float *maps_c = malloc((size_t)n * map_size * map_size * 4);
+    assert_int_equal(pasm_net_class_map(gpu_plain, labels, maps_g, NULL), PASM_OK);
+    assert_int_equal(pasm_net_class_map(cpu_eval, labels, maps_c, NULL), PASM_OK);
+    expect("class maps (Grad-CAM)", maps_g, maps_c, (int64_t)n * map_size * map_size,
+           fp32 ? 1e-4 : 0.1);
+    free(maps_g);
+    free(maps_c);
+    pasm_net_free(gpu_plain);
     /* a smaller batch through the same networks */
     assert_int_equal(pasm_net_forward(gpu_eval, x, 3, 0, &l), PASM_OK);
     /* cuDNN may choose other algorithms for another batch size */
