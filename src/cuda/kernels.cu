@@ -61,18 +61,43 @@ pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, co
 /* ---- batch normalisation ----
  * Rows are split into chunks; one thread sums one channel over one chunk
  * (neighbouring threads read neighbouring channels of the same row, so
- * reads coalesce), then one thread per channel adds the chunks in order. */
+ * reads coalesce), about half a million threads in all, enough to keep the
+ * GPU's memory busy. The chunks' sums are then added in two levels, each in
+ * a fixed order: groups of chunks (GROUPS threads a channel), then the
+ * groups (one thread a channel).
+ * partial: [sums A: chunks*c][sums B: chunks*c][mean: c][groups A][groups B]. */
+
+enum { BN_THREADS = 1 << 19, BN_MIN_ROWS = 16, BN_GROUPS = 256 };
 
 static int bn_chunks(int64_t m, int c) {
-    int64_t want = 65536 / (c > 0 ? c : 1);
-    if (want < 1) want = 1;
-    int64_t most = (m + 31) / 32; /* at least 32 rows a chunk */
+    int64_t want = BN_THREADS / (c > 0 ? c : 1);
+    int64_t most = (m + BN_MIN_ROWS - 1) / BN_MIN_ROWS;
     if (want > most) want = most;
     return (int)(want < 1 ? 1 : want);
 }
 
+static int bn_groups(int chunks) { return chunks < BN_GROUPS ? chunks : BN_GROUPS; }
+
 size_t pasm_cuda_bn_partial_doubles(int64_t m, int c) {
-    return (size_t)bn_chunks(m, c) * (size_t)c * 2 + (size_t)c;
+    const int chunks = bn_chunks(m, c);
+    return ((size_t)chunks * 2 + 1 + (size_t)bn_groups(chunks) * 2) * (size_t)c;
+}
+
+/* grp[g * c + ch] = the sum of part[p * c + ch] over group g's chunks. */
+static pasm_status group_sums(pasm_cuda_ctx *ctx, const double *part, int chunks, int c,
+                              double *grp) {
+    const int groups = bn_groups(chunks);
+    const int per = (chunks + groups - 1) / groups;
+    return pasm_each(
+        ctx, (int64_t)groups * c,
+        [=] __host__ __device__(int64_t i) {
+            const int64_t ch = i % c, g = i / c;
+            const int64_t p1 = (g + 1) * per < chunks ? (g + 1) * per : chunks;
+            double s = 0.0;
+            for (int64_t p = g * per; p < p1; p++) s += part[p * c + ch];
+            grp[i] = s;
+        },
+        "batch-norm group sums");
 }
 
 /* part[p * c + ch] = sum over the chunk's rows of (x - center[ch]) (pow 1)
@@ -98,10 +123,10 @@ static pasm_status chunk_sums(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
         "batch-norm sums");
 }
 
-/* out[ch] = sum over chunks of part[p * c + ch], in chunk order. */
-__host__ __device__ inline double chunk_total(const double *part, int chunks, int c, int64_t ch) {
+/* The sum over groups of grp[g * c + ch], in group order. */
+__host__ __device__ inline double group_total(const double *grp, int groups, int c, int64_t ch) {
     double s = 0.0;
-    for (int p = 0; p < chunks; p++) s += part[(int64_t)p * c + ch];
+    for (int g = 0; g < groups; g++) s += grp[(int64_t)g * c + ch];
     return s;
 }
 
@@ -110,24 +135,26 @@ static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, fl
                             float momentum, const float *gamma, const float *beta, float *rmean,
                             float *rvar, float *save_mean, float *save_invstd, float *scale,
                             float *shift, double *partial) {
-    const int chunks = bn_chunks(m, c);
-    double *part = partial, *mean = partial + (size_t)chunks * c * 2;
+    const int chunks = bn_chunks(m, c), groups = bn_groups(chunks);
+    double *part = partial, *mean = partial + (size_t)chunks * c * 2, *grp = mean + c;
     const double count = (double)m;
     const double unbias = count > 1.0 ? count / (count - 1.0) : 1.0;
     const double mom = momentum;
     pasm_status st = chunk_sums(ctx, m, c, x, (const double *)NULL, 0, part);
+    if (!st) st = group_sums(ctx, part, chunks, c, grp);
     if (st) return st;
     st = pasm_each(
         ctx, c,
-        [=] __host__ __device__(int64_t ch) { mean[ch] = chunk_total(part, chunks, c, ch) / count; },
+        [=] __host__ __device__(int64_t ch) { mean[ch] = group_total(grp, groups, c, ch) / count; },
         "batch-norm mean");
     if (st) return st;
     if ((st = chunk_sums(ctx, m, c, x, mean, 1, part))) return st;
+    if ((st = group_sums(ctx, part, chunks, c, grp))) return st;
     return pasm_each(
         ctx, c,
         [=] __host__ __device__(int64_t ch) {
             const double mu = mean[ch];
-            const double var = chunk_total(part, chunks, c, ch) / count;
+            const double var = group_total(grp, groups, c, ch) / count;
             const double invstd = 1.0 / sqrt(var + (double)eps);
             const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
             scale[ch] = (float)(g * invstd);
@@ -198,9 +225,10 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
                                const float *gamma, const float *save_mean,
                                const float *save_invstd, T *dx, float *dgamma, float *dbeta,
                                double *partial, float *coef) {
-    const int chunks = bn_chunks(m, c);
+    const int chunks = bn_chunks(m, c), groups = bn_groups(chunks);
     const int64_t rows = (m + chunks - 1) / chunks;
     double *sum_dy = partial, *sum_dy_xc = partial + (size_t)chunks * c;
+    double *grp_dy = partial + ((size_t)chunks * 2 + 1) * c, *grp_dy_xc = grp_dy + (size_t)groups * c;
     const double count = (double)m;
     pasm_status st = pasm_each(
         ctx, (int64_t)chunks * c,
@@ -218,13 +246,15 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
             sum_dy_xc[i] = b;
         },
         "batch-norm gradient sums");
+    if (!st) st = group_sums(ctx, sum_dy, chunks, c, grp_dy);
+    if (!st) st = group_sums(ctx, sum_dy_xc, chunks, c, grp_dy_xc);
     if (st) return st;
     st = pasm_each(
         ctx, c,
         [=] __host__ __device__(int64_t ch) {
-            const double sdy = chunk_total(sum_dy, chunks, c, ch);
+            const double sdy = group_total(grp_dy, groups, c, ch);
             const double invstd = save_invstd[ch];
-            const double sdyxh = chunk_total(sum_dy_xc, chunks, c, ch) * invstd;
+            const double sdyxh = group_total(grp_dy_xc, groups, c, ch) * invstd;
             if (dbeta) dbeta[ch] = (float)sdy;
             if (dgamma) dgamma[ch] = (float)sdyxh;
             const double g = gamma ? gamma[ch] : 1.0;
