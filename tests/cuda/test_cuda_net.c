@@ -23,24 +23,8 @@
 #include "pasm/pasm.h"
 #include "util/helpers.h"
 
-static double rel_err(const float *a, const float *b, int64_t n) {
-    double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - b[i]);
-        if (e > d || isnan(e)) d = isnan(e) ? INFINITY : e;
-        if (fabs(b[i]) > s) s = fabs(b[i]);
-    }
-    return d / (s > 0 ? s : 1e-30);
-}
-
-static double cosine(const float *a, const float *b, int64_t n) {
-    double ab = 0, aa = 0, bb = 0;
-    for (int64_t i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
-    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1 : 0);
-}
-
 static void expect(const char *what, const float *gpu, const float *cpu, int64_t n, double limit) {
-    double e = rel_err(gpu, cpu, n);
+    double e = test_rel_diff(gpu, cpu, n);
     printf("  %-44s max|diff|/max|cpu| %.3g (limit %.2g)\n", what, e, limit);
     if (!(e <= limit)) fail_msg("%s: the GPU differs from the CPU by %.3g (limit %.3g)", what, e, limit);
 }
@@ -88,21 +72,21 @@ static void compare(int precision, int width) {
     assert_int_equal(pasm_net_backward(cpu, dl_cpu, dx_cpu), PASM_OK);
     if (pasm_net_backward(gpu, dl_gpu, dx_gpu)) fail_msg("%s", pasm_last_error());
     if (fp32) expect("input gradient (training)", dx_gpu, dx_cpu, in_count, glim);
-    printf("  cosine of the training input gradients %.5f\n", cosine(dx_gpu, dx_cpu, in_count));
-    assert_true(cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9999 : 0.9));
+    printf("  cosine of the training input gradients %.5f\n", test_cosine(dx_gpu, dx_cpu, in_count));
+    assert_true(test_cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9999 : 0.9));
     double worst = 0, worst_cos = 1;
     const char *worst_name = "";
     for (int i = 0; i < pasm_net_n_params(cpu); i++) {
         pasm_tensor *gc = pasm_net_grad(cpu, i), *gg = pasm_net_grad(gpu, i);
         assert_string_equal(gc->name, gg->name);
         int64_t cnt = pasm_tensor_numel(gc);
-        double e = rel_err(gg->data, gc->data, cnt), c = cosine(gg->data, gc->data, cnt);
+        double e = test_rel_diff(gg->data, gc->data, cnt), c = test_cosine(gg->data, gc->data, cnt);
         if (e > worst) worst = e, worst_name = gc->name;
         if (c < worst_cos) worst_cos = c;
     }
     int64_t np;
     const float *all_c = pasm_net_grad_block(cpu, &np), *all_g = pasm_net_grad_block(gpu, NULL);
-    double all_cos = cosine(all_g, all_c, np);
+    double all_cos = test_cosine(all_g, all_c, np);
     printf("  %-44s worst max|diff|/max|cpu| %.3g (%s), worst cosine %.5f, cosine of all "
            "%.5f\n",
            "parameter gradients", worst, worst_name, worst_cos, all_cos);
@@ -117,7 +101,7 @@ static void compare(int precision, int width) {
             continue;
         }
         if (!strstr(a->name, "running_")) continue;
-        double e = rel_err(b->data, a->data, pasm_tensor_numel(a));
+        double e = test_rel_diff(b->data, a->data, pasm_tensor_numel(a));
         if (e > (fp32 ? 1e-4 : 2e-2)) fail_msg("%s differs by %.3g", a->name, e);
     }
     printf("  running statistics and counters agree\n");
@@ -141,8 +125,8 @@ static void compare(int precision, int width) {
             if (fp32)
                 expect("momentum after one step (synced to the host)", sg.momentum_buffer,
                        sc.momentum_buffer, count, glim); /* = the gradients + wd * weights */
-            printf("  cosine of the momenta %.5f\n", cosine(sg.momentum_buffer, sc.momentum_buffer, count));
-            assert_true(cosine(sg.momentum_buffer, sc.momentum_buffer, count) > (fp32 ? 0.99999 : 0.95));
+            printf("  cosine of the momenta %.5f\n", test_cosine(sg.momentum_buffer, sc.momentum_buffer, count));
+            assert_true(test_cosine(sg.momentum_buffer, sc.momentum_buffer, count) > (fp32 ? 0.99999 : 0.95));
             expect("parameters after one step", pasm_net_param_block(gpu, NULL),
                    pasm_net_param_block(cpu, NULL), count, fp32 ? 1e-5 : 1e-2);
         }
@@ -179,8 +163,8 @@ static void compare(int precision, int width) {
     assert_int_equal(pasm_net_backward(cpu_eval, dl_cpu, dx_cpu), PASM_OK);
     assert_int_equal(pasm_net_backward(gpu_eval, dl_gpu, dx_gpu), PASM_OK);
     if (fp32) expect("frozen network's input gradient", dx_gpu, dx_cpu, in_count, 1e-3);
-    printf("  cosine of the frozen input gradients %.5f\n", cosine(dx_gpu, dx_cpu, in_count));
-    assert_true(cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9999 : 0.9));
+    printf("  cosine of the frozen input gradients %.5f\n", test_cosine(dx_gpu, dx_cpu, in_count));
+    assert_true(test_cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9999 : 0.9));
     /* an evaluation-only network (its layers share buffers) gives the same */
     pasm_net *gpu_plain = NULL;
     if (pasm_net_create_mode(&gpu_plain, &cfg, n, PASM_NET_EVAL)) fail_msg("%s", pasm_last_error());

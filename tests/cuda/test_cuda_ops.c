@@ -86,20 +86,9 @@ static float *rand_floats(int64_t n, uint64_t seed, float scale, float offset) {
     return v;
 }
 
-/* max|a-b| / max(max|b|, tiny) */
-static double rel_err(const float *a, const float *b, int64_t n) {
-    double d = 0, s = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - b[i]);
-        if (e > d || isnan(e)) d = isnan(e) ? INFINITY : e;
-        if (fabs(b[i]) > s) s = fabs(b[i]);
-    }
-    return d / (s > 0 ? s : 1e-30);
-}
-
 static void expect_close(const char *what, const float *mine, const float *ref, int64_t n,
                          double limit) {
-    double e = rel_err(mine, ref, n);
+    double e = test_rel_diff(mine, ref, n);
     printf("  %-6s %-40s max|diff|/max|ref| %.3g (limit %.1g)\n", g_gpu ? "gpu" : "emu", what, e,
            limit);
     if (!(e <= limit)) fail_msg("%s: %s differs from the CPU by %.3g of its range (limit %.3g)",

@@ -19,6 +19,10 @@ char *test_tmpdir(char *buf, size_t len);
 void test_rmdir(const char *path);
 /* Max |a-b| and the max of |a-b| / (atol + rtol*|b|) over n floats. */
 double test_max_abs_diff(const float *a, const float *b, int64_t n);
+/* max|a-b| / max|b| (a NaN difference counts as infinite). */
+double test_rel_diff(const float *a, const float *b, int64_t n);
+/* The cosine of the angle between a and b, in double (1 for two zero vectors). */
+double test_cosine(const float *a, const float *b, int64_t n);
 /* Fails the test when some |a-b| > atol + rtol*|b|; prints the max difference
  * under the given label. */
 void test_assert_close(const char *label, const float *a, const float *b, int64_t n, double atol,
