@@ -166,8 +166,10 @@ sub_tests() {  # DIR or DIR/test_NAME...: test binaries under build-gpu/tests/
         done
     done
     [ ${#bins[@]} -gt 0 ] || { echo "no test binaries under build-gpu/tests/{$*}"; return 1; }
+    # PASM_REQUIRE_GPU: a GPU that does not answer fails the tests instead of
+    # letting them fall back to the host emulation
     PASM_BIN=$REPO/build-gpu/pasm PASM_SHARED=$REPO/.gpu-data/shared OMP_NUM_THREADS=2 \
-        ./tests/run-tests.sh "${bins[@]}"
+        PASM_REQUIRE_GPU=1 ./tests/run-tests.sh "${bins[@]}"
 }
 
 sub_pasm_run() {  # CSV RUNDIR [extra pasm run options]

@@ -10,19 +10,33 @@
 
 #include "cuda/cuda_internal.cuh"
 
+/* Algorithms chosen for one batch size, with the math type cuDNN reported
+ * for each (set on the descriptor before the call). */
+typedef struct {
+    int n;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t bwd_data;
+    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    cudnnMathType_t fwd_math, data_math, filter_math;
+} conv_algos;
+
+enum { ALGO_CACHE = 4 };
+
 struct pasm_cuda_conv {
     pasm_cuda_ctx *ctx;
     pasm_conv2d_shape s;
     pasm_cuda_dtype t;
+    unsigned needs; /* PASM_CUDA_CONV_* directions this plan runs */
     cudnnTensorDescriptor_t xd, yd;
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
-    int cur_n;
+    int desc_n;           /* the batch xd and yd describe (0: none yet) */
+    cudnnMathType_t query_math; /* the descriptor's math type when asking cuDNN */
     int nondeterministic; /* some algorithm chosen is (cuDNN offered no other) */
-    size_t ws_limit, ws_max;
-    cudnnConvolutionFwdAlgo_t fwd;
-    cudnnConvolutionBwdDataAlgo_t bwd_data;
-    cudnnConvolutionBwdFilterAlgo_t bwd_filter;
+    size_t ws_max;
+    conv_algos cache[ALGO_CACHE]; /* [0]: the largest batch; others round-robin */
+    int n_cached, next_slot;
+    const conv_algos *cur;
 };
 
 /* The most workspace a convolution may ask for when its algorithms are
@@ -63,9 +77,10 @@ static pasm_status no_algorithm(const pasm_cuda_conv *c, const char *which, int 
                        s->w_in, n, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", (size_t)(WS_LIMIT >> 20));
 }
 
-/* Descriptors and algorithms for batch n, within limit bytes of workspace. */
-static pasm_status set_batch(pasm_cuda_conv *c, int n, size_t limit) {
-    if (c->cur_n == n) return PASM_OK;
+/* xd and yd for batch n. */
+static pasm_status describe(pasm_cuda_conv *c, int n) {
+    if (c->desc_n == n) return PASM_OK;
+    c->desc_n = 0; /* until both are set */
     const pasm_conv2d_shape *s = &c->s;
     const cudnnDataType_t dt = cudnn_type(c->t);
     CUDNN_TRY(cudnnSetTensor4dDescriptor(c->xd, CUDNN_TENSOR_NHWC, dt, n, s->c_in, s->h_in, s->w_in),
@@ -73,35 +88,79 @@ static pasm_status set_batch(pasm_cuda_conv *c, int n, size_t limit) {
     CUDNN_TRY(cudnnSetTensor4dDescriptor(c->yd, CUDNN_TENSOR_NHWC, dt, n, s->c_out, s->h_out,
                                          s->w_out),
               "output descriptor");
+    c->desc_n = n;
+    return PASM_OK;
+}
+
+/* Asks cuDNN for the algorithms of the directions the plan needs at batch
+ * n, within limit bytes of workspace. */
+static pasm_status choose(pasm_cuda_conv *c, int n, size_t limit, conv_algos *a) {
+    TRY_STATUS(describe(c, n));
+    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->query_math), "math type");
     cudnnHandle_t h = c->ctx->cudnn;
     enum { MAX_ALGOS = 16 };
     int found = 0, i;
     size_t need = 0;
-    cudnnConvolutionFwdAlgoPerf_t fp[MAX_ALGOS];
-    CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
-                                                     &found, fp),
-              "choosing the forward algorithm");
-    if ((i = pick(fp, found, limit, &c->nondeterministic)) < 0) return no_algorithm(c, "forward", n);
-    c->fwd = fp[i].algo;
-    if (fp[i].memory > need) need = fp[i].memory;
-    cudnnConvolutionBwdDataAlgoPerf_t dp[MAX_ALGOS];
-    CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd, MAX_ALGOS,
-                                                          &found, dp),
-              "choosing the input-gradient algorithm");
-    if ((i = pick(dp, found, limit, &c->nondeterministic)) < 0)
-        return no_algorithm(c, "input-gradient", n);
-    c->bwd_data = dp[i].algo;
-    if (dp[i].memory > need) need = dp[i].memory;
-    cudnnConvolutionBwdFilterAlgoPerf_t wp[MAX_ALGOS];
-    CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
-                                                            MAX_ALGOS, &found, wp),
-              "choosing the weight-gradient algorithm");
-    if ((i = pick(wp, found, limit, &c->nondeterministic)) < 0)
-        return no_algorithm(c, "weight-gradient", n);
-    c->bwd_filter = wp[i].algo;
-    if (wp[i].memory > need) need = wp[i].memory;
-    c->cur_n = n;
+    memset(a, 0, sizeof *a);
+    a->n = n;
+    if (c->needs & PASM_CUDA_CONV_FORWARD) {
+        cudnnConvolutionFwdAlgoPerf_t p[MAX_ALGOS];
+        CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
+                                                         &found, p),
+                  "choosing the forward algorithm");
+        if ((i = pick(p, found, limit, &c->nondeterministic)) < 0)
+            return no_algorithm(c, "forward", n);
+        a->fwd = p[i].algo;
+        a->fwd_math = p[i].mathType;
+        if (p[i].memory > need) need = p[i].memory;
+    }
+    if (c->needs & PASM_CUDA_CONV_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t p[MAX_ALGOS];
+        CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd,
+                                                              MAX_ALGOS, &found, p),
+                  "choosing the input-gradient algorithm");
+        if ((i = pick(p, found, limit, &c->nondeterministic)) < 0)
+            return no_algorithm(c, "input-gradient", n);
+        a->bwd_data = p[i].algo;
+        a->data_math = p[i].mathType;
+        if (p[i].memory > need) need = p[i].memory;
+    }
+    if (c->needs & PASM_CUDA_CONV_FILTER) {
+        cudnnConvolutionBwdFilterAlgoPerf_t p[MAX_ALGOS];
+        CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
+                                                                MAX_ALGOS, &found, p),
+                  "choosing the weight-gradient algorithm");
+        if ((i = pick(p, found, limit, &c->nondeterministic)) < 0)
+            return no_algorithm(c, "weight-gradient", n);
+        a->bwd_filter = p[i].algo;
+        a->filter_math = p[i].mathType;
+        if (p[i].memory > need) need = p[i].memory;
+    }
     if (need > c->ws_max) c->ws_max = need;
+    return PASM_OK;
+}
+
+/* The plan's descriptors and algorithms for batch n: from the cache, or
+ * chosen within the workspace there is (ws_bytes). */
+static pasm_status set_batch(pasm_cuda_conv *c, int n, size_t ws_bytes) {
+    if (c->cur && c->cur->n == n && c->desc_n == n) return PASM_OK;
+    c->cur = NULL;
+    TRY_STATUS(describe(c, n));
+    for (int i = 0; i < c->n_cached; i++)
+        if (c->cache[i].n == n) {
+            c->cur = &c->cache[i];
+            return PASM_OK;
+        }
+    conv_algos a;
+    TRY_STATUS(choose(c, n, ws_bytes, &a));
+    int slot;
+    if (c->n_cached < ALGO_CACHE) slot = c->n_cached++;
+    else { /* keep [0], the largest batch's */
+        slot = 1 + c->next_slot;
+        c->next_slot = (c->next_slot + 1) % (ALGO_CACHE - 1);
+    }
+    c->cache[slot] = a;
+    c->cur = &c->cache[slot];
     return PASM_OK;
 }
 
@@ -117,24 +176,29 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
     CUDNN_TRY(cudnnSetConvolution2dDescriptor(c->cd, s->pad, s->pad, s->stride, s->stride, 1, 1,
                                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
               "convolution descriptor");
-    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH
-                                                                        : CUDNN_FMA_MATH),
-              "math type");
+    /* bf16 on tensor cores; fp32 off them (no TF32) */
+    c->query_math = c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
     pasm_status st = set_batch(c, s->n, WS_LIMIT);
-    if (st && c->t == PASM_CUDA_F32) {
-        /* no FMA-only kernel for this fp32 shape: cuDNN's default math,
-         * which may use TF32 on tensor cores (10-bit mantissas) */
-        CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
-        fprintf(stderr, "pasm: note: cuDNN has no plain-fp32 kernel for a %dx%d convolution "
-                        "%d->%d; using its default math (TF32 possible)\n",
-                s->kernel, s->kernel, s->c_in, s->c_out);
-        st = set_batch(c, s->n, WS_LIMIT);
+    if (st) {
+        /* no such kernel for this shape (the 1-channel stem, say): cuDNN's
+         * default math, which for fp32 may use TF32 on tensor cores */
+        char first[512];
+        snprintf(first, sizeof first, "%s", pasm_last_error());
+        c->query_math = CUDNN_DEFAULT_MATH;
+        c->n_cached = 0;
+        if ((st = set_batch(c, s->n, WS_LIMIT)))
+            return pasm_errorf(st, "%s (and with cuDNN's default math: %s)", first,
+                               pasm_last_error());
+        fprintf(stderr, "pasm: note: a %dx%d convolution %d->%d (%s) uses cuDNN's default math "
+                        "(%s)\n",
+                s->kernel, s->kernel, s->c_in, s->c_out, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32",
+                first);
     }
-    if (!st && c->nondeterministic)
+    if (c->nondeterministic)
         fprintf(stderr, "pasm: note: cuDNN offers only nondeterministic algorithms for a %dx%d "
                         "convolution %d->%d: GPU runs may differ in the last bits\n",
                 s->kernel, s->kernel, s->c_in, s->c_out);
-    return st;
+    return PASM_OK;
 }
 
 /* ---- emulation (PASM_CUDA_EMULATE): the CPU's convolution between the
@@ -206,13 +270,14 @@ static pasm_status emu_backward(pasm_cuda_conv *c, int n, const void *x, const v
 }
 
 pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s,
-                                  pasm_cuda_dtype t, pasm_cuda_conv **out) {
+                                  pasm_cuda_dtype t, unsigned needs, pasm_cuda_conv **out) {
     *out = NULL;
     pasm_cuda_conv *c = (pasm_cuda_conv *)calloc(1, sizeof *c);
     if (!c) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for a convolution plan");
     c->ctx = ctx;
     c->s = *s;
     c->t = t;
+    c->needs = needs ? needs : (unsigned)PASM_CUDA_CONV_ALL;
     if (pasm_cuda_emulating()) {
         *out = c;
         return PASM_OK;
@@ -237,21 +302,25 @@ void pasm_cuda_conv_free(pasm_cuda_conv *c) {
 
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c) { return c->ws_max; }
 
-static pasm_status check_batch(pasm_cuda_conv *c, int n, size_t ws_bytes) {
+static pasm_status check_batch(pasm_cuda_conv *c, int n, size_t ws_bytes, unsigned dir) {
     if (n < 1 || n > c->s.n)
         return pasm_errorf(PASM_ERR_INVALID, "GPU convolution: batch %d outside 1..%d", n, c->s.n);
+    if (!(c->needs & dir))
+        return pasm_errorf(PASM_ERR_INVALID, "GPU convolution: a direction its plan was not "
+                                             "made for (a network built for evaluation?)");
     if (pasm_cuda_emulating()) return PASM_OK;
     return set_batch(c, n, ws_bytes);
 }
 
 pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, const void *w,
                                    void *y, void *ws, size_t ws_bytes) {
-    pasm_status st = check_batch(c, n, ws_bytes);
+    pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_FORWARD);
     if (st) return st;
     if (pasm_cuda_emulating()) return emu_forward(c, n, x, w, y);
+    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->fwd_math), "math type");
     const float one = 1.0f, zero = 0.0f;
     const double t0 = pasm_cuda_profile_start();
-    CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->fwd, ws,
+    CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->cur->fwd, ws,
                                       ws_bytes, &zero, c->yd, y),
               "convolution forward");
     pasm_cuda_profile_stop(c->ctx, "cuDNN forward", t0);
@@ -260,13 +329,14 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
 
 pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *dy,
                                          const void *w, void *dx, void *ws, size_t ws_bytes) {
-    pasm_status st = check_batch(c, n, ws_bytes);
+    pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_DATA);
     if (st) return st;
     if (pasm_cuda_emulating()) return emu_backward(c, n, NULL, w, dy, dx, NULL);
+    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->data_math), "math type");
     const float one = 1.0f, zero = 0.0f;
     const double t0 = pasm_cuda_profile_start();
     CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
-                                           c->bwd_data, ws, ws_bytes, &zero, c->xd, dx),
+                                           c->cur->bwd_data, ws, ws_bytes, &zero, c->xd, dx),
               "convolution input gradient");
     pasm_cuda_profile_stop(c->ctx, "cuDNN input gradient", t0);
     return PASM_OK;
@@ -274,13 +344,14 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
 
 pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void *x,
                                            const void *dy, void *dw, void *ws, size_t ws_bytes) {
-    pasm_status st = check_batch(c, n, ws_bytes);
+    pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_FILTER);
     if (st) return st;
     if (pasm_cuda_emulating()) return emu_backward(c, n, x, NULL, dy, NULL, dw);
+    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->filter_math), "math type");
     const float one = 1.0f, zero = 0.0f;
     const double t0 = pasm_cuda_profile_start();
     CUDNN_TRY(cudnnConvolutionBackwardFilter(c->ctx->cudnn, &one, c->xd, x, c->yd, dy, c->cd,
-                                             c->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),
+                                             c->cur->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),
               "convolution weight gradient");
     pasm_cuda_profile_stop(c->ctx, "cuDNN weight gradient", t0);
     return PASM_OK;

@@ -70,8 +70,12 @@ size_t pasm_cuda_dtype_size(pasm_cuda_dtype t);
 /* ---- convolutions (cuDNN): x (N,H,W,Cin), w (Cout,K,K,Cin), y (N,Ho,Wo,Cout),
  * all of dtype t, fp32 accumulation. s->n is the largest batch. ---- */
 typedef struct pasm_cuda_conv pasm_cuda_conv;
+/* The directions a plan runs (cuDNN is asked for algorithms of these only;
+ * calling another is PASM_ERR_INVALID). 0 means all. */
+enum { PASM_CUDA_CONV_FORWARD = 1, PASM_CUDA_CONV_DATA = 2, PASM_CUDA_CONV_FILTER = 4,
+       PASM_CUDA_CONV_ALL = 7 };
 pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s,
-                                  pasm_cuda_dtype t, pasm_cuda_conv **out);
+                                  pasm_cuda_dtype t, unsigned needs, pasm_cuda_conv **out);
 void pasm_cuda_conv_free(pasm_cuda_conv *c);
 /* Workspace bytes the algorithms chosen for the largest batch need. */
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c);

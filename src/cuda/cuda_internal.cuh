@@ -24,6 +24,11 @@ pasm_status pasm_cuda_error(cudaError_t e, const char *what);
 pasm_status pasm_cudnn_error(int e, const char *what);
 /* cudaGetLastError after a launch, as a status naming what. */
 pasm_status pasm_cuda_launched(const char *what);
+#define TRY_STATUS(x)                                                                            \
+    do {                                                                                         \
+        pasm_status st_ = (x);                                                                   \
+        if (st_) return st_;                                                                     \
+    } while (0)
 /* Profiling (pasm_cuda_profile): the clock before a launch, and after it the
  * wait for the stream and the bucket what. t0 < 0: not profiling. */
 double pasm_cuda_profile_start(void);

@@ -17,6 +17,7 @@ void pasm_cuda_net_free(pasm_net *net);
  * with_grads). */
 pasm_status pasm_cuda_net_push(pasm_net *net);
 pasm_status pasm_cuda_net_pull(pasm_net *net, int with_grads);
+pasm_status pasm_cuda_net_pull_grads(pasm_net *net);
 /* x: host (n, C, S, S). Fills the host logits. */
 pasm_status pasm_cuda_net_forward(pasm_net *net, const float *x, int n, int train);
 /* dlogits: host (n, K); dx: host (n, C, S, S) or NULL. Parameter gradients

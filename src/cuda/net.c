@@ -99,7 +99,14 @@ static pasm_status make_conv(builder *b, gconv *gc, const conv_layer *c) {
     gc->shape = c->shape;
     gc->shape.n = b->net->max_batch;
     gc->w_off = c->weight - b->net->param_block;
-    TRY(pasm_cuda_conv_create(g->ctx, &gc->shape, g->t, &gc->plan));
+    /* what the mode's passes run: evaluation forwards only, input
+     * gradients too, or everything */
+    const pasm_net_mode mode = b->net->mode;
+    const unsigned needs = mode == PASM_NET_TRAIN ? PASM_CUDA_CONV_ALL
+                           : mode == PASM_NET_EVAL_GRAD
+                               ? PASM_CUDA_CONV_FORWARD | PASM_CUDA_CONV_DATA
+                               : PASM_CUDA_CONV_FORWARD;
+    TRY(pasm_cuda_conv_create(g->ctx, &gc->shape, g->t, needs, &gc->plan));
     size_t ws = pasm_cuda_conv_workspace(gc->plan);
     if (ws > b->ws_need) b->ws_need = ws;
     const pasm_conv2d_shape *s = &gc->shape;
@@ -284,9 +291,13 @@ pasm_status pasm_cuda_net_pull(pasm_net *net, int with_grads) {
     pasm_cuda_net *g = net->gpu;
     TRY(pasm_cuda_to_host(g->ctx, net->param_block, g->param, (size_t)net->n_param_floats * 4));
     TRY(pasm_cuda_to_host(g->ctx, net->buffer_block, g->buffer, (size_t)net->buffer_floats * 4));
-    if (with_grads && net->grad_block)
-        TRY(pasm_cuda_to_host(g->ctx, net->grad_block, g->grad, (size_t)net->n_param_floats * 4));
-    return PASM_OK;
+    return with_grads ? pasm_cuda_net_pull_grads(net) : PASM_OK;
+}
+
+pasm_status pasm_cuda_net_pull_grads(pasm_net *net) {
+    pasm_cuda_net *g = net->gpu;
+    if (!net->grad_block || !g->grad) return PASM_OK;
+    return pasm_cuda_to_host(g->ctx, net->grad_block, g->grad, (size_t)net->n_param_floats * 4);
 }
 
 /* ---- forward ---- */

@@ -46,8 +46,10 @@ pasm_status pasm_cuda_probe(char *buf, size_t len) {
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        const char *why = e == cudaErrorNoDevice || e == cudaErrorInsufficientDriver
-                              ? "no NVIDIA GPU and driver on this machine"
+        const char *why = e == cudaErrorNoDevice ? "no NVIDIA GPU on this machine"
+                          : e == cudaErrorInsufficientDriver
+                              ? "no NVIDIA driver on this machine, or one older than this build's "
+                                "CUDA runtime"
                               : "the GPU did not answer";
         return pasm_errorf(PASM_ERR_UNSUPPORTED, "--device cuda: %s (CUDA: %s)", why,
                            cudaGetErrorString(e));

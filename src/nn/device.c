@@ -11,17 +11,36 @@
 #include "cuda/cuda_net.h"
 #endif
 
+/* The host copy brought up to date; 1 when it is (a failed copy leaves
+ * both flags as they were: a broken device shows at its next use). */
+static int pull_if_newer(pasm_net *net) {
+#ifdef PASM_HAVE_CUDA
+    if (net->gpu_newer) {
+        if (pasm_cuda_net_pull(net, 0) != PASM_OK) return 0;
+        net->gpu_newer = 0;
+    }
+#endif
+    (void)net;
+    return 1;
+}
+
 void pasm_net_host_view(pasm_net *net, int with_grads) {
 #ifdef PASM_HAVE_CUDA
-    if (!net->gpu) return;
-    if (net->gpu_newer || with_grads) {
-        /* An accessor cannot fail: a broken device shows at its next use. */
-        if (pasm_cuda_net_pull(net, with_grads) == PASM_OK) net->gpu_newer = 0;
-    }
-    net->host_newer = 1;
+    if (!net->gpu || !pull_if_newer(net)) return;
+    /* the gradients alone: a newer host copy of the weights stays */
+    if (with_grads) pasm_cuda_net_pull_grads(net);
+    net->host_newer = 1; /* the caller may write through what it gets */
 #else
     (void)net;
     (void)with_grads;
+#endif
+}
+
+void pasm_net_host_read(pasm_net *net) {
+#ifdef PASM_HAVE_CUDA
+    if (net->gpu) pull_if_newer(net);
+#else
+    (void)net;
 #endif
 }
 

@@ -92,6 +92,9 @@ void pasm_net_backward_input(pasm_net *net, const float *dlogits, float *dx);
  * copy is read or written (with_grads: the gradients too); before the
  * device runs. No-ops for CPU networks. */
 void pasm_net_host_view(pasm_net *net, int with_grads);
+/* The same for a reader inside nn that writes nothing (the device's copy
+ * stays current). */
+void pasm_net_host_read(pasm_net *net);
 pasm_status pasm_net_device_ready(pasm_net *net);
 
 #endif

@@ -208,7 +208,7 @@ pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, floa
     const float *feat = block_output(&net->blocks[7]);
 #ifdef PASM_HAVE_CUDA
     if (net->gpu) {
-        pasm_net_host_view((pasm_net *)net, 0); /* fc.weight as the device has it */
+        pasm_net_host_read((pasm_net *)net); /* fc.weight as the device has it */
         pasm_status st = pasm_cuda_net_pull_features((pasm_net *)net, net->gpu_features, n);
         if (st) return st;
         feat = net->gpu_features;

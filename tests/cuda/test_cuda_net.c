@@ -210,6 +210,37 @@ static void test_bf16(void **unused) {
     if (where == 1) compare(PASM_PRECISION_BF16, 64);
 }
 
+/* What is written through a host pointer reaches the GPU, even when the
+ * gradients are read in between (their copy must not bring the device's
+ * older weights back). */
+static void test_host_writes_survive(void **unused) {
+    if (!test_cuda_device()) skip();
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 7,
+                           .input_size = 48, .device = PASM_DEVICE_CUDA};
+    pasm_net *gpu = NULL;
+    if (pasm_net_create(&gpu, &cfg, 2)) fail_msg("%s", pasm_last_error());
+    pasm_net_init(gpu, 1);
+    float x[2 * 48 * 48] = {0}, dl[14] = {0};
+    for (int i = 0; i < 2 * 48 * 48; i++) x[i] = (float)((i * 7919) % 13) / 13.0f - 0.5f;
+    const float *l;
+    assert_int_equal(pasm_net_forward(gpu, x, 2, 1, &l), PASM_OK);
+    dl[0] = 1.0f;
+    assert_int_equal(pasm_net_backward(gpu, dl, NULL), PASM_OK);
+    float before[14];
+    assert_int_equal(pasm_net_forward(gpu, x, 2, 0, &l), PASM_OK);
+    memcpy(before, l, sizeof before);
+    pasm_tensor *bias = pasm_net_find(gpu, "fc.bias");
+    ((float *)bias->data)[3] += 1.0f;      /* a write through the host copy */
+    (void)pasm_net_grad(gpu, 0);           /* ... then the gradients read */
+    assert_float_equal(((float *)pasm_net_find(gpu, "fc.bias")->data)[3],
+                       ((float *)bias->data)[3], 0);
+    assert_int_equal(pasm_net_forward(gpu, x, 2, 0, &l), PASM_OK);
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 7; k++) /* logit 3 of each image moved by exactly the write */
+            assert_float_equal(l[i * 7 + k], before[i * 7 + k] + (k == 3 ? 1.0f : 0.0f), 1e-5);
+    pasm_net_free(gpu);
+}
+
 /* No GPU (or no CUDA in this build): building a GPU network fails with a
  * message saying why, and nothing leaks or crashes. */
 static void test_refusal(void **unused) {
@@ -228,6 +259,7 @@ static void test_refusal(void **unused) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusal),
+        cmocka_unit_test(test_host_writes_survive),
         cmocka_unit_test(test_fp32),
         cmocka_unit_test(test_bf16),
     };

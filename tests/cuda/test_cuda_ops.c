@@ -341,7 +341,7 @@ static void conv_case(int n, int cin, int size, int cout, int k, int stride, pas
     pasm_conv2d_backward(&s, x, w, dy, dx, dw, NULL, ws);
     free(ws);
     pasm_cuda_conv *plan;
-    OK(pasm_cuda_conv_create(g_ctx, &s, t, &plan));
+    OK(pasm_cuda_conv_create(g_ctx, &s, t, PASM_CUDA_CONV_ALL, &plan));
     size_t wsb = pasm_cuda_conv_workspace(plan);
     void *wsd = buf_in(NULL, wsb);
     const size_t es = pasm_cuda_dtype_size(t);

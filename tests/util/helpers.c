@@ -127,6 +127,11 @@ int test_cuda_device(void) {
         known = getenv("PASM_CUDA_EMULATE") ? 2 : 1;
         return known;
     }
+    if (getenv("PASM_REQUIRE_GPU")) { /* bench/gpu-check.sh: no emulation there */
+        fprintf(stderr, "PASM_REQUIRE_GPU is set but the GPU does not answer: %s\n",
+                pasm_last_error());
+        exit(1);
+    }
 #ifdef PASM_HAVE_CUDA
     printf("  no GPU here (%s): the GPU tests run on the backend's host emulation\n",
            pasm_last_error());

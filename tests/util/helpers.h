@@ -42,6 +42,8 @@ double test_summary_value(const char *run, int entry, const char *key);
  * backend but the machine no GPU: the backend's host emulation
  * (PASM_CUDA_EMULATE=1, set here for this process and its children), so the
  * GPU paths above the kernels are tested anyway; 0 in builds without CUDA.
+ * With PASM_REQUIRE_GPU set (bench/gpu-check.sh), no GPU ends the test
+ * program with exit status 1 instead.
  * Prints which, once. */
 int test_cuda_device(void);
 
