@@ -65,7 +65,8 @@ pasm_net_mode pasm_net_get_mode(const pasm_net *net);
 /* "train", "eval" or "eval-grad". */
 const char *pasm_net_mode_name(pasm_net_mode mode);
 /* Bytes of everything the network planned for its mode (params, grads,
- * activations, masks, workspace). */
+ * activations, masks, workspace), on the host and, for a GPU network, on
+ * the GPU. */
 size_t pasm_net_memory_bytes(const pasm_net *net);
 /* What pasm_net_memory_bytes would say of a network built with these
  * arguments, without building it (to check a plan fits before allocating). */

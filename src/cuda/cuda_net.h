@@ -31,7 +31,8 @@ pasm_status pasm_cuda_net_sgd(pasm_net *net, float lr, float weight_decay, float
 pasm_status pasm_cuda_net_pull_momentum(pasm_net *net, float *host_momentum);
 /* The last block's output of the last forward -> host NCHW fp32 (n images). */
 pasm_status pasm_cuda_net_pull_features(pasm_net *net, float *host, int n);
-/* Bytes of GPU memory the network holds. */
+/* Bytes of GPU memory the network holds (without the momentum buffer an
+ * optimiser adds at its first step). */
 size_t pasm_cuda_net_bytes(const pasm_net *net);
 
 #endif

@@ -66,6 +66,7 @@ struct pasm_cuda_net {
     float *coef;
     int64_t in_count; /* C*S*S */
     int last_n, last_train, have_forward;
+    size_t bytes; /* GPU memory it holds */
 };
 
 #define TRY(x)                                                                                   \
@@ -264,7 +265,9 @@ pasm_status pasm_cuda_net_create(pasm_net *net) {
     g->esize = pasm_cuda_dtype_size(g->t);
     net->gpu = g;
     builder b = {.net = net, .g = g};
+    const size_t before = pasm_cuda_bytes_now();
     pasm_status st = build(&b);
+    g->bytes = pasm_cuda_bytes_now() - before; /* networks are built one at a time */
     if (st) {
         pasm_status keep = st;
         char msg[512];
@@ -276,7 +279,7 @@ pasm_status pasm_cuda_net_create(pasm_net *net) {
     return PASM_OK;
 }
 
-size_t pasm_cuda_net_bytes(const pasm_net *net) { return net->gpu ? pasm_cuda_bytes_now() : 0; }
+size_t pasm_cuda_net_bytes(const pasm_net *net) { return net->gpu ? net->gpu->bytes : 0; }
 
 /* ---- copies ---- */
 

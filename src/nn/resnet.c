@@ -406,9 +406,13 @@ pasm_net_mode pasm_net_get_mode(const pasm_net *net) { return net->mode; }
 size_t pasm_net_memory_bytes(const pasm_net *net) {
     /* weights, and their gradients when training */
     const size_t param_copies = net->mode == PASM_NET_TRAIN ? 2 : 1;
+    size_t gpu = 0;
+#ifdef PASM_HAVE_CUDA
+    gpu = pasm_cuda_net_bytes(net);
+#endif
     return (size_t)net->n_param_floats * param_copies * sizeof(float) +
            (size_t)net->buffer_floats * sizeof(float) + (size_t)net->n_counters * 8 +
-           net->activation_bytes + net->workspace_bytes;
+           net->activation_bytes + net->workspace_bytes + gpu;
 }
 
 int pasm_net_n_state(const pasm_net *net) { return net->n_state; }
