@@ -44,6 +44,9 @@ static const char *const BASELINE_OPTIONS[] = {
     "data", "split", "val-data", "val-split", "test-split", "val-fraction", "input-size",
     "channels", "width", "epochs", "batch", "lr", "schedule", "momentum", "wd", "crop-padding",
     "no-flip", "erase-p", "precision"};
+/* Compute choices that every run gets, baselines too, without making a
+ * baseline another one. */
+static const char *const COMPUTE_OPTIONS[] = {"device"};
 static const char *const CONTROLS[] = {"long-baseline", "kd-only", "random-point",
                                        "random-erasing", "cam-erasing"};
 /* Options a plan may not set: the experiment sets them per run. */
@@ -284,6 +287,13 @@ static void plan_runs(experiment *e) {
                                                                           BASELINE_OPTIONS[i]);
                         if (v)
                             cJSON_AddItemToObject(r->options, BASELINE_OPTIONS[i],
+                                                  cJSON_Duplicate(v, 1));
+                    }
+                    for (size_t i = 0; i < sizeof COMPUTE_OPTIONS / sizeof *COMPUTE_OPTIONS; i++) {
+                        const cJSON *v = cJSON_GetObjectItemCaseSensitive(A->options,
+                                                                          COMPUTE_OPTIONS[i]);
+                        if (v)
+                            cJSON_AddItemToObject(r->options, COMPUTE_OPTIONS[i],
                                                   cJSON_Duplicate(v, 1));
                     }
                     cJSON_AddNumberToObject(r->options, "rounds", 0);

@@ -324,6 +324,7 @@ int cli_round_run(const cli_round_args *a) {
            "epochs, lr %g %s%s\n",
            smeta.round, a->student_init, o.pairs ? mixed.n / 2 : mixed.n, a->mix, what, (double)a->kd_alpha,
            (double)a->kd_temp, a->epochs, (double)a->lr, a->schedule, o.resume ? " (resuming)" : "");
+    cli_print_device(a->device);
     fflush(stdout);
     cli_progress progress;
     cli_progress_init(&progress, cli_stderr_is_tty());

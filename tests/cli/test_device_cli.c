@@ -164,12 +164,39 @@ static void test_run_on_gpu(void **unused) {
     assert_true(acc >= 0 && acc <= 1);
 }
 
+/* An experiment plan's "device" reaches every run, the shared baseline too. */
+static void test_experiment_on_gpu(void **unused) {
+    if (!gpu_runs_here()) skip();
+    char plan[400], out[400], log[500], cmd[1400];
+    snprintf(plan, sizeof plan, "%s/plan.json", dir);
+    snprintf(out, sizeof out, "%s/exp", dir);
+    FILE *f = fopen(plan, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"seeds\": [0], \"options\": {\"data\": \"%s\", \"input-size\": 32, "
+               "\"width\": 16, \"epochs\": 1, \"batch\": 16, \"rounds\": 1, "
+               "\"round-epochs\": 1, \"attack\": \"grad\", \"device\": \"cuda\"}, "
+               "\"arms\": [{\"name\": \"pasm\"}]}\n",
+            faces);
+    fclose(f);
+    char *text;
+    int rc = test_run_pasm(&text, "experiment --plan '%s' --out '%s' --jobs 1", plan, out);
+    if (rc) fail_msg("experiment: %s", text);
+    free(text);
+    const char *logs[] = {"baselines_seed0.log", "pasm_seed0.log"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(log, sizeof log, "%s/logs/%s", out, logs[i]);
+        snprintf(cmd, sizeof cmd, "grep -q 'device: cuda' '%s'", log);
+        if (system(cmd) != 0) fail_msg("%s: the run did not train on the GPU", log);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unknown_device),
         cmocka_unit_test(test_refused_without_gpu),
         cmocka_unit_test(test_train_on_gpu),
         cmocka_unit_test(test_run_on_gpu),
+        cmocka_unit_test(test_experiment_on_gpu),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
