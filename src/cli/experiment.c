@@ -155,13 +155,19 @@ static cJSON *merge(const cJSON *base, const cJSON *over) {
     return m;
 }
 
+/* Copies into dst those of src's options named in keys. */
+static void copy_options(cJSON *dst, const cJSON *src, const char *const *keys, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(src, keys[i]);
+        if (v) cJSON_AddItemToObject(dst, keys[i], cJSON_Duplicate(v, 1));
+    }
+}
+#define COPY_OPTIONS(dst, src, list) copy_options(dst, src, list, sizeof list / sizeof *list)
+
 /* The baseline options of o, as one comparable JSON text. */
 static char *baseline_key(const cJSON *o) {
     cJSON *k = cJSON_CreateObject();
-    for (size_t i = 0; i < sizeof BASELINE_OPTIONS / sizeof *BASELINE_OPTIONS; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, BASELINE_OPTIONS[i]);
-        if (v) cJSON_AddItemToObject(k, BASELINE_OPTIONS[i], cJSON_Duplicate(v, 1));
-    }
+    COPY_OPTIONS(k, o, BASELINE_OPTIONS);
     char *s = cJSON_PrintUnformatted(k);
     cJSON_Delete(k);
     return s;
@@ -281,21 +287,8 @@ static void plan_runs(experiment *e) {
                     snprintf(r->dir, sizeof r->dir, "%s/%s", e->out, name);
                     /* a baseline run: round 0 only, with the baseline options */
                     r->options = cJSON_CreateObject();
-                    for (size_t i = 0; i < sizeof BASELINE_OPTIONS / sizeof *BASELINE_OPTIONS;
-                         i++) {
-                        const cJSON *v = cJSON_GetObjectItemCaseSensitive(A->options,
-                                                                          BASELINE_OPTIONS[i]);
-                        if (v)
-                            cJSON_AddItemToObject(r->options, BASELINE_OPTIONS[i],
-                                                  cJSON_Duplicate(v, 1));
-                    }
-                    for (size_t i = 0; i < sizeof COMPUTE_OPTIONS / sizeof *COMPUTE_OPTIONS; i++) {
-                        const cJSON *v = cJSON_GetObjectItemCaseSensitive(A->options,
-                                                                          COMPUTE_OPTIONS[i]);
-                        if (v)
-                            cJSON_AddItemToObject(r->options, COMPUTE_OPTIONS[i],
-                                                  cJSON_Duplicate(v, 1));
-                    }
+                    COPY_OPTIONS(r->options, A->options, BASELINE_OPTIONS);
+                    COPY_OPTIONS(r->options, A->options, COMPUTE_OPTIONS);
                     cJSON_AddNumberToObject(r->options, "rounds", 0);
                 }
             }
