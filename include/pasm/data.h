@@ -187,6 +187,19 @@ pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
                                const pasm_augment_config *cfg, uint64_t seed, uint64_t epoch,
                                const int *sample_index);
 
+/* One sample's augmentation as drawn (the same draws, in the same order, as
+ * pasm_augment_batch): crop offsets, flip, and the erased box (h == 0: none).
+ * Output pixel (y, x) is erased inside the box, else comes from the source
+ * pixel (reflect(y + dy), reflect(flip ? S-1-x+dx : x+dx)). */
+typedef struct {
+    int32_t dy, dx, flip, top, left, h, w, pad;
+} pasm_augment_plan;
+
+/* The plans of n samples (sample_index as pasm_augment_batch). Random
+ * erasing with noise values (erase_random) has no plan: PASM_ERR_UNSUPPORTED. */
+pasm_status pasm_augment_plans(int n, int size, const pasm_augment_config *cfg, uint64_t seed,
+                               uint64_t epoch, const int *sample_index, pasm_augment_plan *out);
+
 /* ---- images ---- */
 
 /* A decoded image, planar: pixels[c * height * width + y * width + x]. */

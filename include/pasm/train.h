@@ -173,6 +173,11 @@ typedef struct {
     double best_val_accuracy;
     double seconds;
     int64_t steps;
+    /* 1: the steps ran on the GPU trainer (batches, augmentation and loss on
+     * the GPU); 0: on the host (a CPU network, or a GPU one whose batches
+     * the host assembled: noise-valued erasing, a teacher on the CPU,
+     * PASM_CUDA_HOST_STEP=1) */
+    int gpu_trainer;
 } pasm_train_result;
 
 /* Trains net (initialised, or loaded) on train, choosing the best epoch on val

@@ -159,3 +159,9 @@ int cli_same_images(const pasm_dataset *a, const pasm_dataset *b) {
     return a->n == b->n && a->channels == b->channels && a->size == b->size &&
            !memcmp(a->images, b->images, bytes);
 }
+
+void cli_print_steps(int device, int gpu_trainer) {
+    if (!device) return;
+    printf("steps: %s\n", gpu_trainer ? "on the GPU (batches, augmentation and loss there)"
+                                      : "batches and loss on the host around the GPU network");
+}

@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "pasm/core.h"
+#include "pasm/data.h"
 #include "pasm/ops.h"
 
 #ifdef __cplusplus
@@ -47,6 +48,9 @@ void pasm_cuda_profile_reset(void);
 void pasm_cuda_emulate(int on);
 int pasm_cuda_emulating(void);
 
+/* The context: one per process, shared by every caller (reference
+ * counted; each create is matched by a free). All work runs in order on its
+ * one stream. */
 typedef struct pasm_cuda_ctx pasm_cuda_ctx;
 pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out);
 void pasm_cuda_ctx_free(pasm_cuda_ctx *ctx);
@@ -150,6 +154,27 @@ pasm_status pasm_cuda_linear_backward(pasm_cuda_ctx *ctx, int n, int in, int out
 pasm_status pasm_cuda_sgd(pasm_cuda_ctx *ctx, int64_t count, float *params, const float *grads,
                           float *momentum_buffer, float lr, float weight_decay, float momentum,
                           float dampening, int nesterov, int first);
+
+/* ---- a training step's data and loss (step.cu) ---- */
+/* x (n, C, S, S) fp32 and labels_out (n): sample i is image order[i] of
+ * images (uint8, (N, C, S, S)) with label labels[order[i]], each pixel
+ * normalised through table (C rows of 256: the host's pasm_batch_make
+ * values) and augmented by plans[i] (pasm_augment_batch's result). */
+pasm_status pasm_cuda_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const uint8_t *images,
+                            const int32_t *labels, const int32_t *order,
+                            const pasm_augment_plan *plans, const float *table, float *x,
+                            int32_t *labels_out);
+/* The training loss of src/train/trainer.c: pasm_cross_entropy (smoothing,
+ * class_weights may be NULL), mixed with pasm_distill_loss by kd_alpha when
+ * teacher (its logits, (n, K)) is given. dlogits gets the gradient; *loss
+ * (NaN for a label outside 0..K-1) and *correct (argmax hits) are device
+ * scalars. terms: scratch of pasm_cuda_loss_terms_doubles(n, k). */
+size_t pasm_cuda_loss_terms_doubles(int n, int k);
+pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *logits,
+                                 const int32_t *labels, float smoothing,
+                                 const float *class_weights, const float *teacher, float kd_alpha,
+                                 float kd_temp, float *dlogits, double *terms, double *loss,
+                                 int32_t *correct);
 
 #ifdef __cplusplus
 }

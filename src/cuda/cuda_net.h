@@ -23,6 +23,13 @@ pasm_status pasm_cuda_net_forward(pasm_net *net, const float *x, int n, int trai
 /* dlogits: host (n, K); dx: host (n, C, S, S) or NULL. Parameter gradients
  * (device) only after a training forward. */
 pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *dx);
+/* The same passes over device memory, queued without waiting: x and dx
+ * device fp32 (n, C, S, S) (dx may be NULL), dlogits device (n, K); the
+ * logits stay on the device, at pasm_cuda_net_logits (valid until the next
+ * forward). */
+pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int train);
+pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, float *dx);
+const float *pasm_cuda_net_logits(const pasm_net *net);
 /* One SGD step on the device parameters. host_momentum: the optimiser's
  * buffer, uploaded when upload_momentum (a resumed run). */
 pasm_status pasm_cuda_net_sgd(pasm_net *net, float lr, float weight_decay, float momentum,

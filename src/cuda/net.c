@@ -90,9 +90,10 @@ typedef struct {
     int64_t largest_w;  /* the largest weight, values */
 } builder;
 
-static pasm_status alloc_values(builder *b, void **p, int64_t values, size_t esize,
+/* values activations of the network's compute type */
+static pasm_status alloc_values(const pasm_cuda_net *g, void **p, int64_t values,
                                 const char *what) {
-    return pasm_cuda_alloc(p, (size_t)values * esize, what);
+    return pasm_cuda_alloc(p, (size_t)values * g->esize, what);
 }
 
 static pasm_status make_conv(builder *b, gconv *gc, const conv_layer *c) {
@@ -115,10 +116,10 @@ static pasm_status make_conv(builder *b, gconv *gc, const conv_layer *c) {
     if (wcount > b->largest_w) b->largest_w = wcount;
     int64_t out = conv_out_count(s, s->n);
     if (out > b->largest) b->largest = out;
-    TRY(alloc_values(b, &gc->w_packed, wcount, g->esize, "packed convolution weights"));
+    TRY(alloc_values(g, &gc->w_packed, wcount, "packed convolution weights"));
     if (b->net->mode != PASM_NET_TRAIN) return PASM_OK; /* conv_tmp, later */
     gc->own_out = 1;
-    return alloc_values(b, &gc->out, out, g->esize, "convolution outputs");
+    return alloc_values(g, &gc->out, out, "convolution outputs");
 }
 
 static pasm_status make_bn(builder *b, gbn *gb, const bn_layer *l) {
@@ -138,7 +139,7 @@ static pasm_status make_bn(builder *b, gbn *gb, const bn_layer *l) {
     if (gb->m_max * gb->c > b->largest_bn) b->largest_bn = gb->m_max * gb->c;
     if (net->mode == PASM_NET_EVAL) return PASM_OK; /* the slots, later */
     gb->own_out = 1;
-    return alloc_values(b, &gb->out, gb->m_max * gb->c, g->esize, "BN outputs");
+    return alloc_values(g, &gb->out, gb->m_max * gb->c, "BN outputs");
 }
 
 static pasm_status build(builder *b) {
@@ -155,8 +156,8 @@ static pasm_status build(builder *b) {
     g->in_count = (int64_t)cfg->in_channels * cfg->input_size * cfg->input_size;
     TRY(pasm_cuda_alloc((void **)&g->x_nchw, (size_t)(n * g->in_count) * 4, "input"));
     TRY(pasm_cuda_alloc((void **)&g->dx_nchw, (size_t)(n * g->in_count) * 4, "input gradient"));
-    TRY(alloc_values(b, &g->x_in, n * g->in_count, g->esize, "input"));
-    TRY(alloc_values(b, &g->dx_in, n * g->in_count, g->esize, "input gradient"));
+    TRY(alloc_values(g, &g->x_in, n * g->in_count, "input"));
+    TRY(alloc_values(g, &g->dx_in, n * g->in_count, "input gradient"));
     TRY(make_conv(b, &g->stem, &net->stem_conv));
     TRY(make_bn(b, &g->stem_bn, &net->stem_bn));
     for (int i = 0; i < 8; i++) {
@@ -181,11 +182,11 @@ static pasm_status build(builder *b) {
     TRY(pasm_cuda_alloc((void **)&g->staging, (size_t)n * c * size * size * 4, "features"));
     if (mode != PASM_NET_EVAL) /* gradient flow: the largest activation is a BN output */
         for (int i = 0; i < 4; i++)
-            TRY(alloc_values(b, &g->scratch[i], b->largest_bn, g->esize, "gradient scratch"));
+            TRY(alloc_values(g, &g->scratch[i], b->largest_bn, "gradient scratch"));
     if (mode == PASM_NET_TRAIN)
-        TRY(alloc_values(b, &g->dw_packed, b->largest_w, g->esize, "weight gradient"));
+        TRY(alloc_values(g, &g->dw_packed, b->largest_w, "weight gradient"));
     else {
-        TRY(alloc_values(b, &g->conv_tmp, b->largest, g->esize, "convolution outputs"));
+        TRY(alloc_values(g, &g->conv_tmp, b->largest, "convolution outputs"));
         gconv *convs[1 + 8 * 3];
         int nc = 0;
         convs[nc++] = &g->stem;
@@ -201,7 +202,7 @@ static pasm_status build(builder *b) {
          * a+2; conv2 has read bn1's output before bn2 overwrites it with
          * the block's output, which the next block reads. */
         for (int i = 0; i < 3; i++)
-            TRY(alloc_values(b, &g->slots[i], b->largest_bn, g->esize, "layer outputs"));
+            TRY(alloc_values(g, &g->slots[i], b->largest_bn, "layer outputs"));
         g->stem_bn.out = g->slots[0];
         int a = 0;
         for (int i = 0; i < 8; i++) {
@@ -356,10 +357,19 @@ static pasm_status block_fwd(pasm_cuda_net *g, gblock *b, const void *in, int n,
 
 pasm_status pasm_cuda_net_forward(pasm_net *net, const float *x, int n, int train) {
     pasm_cuda_net *g = net->gpu;
+    TRY(pasm_cuda_to_device(g->ctx, g->x_nchw, x, (size_t)(n * g->in_count) * 4));
+    TRY(pasm_cuda_net_forward_dev(net, g->x_nchw, n, train));
+    return pasm_cuda_to_host(g->ctx, net->logits, g->logits,
+                             (size_t)n * net->cfg.num_classes * 4);
+}
+
+const float *pasm_cuda_net_logits(const pasm_net *net) { return net->gpu->logits; }
+
+pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int train) {
+    pasm_cuda_net *g = net->gpu;
     const pasm_net_config *cfg = &net->cfg;
     const int hw = cfg->input_size * cfg->input_size;
-    TRY(pasm_cuda_to_device(g->ctx, g->x_nchw, x, (size_t)(n * g->in_count) * 4));
-    TRY(pasm_cuda_nchw_to_nhwc(g->ctx, n, cfg->in_channels, hw, g->x_nchw, g->x_in, g->t));
+    TRY(pasm_cuda_nchw_to_nhwc(g->ctx, n, cfg->in_channels, hw, x, g->x_in, g->t));
     TRY(pack_all(g));
     TRY(conv_fwd(g, &g->stem, g->x_in, n));
     TRY(bn_fwd(g, &g->stem_bn, g->stem.out, NULL, 1, n, train));
@@ -376,7 +386,7 @@ pasm_status pasm_cuda_net_forward(pasm_net *net, const float *x, int n, int trai
     g->last_n = n;
     g->last_train = train;
     g->have_forward = 1;
-    return pasm_cuda_to_host(g->ctx, net->logits, g->logits, (size_t)n * k * 4);
+    return PASM_OK;
 }
 
 /* ---- backward ---- */
@@ -439,12 +449,21 @@ static pasm_status block_bwd(pasm_cuda_net *g, gblock *b, void *dout, void **din
 pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *dx) {
     pasm_cuda_net *g = net->gpu;
     if (!g->have_forward) return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
+    const int n = g->last_n, k = net->cfg.num_classes;
+    TRY(pasm_cuda_to_device(g->ctx, g->dlogits, dlogits, (size_t)n * k * 4));
+    TRY(pasm_cuda_net_backward_dev(net, g->dlogits, dx ? g->dx_nchw : NULL));
+    if (!dx) return PASM_OK;
+    return pasm_cuda_to_host(g->ctx, dx, g->dx_nchw, (size_t)(n * g->in_count) * 4);
+}
+
+pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, float *dx) {
+    pasm_cuda_net *g = net->gpu;
+    if (!g->have_forward) return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
     const int n = g->last_n;
     const pasm_net_config *cfg = &net->cfg;
     const int c = net->final_channels, size = net->final_size, k = cfg->num_classes;
     const int64_t fcw = net->fc_weight - net->param_block, fcb = net->fc_bias - net->param_block;
-    TRY(pasm_cuda_to_device(g->ctx, g->dlogits, dlogits, (size_t)n * k * 4));
-    TRY(pasm_cuda_linear_backward(g->ctx, n, c, k, g->pooled, g->param + fcw, g->dlogits,
+    TRY(pasm_cuda_linear_backward(g->ctx, n, c, k, g->pooled, g->param + fcw, dlogits,
                                   g->dpooled, g->last_train ? g->grad + fcw : NULL,
                                   g->last_train ? g->grad + fcb : NULL));
     void *d = g->scratch[0];
@@ -456,8 +475,7 @@ pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *d
     TRY(conv_bwd(g, &g->stem, g->x_in, dstem, dx ? g->dx_in : NULL, n));
     if (!dx) return PASM_OK;
     const int hw = cfg->input_size * cfg->input_size;
-    TRY(pasm_cuda_nhwc_to_nchw(g->ctx, n, cfg->in_channels, hw, g->dx_in, g->t, g->dx_nchw));
-    return pasm_cuda_to_host(g->ctx, dx, g->dx_nchw, (size_t)(n * g->in_count) * 4);
+    return pasm_cuda_nhwc_to_nchw(g->ctx, n, cfg->in_channels, hw, g->dx_in, g->t, dx);
 }
 
 /* ---- the optimiser ---- */

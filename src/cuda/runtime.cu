@@ -73,10 +73,15 @@ pasm_status pasm_cuda_probe(char *buf, size_t len) {
     return PASM_OK;
 }
 
-pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out) {
-    *out = NULL;
-    pasm_status st = pasm_cuda_probe(NULL, 0);
-    if (st) return st;
+/* One context for the process, shared by every network (reference
+ * counted): all GPU work runs in order on its one stream, so a teacher's
+ * logits, a batch assembled on the GPU and a student's loss need no events
+ * between them. */
+static std::mutex g_ctx_lock;
+static pasm_cuda_ctx *g_ctx;
+static int g_ctx_refs;
+
+static pasm_status ctx_make(pasm_cuda_ctx **out) {
     pasm_cuda_ctx *ctx = (pasm_cuda_ctx *)calloc(1, sizeof *ctx);
     if (!ctx) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the CUDA context");
     if (g_emulate) {
@@ -99,15 +104,27 @@ pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out) {
     return PASM_OK;
 }
 
+pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out) {
+    *out = NULL;
+    pasm_status st = pasm_cuda_probe(NULL, 0);
+    if (st) return st;
+    std::lock_guard<std::mutex> lock(g_ctx_lock);
+    if (!g_ctx && (st = ctx_make(&g_ctx))) return st;
+    g_ctx_refs++;
+    *out = g_ctx;
+    return PASM_OK;
+}
+
 void pasm_cuda_ctx_free(pasm_cuda_ctx *ctx) {
     if (!ctx) return;
-    if (!ctx->stream) { /* emulated */
-        free(ctx);
-        return;
+    std::lock_guard<std::mutex> lock(g_ctx_lock);
+    if (ctx != g_ctx || --g_ctx_refs > 0) return;
+    g_ctx = NULL;
+    if (ctx->stream) {
+        cudaStreamSynchronize(ctx->stream);
+        cudnnDestroy(ctx->cudnn);
+        cudaStreamDestroy(ctx->stream);
     }
-    cudaStreamSynchronize(ctx->stream);
-    cudnnDestroy(ctx->cudnn);
-    cudaStreamDestroy(ctx->stream);
     free(ctx);
 }
 

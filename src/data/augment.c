@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "data/augment_map.h"
 #include "data/data_internal.h"
 
 #define MAX_AUGMENT_SIZE 4096
@@ -58,13 +59,6 @@ void pasm_augment_defaults(pasm_augment_config *cfg) {
     cfg->erase_always_from = 0;
 }
 
-/* torch.nn.functional.pad's reflect: -1 -> 1, S -> S - 2 (pad < S). */
-static int reflect(int i, int S) {
-    if (i < 0) return -i;
-    if (i >= S) return 2 * (S - 1) - i;
-    return i;
-}
-
 /* out[k] = in[map[k]] along every row (step 1) or column (step S) of a plane. */
 static void remap_lines(float *plane, int S, const int *map, int along_rows, float *line) {
     for (int a = 0; a < S; a++) {
@@ -77,13 +71,10 @@ static void remap_lines(float *plane, int S, const int *map, int along_rows, flo
     }
 }
 
-typedef struct {
-    int top, left, h, w; /* h == 0: nothing erased */
-} erase_box;
-
-/* torchvision's RandomErasing.get_params: up to 10 attempts. */
-static erase_box erase_params(pasm_rng *r, int S, const pasm_augment_config *cfg) {
-    erase_box box = {0, 0, 0, 0};
+/* torchvision's RandomErasing.get_params: up to 10 attempts; h == 0 when
+ * none fits. */
+static void erase_params(pasm_rng *r, int S, const pasm_augment_config *cfg,
+                         pasm_augment_plan *p) {
     double area = (double)S * S;
     double log_lo = log(cfg->erase_ratio_min), log_hi = log(cfg->erase_ratio_max);
     for (int attempt = 0; attempt < 10; attempt++) {
@@ -94,49 +85,52 @@ static erase_box erase_params(pasm_rng *r, int S, const pasm_augment_config *cfg
         int h = (int)nearbyint(sqrt(area * scale * aspect));
         int w = (int)nearbyint(sqrt(area * scale / aspect));
         if (!(h < S && w < S) || h < 1 || w < 1) continue;
-        box.top = (int)pasm_rng_below(r, (uint32_t)(S - h + 1));
-        box.left = (int)pasm_rng_below(r, (uint32_t)(S - w + 1));
-        box.h = h;
-        box.w = w;
-        break;
+        p->top = (int)pasm_rng_below(r, (uint32_t)(S - h + 1));
+        p->left = (int)pasm_rng_below(r, (uint32_t)(S - w + 1));
+        p->h = h;
+        p->w = w;
+        return;
     }
-    return box;
+}
+
+/* The draws of one sample, in pasm_augment_batch's order; r is left where
+ * erase_random's values start. */
+static void draw_plan(pasm_rng *r, int S, const pasm_augment_config *cfg, int always_erase,
+                      pasm_augment_plan *p) {
+    memset(p, 0, sizeof *p);
+    int P = cfg->crop_padding;
+    p->dy = P > 0 ? (int)pasm_rng_below(r, (uint32_t)(2 * P + 1)) - P : 0;
+    p->dx = P > 0 ? (int)pasm_rng_below(r, (uint32_t)(2 * P + 1)) - P : 0;
+    p->flip = cfg->hflip ? pasm_rng_uniform(r) < 0.5f : 0;
+    const float erase_p = always_erase ? 1.0f : cfg->erase_p;
+    if (erase_p > 0 && pasm_rng_uniform(r) < erase_p) erase_params(r, S, cfg, p);
 }
 
 static void augment_one(float *img, int C, int S, const pasm_augment_config *cfg, pasm_rng *r,
                         int always_erase) {
-    int P = cfg->crop_padding;
-    int dy = P > 0 ? (int)pasm_rng_below(r, (uint32_t)(2 * P + 1)) - P : 0;
-    int dx = P > 0 ? (int)pasm_rng_below(r, (uint32_t)(2 * P + 1)) - P : 0;
-    int flip = cfg->hflip ? pasm_rng_uniform(r) < 0.5f : 0;
+    pasm_augment_plan p;
+    draw_plan(r, S, cfg, always_erase, &p);
     int map_x[MAX_AUGMENT_SIZE], map_y[MAX_AUGMENT_SIZE];
     float line[MAX_AUGMENT_SIZE];
-    if (P > 0 || flip) {
+    if (p.dx != 0 || p.dy != 0 || p.flip) {
         for (int k = 0; k < S; k++) {
             /* Crop first, then flip: column k of the output is column S-1-k of the crop. */
-            map_x[k] = reflect((flip ? S - 1 - k : k) + dx, S);
-            map_y[k] = reflect(k + dy, S);
+            map_x[k] = pasm_augment_reflect((p.flip ? S - 1 - k : k) + p.dx, S);
+            map_y[k] = pasm_augment_reflect(k + p.dy, S);
         }
         for (int c = 0; c < C; c++) {
             float *plane = img + (size_t)c * S * S;
-            if (dx != 0 || flip) remap_lines(plane, S, map_x, 1, line);
-            if (dy != 0) remap_lines(plane, S, map_y, 0, line);
+            if (p.dx != 0 || p.flip) remap_lines(plane, S, map_x, 1, line);
+            if (p.dy != 0) remap_lines(plane, S, map_y, 0, line);
         }
     }
-    const float erase_p = always_erase ? 1.0f : cfg->erase_p;
-    if (erase_p > 0 && pasm_rng_uniform(r) < erase_p) {
-        erase_box b = erase_params(r, S, cfg);
-        for (int c = 0; c < C; c++)
-            for (int y = b.top; y < b.top + b.h; y++)
-                for (int x = b.left; x < b.left + b.w; x++)
-                    img[((size_t)c * S + y) * S + x] =
-                        cfg->erase_random ? pasm_rng_normal(r) : 0.0f;
-    }
+    for (int c = 0; c < C; c++)
+        for (int y = p.top; y < p.top + p.h; y++)
+            for (int x = p.left; x < p.left + p.w; x++)
+                img[((size_t)c * S + y) * S + x] = cfg->erase_random ? pasm_rng_normal(r) : 0.0f;
 }
 
-pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
-                               const pasm_augment_config *cfg, uint64_t seed, uint64_t epoch,
-                               const int *sample_index) {
+static pasm_status check_config(int size, const pasm_augment_config *cfg) {
     if (size < 1 || size > MAX_AUGMENT_SIZE)
         return pasm_errorf(PASM_ERR_INVALID, "augmentation of %dx%d images: size must be 1..%d",
                            size, size, MAX_AUGMENT_SIZE);
@@ -148,6 +142,32 @@ pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
           cfg->erase_ratio_min > 0 && cfg->erase_ratio_min <= cfg->erase_ratio_max))
         return pasm_errorf(PASM_ERR_INVALID,
                            "random erasing needs 0 < scale min <= max and 0 < ratio min <= max");
+    return PASM_OK;
+}
+
+pasm_status pasm_augment_plans(int n, int size, const pasm_augment_config *cfg, uint64_t seed,
+                               uint64_t epoch, const int *sample_index, pasm_augment_plan *out) {
+    pasm_status st = check_config(size, cfg);
+    if (st) return st;
+    if (cfg->erase_random)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "random erasing with noise values has no plan "
+                                                 "(its values are drawn per pixel)");
+#pragma omp parallel for schedule(static) if (n >= 1024)
+    for (int i = 0; i < n; i++) {
+        pasm_rng r;
+        pasm_rng_init(&r, seed, PASM_RNG_AUGMENT, epoch, (uint64_t)(int64_t)sample_index[i]);
+        draw_plan(&r, size, cfg,
+                  cfg->erase_always_from > 0 && sample_index[i] >= cfg->erase_always_from,
+                  &out[i]);
+    }
+    return PASM_OK;
+}
+
+pasm_status pasm_augment_batch(float *x, int n, int channels, int size,
+                               const pasm_augment_config *cfg, uint64_t seed, uint64_t epoch,
+                               const int *sample_index) {
+    pasm_status st = check_config(size, cfg);
+    if (st) return st;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         pasm_rng r;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nn/net_internal.h"
+#include "nn/nn_device.h"
 #ifdef PASM_HAVE_CUDA
 #include "cuda/cuda_net.h"
 
@@ -20,10 +21,13 @@ static void count_training_batch(pasm_net *net) {
     }
 }
 
-static pasm_status forward_device(pasm_net *net, const float *x, int n, int train) {
+/* on_device: x is device memory and the logits stay there */
+static pasm_status forward_device(pasm_net *net, const float *x, int n, int train, int on_device) {
     pasm_status st = pasm_net_device_ready(net);
     if (st) return st;
-    if ((st = pasm_cuda_net_forward(net, x, n, train))) return st;
+    st = on_device ? pasm_cuda_net_forward_dev(net, x, n, train)
+                   : pasm_cuda_net_forward(net, x, n, train);
+    if (st) return st;
     if (train) {
         count_training_batch(net);
         net->gpu_newer = 1; /* the running statistics moved */
@@ -66,8 +70,7 @@ static void block_forward(pasm_net *net, block *b, const float *in, int n) {
 
 static const float *block_output(const block *b) { return b->bn2.out; }
 
-pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
-                             const float **logits) {
+static pasm_status check_forward(const pasm_net *net, int n, int train) {
     if (n < 1 || n > net->max_batch)
         return pasm_errorf(PASM_ERR_INVALID, "batch of %d images: the network was planned for "
                                              "1 to %d",
@@ -80,12 +83,19 @@ pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
         return pasm_errorf(PASM_ERR_INVALID, "a training batch needs at least 2 images for "
                                              "batch normalisation (got %d)",
                            n);
+    return PASM_OK;
+}
+
+pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
+                             const float **logits) {
+    pasm_status st = check_forward(net, n, train);
+    if (st) return st;
     net->input = x;
     net->last_n = n;
     net->last_train = train != 0;
 #ifdef PASM_HAVE_CUDA
     if (net->gpu) {
-        pasm_status st = forward_device(net, x, n, train);
+        st = forward_device(net, x, n, train, 0);
         if (st) {
             net->last_n = 0;
             return st;
@@ -229,4 +239,39 @@ pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, floa
     }
     if (map_size) *map_size = size;
     return PASM_OK;
+}
+
+/* ---- passes over device memory (the GPU trainer, src/train/device_step.c) ---- */
+
+pasm_status pasm_net_forward_on_device(pasm_net *net, const float *x, int n, int train,
+                                       const float **logits) {
+#ifdef PASM_HAVE_CUDA
+    if (!net->gpu) return pasm_errorf(PASM_ERR_INVALID, "a device forward on a network on the CPU");
+    pasm_status st = check_forward(net, n, train);
+    if (st) return st;
+    net->input = x;
+    net->last_n = n;
+    net->last_train = train != 0;
+    if ((st = forward_device(net, x, n, train, 1))) {
+        net->last_n = 0;
+        return st;
+    }
+    if (logits) *logits = pasm_cuda_net_logits(net);
+    return PASM_OK;
+#else
+    (void)x, (void)n, (void)train, (void)logits, (void)net;
+    return pasm_errorf(PASM_ERR_INVALID, "a device forward on a network on the CPU");
+#endif
+}
+
+pasm_status pasm_net_backward_on_device(pasm_net *net, const float *dlogits, float *dx) {
+#ifdef PASM_HAVE_CUDA
+    if (!net->gpu) return pasm_errorf(PASM_ERR_INVALID, "a device backward on a network on the CPU");
+    if (net->mode == PASM_NET_EVAL || net->last_n < 1)
+        return pasm_errorf(PASM_ERR_INVALID, "a device backward without a forward it can follow");
+    return pasm_cuda_net_backward_dev(net, dlogits, dx);
+#else
+    (void)dlogits, (void)dx, (void)net;
+    return pasm_errorf(PASM_ERR_INVALID, "a device backward on a network on the CPU");
+#endif
 }

@@ -5,18 +5,8 @@
  * run in order on the calling thread and the sums have a fixed order. */
 #include <math.h>
 
+#include "ops/loss_math.h"
 #include "pasm/ops.h"
-
-/* log(sum_j exp(z_j * scale)), computed stably around the row maximum
- * (the maximum's own term makes the sum >= 1). Needs k >= 1. */
-static double log_sum_exp(const float *z, int k, double scale) {
-    double max = (double)z[0] * scale;
-    for (int j = 1; j < k; j++)
-        if ((double)z[j] * scale > max) max = (double)z[j] * scale;
-    double sum = 0.0;
-    for (int j = 0; j < k; j++) sum += exp((double)z[j] * scale - max);
-    return max + log(sum);
-}
 
 /* PyTorch's F.cross_entropy(logits, labels, weight=w, label_smoothing=eps)
  * with reduction 'mean' (aten/src/ATen/native/LossNLL.cpp: the nll term
@@ -52,7 +42,7 @@ double pasm_cross_entropy(int n, int k, const float *logits, const int32_t *labe
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * k;
         const int y = labels[i];
-        const double lse = log_sum_exp(z, k, 1.0);
+        const double lse = pasm_log_sum_exp(z, k, 1.0);
         const double w_y = class_weights ? class_weights[y] : 1.0;
         nll_sum += w_y * (lse - z[y]);
         for (int j = 0; j < k; j++) {
@@ -60,11 +50,9 @@ double pasm_cross_entropy(int n, int k, const float *logits, const int32_t *labe
             const double logp = (double)z[j] - lse, p = exp(logp);
             smooth_sum += w_j * -logp;
             if (probs) probs[(size_t)i * k + j] = (float)p;
-            if (dlogits) {
-                double g = (1.0 - eps) * w_y * (p - (j == y ? 1.0 : 0.0)) +
-                           eps / k * (class_weight_sum * p - w_j);
-                dlogits[(size_t)i * k + j] = (float)(g * inv_total);
-            }
+            if (dlogits)
+                dlogits[(size_t)i * k + j] =
+                    pasm_ce_grad(eps, k, w_y, w_j, class_weight_sum, p, j == y, inv_total);
         }
     }
     return ((1.0 - eps) * nll_sum + eps / k * smooth_sum) * inv_total;
@@ -87,12 +75,14 @@ double pasm_distill_loss(int n, int k, const float *student, const float *teache
     double kl_sum = 0.0;
     for (int i = 0; i < n; i++) {
         const float *s = student + (size_t)i * k, *te = teacher + (size_t)i * k;
-        const double lse_s = log_sum_exp(s, k, inv_t), lse_t = log_sum_exp(te, k, inv_t);
+        const double lse_s = pasm_log_sum_exp(s, k, inv_t), lse_t = pasm_log_sum_exp(te, k, inv_t);
         for (int j = 0; j < k; j++) {
-            const double logp = (double)te[j] * inv_t - lse_t, p = exp(logp);
+            const double logp = (double)te[j] * inv_t - lse_t;
             const double logq = (double)s[j] * inv_t - lse_s;
-            if (p > 0.0) kl_sum += p * (logp - logq);
-            if (dstudent) dstudent[(size_t)i * k + j] = (float)(scale * (exp(logq) - p));
+            double kl;
+            const float g = pasm_kd_term(logp, logq, scale, &kl);
+            kl_sum += kl;
+            if (dstudent) dstudent[(size_t)i * k + j] = g;
         }
     }
     return (double)t * t * kl_sum / n;
@@ -103,7 +93,7 @@ void pasm_softmax(int n, int k, const float *x, float *y) {
     for (int i = 0; i < n; i++) {
         const float *row = x + (size_t)i * k;
         float *out = y + (size_t)i * k;
-        const double lse = log_sum_exp(row, k, 1.0);
+        const double lse = pasm_log_sum_exp(row, k, 1.0);
         for (int j = 0; j < k; j++) out[j] = (float)exp((double)row[j] - lse);
     }
 }

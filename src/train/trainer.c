@@ -14,8 +14,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ops/loss_math.h"
 #include "pasm/ops.h"
 #include "pasm/train.h"
+#include "train/device_step.h"
 #include "train/sampling.h"
 #include "train/train_state.h"
 
@@ -61,6 +63,8 @@ typedef struct {
     int32_t *labels;
     int *order, *batch_idx;
     double *sampler_cdf;
+    double *step_loss; /* each step's loss and hits this epoch, until counted */
+    int *step_correct;
 } workspace;
 
 static void workspace_free(workspace *w) {
@@ -72,9 +76,12 @@ static void workspace_free(workspace *w) {
     free(w->order);
     free(w->batch_idx);
     free(w->sampler_cdf);
+    free(w->step_loss);
+    free(w->step_correct);
 }
 
-static pasm_status workspace_init(workspace *w, const pasm_dataset *train, int batch, int k) {
+static pasm_status workspace_init(workspace *w, const pasm_dataset *train, int batch, int k,
+                                  int batches) {
     memset(w, 0, sizeof *w);
     int64_t per_image = (int64_t)train->channels * train->size * train->size;
     w->x = malloc((size_t)batch * per_image * sizeof(float));
@@ -85,8 +92,10 @@ static pasm_status workspace_init(workspace *w, const pasm_dataset *train, int b
     w->order = malloc((size_t)train->n * sizeof(int));
     w->batch_idx = malloc((size_t)batch * sizeof(int));
     w->sampler_cdf = malloc((size_t)train->n * sizeof(double));
+    w->step_loss = malloc((size_t)batches * sizeof(double));
+    w->step_correct = malloc((size_t)batches * sizeof(int));
     if (!w->x || !w->dlogits || !w->dkd || !w->class_weights || !w->labels || !w->order ||
-        !w->batch_idx || !w->sampler_cdf) {
+        !w->batch_idx || !w->sampler_cdf || !w->step_loss || !w->step_correct) {
         workspace_free(w);
         return pasm_errorf(PASM_ERR_NOMEM, "out of memory for training batches");
     }
@@ -98,6 +107,13 @@ static pasm_status workspace_init(workspace *w, const pasm_dataset *train, int b
 static int batches_per_epoch(int n, int batch) {
     int full = n / batch, rest = n % batch;
     return full + (rest >= 2 ? 1 : 0);
+}
+
+static pasm_status loss_error(int epoch, int b, double loss) {
+    return pasm_errorf(PASM_ERR_NUMERIC,
+                       "epoch %d, batch %d: the loss is %s; stopped without saving this "
+                       "epoch (the last good checkpoint is kept). Try a lower --lr",
+                       epoch + 1, b + 1, isnan(loss) ? "NaN" : "infinite");
 }
 
 /* One optimiser step on the batch order[start..start+n). Returns the loss
@@ -132,19 +148,9 @@ static pasm_status train_step(pasm_net *net, const pasm_dataset *train,
         for (int64_t i = 0; i < (int64_t)n * k; i++)
             w->dlogits[i] = (1.0f - a) * w->dlogits[i] + a * w->dkd[i];
     }
-    if (!isfinite(total))
-        return pasm_errorf(PASM_ERR_NUMERIC,
-                           "epoch %d, batch %d: the loss is %s; stopped without saving this "
-                           "epoch (the last good checkpoint is kept). Try a lower --lr",
-                           epoch + 1, start / opt->batch + 1, isnan(total) ? "NaN" : "infinite");
+    if (!isfinite(total)) return loss_error(epoch, start / opt->batch, total);
     int right = 0;
-    for (int i = 0; i < n; i++) {
-        const float *row = logits + (size_t)i * k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (row[c] > row[best]) best = c;
-        right += best == w->labels[i];
-    }
+    for (int i = 0; i < n; i++) right += pasm_argmax_row(logits + (size_t)i * k, k) == w->labels[i];
     if ((st = pasm_net_backward(net, w->dlogits, NULL))) return st;
     sgd->opt.momentum = pasm_schedule_momentum(sched, step, opt->sgd.momentum);
     if ((st = pasm_sgd_step_net(sgd, net, pasm_schedule_lr(sched, step)))) return st;
@@ -225,8 +231,9 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
     pasm_schedule_init(&sched, opt->schedule, opt->sgd.lr, total_steps,
                        (int64_t)opt->warmup_epochs * batches);
     workspace w;
-    if ((st = workspace_init(&w, train, opt->batch, k))) return st;
+    if ((st = workspace_init(&w, train, opt->batch, k, batches))) return st;
     pasm_class_balance(train, k, w.class_weights, w.sampler_cdf);
+    device_step *dev = NULL;
     int64_t n_params;
     pasm_net_param_block(net, &n_params);
     pasm_sgd sgd;
@@ -245,38 +252,67 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
     } else if (opt->out_path) {
         if ((st = pasm_train_metrics_reset(opt->out_path))) goto done;
     }
+    if ((st = device_step_create(&dev, net, train, opt, &ckpt_meta,
+                                 opt->balance == PASM_BALANCE_WEIGHTS ? w.class_weights : NULL,
+                                 batches)))
+        goto done;
     int epochs_this_run = 0;
     for (int epoch = ts.epoch; epoch < opt->epochs; epoch++) {
         if (opt->pairs)
             pasm_epoch_order_pairs(n_epoch, opt->twin_prob, opt->seed, epoch, w.order);
         else pasm_epoch_order(train, opt->balance, w.sampler_cdf, opt->seed, epoch, w.order);
-        double t_epoch = pasm_now_seconds();
+        double t_epoch = pasm_now_seconds(), t_counted = t_epoch;
+        if (dev && (st = device_step_epoch(dev, w.order, n_epoch, epoch))) goto done;
         int64_t seen_this_run = 0;
         float lr = 0;
+        /* Steps [counted, b] have run; their losses are counted (and the
+         * progress hook told) at once on the host path, and on the GPU
+         * path when the epoch ends, a stop is asked or a quarter second
+         * has passed: reading them is the GPU path's one wait. */
+        int counted = ts.batch_pos;
         for (int b = ts.batch_pos; b < batches; b++) {
             int start = b * opt->batch;
             int n = n_epoch - start < opt->batch ? n_epoch - start : opt->batch;
-            double loss = 0;
-            int correct = 0;
             lr = pasm_schedule_lr(&sched, ts.step);
-            if ((st = train_step(net, train, opt, &ckpt_meta, &w, &sgd, &sched, ts.step, epoch,
-                                 start, n, &loss, &correct)))
-                goto done;
-            ts.step++;
-            ts.batch_pos = b + 1;
-            ts.loss_sum += loss * n;
-            ts.correct += correct;
-            ts.seen += n;
-            seen_this_run += n;
-            if (hooks && hooks->on_batch) {
-                double el = pasm_now_seconds() - t_epoch, ips = seen_this_run / fmax(el, 1e-9);
-                int64_t left = total_steps - ts.step;
-                pasm_train_progress p = {epoch + 1, opt->epochs, b + 1, batches,
-                                         ts.loss_sum / (double)ts.seen, ips,
-                                         (double)left * opt->batch / fmax(ips, 1e-9), lr};
-                hooks->on_batch(hooks->user, &p);
+            if (dev) {
+                st = device_step_run(dev, &sgd, b, start, n, lr,
+                                     pasm_schedule_momentum(&sched, ts.step, opt->sgd.momentum));
+            } else {
+                st = train_step(net, train, opt, &ckpt_meta, &w, &sgd, &sched, ts.step, epoch,
+                                start, n, &w.step_loss[b], &w.step_correct[b]);
             }
-            if (hooks && hooks->stop && *hooks->stop && b + 1 < batches) {
+            if (st) goto done;
+            ts.step++;
+            const int last = b + 1 == batches, stop = hooks && hooks->stop && *hooks->stop;
+            if (dev && !last && !stop && pasm_now_seconds() - t_counted < 0.25) continue;
+            if (dev && (st = device_step_results(dev, counted, b + 1, w.step_loss,
+                                                 w.step_correct)))
+                goto done;
+            for (; counted <= b; counted++) {
+                const int bn = n_epoch - counted * opt->batch < opt->batch
+                                   ? n_epoch - counted * opt->batch
+                                   : opt->batch;
+                if (!isfinite(w.step_loss[counted])) {
+                    st = loss_error(epoch, counted, w.step_loss[counted]);
+                    goto done;
+                }
+                ts.batch_pos = counted + 1;
+                ts.loss_sum += w.step_loss[counted] * bn;
+                ts.correct += w.step_correct[counted];
+                ts.seen += bn;
+                seen_this_run += bn;
+                if (hooks && hooks->on_batch) {
+                    double el = pasm_now_seconds() - t_epoch, ips = seen_this_run / fmax(el, 1e-9);
+                    int64_t left = total_steps - (ts.step - b + counted);
+                    pasm_train_progress p = {epoch + 1, opt->epochs, counted + 1, batches,
+                                             ts.loss_sum / (double)ts.seen, ips,
+                                             (double)left * opt->batch / fmax(ips, 1e-9),
+                                             pasm_schedule_lr(&sched, ts.step - 1 - b + counted)};
+                    hooks->on_batch(hooks->user, &p);
+                }
+            }
+            t_counted = pasm_now_seconds();
+            if (stop && !last) {
                 ts.epoch = epoch;
                 if (opt->out_path) st = pasm_train_state_save(opt->out_path, net, &sgd, &ts,
                                                               &ckpt_meta);
@@ -328,7 +364,9 @@ done:
         result->best_val_accuracy = ts.best_accuracy;
         result->steps = ts.step;
         result->seconds = pasm_now_seconds() - t_start;
+        result->gpu_trainer = dev != NULL;
     }
+    device_step_free(dev);
     pasm_model_meta_free(&ckpt_meta);
     pasm_sgd_free(&sgd);
     workspace_free(&w);

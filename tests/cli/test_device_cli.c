@@ -164,6 +164,79 @@ static void test_run_on_gpu(void **unused) {
     assert_true(acc >= 0 && acc <= 1);
 }
 
+/* Runs the command with the GPU trainer (steps that stay on the GPU) or,
+ * host_step, with the host's batches and loss around the GPU network; moves
+ * the checkpoint it wrote (path) to path.keep. */
+static void train_path(int host_step, const char *path, const char *fmt, const char *a,
+                       const char *b, const char *c) {
+    char *out, keep[520];
+    if (host_step) setenv("PASM_CUDA_HOST_STEP", "1", 1);
+    int rc = test_run_pasm(&out, fmt, a, b, c);
+    unsetenv("PASM_CUDA_HOST_STEP");
+    if (rc) fail_msg("%s: %s", host_step ? "host step" : "GPU step", out);
+    const char *said = host_step ? "steps: batches and loss on the host" : "steps: on the GPU";
+    if (!strstr(out, said)) fail_msg("expected '%s' in: %s", said, out);
+    free(out);
+    snprintf(keep, sizeof keep, "%s.keep%d", path, host_step);
+    assert_int_equal(rename(path, keep), 0);
+}
+
+static void compare_paths(const char *what, const char *path, double loss[2][2], int emulated) {
+    char a[520], b[520];
+    snprintf(a, sizeof a, "%s.keep0", path);
+    snprintf(b, sizeof b, "%s.keep1", path);
+    for (int e = 0; e < 2; e++) {
+        printf("  %s epoch %d train loss: GPU trainer %.9f, host step %.9f\n", what, e + 1,
+               loss[0][e], loss[1][e]);
+        assert_true(isfinite(loss[0][e]));
+        if (emulated) assert_true(loss[0][e] == loss[1][e]);
+        else assert_true(fabs(loss[0][e] - loss[1][e]) <= 1e-4 * fmax(1, loss[1][e]));
+    }
+    if (emulated) assert_true(test_files_equal(a, b));
+}
+
+/* The GPU trainer (batch assembly and augmentation from the images kept on
+ * the GPU, the loss on the GPU, no wait inside an epoch) against the host
+ * path around the same GPU network: on the emulation the same bytes (the
+ * same arithmetic in the same order); on a GPU, whose exp and log may
+ * differ from the host's in the last bit, the same losses to 1e-4. Training
+ * with label smoothing, class weights and random erasing; a PASM round with
+ * distillation from a teacher on the GPU. */
+static void test_gpu_trainer_matches_host_step(void **unused) {
+    if (!gpu_runs_here()) skip();
+    const int emulated = test_cuda_device() == 2;
+    char m[400], run[400], model[420], mined[420], student[420];
+    snprintf(m, sizeof m, "%s/steps.safetensors", dir);
+    const char *train = TRAIN_ARGS " --out '%s' --device cuda --label-smoothing 0.1 "
+                                   "--balance weights --erase-p 0.5%s";
+    char metrics[420];
+    snprintf(metrics, sizeof metrics, "%s/steps.metrics.jsonl", dir);
+    double loss[2][2];
+    for (int host = 0; host < 2; host++) {
+        train_path(host, m, train, faces, m, "");
+        for (int e = 0; e < 2; e++) loss[host][e] = epoch_loss(metrics, e + 1);
+    }
+    compare_paths("train", m, loss, emulated);
+    /* a round: the teacher and mined points of test_run_on_gpu's run */
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(model, sizeof model, "%s/round0.safetensors", run);
+    snprintf(mined, sizeof mined, "%s/round1.mined.csv", run);
+    snprintf(student, sizeof student, "%s/student.safetensors", dir);
+    FILE *f = fopen(mined, "r");
+    if (!f) fail_msg("%s: missing (test_run_on_gpu runs first)", mined);
+    fclose(f);
+    char round[600];
+    snprintf(round, sizeof round, "round --teacher '%s' --data '%%s' --mined '%s' --out '%%s' "
+                                  "--round-epochs 2 --batch 16 --device cuda%%s",
+             model, mined);
+    snprintf(metrics, sizeof metrics, "%s/student.metrics.jsonl", dir);
+    for (int host = 0; host < 2; host++) {
+        train_path(host, student, round, faces, student, "");
+        for (int e = 0; e < 2; e++) loss[host][e] = epoch_loss(metrics, e + 1);
+    }
+    compare_paths("round", student, loss, emulated);
+}
+
 /* An experiment plan's "device" reaches every run, the shared baseline too. */
 static void test_experiment_on_gpu(void **unused) {
     if (!gpu_runs_here()) skip();
@@ -196,6 +269,7 @@ int main(void) {
         cmocka_unit_test(test_refused_without_gpu),
         cmocka_unit_test(test_train_on_gpu),
         cmocka_unit_test(test_run_on_gpu),
+        cmocka_unit_test(test_gpu_trainer_matches_host_step),
         cmocka_unit_test(test_experiment_on_gpu),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

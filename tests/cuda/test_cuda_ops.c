@@ -306,7 +306,125 @@ static void case_sgd(void) {
     free(p), free(g), free(p2), free(buf2);
 }
 
+/* Batch assembly: the CPU's pasm_batch_make + pasm_augment_batch against
+ * pasm_cuda_batch from the uint8 images and the plans (crop with reflect
+ * padding, flip, erasing with value 0; 3 channels, a batch that takes
+ * images out of order and twice). */
+static void case_batch(void) {
+    const int N = 9, C = 3, S = 11, n = 6;
+    pasm_dataset ds;
+    OK(pasm_dataset_alloc(&ds, N, C, S, "test images"));
+    pasm_rng r;
+    pasm_rng_init(&r, 5, 99, 1, 0);
+    for (int64_t i = 0; i < (int64_t)N * C * S * S; i++) ds.images[i] = (uint8_t)pasm_rng_u32(&r);
+    for (int i = 0; i < N; i++) ds.labels[i] = i % 4;
+    const int idx[6] = {7, 2, 2, 0, 8, 5};
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.2f, 0.3f};
+    pasm_augment_config cfg;
+    pasm_augment_defaults(&cfg);
+    cfg.crop_padding = 3;
+    cfg.erase_p = 0.7f;
+    const size_t count = (size_t)n * C * S * S;
+    float *want = malloc(count * 4), *got = malloc(count * 4), table[3 * 256];
+    int32_t want_labels[6], got_labels[6];
+    OK(pasm_batch_make(&ds, idx, n, mean, std, want, want_labels));
+    OK(pasm_augment_batch(want, n, C, S, &cfg, 17, 4, idx));
+    pasm_augment_plan plans[6];
+    OK(pasm_augment_plans(n, S, &cfg, 17, 4, idx, plans));
+    int erased = 0, flipped = 0;
+    for (int i = 0; i < n; i++) erased += plans[i].h > 0, flipped += plans[i].flip;
+    printf("  %-6s batch assembly: %d of %d samples erased, %d flipped\n", g_gpu ? "gpu" : "emu",
+           erased, n, flipped);
+    for (int c = 0; c < C; c++)
+        for (int p = 0; p < 256; p++) table[c * 256 + p] = ((float)p / 255.0f - mean[c]) / std[c];
+    int32_t order[6];
+    for (int i = 0; i < n; i++) order[i] = idx[i];
+    void *im = buf_in(ds.images, (size_t)N * C * S * S), *lb = buf_in(ds.labels, N * 4);
+    void *od = buf_in(order, sizeof order), *pd = buf_in(plans, sizeof plans);
+    void *td = buf_in(table, sizeof table), *xd = buf_in(NULL, count * 4);
+    void *ld = buf_in(NULL, sizeof got_labels);
+    OK(pasm_cuda_batch(ctx(), n, C, S, im, lb, od, pd, td, xd, ld));
+    buf_out(got, xd, count * 4);
+    buf_out(got_labels, ld, sizeof got_labels);
+    assert_memory_equal(got, want, count * 4); /* values are moved, never computed anew */
+    assert_memory_equal(got_labels, want_labels, sizeof want_labels);
+    void *bufs[] = {im, lb, od, pd, td, xd, ld};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    free(want), free(got);
+    pasm_dataset_free(&ds);
+    /* noise-valued erasing has no plan */
+    cfg.erase_random = 1;
+    assert_int_equal(pasm_augment_plans(n, S, &cfg, 17, 4, idx, plans), PASM_ERR_UNSUPPORTED);
+}
+
+/* The training loss: pasm_cross_entropy (smoothing, class weights) mixed
+ * with pasm_distill_loss as the trainer mixes them, against the kernel; and
+ * a label out of range giving NaN. Exact when emulated (the same
+ * arithmetic); the GPU's exp and log may differ from the host's in the last
+ * bit. */
+static void case_loss(void) {
+    const int n = 37, k = 7;
+    float *z = rand_floats(n * k, 21, 2, 0), *t = rand_floats(n * k, 22, 3, 0.5f);
+    float w[7] = {1.5f, 0.5f, 2.0f, 1.0f, 0.25f, 3.0f, 1.0f};
+    int32_t y[37];
+    for (int i = 0; i < n; i++) y[i] = (i * 5) % k;
+    float *dce = malloc(n * k * 4), *dkd = malloc(n * k * 4), *want = malloc(n * k * 4);
+    float *got = malloc(n * k * 4);
+    const float eps = 0.1f, a = 0.5f, temp = 4.0f;
+    void *zd = buf_in(z, n * k * 4), *td = buf_in(t, n * k * 4), *wd = buf_in(w, sizeof w);
+    void *yd = buf_in(y, sizeof y), *gd = buf_in(NULL, n * k * 4);
+    void *terms = buf_in(NULL, pasm_cuda_loss_terms_doubles(n, k) * 8);
+    void *ld = buf_in(NULL, 8), *cd = buf_in(NULL, 4);
+    for (int variant = 0; variant < 2; variant++) { /* plain, then weights + smoothing + kd */
+        const int kd = variant == 1;
+        double ce = pasm_cross_entropy(n, k, z, y, kd ? eps : 0, kd ? w : NULL, dce, NULL);
+        double total = ce;
+        memcpy(want, dce, n * k * 4);
+        if (kd) {
+            double d = pasm_distill_loss(n, k, z, t, temp, dkd);
+            total = (1.0 - a) * ce + a * d;
+            for (int i = 0; i < n * k; i++) want[i] = (1.0f - a) * dce[i] + a * dkd[i];
+        }
+        int right = 0;
+        for (int i = 0; i < n; i++) {
+            int best = 0;
+            for (int c = 1; c < k; c++)
+                if (z[i * k + c] > z[i * k + best]) best = c;
+            right += best == y[i];
+        }
+        OK(pasm_cuda_train_loss(ctx(), n, k, zd, yd, kd ? eps : 0, kd ? wd : NULL,
+                                kd ? td : NULL, a, temp, gd, terms, ld, cd));
+        double loss;
+        int32_t correct;
+        buf_out(got, gd, n * k * 4);
+        buf_out(&loss, ld, 8);
+        buf_out(&correct, cd, 4);
+        printf("  %-6s loss %s: %.17g vs the CPU's %.17g, %d right\n", g_gpu ? "gpu" : "emu",
+               kd ? "(weights, smoothing, kd)" : "(plain)", loss, total, correct);
+        assert_int_equal(correct, right);
+        if (!g_gpu) {
+            assert_true(loss == total);
+            assert_memory_equal(got, want, n * k * 4);
+        } else {
+            assert_true(fabs(loss - total) <= 1e-12 * fabs(total));
+            expect_close("loss gradient", got, want, n * k, 1e-6);
+        }
+    }
+    y[3] = k; /* out of range */
+    buf_free(yd);
+    yd = buf_in(y, sizeof y);
+    OK(pasm_cuda_train_loss(ctx(), n, k, zd, yd, 0, NULL, NULL, a, temp, gd, terms, ld, cd));
+    double loss;
+    buf_out(&loss, ld, 8);
+    assert_true(isnan(loss));
+    void *bufs[] = {zd, td, wd, yd, gd, terms, ld, cd};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    free(z), free(t), free(dce), free(dkd), free(want), free(got);
+}
+
 static void run_cases(void) {
+    case_batch();
+    case_loss();
     case_layouts();
     case_batchnorm(3, 5, 7, 3.0f);
     case_batchnorm(2, 64, 12, -1.0f); /* many channels: chunks of whole rows */

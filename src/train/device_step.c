@@ -1,0 +1,200 @@
+/* Training steps on the GPU: see device_step.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn_device.h"
+#include "train/device_step.h"
+#ifdef PASM_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+
+struct device_step {
+    pasm_cuda_ctx *ctx;
+    pasm_net *net, *teacher;
+    const pasm_train_options *opt;
+    int channels, size, k, batches, max_n;
+    uint8_t *images;          /* the training set, (N, C, S, S) */
+    int32_t *labels;          /* (N) */
+    int32_t *order;           /* the epoch's dataset indices, by position */
+    pasm_augment_plan *plans; /* ... and their augmentation */
+    float *table;             /* C x 256: pixel -> normalised value */
+    float *class_weights;     /* (K) or NULL */
+    float *x, *dlogits;       /* a batch */
+    int32_t *batch_labels;
+    double *terms, *losses; /* loss scratch; a loss per step of the epoch */
+    int32_t *correct;       /* a count per step */
+    /* host: the epoch's plans and order before they are sent */
+    pasm_augment_plan *host_plans;
+    int32_t *host_order;
+};
+
+void device_step_free(device_step *d) {
+    if (!d) return;
+    if (d->ctx) pasm_cuda_sync(d->ctx, "ending a training run");
+    void *bufs[] = {d->images, d->labels, d->order, d->plans, d->table, d->class_weights,
+                    d->x, d->dlogits, d->batch_labels, d->terms, d->losses, d->correct};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
+    pasm_cuda_ctx_free(d->ctx);
+    free(d->host_plans);
+    free(d->host_order);
+    free(d);
+}
+
+static pasm_status alloc(void *p, size_t bytes, const char *what) {
+    return pasm_cuda_alloc((void **)p, bytes, what);
+}
+
+static pasm_status build(device_step *d, const pasm_dataset *train, const pasm_model_meta *meta,
+                         const float *class_weights) {
+    const int C = d->channels, n_max = d->max_n, k = d->k;
+    const size_t per_image = (size_t)C * d->size * d->size;
+    pasm_status st;
+    if ((st = pasm_cuda_ctx_create(&d->ctx))) return st;
+    if ((st = alloc(&d->images, (size_t)train->n * per_image, "the training images")) ||
+        (st = alloc(&d->labels, (size_t)train->n * 4, "the training labels")) ||
+        (st = alloc(&d->order, (size_t)train->n * 4, "the epoch's order")) ||
+        (st = alloc(&d->plans, (size_t)train->n * sizeof(pasm_augment_plan), "augmentation")) ||
+        (st = alloc(&d->table, (size_t)C * 256 * 4, "normalisation")) ||
+        (st = alloc(&d->x, (size_t)n_max * per_image * 4, "a batch")) ||
+        (st = alloc(&d->dlogits, (size_t)n_max * k * 4, "the logits' gradient")) ||
+        (st = alloc(&d->batch_labels, (size_t)n_max * 4, "a batch's labels")) ||
+        (st = alloc(&d->terms, pasm_cuda_loss_terms_doubles(n_max, k) * 8, "loss terms")) ||
+        (st = alloc(&d->losses, (size_t)d->batches * 8, "the epoch's losses")) ||
+        (st = alloc(&d->correct, (size_t)d->batches * 4, "the epoch's hits")))
+        return st;
+    if (class_weights) {
+        if ((st = alloc(&d->class_weights, (size_t)k * 4, "class weights"))) return st;
+        if ((st = pasm_cuda_to_device(d->ctx, d->class_weights, class_weights, (size_t)k * 4)))
+            return st;
+    }
+    float table[3 * 256];
+    for (int c = 0; c < C; c++) {
+        if (!(meta->norm_std[c] > 0.0f))
+            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
+                               meta->norm_std[c]);
+        for (int p = 0; p < 256; p++)
+            table[c * 256 + p] = ((float)p / 255.0f - meta->norm_mean[c]) / meta->norm_std[c];
+    }
+    d->host_plans = malloc((size_t)train->n * sizeof *d->host_plans);
+    d->host_order = malloc((size_t)train->n * sizeof *d->host_order);
+    if (!d->host_plans || !d->host_order)
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the epoch's plans");
+    if ((st = pasm_cuda_to_device(d->ctx, d->table, table, (size_t)C * 256 * 4)) ||
+        (st = pasm_cuda_to_device(d->ctx, d->images, train->images, (size_t)train->n * per_image)) ||
+        (st = pasm_cuda_to_device(d->ctx, d->labels, train->labels, (size_t)train->n * 4)))
+        return st;
+    return pasm_cuda_sync(d->ctx, "sending the training set to the GPU");
+}
+
+static int host_step_asked(void) {
+    const char *e = getenv("PASM_CUDA_HOST_STEP");
+    return e && e[0] == '1';
+}
+
+pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_dataset *train,
+                               const pasm_train_options *opt, const pasm_model_meta *meta,
+                               const float *class_weights, int batches) {
+    *out = NULL;
+    pasm_net *teacher = opt->teacher && opt->kd_alpha > 0 ? opt->teacher : NULL;
+    if (pasm_net_get_config(net)->device != PASM_DEVICE_CUDA || opt->augment.erase_random ||
+        (teacher && pasm_net_get_config(teacher)->device != PASM_DEVICE_CUDA) ||
+        train->channels > 3 || host_step_asked())
+        return PASM_OK;
+    for (int i = 0; i < train->n; i++) /* the loss kernel gives NaN for these too */
+        if (train->labels[i] < 0 || train->labels[i] >= pasm_net_get_config(net)->num_classes)
+            return pasm_errorf(PASM_ERR_INVALID, "%s: image %d has label %d outside 0..%d",
+                               train->source, i, train->labels[i],
+                               pasm_net_get_config(net)->num_classes - 1);
+    device_step *d = calloc(1, sizeof *d);
+    if (!d) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the GPU trainer");
+    d->net = net;
+    d->teacher = teacher;
+    d->opt = opt;
+    d->channels = train->channels;
+    d->size = train->size;
+    d->k = pasm_net_get_config(net)->num_classes;
+    d->batches = batches;
+    d->max_n = opt->batch;
+    pasm_status st = build(d, train, meta, class_weights);
+    if (st) {
+        device_step_free(d);
+        return st;
+    }
+    *out = d;
+    return PASM_OK;
+}
+
+pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch) {
+    /* the plans' send below must not overwrite what queued steps still read */
+    pasm_status st = pasm_cuda_sync(d->ctx, "finishing the last epoch");
+    if (st) return st;
+    for (int i = 0; i < n; i++) d->host_order[i] = order[i];
+    if ((st = pasm_augment_plans(n, d->size, &d->opt->augment, d->opt->seed, (uint64_t)epoch,
+                                 order, d->host_plans)))
+        return st;
+    if ((st = pasm_cuda_to_device(d->ctx, d->order, d->host_order, (size_t)n * 4)) ||
+        (st = pasm_cuda_to_device(d->ctx, d->plans, d->host_plans,
+                                  (size_t)n * sizeof *d->host_plans)))
+        return st;
+    return PASM_OK;
+}
+
+pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int b, int start, int n, float lr,
+                            float momentum) {
+    const pasm_train_options *opt = d->opt;
+    pasm_status st = pasm_cuda_batch(d->ctx, n, d->channels, d->size, d->images, d->labels,
+                                     d->order + start, d->plans + start, d->table, d->x,
+                                     d->batch_labels);
+    if (st) return st;
+    const float *teacher_logits = NULL, *logits;
+    if (d->teacher &&
+        (st = pasm_net_forward_on_device(d->teacher, d->x, n, 0, &teacher_logits)))
+        return st;
+    if ((st = pasm_net_forward_on_device(d->net, d->x, n, 1, &logits))) return st;
+    if ((st = pasm_cuda_train_loss(d->ctx, n, d->k, logits, d->batch_labels,
+                                   opt->label_smoothing, d->class_weights, teacher_logits,
+                                   opt->kd_alpha, opt->kd_temp, d->dlogits, d->terms,
+                                   d->losses + b, d->correct + b)))
+        return st;
+    if ((st = pasm_net_backward_on_device(d->net, d->dlogits, NULL))) return st;
+    sgd->opt.momentum = momentum;
+    return pasm_sgd_step_net(sgd, d->net, lr);
+}
+
+pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {
+    if (to <= from) return PASM_OK;
+    pasm_status st = pasm_cuda_to_host(d->ctx, loss + from, d->losses + from,
+                                       (size_t)(to - from) * 8);
+    if (st) return st;
+    int32_t hits[256];
+    for (int b = from; b < to; b += 256) {
+        int m = to - b < 256 ? to - b : 256;
+        if ((st = pasm_cuda_to_host(d->ctx, hits, d->correct + b, (size_t)m * 4))) return st;
+        for (int i = 0; i < m; i++) correct[b + i] = hits[i];
+    }
+    return PASM_OK;
+}
+
+#else /* a CPU build: always the host path */
+
+pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_dataset *train,
+                               const pasm_train_options *opt, const pasm_model_meta *meta,
+                               const float *class_weights, int batches) {
+    (void)net, (void)train, (void)opt, (void)meta, (void)class_weights, (void)batches;
+    *out = NULL;
+    return PASM_OK;
+}
+void device_step_free(device_step *d) { (void)d; }
+pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch) {
+    (void)d, (void)order, (void)n, (void)epoch;
+    return pasm_errorf(PASM_ERR_INVALID, "no GPU trainer in a CPU build");
+}
+pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int b, int start, int n, float lr,
+                            float momentum) {
+    (void)d, (void)sgd, (void)b, (void)start, (void)n, (void)lr, (void)momentum;
+    return pasm_errorf(PASM_ERR_INVALID, "no GPU trainer in a CPU build");
+}
+pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {
+    (void)d, (void)from, (void)to, (void)loss, (void)correct;
+    return pasm_errorf(PASM_ERR_INVALID, "no GPU trainer in a CPU build");
+}
+#endif

@@ -1,0 +1,34 @@
+/* Training steps that stay on the GPU (src/train/device_step.c): the
+ * training set's uint8 images and labels are sent to the GPU once a run,
+ * each epoch's order and augmentation plans once an epoch, and a step then
+ * queues batch assembly, the teacher's and the student's forward, the loss,
+ * the backward and the SGD step on the stream without waiting for any of
+ * it. The steps' losses and correct counts stay on the GPU until the
+ * trainer reads them (device_step_results: the one wait), so the host runs
+ * ahead of the GPU by up to an epoch. Results are the host path's: the
+ * same batches, augmentation, loss arithmetic and optimiser. */
+#ifndef PASM_TRAIN_DEVICE_STEP_H
+#define PASM_TRAIN_DEVICE_STEP_H
+
+#include "pasm/train.h"
+#include "train/sampling.h"
+
+typedef struct device_step device_step;
+
+/* *out = NULL (and PASM_OK) when the run takes the host path: a network on
+ * the CPU, a CPU build, a teacher on the CPU, noise-valued random erasing
+ * (drawn per pixel on the host), or PASM_CUDA_HOST_STEP=1 in the
+ * environment. batches: the most steps an epoch takes. */
+pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_dataset *train,
+                               const pasm_train_options *opt, const pasm_model_meta *meta,
+                               const float *class_weights, int batches);
+void device_step_free(device_step *d);
+/* The epoch's order (n dataset indices) and augmentation plans, to the GPU. */
+pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch);
+/* Queues step b of the epoch: the n samples from position start. */
+pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int b, int start, int n, float lr,
+                            float momentum);
+/* Waits for the GPU and reads steps [from, to)'s losses and correct counts. */
+pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct);
+
+#endif
