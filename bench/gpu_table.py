@@ -95,7 +95,11 @@ def main():
     if mode == "quick":
         w("## Throughput (ResNet-18 width 64, 48x48 grey, 7 classes)")
         w()
-        w("PyTorch: channels-last, torch.autocast bf16 with fp32 master weights (eager and "
+        w("pasm: pasm_train over 28,709 random 48x48 faces kept on the GPU, crop and "
+          "flip augmentation on the GPU, the second of two epochs (the GPU trainer); "
+          "the host-batch row is the older path (a batch sent and the loss computed on "
+          "the host every step). "
+          "PyTorch: channels-last, torch.autocast bf16 with fp32 master weights (eager and "
           "torch.compile), and fp32 with TF32 off; random data resident on the GPU. "
           "Attacks: bench/torch_attack.py's code on the GPU (fp32, PyTorch's default "
           "cuDNN settings), on the first N faces of fer2013-mini repeated to full size, "
@@ -111,6 +115,11 @@ def main():
             f = get("torch_train_fp32", "torch_train_ips_fp32_b%d" % b)
             w("| training images/s, batch %d | %s | %s | %s | %s | %s |" % (
                 b, fmt(p), fmt(e), fmt(c), fmt(f), ratio(p, e, 2)))
+        for b in (128, 512):
+            p = get("pasm_train_b%d" % b, "gpu_hoststep_ips")
+            e = get("torch_train_eager_bf16", "torch_train_ips_eager_bf16_b%d" % b)
+            w("| (pasm's host-batch steps, images/s, batch %d) | %s | %s | | | %s |" % (
+                b, fmt(p), fmt(e), ratio(p, e)))
         for b in (128, 512):
             p = get("pasm_train_b%d" % b, "gpu_peak_mb")
             e = get("torch_train_eager_bf16", "torch_train_peak_mb_eager_bf16_b%d" % b)
