@@ -150,31 +150,59 @@ pasm_status pasm_cuda_linear_backward(pasm_cuda_ctx *ctx, int n, int in, int out
                                       const float *x, const float *w, const float *dy, float *dx,
                                       float *dw, float *db);
 
-/* ---- SGD (pasm_sgd_step's arithmetic) over count parameters ---- */
+/* ---- a training step's position, in device memory ----
+ * Kernels that take a step read what changes from step to step here (the
+ * batch's place in the epoch, the learning rate and momentum), so that a
+ * step's launches are the same every step and can be replayed as a graph. */
+typedef struct {
+    int32_t b;      /* the step's batch within the epoch */
+    int32_t start;  /* its first position in the epoch's order: b * batch */
+    float lr;       /* the schedule's learning rate and momentum for it */
+    float momentum;
+} pasm_cuda_step;
+/* step = {b, b * batch, lrs[b], moms[b]} for b = *next, and *next = b + 1. */
+pasm_status pasm_cuda_step_begin(pasm_cuda_ctx *ctx, int32_t *next, int batch, const float *lrs,
+                                 const float *moms, pasm_cuda_step *step);
+
+/* ---- SGD (pasm_sgd_step's arithmetic) over count parameters; with step
+ * (device), its lr and momentum instead of the arguments ---- */
 pasm_status pasm_cuda_sgd(pasm_cuda_ctx *ctx, int64_t count, float *params, const float *grads,
                           float *momentum_buffer, float lr, float weight_decay, float momentum,
-                          float dampening, int nesterov, int first);
+                          float dampening, int nesterov, int first, const pasm_cuda_step *step);
+
+/* ---- graphs: a stream's work captured once and replayed ----
+ * begin: PASM_ERR_UNSUPPORTED when emulating (no graphs), or when
+ * PASM_CUDA_GRAPHS=0, or when profiling. end: the captured work as a graph
+ * ready to launch (an error, e.g. a call that cannot be captured, leaves
+ * nothing; the captured work did not run). launch: runs it on ctx's stream. */
+typedef struct pasm_cuda_graph pasm_cuda_graph;
+pasm_status pasm_cuda_graph_begin(pasm_cuda_ctx *ctx);
+pasm_status pasm_cuda_graph_end(pasm_cuda_ctx *ctx, pasm_cuda_graph **out);
+pasm_status pasm_cuda_graph_launch(pasm_cuda_ctx *ctx, pasm_cuda_graph *g);
+void pasm_cuda_graph_free(pasm_cuda_graph *g);
 
 /* ---- a training step's data and loss (step.cu) ---- */
 /* x (n, C, S, S) fp32 and labels_out (n): sample i is image order[i] of
  * images (uint8, (N, C, S, S)) with label labels[order[i]], each pixel
  * normalised through table (C rows of 256: the host's pasm_batch_make
- * values) and augmented by plans[i] (pasm_augment_batch's result). */
+ * values) and augmented by plans[i] (pasm_augment_batch's result). With
+ * step (device), order and plans are read from position step->start. */
 pasm_status pasm_cuda_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const uint8_t *images,
                             const int32_t *labels, const int32_t *order,
                             const pasm_augment_plan *plans, const float *table, float *x,
-                            int32_t *labels_out);
+                            int32_t *labels_out, const pasm_cuda_step *step);
 /* The training loss of src/train/trainer.c: pasm_cross_entropy (smoothing,
  * class_weights may be NULL), mixed with pasm_distill_loss by kd_alpha when
  * teacher (its logits, (n, K)) is given. dlogits gets the gradient; *loss
  * (NaN for a label outside 0..K-1) and *correct (argmax hits) are device
- * scalars. terms: scratch of pasm_cuda_loss_terms_doubles(n, k). */
+ * scalars (with step, loss[step->b] and correct[step->b]). terms: scratch
+ * of pasm_cuda_loss_terms_doubles(n, k). */
 size_t pasm_cuda_loss_terms_doubles(int n, int k);
 pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *logits,
                                  const int32_t *labels, float smoothing,
                                  const float *class_weights, const float *teacher, float kd_alpha,
                                  float kd_temp, float *dlogits, double *terms, double *loss,
-                                 int32_t *correct);
+                                 int32_t *correct, const pasm_cuda_step *step);
 
 #ifdef __cplusplus
 }

@@ -31,10 +31,11 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
 pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, float *dx);
 const float *pasm_cuda_net_logits(const pasm_net *net);
 /* One SGD step on the device parameters. host_momentum: the optimiser's
- * buffer, uploaded when upload_momentum (a resumed run). */
+ * buffer, uploaded when upload_momentum (a resumed run). step: NULL, or a
+ * device pasm_cuda_step whose lr and momentum replace the arguments. */
 pasm_status pasm_cuda_net_sgd(pasm_net *net, float lr, float weight_decay, float momentum,
                               float dampening, int nesterov, int first, const float *host_momentum,
-                              int upload_momentum);
+                              int upload_momentum, const void *step);
 pasm_status pasm_cuda_net_pull_momentum(pasm_net *net, float *host_momentum);
 /* The last block's output of the last forward -> host NCHW fp32 (n images). */
 pasm_status pasm_cuda_net_pull_features(pasm_net *net, float *host, int n);

@@ -417,12 +417,13 @@ pasm_status pasm_cuda_linear_backward(pasm_cuda_ctx *ctx, int n, int in, int out
 /* ---- SGD ---- */
 
 pasm_status pasm_cuda_sgd(pasm_cuda_ctx *ctx, int64_t count, float *params, const float *grads,
-                          float *buf, float lr, float wd, float mom, float dampening, int nesterov,
-                          int first) {
+                          float *buf, float lr_arg, float wd, float mom_arg, float dampening,
+                          int nesterov, int first, const pasm_cuda_step *step) {
     const float damp = 1.0f - dampening;
     return pasm_each(
         ctx, count,
         [=] __host__ __device__(int64_t i) {
+            const float lr = step ? step->lr : lr_arg, mom = step ? step->momentum : mom_arg;
             float d = grads[i] + wd * params[i];
             if (buf) {
                 buf[i] = first ? d : mom * buf[i] + damp * d;

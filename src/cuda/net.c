@@ -66,6 +66,7 @@ struct pasm_cuda_net {
     float *coef;
     int64_t in_count; /* C*S*S */
     int last_n, last_train, have_forward;
+    int packed; /* w_packed holds the current parameters (cleared by push and SGD) */
     size_t bytes; /* GPU memory it holds */
 };
 
@@ -286,6 +287,7 @@ size_t pasm_cuda_net_bytes(const pasm_net *net) { return net->gpu ? net->gpu->by
 
 pasm_status pasm_cuda_net_push(pasm_net *net) {
     pasm_cuda_net *g = net->gpu;
+    g->packed = 0;
     TRY(pasm_cuda_to_device(g->ctx, g->param, net->param_block, (size_t)net->n_param_floats * 4));
     TRY(pasm_cuda_to_device(g->ctx, g->buffer, net->buffer_block, (size_t)net->buffer_floats * 4));
     return pasm_cuda_sync(g->ctx, "sending the weights to the GPU");
@@ -370,7 +372,10 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
     const pasm_net_config *cfg = &net->cfg;
     const int hw = cfg->input_size * cfg->input_size;
     TRY(pasm_cuda_nchw_to_nhwc(g->ctx, n, cfg->in_channels, hw, x, g->x_in, g->t));
-    TRY(pack_all(g));
+    if (!g->packed) {
+        TRY(pack_all(g));
+        g->packed = 1;
+    }
     TRY(conv_fwd(g, &g->stem, g->x_in, n));
     TRY(bn_fwd(g, &g->stem_bn, g->stem.out, NULL, 1, n, train));
     const void *h = g->stem_bn.out;
@@ -482,7 +487,7 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
 
 pasm_status pasm_cuda_net_sgd(pasm_net *net, float lr, float weight_decay, float momentum,
                               float dampening, int nesterov, int first, const float *host_momentum,
-                              int upload_momentum) {
+                              int upload_momentum, const void *step) {
     pasm_cuda_net *g = net->gpu;
     const int64_t np = net->n_param_floats;
     float *buf = NULL;
@@ -495,8 +500,9 @@ pasm_status pasm_cuda_net_sgd(pasm_net *net, float lr, float weight_decay, float
             TRY(pasm_cuda_to_device(g->ctx, g->momentum, host_momentum, (size_t)np * 4));
         buf = g->momentum;
     }
+    g->packed = 0;
     return pasm_cuda_sgd(g->ctx, np, g->param, g->grad, buf, lr, weight_decay, momentum, dampening,
-                         nesterov, first);
+                         nesterov, first, (const pasm_cuda_step *)step);
 }
 
 pasm_status pasm_cuda_net_pull_momentum(pasm_net *net, float *host_momentum) {

@@ -314,3 +314,65 @@ pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, si
 }
 
 size_t pasm_cuda_dtype_size(pasm_cuda_dtype t) { return t == PASM_CUDA_BF16 ? 2 : 4; }
+
+/* ---- graphs ---- */
+struct pasm_cuda_graph {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+};
+
+static int graphs_off(void) {
+    const char *e = getenv("PASM_CUDA_GRAPHS");
+    return e && e[0] == '0';
+}
+
+pasm_status pasm_cuda_graph_begin(pasm_cuda_ctx *ctx) {
+    if (g_emulate || !ctx || !ctx->stream)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "no graphs on the host emulation");
+    if (graphs_off()) return pasm_errorf(PASM_ERR_UNSUPPORTED, "graphs off (PASM_CUDA_GRAPHS=0)");
+    if (pasm_cuda_profile_start() >= 0)
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "no graphs while profiling");
+    cudaError_t e = cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal);
+    return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "starting a graph capture");
+}
+
+pasm_status pasm_cuda_graph_end(pasm_cuda_ctx *ctx, pasm_cuda_graph **out) {
+    *out = NULL;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(ctx->stream, &graph);
+    if (e != cudaSuccess || !graph) {
+        cudaGetLastError();
+        if (graph) cudaGraphDestroy(graph);
+        return pasm_cuda_error(e != cudaSuccess ? e : cudaErrorStreamCaptureInvalidated,
+                               "capturing a step as a graph");
+    }
+    cudaGraphExec_t exec = NULL;
+    e = cudaGraphInstantiate(&exec, graph, 0);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        cudaGraphDestroy(graph);
+        return pasm_cuda_error(e, "instantiating a step's graph");
+    }
+    pasm_cuda_graph *g = (pasm_cuda_graph *)calloc(1, sizeof *g);
+    if (!g) {
+        cudaGraphExecDestroy(exec);
+        cudaGraphDestroy(graph);
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory for a graph");
+    }
+    g->graph = graph;
+    g->exec = exec;
+    *out = g;
+    return PASM_OK;
+}
+
+pasm_status pasm_cuda_graph_launch(pasm_cuda_ctx *ctx, pasm_cuda_graph *g) {
+    cudaError_t e = cudaGraphLaunch(g->exec, ctx->stream);
+    return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "launching a step's graph");
+}
+
+void pasm_cuda_graph_free(pasm_cuda_graph *g) {
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    cudaGraphDestroy(g->graph);
+    free(g);
+}

@@ -14,17 +14,18 @@
 pasm_status pasm_cuda_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const uint8_t *images,
                             const int32_t *labels, const int32_t *order,
                             const pasm_augment_plan *plans, const float *table, float *x,
-                            int32_t *labels_out) {
+                            int32_t *labels_out, const pasm_cuda_step *step) {
     const int64_t plane = (int64_t)s * s, per_image = c * plane;
     return pasm_each(
         ctx, (int64_t)n * per_image,
         [=] __host__ __device__(int64_t i) { /* i indexes x: ((img * c) + ch) * plane + y * s + x */
             const int64_t img = i / per_image, rest = i % per_image;
             const int ch = (int)(rest / plane), yx = (int)(rest % plane);
-            const int src = order[img];
+            const int64_t at = (step ? step->start : 0) + img;
+            const int src = order[at];
             int sy, sx;
             float v = 0.0f;
-            if (pasm_augment_source(&plans[img], s, yx / s, yx % s, &sy, &sx))
+            if (pasm_augment_source(&plans[at], s, yx / s, yx % s, &sy, &sx))
                 v = table[ch * 256 + images[(int64_t)src * per_image + ch * plane + sy * s + sx]];
             x[i] = v;
             if (rest == 0) labels_out[img] = labels[src];
@@ -38,7 +39,7 @@ pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *
                                  const int32_t *labels, float smoothing,
                                  const float *class_weights, const float *teacher, float kd_alpha,
                                  float kd_temp, float *dlogits, double *terms, double *loss,
-                                 int32_t *correct) {
+                                 int32_t *correct, const pasm_cuda_step *step) {
     /* terms: per sample its weighted nll, then n*k smoothing terms, then
      * n*k KL terms, summed by one thread in the host's order */
     double *nll = terms, *smooth = terms + n, *kl = terms + n + (size_t)n * k;
@@ -86,6 +87,7 @@ pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *
     return pasm_each(
         ctx, 1,
         [=] __host__ __device__(int64_t) {
+            const int slot = step ? step->b : 0;
             double total = 0.0, nll_sum = 0.0, smooth_sum = 0.0, kl_sum = 0.0;
             int right = 0, bad = 0;
             for (int i = 0; i < n; i++) {
@@ -97,9 +99,9 @@ pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *
                 total += class_weights ? class_weights[y] : 1.0;
                 right += pasm_argmax_row(logits + (int64_t)i * k, k) == y;
             }
-            *correct = right;
+            correct[slot] = right;
             if (bad || total == 0.0) {
-                *loss = NAN;
+                loss[slot] = NAN;
                 return;
             }
             for (int i = 0; i < n; i++) nll_sum += nll[i];
@@ -110,7 +112,22 @@ pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *
                 const double kd = (double)kd_temp * kd_temp * kl_sum / n;
                 ce = (1.0 - a) * ce + a * kd;
             }
-            *loss = ce;
+            loss[slot] = ce;
         },
         "loss sum");
+}
+
+pasm_status pasm_cuda_step_begin(pasm_cuda_ctx *ctx, int32_t *next, int batch, const float *lrs,
+                                 const float *moms, pasm_cuda_step *step) {
+    return pasm_each(
+        ctx, 1,
+        [=] __host__ __device__(int64_t) {
+            const int32_t b = *next;
+            step->b = b;
+            step->start = b * batch;
+            step->lr = lrs[b];
+            step->momentum = moms[b];
+            *next = b + 1;
+        },
+        "step position");
 }

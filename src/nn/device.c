@@ -7,6 +7,7 @@
  * (the caller may write through it). Each side is brought up to date
  * before it is used, as one copy of the whole blocks. */
 #include "nn/net_internal.h"
+#include "nn/nn_device.h"
 #ifdef PASM_HAVE_CUDA
 #include "cuda/cuda_net.h"
 #endif
@@ -59,6 +60,14 @@ pasm_status pasm_net_device_ready(pasm_net *net) {
 pasm_status pasm_net_sgd_step_device(pasm_net *net, float lr, float weight_decay, float momentum,
                                      float dampening, int nesterov, int first,
                                      float *host_momentum, int *momentum_on_device) {
+    return pasm_net_sgd_step_scheduled(net, NULL, lr, weight_decay, momentum, dampening, nesterov,
+                                       first, host_momentum, momentum_on_device);
+}
+
+pasm_status pasm_net_sgd_step_scheduled(pasm_net *net, const void *step, float lr,
+                                        float weight_decay, float momentum, float dampening,
+                                        int nesterov, int first, float *host_momentum,
+                                        int *momentum_on_device) {
 #ifdef PASM_HAVE_CUDA
     if (!net->gpu)
         return pasm_errorf(PASM_ERR_INVALID, "a device SGD step on a network on the CPU");
@@ -66,16 +75,27 @@ pasm_status pasm_net_sgd_step_device(pasm_net *net, float lr, float weight_decay
     if (st) return st;
     int upload = host_momentum && !*momentum_on_device && !first;
     st = pasm_cuda_net_sgd(net, lr, weight_decay, momentum, dampening, nesterov, first,
-                           host_momentum, upload);
+                           host_momentum, upload, step);
     if (st) return st;
     if (host_momentum) *momentum_on_device = 1;
     net->gpu_newer = 1;
     return PASM_OK;
 #else
     (void)lr, (void)weight_decay, (void)momentum, (void)dampening, (void)nesterov, (void)first;
-    (void)host_momentum, (void)momentum_on_device, (void)net;
+    (void)host_momentum, (void)momentum_on_device, (void)net, (void)step;
     return pasm_errorf(PASM_ERR_INVALID, "a device SGD step on a network on the CPU");
 #endif
+}
+
+void pasm_net_count_replayed_steps(pasm_net *net, int delta) {
+    *net->stem_bn.batches_tracked += delta;
+    for (int i = 0; i < 8; i++) {
+        block *b = &net->blocks[i];
+        *b->bn1.batches_tracked += delta;
+        *b->bn2.batches_tracked += delta;
+        if (b->has_downsample) *b->down_bn.batches_tracked += delta;
+    }
+    if (delta > 0) net->gpu_newer = 1; /* the replayed steps moved the running statistics */
 }
 
 pasm_status pasm_net_momentum_to_host(pasm_net *net, float *host_momentum) {
@@ -88,3 +108,5 @@ pasm_status pasm_net_momentum_to_host(pasm_net *net, float *host_momentum) {
     return PASM_OK;
 #endif
 }
+
+int64_t pasm_net_steps_counted(const pasm_net *net) { return *net->stem_bn.batches_tracked; }

@@ -11,5 +11,18 @@
 pasm_status pasm_net_forward_on_device(pasm_net *net, const float *x, int n, int train,
                                        const float **logits);
 pasm_status pasm_net_backward_on_device(pasm_net *net, const float *dlogits, float *dx);
+/* pasm_net_sgd_step_device whose lr and momentum, with step (a device
+ * pasm_cuda_step), come from the device. */
+pasm_status pasm_net_sgd_step_scheduled(pasm_net *net, const void *step, float lr,
+                                        float weight_decay, float momentum, float dampening,
+                                        int nesterov, int first, float *host_momentum,
+                                        int *momentum_on_device);
+/* The host's side of delta training steps that ran without the host (a
+ * replayed graph: +1; -1 takes back a step whose capture failed): every BN
+ * layer's num_batches_tracked, and the device copy marked newer. A training
+ * forward counts its own step. */
+void pasm_net_count_replayed_steps(pasm_net *net, int delta);
+/* The training steps counted so far (num_batches_tracked). */
+int64_t pasm_net_steps_counted(const pasm_net *net);
 
 #endif

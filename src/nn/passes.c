@@ -10,17 +10,6 @@
 #ifdef PASM_HAVE_CUDA
 #include "cuda/cuda_net.h"
 
-/* Every BN layer's num_batches_tracked, which stays on the host. */
-static void count_training_batch(pasm_net *net) {
-    (*net->stem_bn.batches_tracked)++;
-    for (int i = 0; i < 8; i++) {
-        block *b = &net->blocks[i];
-        (*b->bn1.batches_tracked)++;
-        (*b->bn2.batches_tracked)++;
-        if (b->has_downsample) (*b->down_bn.batches_tracked)++;
-    }
-}
-
 /* on_device: x is device memory and the logits stay there */
 static pasm_status forward_device(pasm_net *net, const float *x, int n, int train, int on_device) {
     pasm_status st = pasm_net_device_ready(net);
@@ -28,10 +17,7 @@ static pasm_status forward_device(pasm_net *net, const float *x, int n, int trai
     st = on_device ? pasm_cuda_net_forward_dev(net, x, n, train)
                    : pasm_cuda_net_forward(net, x, n, train);
     if (st) return st;
-    if (train) {
-        count_training_batch(net);
-        net->gpu_newer = 1; /* the running statistics moved */
-    }
+    if (train) pasm_net_count_replayed_steps(net, 1); /* counters on the host, statistics moved */
     return PASM_OK;
 }
 #endif

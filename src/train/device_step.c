@@ -1,4 +1,5 @@
 /* Training steps on the GPU: see device_step.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,13 @@ struct device_step {
     int32_t *batch_labels;
     double *terms, *losses; /* loss scratch; a loss per step of the epoch */
     int32_t *correct;       /* a count per step */
+    float *lrs, *moms;      /* the schedule's values per step of the epoch */
+    int32_t *next;          /* the next step's batch */
+    pasm_cuda_step *step;   /* the running step's position and values */
+    /* A full batch's step as a graph, captured at the second full step and
+     * replayed after; graph_failed: it could not be made (said once). */
+    pasm_cuda_graph *graph;
+    int graph_failed, full_steps;
     /* host: the epoch's plans and order before they are sent */
     pasm_augment_plan *host_plans;
     int32_t *host_order;
@@ -30,8 +38,10 @@ struct device_step {
 void device_step_free(device_step *d) {
     if (!d) return;
     if (d->ctx) pasm_cuda_sync(d->ctx, "ending a training run");
-    void *bufs[] = {d->images, d->labels, d->order, d->plans, d->table, d->class_weights,
-                    d->x, d->dlogits, d->batch_labels, d->terms, d->losses, d->correct};
+    pasm_cuda_graph_free(d->graph);
+    void *bufs[] = {d->images, d->labels, d->order,  d->plans,   d->table,
+                    d->class_weights, d->x, d->dlogits, d->batch_labels, d->terms,
+                    d->losses, d->correct, d->lrs, d->moms, d->next, d->step};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(d->ctx);
     free(d->host_plans);
@@ -59,7 +69,11 @@ static pasm_status build(device_step *d, const pasm_dataset *train, const pasm_m
         (st = alloc(&d->batch_labels, (size_t)n_max * 4, "a batch's labels")) ||
         (st = alloc(&d->terms, pasm_cuda_loss_terms_doubles(n_max, k) * 8, "loss terms")) ||
         (st = alloc(&d->losses, (size_t)d->batches * 8, "the epoch's losses")) ||
-        (st = alloc(&d->correct, (size_t)d->batches * 4, "the epoch's hits")))
+        (st = alloc(&d->correct, (size_t)d->batches * 4, "the epoch's hits")) ||
+        (st = alloc(&d->lrs, (size_t)d->batches * 4, "the epoch's learning rates")) ||
+        (st = alloc(&d->moms, (size_t)d->batches * 4, "the epoch's momenta")) ||
+        (st = alloc(&d->next, 4, "the step counter")) ||
+        (st = alloc(&d->step, sizeof(pasm_cuda_step), "the step")))
         return st;
     if (class_weights) {
         if ((st = alloc(&d->class_weights, (size_t)k * 4, "class weights"))) return st;
@@ -123,28 +137,35 @@ pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_data
     return PASM_OK;
 }
 
-pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch) {
-    /* the plans' send below must not overwrite what queued steps still read */
+pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch, int first,
+                              const float *lrs, const float *moms) {
+    /* the sends below must not overwrite what queued steps still read */
     pasm_status st = pasm_cuda_sync(d->ctx, "finishing the last epoch");
     if (st) return st;
     for (int i = 0; i < n; i++) d->host_order[i] = order[i];
     if ((st = pasm_augment_plans(n, d->size, &d->opt->augment, d->opt->seed, (uint64_t)epoch,
                                  order, d->host_plans)))
         return st;
+    const int32_t next = first;
     if ((st = pasm_cuda_to_device(d->ctx, d->order, d->host_order, (size_t)n * 4)) ||
         (st = pasm_cuda_to_device(d->ctx, d->plans, d->host_plans,
-                                  (size_t)n * sizeof *d->host_plans)))
+                                  (size_t)n * sizeof *d->host_plans)) ||
+        (st = pasm_cuda_to_device(d->ctx, d->lrs, lrs, (size_t)d->batches * 4)) ||
+        (st = pasm_cuda_to_device(d->ctx, d->moms, moms, (size_t)d->batches * 4)) ||
+        (st = pasm_cuda_to_device(d->ctx, d->next, &next, 4)))
         return st;
-    return PASM_OK;
+    return pasm_cuda_sync(d->ctx, "sending the epoch's plans");
 }
 
-pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int b, int start, int n, float lr,
-                            float momentum) {
+/* A step's work, every launch the same whatever the step: what changes is
+ * read from d->step on the device. */
+static pasm_status step_body(device_step *d, pasm_sgd *sgd, int n) {
     const pasm_train_options *opt = d->opt;
-    pasm_status st = pasm_cuda_batch(d->ctx, n, d->channels, d->size, d->images, d->labels,
-                                     d->order + start, d->plans + start, d->table, d->x,
-                                     d->batch_labels);
+    pasm_status st = pasm_cuda_step_begin(d->ctx, d->next, opt->batch, d->lrs, d->moms, d->step);
     if (st) return st;
+    if ((st = pasm_cuda_batch(d->ctx, n, d->channels, d->size, d->images, d->labels, d->order,
+                              d->plans, d->table, d->x, d->batch_labels, d->step)))
+        return st;
     const float *teacher_logits = NULL, *logits;
     if (d->teacher &&
         (st = pasm_net_forward_on_device(d->teacher, d->x, n, 0, &teacher_logits)))
@@ -152,12 +173,53 @@ pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int b, int start, int
     if ((st = pasm_net_forward_on_device(d->net, d->x, n, 1, &logits))) return st;
     if ((st = pasm_cuda_train_loss(d->ctx, n, d->k, logits, d->batch_labels,
                                    opt->label_smoothing, d->class_weights, teacher_logits,
-                                   opt->kd_alpha, opt->kd_temp, d->dlogits, d->terms,
-                                   d->losses + b, d->correct + b)))
+                                   opt->kd_alpha, opt->kd_temp, d->dlogits, d->terms, d->losses,
+                                   d->correct, d->step)))
         return st;
     if ((st = pasm_net_backward_on_device(d->net, d->dlogits, NULL))) return st;
-    sgd->opt.momentum = momentum;
-    return pasm_sgd_step_net(sgd, d->net, lr);
+    const pasm_sgd_options *o = &sgd->opt;
+    if ((st = pasm_net_sgd_step_scheduled(d->net, d->step, 0, o->weight_decay, 0, o->dampening,
+                                          o->nesterov, sgd->steps == 0, sgd->momentum_buffer,
+                                          &sgd->momentum_on_device)))
+        return st;
+    sgd->steps++;
+    return PASM_OK;
+}
+
+/* The host's account of a step it did not run itself (a replay: +1), or
+ * took back (a failed capture: -1). */
+static void account(device_step *d, pasm_sgd *sgd, int delta) {
+    pasm_net_count_replayed_steps(d->net, delta);
+    sgd->steps += delta;
+}
+
+pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
+    if (n != d->max_n || d->graph_failed) return step_body(d, sgd, n);
+    if (d->graph) {
+        pasm_status st = pasm_cuda_graph_launch(d->ctx, d->graph);
+        if (!st) account(d, sgd, 1);
+        return st;
+    }
+    /* the first full step runs as it is (it allocates the momentum and
+     * plans the convolutions); the second is captured */
+    if (d->full_steps++ == 0 || pasm_cuda_graph_begin(d->ctx) != PASM_OK) {
+        if (d->full_steps > 1) d->graph_failed = 1; /* graphs off or not here */
+        return step_body(d, sgd, n);
+    }
+    const int64_t counted = pasm_net_steps_counted(d->net), steps = sgd->steps;
+    pasm_status st = step_body(d, sgd, n), end = pasm_cuda_graph_end(d->ctx, &d->graph);
+    if (!st && !end) return pasm_cuda_graph_launch(d->ctx, d->graph);
+    /* nothing captured ran: take back what the host counted of it and run
+     * the step as it is */
+    pasm_net_count_replayed_steps(d->net, -(int)(pasm_net_steps_counted(d->net) - counted));
+    sgd->steps = steps;
+    fprintf(stderr, "note: a training step could not run as a CUDA graph (%s); steps run "
+                    "launch by launch\n",
+            pasm_last_error());
+    d->graph_failed = 1;
+    pasm_cuda_graph_free(d->graph);
+    d->graph = NULL;
+    return step_body(d, sgd, n);
 }
 
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {
@@ -184,13 +246,13 @@ pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_data
     return PASM_OK;
 }
 void device_step_free(device_step *d) { (void)d; }
-pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch) {
-    (void)d, (void)order, (void)n, (void)epoch;
+pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch, int first,
+                              const float *lrs, const float *moms) {
+    (void)d, (void)order, (void)n, (void)epoch, (void)first, (void)lrs, (void)moms;
     return pasm_errorf(PASM_ERR_INVALID, "no GPU trainer in a CPU build");
 }
-pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int b, int start, int n, float lr,
-                            float momentum) {
-    (void)d, (void)sgd, (void)b, (void)start, (void)n, (void)lr, (void)momentum;
+pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
+    (void)d, (void)sgd, (void)n;
     return pasm_errorf(PASM_ERR_INVALID, "no GPU trainer in a CPU build");
 }
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {

@@ -23,11 +23,16 @@ pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_data
                                const pasm_train_options *opt, const pasm_model_meta *meta,
                                const float *class_weights, int batches);
 void device_step_free(device_step *d);
-/* The epoch's order (n dataset indices) and augmentation plans, to the GPU. */
-pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch);
-/* Queues step b of the epoch: the n samples from position start. */
-pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int b, int start, int n, float lr,
-                            float momentum);
+/* The epoch's order (n dataset indices) and augmentation plans, and the
+ * schedule's lrs and moms for each of its batches, to the GPU; the epoch's
+ * steps start at batch first. */
+pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch, int first,
+                              const float *lrs, const float *moms);
+/* Queues the epoch's next step, of n samples. Full batches after the first
+ * run as one CUDA graph, captured once (PASM_CUDA_GRAPHS=0: never; a
+ * capture that fails is said once on stderr and the steps run launch by
+ * launch). */
+pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n);
 /* Waits for the GPU and reads steps [from, to)'s losses and correct counts. */
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct);
 

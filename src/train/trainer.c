@@ -65,6 +65,7 @@ typedef struct {
     double *sampler_cdf;
     double *step_loss; /* each step's loss and hits this epoch, until counted */
     int *step_correct;
+    float *lrs, *moms; /* the GPU trainer's schedule values for an epoch's steps */
 } workspace;
 
 static void workspace_free(workspace *w) {
@@ -78,6 +79,8 @@ static void workspace_free(workspace *w) {
     free(w->sampler_cdf);
     free(w->step_loss);
     free(w->step_correct);
+    free(w->lrs);
+    free(w->moms);
 }
 
 static pasm_status workspace_init(workspace *w, const pasm_dataset *train, int batch, int k,
@@ -94,8 +97,11 @@ static pasm_status workspace_init(workspace *w, const pasm_dataset *train, int b
     w->sampler_cdf = malloc((size_t)train->n * sizeof(double));
     w->step_loss = malloc((size_t)batches * sizeof(double));
     w->step_correct = malloc((size_t)batches * sizeof(int));
+    w->lrs = malloc((size_t)batches * sizeof(float));
+    w->moms = malloc((size_t)batches * sizeof(float));
     if (!w->x || !w->dlogits || !w->dkd || !w->class_weights || !w->labels || !w->order ||
-        !w->batch_idx || !w->sampler_cdf || !w->step_loss || !w->step_correct) {
+        !w->batch_idx || !w->sampler_cdf || !w->step_loss || !w->step_correct || !w->lrs ||
+        !w->moms) {
         workspace_free(w);
         return pasm_errorf(PASM_ERR_NOMEM, "out of memory for training batches");
     }
@@ -262,7 +268,15 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
             pasm_epoch_order_pairs(n_epoch, opt->twin_prob, opt->seed, epoch, w.order);
         else pasm_epoch_order(train, opt->balance, w.sampler_cdf, opt->seed, epoch, w.order);
         double t_epoch = pasm_now_seconds(), t_counted = t_epoch;
-        if (dev && (st = device_step_epoch(dev, w.order, n_epoch, epoch))) goto done;
+        if (dev) { /* the schedule's values for this epoch's steps, from ts.batch_pos on */
+            for (int b = 0; b < batches; b++) {
+                int64_t step = ts.step + (b - ts.batch_pos);
+                w.lrs[b] = pasm_schedule_lr(&sched, step < 0 ? 0 : step);
+                w.moms[b] = pasm_schedule_momentum(&sched, step < 0 ? 0 : step, opt->sgd.momentum);
+            }
+            if ((st = device_step_epoch(dev, w.order, n_epoch, epoch, ts.batch_pos, w.lrs, w.moms)))
+                goto done;
+        }
         int64_t seen_this_run = 0;
         float lr = 0;
         /* Steps [counted, b] have run; their losses are counted (and the
@@ -275,8 +289,7 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
             int n = n_epoch - start < opt->batch ? n_epoch - start : opt->batch;
             lr = pasm_schedule_lr(&sched, ts.step);
             if (dev) {
-                st = device_step_run(dev, &sgd, b, start, n, lr,
-                                     pasm_schedule_momentum(&sched, ts.step, opt->sgd.momentum));
+                st = device_step_run(dev, &sgd, n);
             } else {
                 st = train_step(net, train, opt, &ckpt_meta, &w, &sgd, &sched, ts.step, epoch,
                                 start, n, &w.step_loss[b], &w.step_correct[b]);

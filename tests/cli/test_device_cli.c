@@ -7,9 +7,13 @@
  * uninterrupted GPU run, eval and predict run on the GPU and agree with the
  * CPU, and a short pasm run (mining with grad, a round) completes. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "pasm/pasm.h"
 #include "util/helpers.h"
@@ -129,6 +133,37 @@ static void test_train_on_gpu(void **unused) {
     if (rc) fail_msg("resume: %s", out);
     free(out);
     assert_true(test_files_equal(g, r));
+    /* SIGINT as training starts: the GPU trainer stops after a step (mid
+     * epoch, at whatever batch the GPU had reached), and the resumed run
+     * (from that batch, its schedule and augmentation) ends the same */
+    snprintf(cmd, sizeof cmd, "rm -f '%s/gpu.'*", dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(metrics, sizeof metrics, "%s/gpu.metrics.jsonl", dir);
+    fflush(stdout); /* the child must not print what this process buffered */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char log[420];
+        snprintf(log, sizeof log, "%s/sigint.log", dir);
+        if (!freopen(log, "w", stdout) || !freopen(log, "a", stderr)) _exit(99);
+        execl(test_pasm_bin(), "pasm", "train", "--data", faces, "--input-size", "32", "--width",
+              "16", "--epochs", "2", "--batch", "16", "--seed", "3", "--lr", "0.02", "--out", g,
+              "--device", "cuda", (char *)NULL);
+        _exit(98);
+    }
+    struct stat sb;
+    for (int i = 0; i < 6000 && stat(metrics, &sb) != 0; i++) usleep(5000);
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    snprintf(cmd, sizeof cmd, "grep -h 'stopped' '%s/sigint.log'", dir);
+    if (system(cmd)) fail_msg("no stop message");
+    rc = test_run_pasm(&out, "train --resume '%s' --device cuda", g);
+    if (rc) fail_msg("resume after SIGINT: %s", out);
+    free(out);
+    assert_true(test_files_equal(g, r));
     /* eval and predict on the GPU agree with the CPU on the GPU's model */
     char *ce, *ge;
     assert_int_equal(test_run_pasm(&ce, "eval --model '%s' --data '%s' --split test --json", g, faces), 0);
@@ -164,20 +199,26 @@ static void test_run_on_gpu(void **unused) {
     assert_true(acc >= 0 && acc <= 1);
 }
 
-/* Runs the command with the GPU trainer (steps that stay on the GPU) or,
- * host_step, with the host's batches and loss around the GPU network; moves
- * the checkpoint it wrote (path) to path.keep. */
-static void train_path(int host_step, const char *path, const char *fmt, const char *a,
-                       const char *b, const char *c) {
+/* Runs the command on path 0 (the GPU trainer: steps that stay on the GPU,
+ * full batches replayed as a CUDA graph on a GPU), 1 (the host's batches and
+ * loss around the GPU network: PASM_CUDA_HOST_STEP=1) or 2 (the GPU trainer
+ * without graphs: PASM_CUDA_GRAPHS=0); moves the checkpoint it wrote (path)
+ * to path.keepN. */
+static void train_path(int how, const char *path, const char *fmt, const char *a, const char *b,
+                       const char *c) {
     char *out, keep[520];
-    if (host_step) setenv("PASM_CUDA_HOST_STEP", "1", 1);
+    if (how == 1) setenv("PASM_CUDA_HOST_STEP", "1", 1);
+    if (how == 2) setenv("PASM_CUDA_GRAPHS", "0", 1);
     int rc = test_run_pasm(&out, fmt, a, b, c);
     unsetenv("PASM_CUDA_HOST_STEP");
-    if (rc) fail_msg("%s: %s", host_step ? "host step" : "GPU step", out);
-    const char *said = host_step ? "steps: batches and loss on the host" : "steps: on the GPU";
+    unsetenv("PASM_CUDA_GRAPHS");
+    if (rc) fail_msg("path %d: %s", how, out);
+    const char *said = how == 1 ? "steps: batches and loss on the host" : "steps: on the GPU";
     if (!strstr(out, said)) fail_msg("expected '%s' in: %s", said, out);
+    if (strstr(out, "could not run as a CUDA graph"))
+        printf("  NOTE: the GPU trainer fell back to launch-by-launch steps:\n%s", out);
     free(out);
-    snprintf(keep, sizeof keep, "%s.keep%d", path, host_step);
+    snprintf(keep, sizeof keep, "%s.keep%d", path, how);
     assert_int_equal(rename(path, keep), 0);
 }
 
@@ -192,15 +233,24 @@ static void compare_paths(const char *what, const char *path, double loss[2][2],
         if (emulated) assert_true(loss[0][e] == loss[1][e]);
         else assert_true(fabs(loss[0][e] - loss[1][e]) <= 1e-4 * fmax(1, loss[1][e]));
     }
-    if (emulated) assert_true(test_files_equal(a, b));
+    if (emulated) {
+        assert_true(test_files_equal(a, b));
+        return;
+    }
+    /* on a GPU: graphs or launch by launch, the same kernels in the same
+     * order: the same bytes */
+    snprintf(b, sizeof b, "%s.keep2", path);
+    if (!test_files_equal(a, b)) fail_msg("%s: the graph-replayed run differs from the "
+                                          "launch-by-launch one", what);
 }
 
 /* The GPU trainer (batch assembly and augmentation from the images kept on
  * the GPU, the loss on the GPU, no wait inside an epoch) against the host
  * path around the same GPU network: on the emulation the same bytes (the
  * same arithmetic in the same order); on a GPU, whose exp and log may
- * differ from the host's in the last bit, the same losses to 1e-4. Training
- * with label smoothing, class weights and random erasing; a PASM round with
+ * differ from the host's in the last bit, the same losses to 1e-4, and the
+ * graph-replayed run the bytes of the launch-by-launch one. Training with
+ * label smoothing, class weights and random erasing; a PASM round with
  * distillation from a teacher on the GPU. */
 static void test_gpu_trainer_matches_host_step(void **unused) {
     if (!gpu_runs_here()) skip();
@@ -212,9 +262,9 @@ static void test_gpu_trainer_matches_host_step(void **unused) {
     char metrics[420];
     snprintf(metrics, sizeof metrics, "%s/steps.metrics.jsonl", dir);
     double loss[2][2];
-    for (int host = 0; host < 2; host++) {
-        train_path(host, m, train, faces, m, "");
-        for (int e = 0; e < 2; e++) loss[host][e] = epoch_loss(metrics, e + 1);
+    for (int how = 0; how < (emulated ? 2 : 3); how++) {
+        train_path(how, m, train, faces, m, "");
+        for (int e = 0; e < 2 && how < 2; e++) loss[how][e] = epoch_loss(metrics, e + 1);
     }
     compare_paths("train", m, loss, emulated);
     /* a round: the teacher and mined points of test_run_on_gpu's run */
@@ -230,9 +280,9 @@ static void test_gpu_trainer_matches_host_step(void **unused) {
                                   "--round-epochs 2 --batch 16 --device cuda%%s",
              model, mined);
     snprintf(metrics, sizeof metrics, "%s/student.metrics.jsonl", dir);
-    for (int host = 0; host < 2; host++) {
-        train_path(host, student, round, faces, student, "");
-        for (int e = 0; e < 2; e++) loss[host][e] = epoch_loss(metrics, e + 1);
+    for (int how = 0; how < (emulated ? 2 : 3); how++) {
+        train_path(how, student, round, faces, student, "");
+        for (int e = 0; e < 2 && how < 2; e++) loss[how][e] = epoch_loss(metrics, e + 1);
     }
     compare_paths("round", student, loss, emulated);
 }

@@ -295,7 +295,7 @@ static void case_sgd(void) {
     for (int step = 0; step < 3; step++) {
         pasm_sgd_step(&sgd, p, g, 0.1f * (step + 1));
         OK(pasm_cuda_sgd(ctx(), count, pd, gd, bd, 0.1f * (step + 1), 5e-4f, 0.9f, 0, 1,
-                         step == 0));
+                         step == 0, NULL));
     }
     buf_out(p2, pd, count * 4);
     buf_out(buf2, bd, count * 4);
@@ -343,7 +343,7 @@ static void case_batch(void) {
     void *od = buf_in(order, sizeof order), *pd = buf_in(plans, sizeof plans);
     void *td = buf_in(table, sizeof table), *xd = buf_in(NULL, count * 4);
     void *ld = buf_in(NULL, sizeof got_labels);
-    OK(pasm_cuda_batch(ctx(), n, C, S, im, lb, od, pd, td, xd, ld));
+    OK(pasm_cuda_batch(ctx(), n, C, S, im, lb, od, pd, td, xd, ld, NULL));
     buf_out(got, xd, count * 4);
     buf_out(got_labels, ld, sizeof got_labels);
     assert_memory_equal(got, want, count * 4); /* values are moved, never computed anew */
@@ -393,7 +393,7 @@ static void case_loss(void) {
             right += best == y[i];
         }
         OK(pasm_cuda_train_loss(ctx(), n, k, zd, yd, kd ? eps : 0, kd ? wd : NULL,
-                                kd ? td : NULL, a, temp, gd, terms, ld, cd));
+                                kd ? td : NULL, a, temp, gd, terms, ld, cd, NULL));
         double loss;
         int32_t correct;
         buf_out(got, gd, n * k * 4);
@@ -413,7 +413,7 @@ static void case_loss(void) {
     y[3] = k; /* out of range */
     buf_free(yd);
     yd = buf_in(y, sizeof y);
-    OK(pasm_cuda_train_loss(ctx(), n, k, zd, yd, 0, NULL, NULL, a, temp, gd, terms, ld, cd));
+    OK(pasm_cuda_train_loss(ctx(), n, k, zd, yd, 0, NULL, NULL, a, temp, gd, terms, ld, cd, NULL));
     double loss;
     buf_out(&loss, ld, 8);
     assert_true(isnan(loss));
