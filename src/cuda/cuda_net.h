@@ -30,6 +30,10 @@ pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *d
 pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int train);
 pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, float *dx);
 const float *pasm_cuda_net_logits(const pasm_net *net);
+/* The device parameters changed without this file seeing it (a replayed
+ * graph), or a queued packing never ran (a failed capture): the next
+ * forward packs the weights again. */
+void pasm_cuda_net_params_changed(pasm_net *net);
 /* One SGD step on the device parameters. host_momentum: the optimiser's
  * buffer, uploaded when upload_momentum (a resumed run). step: NULL, or a
  * device pasm_cuda_step whose lr and momentum replace the arguments. */

@@ -367,12 +367,14 @@ pasm_status pasm_cuda_net_forward(pasm_net *net, const float *x, int n, int trai
 
 const float *pasm_cuda_net_logits(const pasm_net *net) { return net->gpu->logits; }
 
+void pasm_cuda_net_params_changed(pasm_net *net) { net->gpu->packed = 0; }
+
 pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int train) {
     pasm_cuda_net *g = net->gpu;
     const pasm_net_config *cfg = &net->cfg;
     const int hw = cfg->input_size * cfg->input_size;
     TRY(pasm_cuda_nchw_to_nhwc(g->ctx, n, cfg->in_channels, hw, x, g->x_in, g->t));
-    if (!g->packed) {
+    if (train || !g->packed) { /* a training step always packs: a graph of it must */
         TRY(pack_all(g));
         g->packed = 1;
     }

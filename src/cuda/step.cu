@@ -49,7 +49,10 @@ pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *
         ctx, n,
         [=] __host__ __device__(int64_t i) {
             const int y = labels[i];
-            if (y < 0 || y >= k) return; /* the sum below gives NaN */
+            if (y < 0 || y >= k) { /* the sum below gives NaN */
+                for (int j = 0; j < k; j++) dlogits[i * k + j] = 0.0f;
+                return;
+            }
             double total = 0.0, w_sum = 0.0;
             for (int r = 0; r < n; r++) {
                 const int yr = labels[r];

@@ -96,6 +96,9 @@ void pasm_net_count_replayed_steps(pasm_net *net, int delta) {
         if (b->has_downsample) *b->down_bn.batches_tracked += delta;
     }
     if (delta > 0) net->gpu_newer = 1; /* the replayed steps moved the running statistics */
+#ifdef PASM_HAVE_CUDA
+    if (net->gpu) pasm_cuda_net_params_changed(net);
+#endif
 }
 
 pasm_status pasm_net_momentum_to_host(pasm_net *net, float *host_momentum) {

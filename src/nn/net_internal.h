@@ -18,6 +18,7 @@
 #define PASM_NET_INTERNAL_H
 
 #include "pasm/nn.h"
+#include "nn/nn_device.h"
 #include "pasm/ops.h"
 
 typedef struct {
@@ -95,6 +96,6 @@ void pasm_net_host_view(pasm_net *net, int with_grads);
 /* The same for a reader inside nn that writes nothing (the device's copy
  * stays current). */
 void pasm_net_host_read(pasm_net *net);
-pasm_status pasm_net_device_ready(pasm_net *net);
+/* pasm_net_device_ready: nn_device.h */
 
 #endif

@@ -8,6 +8,10 @@
 
 #include "pasm/nn.h"
 
+/* The device copy brought up to date with a newer host copy (one send of
+ * the parameter and statistics blocks, waited for); a no-op for CPU
+ * networks and when the device copy is current. */
+pasm_status pasm_net_device_ready(pasm_net *net);
 pasm_status pasm_net_forward_on_device(pasm_net *net, const float *x, int n, int train,
                                        const float **logits);
 pasm_status pasm_net_backward_on_device(pasm_net *net, const float *dlogits, float *dx);

@@ -195,27 +195,34 @@ static void account(device_step *d, pasm_sgd *sgd, int delta) {
 
 pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
     if (n != d->max_n || d->graph_failed) return step_body(d, sgd, n);
+    /* A graph neither sends nor checks: a host copy written since (or
+     * handed out for writing, as saving a checkpoint does) goes first. */
+    pasm_status st = pasm_net_device_ready(d->net);
+    if (!st && d->teacher) st = pasm_net_device_ready(d->teacher);
+    if (st) return st;
     if (d->graph) {
-        pasm_status st = pasm_cuda_graph_launch(d->ctx, d->graph);
-        if (!st) account(d, sgd, 1);
+        if (!(st = pasm_cuda_graph_launch(d->ctx, d->graph))) account(d, sgd, 1);
         return st;
     }
     /* the first full step runs as it is (it allocates the momentum and
      * plans the convolutions); the second is captured */
-    if (d->full_steps++ == 0 || pasm_cuda_graph_begin(d->ctx) != PASM_OK) {
-        if (d->full_steps > 1) d->graph_failed = 1; /* graphs off or not here */
+    if (d->full_steps++ == 0 || sgd->steps == 0 || pasm_cuda_graph_begin(d->ctx) != PASM_OK) {
+        if (d->full_steps > 1 && sgd->steps > 0) d->graph_failed = 1; /* off, or not here */
         return step_body(d, sgd, n);
     }
     const int64_t counted = pasm_net_steps_counted(d->net), steps = sgd->steps;
-    pasm_status st = step_body(d, sgd, n), end = pasm_cuda_graph_end(d->ctx, &d->graph);
+    st = step_body(d, sgd, n);
+    char why[512];
+    snprintf(why, sizeof why, "%s", st ? pasm_last_error() : "");
+    pasm_status end = pasm_cuda_graph_end(d->ctx, &d->graph);
     if (!st && !end) return pasm_cuda_graph_launch(d->ctx, d->graph);
-    /* nothing captured ran: take back what the host counted of it and run
-     * the step as it is */
+    /* nothing captured ran: take back what the host counted of it (and the
+     * weights it packed) and run the step as it is */
     pasm_net_count_replayed_steps(d->net, -(int)(pasm_net_steps_counted(d->net) - counted));
     sgd->steps = steps;
     fprintf(stderr, "note: a training step could not run as a CUDA graph (%s); steps run "
                     "launch by launch\n",
-            pasm_last_error());
+            st ? why : pasm_last_error());
     d->graph_failed = 1;
     pasm_cuda_graph_free(d->graph);
     d->graph = NULL;
