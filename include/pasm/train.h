@@ -178,6 +178,7 @@ typedef struct {
      * the host assembled: noise-valued erasing, a teacher on the CPU,
      * PASM_CUDA_HOST_STEP=1) */
     int gpu_trainer;
+    int64_t graph_steps; /* of the GPU trainer's steps, those replayed as a CUDA graph */
 } pasm_train_result;
 
 /* Trains net (initialised, or loaded) on train, choosing the best epoch on val

@@ -160,8 +160,13 @@ int cli_same_images(const pasm_dataset *a, const pasm_dataset *b) {
            !memcmp(a->images, b->images, bytes);
 }
 
-void cli_print_steps(int device, int gpu_trainer) {
+void cli_print_steps(int device, const pasm_train_result *r) {
     if (!device) return;
-    printf("steps: %s\n", gpu_trainer ? "on the GPU (batches, augmentation and loss there)"
-                                      : "batches and loss on the host around the GPU network");
+    if (!r->gpu_trainer) {
+        printf("steps: batches and loss on the host around the GPU network\n");
+        return;
+    }
+    printf("steps: on the GPU (batches, augmentation and loss there); %lld replayed as a CUDA "
+           "graph\n",
+           (long long)r->graph_steps);
 }

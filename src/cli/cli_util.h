@@ -39,7 +39,7 @@ int cli_device(const char *cmd, const char *s, int *out);
 /* "device: cuda: NVIDIA H200, ..." on stdout for a GPU, nothing for the CPU. */
 void cli_print_device(int device);
 /* After training on a device: where the steps ran (pasm_train_result). */
-void cli_print_steps(int device, int gpu_trainer);
+void cli_print_steps(int device, const pasm_train_result *r);
 
 /* --precision P: fp32 or bf16 into *out (pasm_precision); 0 with a usage
  * message otherwise. */

@@ -335,7 +335,7 @@ int cli_round_run(const cli_round_args *a) {
     if (!st)
         printf("done: best epoch %d (validation accuracy %.4f) -> %s\n", result.best_epoch,
                result.best_val_accuracy, a->out);
-    if (!st) cli_print_steps(a->device, result.gpu_trainer);
+    if (!st) cli_print_steps(a->device, &result);
 done:
     free(wrong);
     free(train_idx);

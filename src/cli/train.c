@@ -436,7 +436,7 @@ static int run(train_args *a, int resume, int stop_after, int device) {
                "%.4f) -> %s\n",
                result.epochs_done, (long long)result.steps, result.seconds, result.best_epoch,
                result.best_val_accuracy, a->out);
-    if (!st) cli_print_steps(device, result.gpu_trainer);
+    if (!st) cli_print_steps(device, &result);
     if (!st && device)
         printf("peak GPU memory: %.0f MiB\n",
                (double)pasm_device_peak_bytes((pasm_device)device) / 1048576.0);

@@ -316,7 +316,11 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
                                    void *y, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_FORWARD);
     if (st) return st;
-    if (pasm_cuda_emulating()) return emu_forward(c, n, x, w, y);
+    if (pasm_cuda_emulating()) {
+        if (!pasm_cuda_recording()) return emu_forward(c, n, x, w, y);
+        pasm_cuda_record([=]() { return emu_forward(c, n, x, w, y); });
+        return PASM_OK;
+    }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->fwd_math), "math type");
     const float one = 1.0f, zero = 0.0f;
     const double t0 = pasm_cuda_profile_start();
@@ -331,7 +335,11 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
                                          const void *w, void *dx, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_DATA);
     if (st) return st;
-    if (pasm_cuda_emulating()) return emu_backward(c, n, NULL, w, dy, dx, NULL);
+    if (pasm_cuda_emulating()) {
+        if (!pasm_cuda_recording()) return emu_backward(c, n, NULL, w, dy, dx, NULL);
+        pasm_cuda_record([=]() { return emu_backward(c, n, NULL, w, dy, dx, NULL); });
+        return PASM_OK;
+    }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->data_math), "math type");
     const float one = 1.0f, zero = 0.0f;
     const double t0 = pasm_cuda_profile_start();
@@ -346,7 +354,11 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
                                            const void *dy, void *dw, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_FILTER);
     if (st) return st;
-    if (pasm_cuda_emulating()) return emu_backward(c, n, x, NULL, dy, NULL, dw);
+    if (pasm_cuda_emulating()) {
+        if (!pasm_cuda_recording()) return emu_backward(c, n, x, NULL, dy, NULL, dw);
+        pasm_cuda_record([=]() { return emu_backward(c, n, x, NULL, dy, NULL, dw); });
+        return PASM_OK;
+    }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->filter_math), "math type");
     const float one = 1.0f, zero = 0.0f;
     const double t0 = pasm_cuda_profile_start();

@@ -171,10 +171,12 @@ pasm_status pasm_cuda_sgd(pasm_cuda_ctx *ctx, int64_t count, float *params, cons
                           float dampening, int nesterov, int first, const pasm_cuda_step *step);
 
 /* ---- graphs: a stream's work captured once and replayed ----
- * begin: PASM_ERR_UNSUPPORTED when emulating (no graphs), or when
- * PASM_CUDA_GRAPHS=0, or when profiling. end: the captured work as a graph
- * ready to launch (an error, e.g. a call that cannot be captured, leaves
- * nothing; the captured work did not run). launch: runs it on ctx's stream. */
+ * begin: PASM_ERR_UNSUPPORTED when PASM_CUDA_GRAPHS=0 or when profiling.
+ * end: the captured work as a graph ready to launch (an error, e.g. a call
+ * that cannot be captured, leaves nothing; the captured work did not run).
+ * launch: runs it on ctx's stream. The emulation records its work between
+ * begin and end and runs the records at a launch, refusing (as a capture
+ * does) copies, waits and allocations in between. */
 typedef struct pasm_cuda_graph pasm_cuda_graph;
 pasm_status pasm_cuda_graph_begin(pasm_cuda_ctx *ctx);
 pasm_status pasm_cuda_graph_end(pasm_cuda_ctx *ctx, pasm_cuda_graph **out);

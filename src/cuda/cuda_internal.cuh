@@ -4,6 +4,8 @@
 #ifndef PASM_CUDA_INTERNAL_CUH
 #define PASM_CUDA_INTERNAL_CUH
 
+#include <functional>
+
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -47,15 +49,32 @@ template <typename F> __global__ void pasm_k_each(int64_t n, F f) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) f(i);
 }
 
+/* Graphs on the emulation: between pasm_cuda_graph_begin and _end the
+ * emulated work is recorded (with the arguments it has then, as a captured
+ * kernel keeps its parameters) instead of run, and a launch runs the
+ * records in order; what a real capture refuses (copies, waits,
+ * allocations) fails the recording. */
+int pasm_cuda_recording(void);
+void pasm_cuda_record(std::function<pasm_status()> work);
+/* PASM_ERR_UNSUPPORTED naming what, and the recording spoiled. */
+pasm_status pasm_cuda_unrecordable(const char *what);
+
 /* f(i) for i in [0, n): a grid on ctx's stream, or a host loop when
  * emulating. f is a __host__ __device__ lambda. */
 template <typename F>
 pasm_status pasm_each(pasm_cuda_ctx *ctx, int64_t n, F f, const char *what) {
     if (n <= 0) return PASM_OK;
     if (pasm_cuda_emulating()) { /* every i writes its own outputs */
+        auto run = [=]() {
 #pragma omp parallel for schedule(static) if (n >= 4096)
-        for (int64_t i = 0; i < n; i++) f(i);
-        return PASM_OK;
+            for (int64_t i = 0; i < n; i++) f(i);
+            return PASM_OK;
+        };
+        if (pasm_cuda_recording()) {
+            pasm_cuda_record(run);
+            return PASM_OK;
+        }
+        return run();
     }
     const int threads = 256;
     int64_t blocks = (n + threads - 1) / threads;

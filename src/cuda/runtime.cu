@@ -4,7 +4,10 @@
  * a GPU or driver and says so only when a GPU is asked for. */
 #include <cuda_runtime.h>
 #include <cudnn.h>
+#include <functional>
 #include <mutex>
+#include <new>
+#include <vector>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,17 @@
 static int g_emulate;
 void pasm_cuda_emulate(int on) { g_emulate = on != 0; }
 int pasm_cuda_emulating(void) { return g_emulate; }
+
+/* the emulation's graph being recorded (pasm_cuda_graph_begin), if any */
+typedef std::vector<std::function<pasm_status()>> emu_record;
+static emu_record *g_recording;
+static int g_record_spoiled;
+int pasm_cuda_recording(void) { return g_recording != NULL; }
+void pasm_cuda_record(std::function<pasm_status()> work) { g_recording->push_back(std::move(work)); }
+pasm_status pasm_cuda_unrecordable(const char *what) {
+    g_record_spoiled = 1;
+    return pasm_errorf(PASM_ERR_UNSUPPORTED, "%s cannot be captured in a graph", what);
+}
 
 /* PASM_CUDA_EMULATE=1: the whole backend on the host (a "GPU" whose memory
  * is host memory, whose kernels run their bodies in loops and whose
@@ -129,6 +143,7 @@ void pasm_cuda_ctx_free(pasm_cuda_ctx *ctx) {
 }
 
 pasm_status pasm_cuda_sync(pasm_cuda_ctx *ctx, const char *what) {
+    if (g_recording) return pasm_cuda_unrecordable("waiting for the GPU");
     if (g_emulate || !ctx) return PASM_OK;
     cudaError_t e = cudaStreamSynchronize(ctx->stream);
     if (e == cudaSuccess) e = cudaGetLastError();
@@ -217,6 +232,7 @@ static pasm_status track(void *p, size_t bytes);
 
 pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what) {
     *p = NULL;
+    if (g_recording) return pasm_cuda_unrecordable("allocating GPU memory");
     if (bytes == 0) bytes = 256;
     if (g_emulate) {
         if (!(*p = calloc(1, bytes)))
@@ -289,6 +305,7 @@ size_t pasm_cuda_bytes_peak(void) {
 
 pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
     if (!bytes) return PASM_OK;
+    if (g_recording) return pasm_cuda_unrecordable("a copy from host memory");
     if (g_emulate) {
         memcpy(dst, src, bytes);
         return PASM_OK;
@@ -301,6 +318,7 @@ pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, 
 
 pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
     if (!bytes) return PASM_OK;
+    if (g_recording) return pasm_cuda_unrecordable("a copy to host memory");
     if (g_emulate) {
         memcpy(dst, src, bytes);
         return PASM_OK;
@@ -319,6 +337,7 @@ size_t pasm_cuda_dtype_size(pasm_cuda_dtype t) { return t == PASM_CUDA_BF16 ? 2 
 struct pasm_cuda_graph {
     cudaGraph_t graph;
     cudaGraphExec_t exec;
+    emu_record *emu; /* the emulation's recorded work */
 };
 
 static int graphs_off(void) {
@@ -327,17 +346,39 @@ static int graphs_off(void) {
 }
 
 pasm_status pasm_cuda_graph_begin(pasm_cuda_ctx *ctx) {
-    if (g_emulate || !ctx || !ctx->stream)
-        return pasm_errorf(PASM_ERR_UNSUPPORTED, "no graphs on the host emulation");
     if (graphs_off()) return pasm_errorf(PASM_ERR_UNSUPPORTED, "graphs off (PASM_CUDA_GRAPHS=0)");
     if (pasm_cuda_profile_start() >= 0)
         return pasm_errorf(PASM_ERR_UNSUPPORTED, "no graphs while profiling");
+    if (g_recording) return pasm_errorf(PASM_ERR_INVALID, "a graph capture is already running");
+    if (g_emulate) {
+        g_recording = new (std::nothrow) emu_record;
+        g_record_spoiled = 0;
+        return g_recording ? PASM_OK
+                           : pasm_errorf(PASM_ERR_NOMEM, "out of memory for a graph");
+    }
+    if (!ctx || !ctx->stream) return pasm_errorf(PASM_ERR_INVALID, "a graph without a context");
     cudaError_t e = cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal);
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "starting a graph capture");
 }
 
 pasm_status pasm_cuda_graph_end(pasm_cuda_ctx *ctx, pasm_cuda_graph **out) {
     *out = NULL;
+    if (g_emulate) {
+        emu_record *rec = g_recording;
+        g_recording = NULL;
+        if (!rec) return pasm_errorf(PASM_ERR_INVALID, "no graph capture is running");
+        pasm_cuda_graph *g = g_record_spoiled ? NULL : (pasm_cuda_graph *)calloc(1, sizeof *g);
+        if (!g) {
+            delete rec;
+            return g_record_spoiled
+                       ? pasm_errorf(PASM_ERR_UNSUPPORTED, "capturing a step as a graph: the "
+                                                           "capture was invalidated")
+                       : pasm_errorf(PASM_ERR_NOMEM, "out of memory for a graph");
+        }
+        g->emu = rec;
+        *out = g;
+        return PASM_OK;
+    }
     cudaGraph_t graph = NULL;
     cudaError_t e = cudaStreamEndCapture(ctx->stream, &graph);
     if (e != cudaSuccess || !graph) {
@@ -366,13 +407,20 @@ pasm_status pasm_cuda_graph_end(pasm_cuda_ctx *ctx, pasm_cuda_graph **out) {
 }
 
 pasm_status pasm_cuda_graph_launch(pasm_cuda_ctx *ctx, pasm_cuda_graph *g) {
+    if (g->emu) {
+        for (auto &work : *g->emu) TRY_STATUS(work());
+        return PASM_OK;
+    }
     cudaError_t e = cudaGraphLaunch(g->exec, ctx->stream);
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "launching a step's graph");
 }
 
 void pasm_cuda_graph_free(pasm_cuda_graph *g) {
     if (!g) return;
-    cudaGraphExecDestroy(g->exec);
-    cudaGraphDestroy(g->graph);
+    if (g->emu) delete g->emu;
+    else {
+        cudaGraphExecDestroy(g->exec);
+        cudaGraphDestroy(g->graph);
+    }
     free(g);
 }

@@ -30,6 +30,7 @@ struct device_step {
      * replayed after; graph_failed: it could not be made (said once). */
     pasm_cuda_graph *graph;
     int graph_failed, full_steps;
+    int64_t graph_steps;
     /* host: the epoch's plans and order before they are sent */
     pasm_augment_plan *host_plans;
     int32_t *host_order;
@@ -201,7 +202,10 @@ pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
     if (!st && d->teacher) st = pasm_net_device_ready(d->teacher);
     if (st) return st;
     if (d->graph) {
-        if (!(st = pasm_cuda_graph_launch(d->ctx, d->graph))) account(d, sgd, 1);
+        if (!(st = pasm_cuda_graph_launch(d->ctx, d->graph))) {
+            account(d, sgd, 1);
+            d->graph_steps++;
+        }
         return st;
     }
     /* the first full step runs as it is (it allocates the momentum and
@@ -215,7 +219,11 @@ pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
     char why[512];
     snprintf(why, sizeof why, "%s", st ? pasm_last_error() : "");
     pasm_status end = pasm_cuda_graph_end(d->ctx, &d->graph);
-    if (!st && !end) return pasm_cuda_graph_launch(d->ctx, d->graph);
+    if (!st && !end) {
+        st = pasm_cuda_graph_launch(d->ctx, d->graph);
+        d->graph_steps += !st;
+        return st;
+    }
     /* nothing captured ran: take back what the host counted of it (and the
      * weights it packed) and run the step as it is */
     pasm_net_count_replayed_steps(d->net, -(int)(pasm_net_steps_counted(d->net) - counted));
@@ -228,6 +236,8 @@ pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
     d->graph = NULL;
     return step_body(d, sgd, n);
 }
+
+int64_t device_step_graph_steps(const device_step *d) { return d->graph_steps; }
 
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {
     if (to <= from) return PASM_OK;
@@ -261,6 +271,10 @@ pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch
 pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
     (void)d, (void)sgd, (void)n;
     return pasm_errorf(PASM_ERR_INVALID, "no GPU trainer in a CPU build");
+}
+int64_t device_step_graph_steps(const device_step *d) {
+    (void)d;
+    return 0;
 }
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {
     (void)d, (void)from, (void)to, (void)loss, (void)correct;

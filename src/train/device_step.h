@@ -33,6 +33,8 @@ pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch
  * capture that fails is said once on stderr and the steps run launch by
  * launch). */
 pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n);
+/* Steps run as a replayed graph so far (the captured one included). */
+int64_t device_step_graph_steps(const device_step *d);
 /* Waits for the GPU and reads steps [from, to)'s losses and correct counts. */
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct);
 

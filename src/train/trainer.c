@@ -378,6 +378,7 @@ done:
         result->steps = ts.step;
         result->seconds = pasm_now_seconds() - t_start;
         result->gpu_trainer = dev != NULL;
+        result->graph_steps = dev ? device_step_graph_steps(dev) : 0;
     }
     device_step_free(dev);
     pasm_model_meta_free(&ckpt_meta);

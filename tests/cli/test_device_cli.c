@@ -73,15 +73,17 @@ static void test_refused_without_gpu(void **unused) {
     assert_null(f); /* nothing written */
 }
 
-/* The "loss" of an epoch line of a metrics file. */
-static double epoch_loss(const char *metrics, int epoch) {
+/* A value ("train_loss", "val_loss") of an epoch line of a metrics file. */
+static double epoch_value(const char *metrics, int epoch, const char *key) {
     FILE *f = fopen(metrics, "r");
     assert_non_null(f);
     char line[4096];
     double loss = NAN;
     for (int e = 1; fgets(line, sizeof line, f); e++) {
-        const char *p = strstr(line, "\"train_loss\":");
-        if (e == epoch && p) loss = atof(p + 13);
+        char quoted[64];
+        snprintf(quoted, sizeof quoted, "\"%s\":", key);
+        const char *p = strstr(line, quoted);
+        if (e == epoch && p) loss = atof(p + strlen(quoted));
     }
     fclose(f);
     return loss;
@@ -115,9 +117,9 @@ static void test_train_on_gpu(void **unused) {
     free(out);
     for (int e = 1; e <= 2; e++) {
         snprintf(metrics, sizeof metrics, "%s/cpu.metrics.jsonl", dir);
-        double lc = epoch_loss(metrics, e);
+        double lc = epoch_value(metrics, e, "train_loss");
         snprintf(metrics, sizeof metrics, "%s/gpu.metrics.jsonl", dir);
-        double lg = epoch_loss(metrics, e);
+        double lg = epoch_value(metrics, e, "train_loss");
         printf("  epoch %d train loss: cpu %.5f gpu %.5f\n", e, lc, lg);
         assert_true(fabs(lc - lg) <= 0.05 * fmax(1, lc));
     }
@@ -216,29 +218,37 @@ static void train_path(int how, const char *path, const char *fmt, const char *a
     const char *said = how == 1 ? "steps: batches and loss on the host" : "steps: on the GPU";
     if (!strstr(out, said)) fail_msg("expected '%s' in: %s", said, out);
     if (strstr(out, "could not run as a CUDA graph"))
-        printf("  NOTE: the GPU trainer fell back to launch-by-launch steps:\n%s", out);
+        fail_msg("the GPU trainer fell back to launch-by-launch steps:\n%s", out);
+    const char *steps = strstr(out, "steps: on the GPU"), *g = steps ? strstr(steps, "; ") : NULL;
+    const char *replayed = g ? strstr(g, " replayed as a CUDA graph") : NULL;
+    if (how == 0 && (!replayed || atoi(g + 2) < 1))
+        fail_msg("path 0 replayed no step as a graph: %s", out);
+    if (how == 2 && (!replayed || atoi(g + 2) != 0))
+        fail_msg("PASM_CUDA_GRAPHS=0 replayed steps as a graph: %s", out);
     free(out);
     snprintf(keep, sizeof keep, "%s.keep%d", path, how);
     assert_int_equal(rename(path, keep), 0);
 }
 
-static void compare_paths(const char *what, const char *path, double loss[2][2], int emulated) {
+/* loss[how][epoch][0: train, 1: validation] */
+static void compare_paths(const char *what, const char *path, double loss[3][2][2],
+                          int emulated) {
     char a[520], b[520];
     snprintf(a, sizeof a, "%s.keep0", path);
     snprintf(b, sizeof b, "%s.keep1", path);
-    for (int e = 0; e < 2; e++) {
-        printf("  %s epoch %d train loss: GPU trainer %.9f, host step %.9f\n", what, e + 1,
-               loss[0][e], loss[1][e]);
-        assert_true(isfinite(loss[0][e]));
-        if (emulated) assert_true(loss[0][e] == loss[1][e]);
-        else assert_true(fabs(loss[0][e] - loss[1][e]) <= 1e-4 * fmax(1, loss[1][e]));
-    }
-    if (emulated) {
-        assert_true(test_files_equal(a, b));
-        return;
-    }
-    /* on a GPU: graphs or launch by launch, the same kernels in the same
-     * order: the same bytes */
+    for (int e = 0; e < 2; e++)
+        for (int v = 0; v < 2; v++) {
+            double l0 = loss[0][e][v], l1 = loss[1][e][v], l2 = loss[2][e][v];
+            printf("  %s epoch %d %s loss: GPU trainer %.6f, host step %.6f, no graphs %.6f\n",
+                   what, e + 1, v ? "validation" : "train", l0, l1, l2);
+            assert_true(isfinite(l0));
+            assert_true(l0 == l2);
+            if (emulated) assert_true(l0 == l1);
+            else assert_true(fabs(l0 - l1) <= 1e-4 * fmax(1, l1));
+        }
+    if (emulated) assert_true(test_files_equal(a, b));
+    /* graphs or launch by launch, the same kernels in the same order: the
+     * same bytes */
     snprintf(b, sizeof b, "%s.keep2", path);
     if (!test_files_equal(a, b)) fail_msg("%s: the graph-replayed run differs from the "
                                           "launch-by-launch one", what);
@@ -248,8 +258,9 @@ static void compare_paths(const char *what, const char *path, double loss[2][2],
  * the GPU, the loss on the GPU, no wait inside an epoch) against the host
  * path around the same GPU network: on the emulation the same bytes (the
  * same arithmetic in the same order); on a GPU, whose exp and log may
- * differ from the host's in the last bit, the same losses to 1e-4, and the
- * graph-replayed run the bytes of the launch-by-launch one. Training with
+ * differ from the host's in the last bit, the same losses to 1e-4; and
+ * everywhere the graph-replayed run (the emulation records and replays its
+ * work as a graph does) the bytes of the launch-by-launch one. Training with
  * label smoothing, class weights and random erasing; a PASM round with
  * distillation from a teacher on the GPU. */
 static void test_gpu_trainer_matches_host_step(void **unused) {
@@ -257,14 +268,19 @@ static void test_gpu_trainer_matches_host_step(void **unused) {
     const int emulated = test_cuda_device() == 2;
     char m[400], run[400], model[420], mined[420], student[420];
     snprintf(m, sizeof m, "%s/steps.safetensors", dir);
-    const char *train = TRAIN_ARGS " --out '%s' --device cuda --label-smoothing 0.1 "
+    /* batch 14: 98 faces in 7 full batches, every step of epoch 2 replayed
+     * and then validation (the round's batches of 16 end with a partial one) */
+    const char *train = TRAIN_ARGS " --batch 14 --out '%s' --device cuda --label-smoothing 0.1 "
                                    "--balance weights --erase-p 0.5%s";
     char metrics[420];
     snprintf(metrics, sizeof metrics, "%s/steps.metrics.jsonl", dir);
-    double loss[2][2];
-    for (int how = 0; how < (emulated ? 2 : 3); how++) {
+    double loss[3][2][2];
+    for (int how = 0; how < 3; how++) {
         train_path(how, m, train, faces, m, "");
-        for (int e = 0; e < 2 && how < 2; e++) loss[how][e] = epoch_loss(metrics, e + 1);
+        for (int e = 0; e < 2; e++) {
+            loss[how][e][0] = epoch_value(metrics, e + 1, "train_loss");
+            loss[how][e][1] = epoch_value(metrics, e + 1, "val_loss");
+        }
     }
     compare_paths("train", m, loss, emulated);
     /* a round: the teacher and mined points of test_run_on_gpu's run */
@@ -280,9 +296,12 @@ static void test_gpu_trainer_matches_host_step(void **unused) {
                                   "--round-epochs 2 --batch 16 --device cuda%%s",
              model, mined);
     snprintf(metrics, sizeof metrics, "%s/student.metrics.jsonl", dir);
-    for (int how = 0; how < (emulated ? 2 : 3); how++) {
+    for (int how = 0; how < 3; how++) {
         train_path(how, student, round, faces, student, "");
-        for (int e = 0; e < 2 && how < 2; e++) loss[how][e] = epoch_loss(metrics, e + 1);
+        for (int e = 0; e < 2; e++) {
+            loss[how][e][0] = epoch_value(metrics, e + 1, "train_loss");
+            loss[how][e][1] = epoch_value(metrics, e + 1, "val_loss");
+        }
     }
     compare_paths("round", student, loss, emulated);
 }

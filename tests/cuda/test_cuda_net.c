@@ -241,6 +241,92 @@ static void test_host_writes_survive(void **unused) {
     pasm_net_free(gpu);
 }
 
+typedef struct {
+    double val_loss[2], train_loss[2];
+    int epochs;
+} trainer_log;
+
+static void on_epoch(void *user, const pasm_epoch_stats *e) {
+    trainer_log *l = user;
+    if (l->epochs < 2) {
+        l->train_loss[l->epochs] = e->train_loss;
+        l->val_loss[l->epochs++] = e->val_loss;
+    }
+}
+
+/* pasm_train through the library, without checkpoints (so no save hands
+ * the host copy out between epochs), with validation after each epoch:
+ * path 0 the GPU trainer with its steps replayed as a graph, 1 the host
+ * step around the GPU network, 2 the GPU trainer launch by launch. Every
+ * batch is full, so epoch 2 is replays only, then validation: a forward
+ * after replays must see the replayed steps' weights. Exactly equal on the
+ * emulation; on a GPU, 0 and 2 exactly and 1 within the last bits of exp. */
+static void trainer_run(int how, const pasm_dataset *train, const pasm_dataset *val,
+                        trainer_log *log, float *fc_bias) {
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 7,
+                           .input_size = 32, .device = PASM_DEVICE_CUDA};
+    pasm_net *net = NULL;
+    if (pasm_net_create(&net, &cfg, 8)) fail_msg("%s", pasm_last_error());
+    pasm_net_init(net, 5);
+    pasm_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.n_norm = 1;
+    meta.norm_mean[0] = 0.5f;
+    meta.norm_std[0] = 0.25f;
+    pasm_train_options o;
+    pasm_train_defaults(&o);
+    o.epochs = 2;
+    o.batch = 8;
+    o.sgd.lr = 0.02f;
+    o.seed = 4;
+    pasm_train_hooks hooks = {.on_epoch = on_epoch, .user = log};
+    pasm_train_result r;
+    if (how == 1) setenv("PASM_CUDA_HOST_STEP", "1", 1);
+    if (how == 2) setenv("PASM_CUDA_GRAPHS", "0", 1);
+    pasm_status st = pasm_train(net, &meta, train, val, &o, &hooks, &r);
+    unsetenv("PASM_CUDA_HOST_STEP");
+    unsetenv("PASM_CUDA_GRAPHS");
+    if (st) fail_msg("path %d: %s", how, pasm_last_error());
+    printf("  path %d: gpu trainer %d, %lld of %lld steps replayed; val loss %.9f %.9f\n", how,
+           r.gpu_trainer, (long long)r.graph_steps, (long long)r.steps, log->val_loss[0],
+           log->val_loss[1]);
+    assert_int_equal(r.gpu_trainer, how != 1);
+    if (how == 0) assert_int_equal(r.graph_steps, r.steps - 1); /* all but the first */
+    else assert_int_equal(r.graph_steps, 0);
+    memcpy(fc_bias, pasm_net_find(net, "fc.bias")->data, 7 * sizeof(float));
+    pasm_net_free(net);
+}
+
+static void test_trainer_paths(void **unused) {
+    const int where = test_cuda_device();
+    if (!where) skip();
+    pasm_dataset train, val;
+    assert_int_equal(pasm_dataset_alloc(&train, 32, 1, 32, "random faces"), PASM_OK);
+    assert_int_equal(pasm_dataset_alloc(&val, 12, 1, 32, "random faces"), PASM_OK);
+    pasm_rng rng;
+    pasm_rng_init(&rng, 8, 77, 0, 0);
+    for (int64_t i = 0; i < 32 * 32 * 32; i++) train.images[i] = (uint8_t)pasm_rng_u32(&rng);
+    for (int64_t i = 0; i < 12 * 32 * 32; i++) val.images[i] = (uint8_t)pasm_rng_u32(&rng);
+    for (int i = 0; i < 32; i++) train.labels[i] = i % 7;
+    for (int i = 0; i < 12; i++) val.labels[i] = i % 7;
+    train.n_classes = val.n_classes = 7;
+    train.labelled = val.labelled = 1;
+    trainer_log log[3];
+    memset(log, 0, sizeof log);
+    float bias[3][7];
+    for (int how = 0; how < 3; how++) trainer_run(how, &train, &val, &log[how], bias[how]);
+    for (int e = 0; e < 2; e++) {
+        assert_true(log[0].val_loss[e] == log[2].val_loss[e]);
+        assert_true(log[0].train_loss[e] == log[2].train_loss[e]);
+        if (where == 2) assert_true(log[0].val_loss[e] == log[1].val_loss[e]);
+        else assert_true(fabs(log[0].val_loss[e] - log[1].val_loss[e]) <= 1e-4);
+    }
+    assert_memory_equal(bias[0], bias[2], sizeof bias[0]);
+    if (where == 2) assert_memory_equal(bias[0], bias[1], sizeof bias[0]);
+    pasm_dataset_free(&train);
+    pasm_dataset_free(&val);
+}
+
 /* No GPU (or no CUDA in this build): building a GPU network fails with a
  * message saying why, and nothing leaks or crashes. */
 static void test_refusal(void **unused) {
@@ -262,6 +348,7 @@ int main(void) {
         cmocka_unit_test(test_host_writes_survive),
         cmocka_unit_test(test_fp32),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_trainer_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
