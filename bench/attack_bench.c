@@ -218,7 +218,11 @@ static int parse_options(int argc, char **argv, bench_args *a) {
             ok = parse_int(opt, val, 1, &a->attack.attack_batch);
         else if (!strcmp(opt, "--device") && val) {
             pasm_device d = PASM_DEVICE_CPU;
-            ok = !pasm_device_parse(val, &d) && !pasm_device_check(d);
+            ok = !pasm_device_parse(val, &d);
+            if (ok && pasm_device_check(d)) { /* a device not here: not a usage error */
+                fprintf(stderr, "attack_bench: %s\n", pasm_last_error());
+                exit(1);
+            }
             if (!ok) fprintf(stderr, "attack_bench: --device %s: %s\n", val, pasm_last_error());
             a->device = (int)d;
         } else if (!strcmp(opt, "--threads"))
