@@ -66,6 +66,8 @@ size_t pasm_cuda_bytes_peak(void);
 /* Host <-> device copies on the stream; to_host waits for them. */
 pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
 pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
+/* Device to device, queued (no wait). */
+pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes);
 
 typedef enum { PASM_CUDA_F32 = 0, PASM_CUDA_BF16 = 1 } pasm_cuda_dtype;
 size_t pasm_cuda_dtype_size(pasm_cuda_dtype t);

@@ -331,6 +331,23 @@ pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, si
     return st;
 }
 
+pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return PASM_OK;
+    if (g_emulate) {
+        auto work = [=]() {
+            memcpy(dst, src, bytes);
+            return PASM_OK;
+        };
+        if (!g_recording) return work();
+        pasm_cuda_record(work);
+        return PASM_OK;
+    }
+    const double t0 = pasm_cuda_profile_start();
+    cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream);
+    pasm_cuda_profile_stop(ctx, "copy on the GPU", t0);
+    return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying on the GPU");
+}
+
 size_t pasm_cuda_dtype_size(pasm_cuda_dtype t) { return t == PASM_CUDA_BF16 ? 2 : 4; }
 
 /* ---- graphs ---- */

@@ -253,6 +253,68 @@ pasm_status device_step_results(device_step *d, int from, int to, double *loss, 
     return PASM_OK;
 }
 
+/* ---- evaluation ---- */
+
+pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
+                               const float *std, int flip, float *logits) {
+    if (pasm_net_get_config(net)->device != PASM_DEVICE_CUDA || ds->channels > 3 ||
+        host_step_asked())
+        return PASM_ERR_UNSUPPORTED;
+    const int C = ds->channels, S = ds->size, k = pasm_net_get_config(net)->num_classes;
+    const int batch = pasm_net_max_batch(net);
+    const size_t per_image = (size_t)C * S * S;
+    float table[3 * 256];
+    for (int c = 0; c < C; c++) {
+        if (!(std[c] > 0.0f))
+            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
+                               std[c]);
+        for (int p = 0; p < 256; p++) table[c * 256 + p] = ((float)p / 255.0f - mean[c]) / std[c];
+    }
+    int32_t *order = malloc((size_t)ds->n * sizeof *order);
+    pasm_augment_plan *plans = calloc((size_t)ds->n, sizeof *plans);
+    pasm_cuda_ctx *ctx = NULL;
+    uint8_t *images = NULL;
+    int32_t *labels = NULL, *d_order = NULL, *batch_labels = NULL;
+    pasm_augment_plan *d_plans = NULL;
+    float *d_table = NULL, *x = NULL, *all = NULL;
+    pasm_status st = order && plans ? PASM_OK
+                                    : pasm_errorf(PASM_ERR_NOMEM, "out of memory for evaluation");
+    for (int i = 0; !st && i < ds->n; i++) {
+        order[i] = i;
+        plans[i].flip = flip != 0;
+    }
+    if (!st) st = pasm_cuda_ctx_create(&ctx);
+    if (!st) st = alloc(&images, (size_t)ds->n * per_image, "the images to evaluate");
+    if (!st) st = alloc(&labels, (size_t)ds->n * 4, "their labels");
+    if (!st) st = alloc(&d_order, (size_t)ds->n * 4, "their order");
+    if (!st) st = alloc(&d_plans, (size_t)ds->n * sizeof *plans, "their plans");
+    if (!st) st = alloc(&d_table, sizeof table, "normalisation");
+    if (!st) st = alloc(&x, (size_t)batch * per_image * 4, "a batch");
+    if (!st) st = alloc(&batch_labels, (size_t)batch * 4, "a batch's labels");
+    if (!st) st = alloc(&all, (size_t)ds->n * k * 4, "the logits");
+    if (!st) st = pasm_cuda_to_device(ctx, images, ds->images, (size_t)ds->n * per_image);
+    if (!st) st = pasm_cuda_to_device(ctx, labels, ds->labels, (size_t)ds->n * 4);
+    if (!st) st = pasm_cuda_to_device(ctx, d_order, order, (size_t)ds->n * 4);
+    if (!st) st = pasm_cuda_to_device(ctx, d_plans, plans, (size_t)ds->n * sizeof *plans);
+    if (!st) st = pasm_cuda_to_device(ctx, d_table, table, (size_t)C * 256 * 4);
+    for (int start = 0; !st && start < ds->n; start += batch) {
+        const int n = ds->n - start < batch ? ds->n - start : batch;
+        const float *l;
+        st = pasm_cuda_batch(ctx, n, C, S, images, labels, d_order + start, d_plans + start,
+                             d_table, x, batch_labels, NULL);
+        if (!st) st = pasm_net_forward_on_device(net, x, n, 0, &l);
+        if (!st) st = pasm_cuda_copy(ctx, all + (size_t)start * k, l, (size_t)n * k * 4);
+    }
+    if (!st) st = pasm_cuda_to_host(ctx, logits, all, (size_t)ds->n * k * 4);
+    void *bufs[] = {images, labels, d_order, d_plans, d_table, x, batch_labels, all};
+    if (ctx) pasm_cuda_sync(ctx, "evaluating");
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
+    pasm_cuda_ctx_free(ctx);
+    free(order);
+    free(plans);
+    return st;
+}
+
 #else /* a CPU build: always the host path */
 
 pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_dataset *train,
@@ -275,6 +337,11 @@ pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
 int64_t device_step_graph_steps(const device_step *d) {
     (void)d;
     return 0;
+}
+pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
+                               const float *std, int flip, float *logits) {
+    (void)net, (void)ds, (void)mean, (void)std, (void)flip, (void)logits;
+    return PASM_ERR_UNSUPPORTED;
 }
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {
     (void)d, (void)from, (void)to, (void)loss, (void)correct;

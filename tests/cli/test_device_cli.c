@@ -182,6 +182,27 @@ static void test_train_on_gpu(void **unused) {
     assert_int_equal(test_run_pasm(&out, "predict --model '%s' --data '%s' --split test --device cuda",
                                    g, faces), 0);
     free(out);
+    /* evaluation with the images on the GPU (read back once) against the
+     * host's batches through the same GPU network: the same inputs, so
+     * the same logits, on the emulation and on a GPU alike */
+    const char *same[] = {"eval --model '%s' --data '%s' --split test --json --tta flip "
+                          "--device cuda",
+                          "predict --model '%s' --data '%s' --split test --json --logits "
+                          "--device cuda"};
+    for (int i = 0; i < 2; i++) {
+        char *dev, *host;
+        assert_int_equal(test_run_pasm(&dev, same[i], g, faces), 0);
+        setenv("PASM_CUDA_HOST_STEP", "1", 1);
+        int hrc = test_run_pasm(&host, same[i], g, faces);
+        unsetenv("PASM_CUDA_HOST_STEP");
+        assert_int_equal(hrc, 0);
+        const char *d0 = strchr(dev, '{'), *h0 = strchr(host, '{');
+        assert_non_null(d0);
+        assert_non_null(h0);
+        if (strcmp(d0, h0)) fail_msg("%.8s on the GPU's batches:\n%s\nhost batches:\n%s", same[i], d0, h0);
+        free(dev);
+        free(host);
+    }
 }
 
 static void test_run_on_gpu(void **unused) {
