@@ -148,6 +148,10 @@ pasm_status pasm_dataset_mean_std(const pasm_dataset *ds, float *mean, float *st
 
 /* ---- batches and augmentation ---- */
 
+/* table[c * 256 + p] = (p / 255 - mean[c]) / std[c] in float32 (the values
+ * pasm_batch_make writes) for 1 to 3 channels; std must be > 0. */
+pasm_status pasm_norm_table(int channels, const float *mean, const float *std, float *table);
+
 /* x (n, C, S, S) = (pixel / 255 - mean[c]) / std[c] in float32, computed
  * exactly as torchvision's ToTensor + Normalize; labels (may be NULL) gets
  * the images' labels. Images are ds's idx[0..n-1]. */

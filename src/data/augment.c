@@ -14,23 +14,30 @@
 
 #define MAX_AUGMENT_SIZE 4096
 
+pasm_status pasm_norm_table(int channels, const float *mean, const float *std, float *table) {
+    if (channels < 1 || channels > 3)
+        return pasm_errorf(PASM_ERR_INVALID, "normalisation of %d channels (1 to 3)", channels);
+    for (int c = 0; c < channels; c++)
+        if (!(std[c] > 0.0f))
+            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
+                               std[c]);
+    /* the float32 ops in torchvision's order, (p / 255 - mean) / std */
+    for (int c = 0; c < channels; c++)
+        for (int p = 0; p < 256; p++) table[c * 256 + p] = ((float)p / 255.0f - mean[c]) / std[c];
+    return PASM_OK;
+}
+
 pasm_status pasm_batch_make(const pasm_dataset *ds, const int *idx, int n, const float *mean,
                             const float *std, float *x, int32_t *labels) {
     int C = ds->channels;
     if (C > 3) return pasm_errorf(PASM_ERR_INVALID, "%s: %d channels", ds->source, C);
-    for (int c = 0; c < C; c++)
-        if (!(std[c] > 0.0f))
-            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
-                               std[c]);
+    float table[3][256];
+    pasm_status st = pasm_norm_table(C, mean, std, &table[0][0]);
+    if (st) return st;
     for (int i = 0; i < n; i++)
         if (idx[i] < 0 || idx[i] >= ds->n)
             return pasm_errorf(PASM_ERR_INVALID, "%s: batch index %d outside 0..%d", ds->source,
                                idx[i], ds->n - 1);
-    /* A table per channel: the float32 ops in torchvision's order, (p / 255 - mean) / std. */
-    float table[3][256];
-    for (int c = 0; c < C; c++)
-        for (int p = 0; p < 256; p++)
-            table[c][p] = ((float)p / 255.0f - mean[c]) / std[c];
     size_t plane = (size_t)ds->size * ds->size;
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {

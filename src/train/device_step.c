@@ -82,13 +82,7 @@ static pasm_status build(device_step *d, const pasm_dataset *train, const pasm_m
             return st;
     }
     float table[3 * 256];
-    for (int c = 0; c < C; c++) {
-        if (!(meta->norm_std[c] > 0.0f))
-            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
-                               meta->norm_std[c]);
-        for (int p = 0; p < 256; p++)
-            table[c * 256 + p] = ((float)p / 255.0f - meta->norm_mean[c]) / meta->norm_std[c];
-    }
+    if ((st = pasm_norm_table(C, meta->norm_mean, meta->norm_std, table))) return st;
     d->host_plans = malloc((size_t)train->n * sizeof *d->host_plans);
     d->host_order = malloc((size_t)train->n * sizeof *d->host_order);
     if (!d->host_plans || !d->host_order)
@@ -264,12 +258,8 @@ pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const floa
     const int batch = pasm_net_max_batch(net);
     const size_t per_image = (size_t)C * S * S;
     float table[3 * 256];
-    for (int c = 0; c < C; c++) {
-        if (!(std[c] > 0.0f))
-            return pasm_errorf(PASM_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
-                               std[c]);
-        for (int p = 0; p < 256; p++) table[c * 256 + p] = ((float)p / 255.0f - mean[c]) / std[c];
-    }
+    pasm_status st0 = pasm_norm_table(C, mean, std, table);
+    if (st0) return st0;
     int32_t *order = malloc((size_t)ds->n * sizeof *order);
     pasm_augment_plan *plans = calloc((size_t)ds->n, sizeof *plans);
     pasm_cuda_ctx *ctx = NULL;

@@ -335,8 +335,7 @@ static void case_batch(void) {
     for (int i = 0; i < n; i++) erased += plans[i].h > 0, flipped += plans[i].flip;
     printf("  %-6s batch assembly: %d of %d samples erased, %d flipped\n", g_gpu ? "gpu" : "emu",
            erased, n, flipped);
-    for (int c = 0; c < C; c++)
-        for (int p = 0; p < 256; p++) table[c * 256 + p] = ((float)p / 255.0f - mean[c]) / std[c];
+    OK(pasm_norm_table(C, mean, std, table));
     int32_t order[6];
     for (int i = 0; i < n; i++) order[i] = idx[i];
     void *im = buf_in(ds.images, (size_t)N * C * S * S), *lb = buf_in(ds.labels, N * 4);
