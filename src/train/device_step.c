@@ -249,11 +249,16 @@ pasm_status device_step_results(device_step *d, int from, int to, double *loss, 
 
 /* ---- evaluation ---- */
 
+int device_eval_applies(const pasm_net *net, const pasm_dataset *ds) {
+    return pasm_net_get_config(net)->device == PASM_DEVICE_CUDA && ds->n > 0 &&
+           ds->channels <= 3 && !host_step_asked();
+}
+
 pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
                                const float *std, int flip, float *logits) {
-    if (pasm_net_get_config(net)->device != PASM_DEVICE_CUDA || ds->channels > 3 ||
-        host_step_asked())
-        return PASM_ERR_UNSUPPORTED;
+    if (!device_eval_applies(net, ds))
+        return pasm_errorf(PASM_ERR_INVALID, "GPU evaluation of a network or data it does not "
+                                             "take");
     const int C = ds->channels, S = ds->size, k = pasm_net_get_config(net)->num_classes;
     const int batch = pasm_net_max_batch(net);
     const size_t per_image = (size_t)C * S * S;
@@ -328,10 +333,14 @@ int64_t device_step_graph_steps(const device_step *d) {
     (void)d;
     return 0;
 }
+int device_eval_applies(const pasm_net *net, const pasm_dataset *ds) {
+    (void)net, (void)ds;
+    return 0;
+}
 pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
                                const float *std, int flip, float *logits) {
     (void)net, (void)ds, (void)mean, (void)std, (void)flip, (void)logits;
-    return PASM_ERR_UNSUPPORTED;
+    return pasm_errorf(PASM_ERR_INVALID, "no GPU evaluation in a CPU build");
 }
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {
     (void)d, (void)from, (void)to, (void)loss, (void)correct;

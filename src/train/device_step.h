@@ -40,9 +40,10 @@ pasm_status device_step_results(device_step *d, int from, int to, double *loss, 
 
 /* Evaluation with the images on the GPU: logits (ds->n x K, host) of every
  * face of ds (flip: of its mirror image), normalised as pasm_batch_make,
- * in batches of the network's size, read back once. PASM_ERR_UNSUPPORTED
- * (nothing said) where the host path is to run: a network on the CPU, a
- * CPU build, PASM_CUDA_HOST_STEP=1. */
+ * in batches of the network's size, read back once. Only where
+ * device_eval_applies: not for a network on the CPU, a CPU build, an empty
+ * set or PASM_CUDA_HOST_STEP=1 (the host path runs). */
+int device_eval_applies(const pasm_net *net, const pasm_dataset *ds);
 pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
                                const float *std, int flip, float *logits);
 

@@ -58,11 +58,9 @@ static void score(scorer *s, int start, int n, const float *logits, const float 
 }
 
 /* A GPU network: the images go to the GPU once and the logits come back
- * once (device_step.c); PASM_ERR_UNSUPPORTED: the host path runs. */
+ * once (device_step.c). */
 static pasm_status evaluate_on_device(pasm_net *net, const pasm_dataset *ds, const float *mean,
                                       const float *std, int tta_flip, scorer *s) {
-    if (pasm_net_get_config(net)->device != PASM_DEVICE_CUDA || ds->n < 1)
-        return PASM_ERR_UNSUPPORTED;
     const size_t count = (size_t)ds->n * s->k;
     float *logits = malloc(count * sizeof(float));
     float *flipped = tta_flip ? malloc(count * sizeof(float)) : NULL;
@@ -103,9 +101,10 @@ pasm_status pasm_evaluate(pasm_net *net, const pasm_dataset *ds, const float *me
         st = pasm_errorf(PASM_ERR_NOMEM, "out of memory for evaluation batches");
         goto done;
     }
-    st = evaluate_on_device(net, ds, mean, std, tta_flip, &s);
-    if (st != PASM_ERR_UNSUPPORTED) goto done;
-    st = PASM_OK;
+    if (device_eval_applies(net, ds)) {
+        st = evaluate_on_device(net, ds, mean, std, tta_flip, &s);
+        goto done;
+    }
     x = malloc((size_t)batch * per_image * sizeof(float));
     flip_logits = malloc((size_t)batch * k * sizeof(float));
     idx = malloc((size_t)batch * sizeof(int));
