@@ -12,7 +12,8 @@
 #          GPU tests (build-gpu/tests/cuda/*, then tests/cli/*), training images/s
 #          of ResNet-18 width 64 at batch 128 and 512 (pasm bf16; PyTorch eager bf16
 #          autocast channels-last, then fp32 and torch.compile if time is left),
-#          grad / iter / de attack images/s, peak GPU memory
+#          grad / iter / de attack images/s, peak GPU memory, and 20 fp32 SGD steps'
+#          training loss from one checkpoint on the same batches in pasm and PyTorch
 #   full   (under 9 min) the build again (a no-op when the machine kept build-gpu/),
 #          the whole PASM run (20 baseline epochs + 2 rounds of 10, --attack grad,
 #          batch 128, bf16) in pasm and in PyTorch at full FER2013 size, and the
@@ -359,6 +360,11 @@ if [ "$MODE" = quick ]; then
         build-gpu/bench/attack_bench de "$ATTACK_MODEL" "$TIMING_CSV" $N_DE --device cuda
     step torch_attacks 75 required needs:attack_model,data \
         "${TORCH[@]}" grad,iter,de "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD,$N_ITER,$N_DE
+    # the training loss against PyTorch's: the same checkpoint, batches and SGD, fp32
+    step curve_pasm 30 optional needs:attack_model,data \
+        build-gpu/bench/pasm_bench curve "$ATTACK_MODEL" "$TIMING_CSV" 20 128 cuda
+    step curve_torch 45 optional needs:attack_model,data \
+        "${TORCH[@]}" curve "$ATTACK_MODEL" "$TIMING_CSV" 20 128
     # GPU_CHECK_CLI_TESTS="" leaves the CLI tests out (they run pasm on the CPU too)
     if [ -n "${GPU_CHECK_CLI_TESTS-}" ]; then
         # shellcheck disable=SC2086  # a list of test folders

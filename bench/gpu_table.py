@@ -145,6 +145,24 @@ def main():
                 fmt(get("pasm_attack_" + kind, k + "_gpu_peak_mb")),
                 fmt(get("torch_attacks", k + "_gpu_peak_mb"))))
         w()
+        w("### Training loss against PyTorch's on the GPU")
+        w()
+        w("The same checkpoint (the attacks' width-64 network) trained 20 fp32 SGD steps "
+          "(lr 0.001, momentum 0.9, Nesterov, weight decay 5e-4; PyTorch with TF32 off) on "
+          "the same batches of 128 faces in file order, no augmentation "
+          "(`pasm_bench curve`, `torch_gpu_bench.py curve`). Two runs drift apart as their "
+          "rounding differences grow through the steps (on the CPU, pasm with 1 and 2 "
+          "threads: 4e-8 at step 2, 7e-4 at step 4 at lr 0.01).")
+        w()
+        w("| step | pasm loss | PyTorch loss | relative difference |")
+        w("| --- | --- | --- | --- |")
+        for st in (1, 2, 3, 5, 10, 20):
+            p = get("curve_pasm", "curve_loss_%d" % st)
+            t = get("curve_torch", "torch_curve_loss_%d" % st)
+            d = abs(num(p) - num(t)) / abs(num(t)) if num(p) is not None and num(t) else None
+            w("| %d | %s | %s | %s |" % (st, fmt(p, digits=6), fmt(t, digits=6),
+                                          "%.2g" % d if d is not None else NA))
+        w()
         w("Earlier PyTorch figures on an H200 (issue 10): training 12,400 images/s, grad "
           "29,000 images/s, de (32x8) 340 images/s, the whole run 164 s.")
         w()

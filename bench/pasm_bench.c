@@ -19,6 +19,10 @@
  *                           memory pasm held at its peak: "gpu_train_ips",
  *                           "gpu_peak_mb"; "gpu_hoststep_ips": the host-batch
  *                           path's steps; then a per-operation profile
+ *   pasm_bench curve MODEL CSV STEPS B [cpu|cuda]   the loss of each of STEPS
+ *                           fp32 SGD steps from checkpoint MODEL on CSV's faces in
+ *                           file order, batch B, no augmentation ("curve_loss_S"),
+ *                           for bench/torch_gpu_bench.py curve's same run
  * Each prints "key value" lines (key = mode, W appended), plus the peak RSS
  * in MiB of the process (getrusage) as "<key>_rss_mb". Not a test: timings
  * depend on the machine and on what else runs on it. */
@@ -278,6 +282,77 @@ static int run_gpu_train(int width, int batch) {
 #endif
 }
 
+/* The loss curve against PyTorch's (bench/torch_gpu_bench.py curve): the
+ * checkpoint MODEL trained for STEPS SGD steps (lr 0.001, momentum 0.9,
+ * Nesterov, weight decay 5e-4; fp32) on batches of B faces of CSV taken in
+ * file order (batch s holds faces s*B .. s*B+B-1, wrapping), normalised
+ * with the checkpoint's mean and std, no augmentation; the loss of every
+ * step before its update as "curve_loss_S". */
+#define CURVE_LR 0.001f /* gentle: two runs' rounding differences grow slowly */
+
+static int run_curve(const char *model, const char *csv, int steps, int batch, const char *dev) {
+    pasm_load_spec spec = {.path = csv, .split = "all", .input_size = SIZE, .channels = 1};
+    pasm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    if (pasm_dataset_load(&spec, &ds)) return fail(csv);
+    pasm_device d = PASM_DEVICE_CPU;
+    if (dev && (pasm_device_parse(dev, &d) || pasm_device_check(d))) {
+        pasm_dataset_free(&ds);
+        return fail(dev);
+    }
+    pasm_load_options lo = {.device = (int)d};
+    pasm_net *net = NULL;
+    pasm_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    int rc = 1;
+    float *x = NULL, *dlogits = NULL;
+    int32_t *labels = NULL;
+    int *idx = NULL;
+    pasm_sgd sgd = {0};
+    if (pasm_checkpoint_load_mode(model, &lo, batch, PASM_NET_TRAIN, &net, &meta)) {
+        fail(model);
+        goto done;
+    }
+    const int k = pasm_net_get_config(net)->num_classes;
+    x = malloc((size_t)batch * SIZE * SIZE * sizeof(float));
+    dlogits = malloc((size_t)batch * k * sizeof(float));
+    labels = malloc((size_t)batch * sizeof(int32_t));
+    idx = malloc((size_t)batch * sizeof(int));
+    int64_t count;
+    pasm_net_param_block(net, &count);
+    pasm_sgd_options opt = {.lr = CURVE_LR, .momentum = 0.9f, .weight_decay = 5e-4f,
+                            .nesterov = 1};
+    if (!x || !dlogits || !labels || !idx || pasm_sgd_init(&sgd, &opt, count)) {
+        fail("allocating");
+        goto done;
+    }
+    char line[256];
+    printf("# %s\n", pasm_device_describe(d, line, sizeof line));
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < batch; i++) idx[i] = (int)(((int64_t)s * batch + i) % ds.n);
+        const float *logits;
+        if (pasm_batch_make(&ds, idx, batch, meta.norm_mean, meta.norm_std, x, labels) ||
+            pasm_net_forward(net, x, batch, 1, &logits)) {
+            fail("forward");
+            goto done;
+        }
+        double loss = pasm_cross_entropy(batch, k, logits, labels, 0.0f, NULL, dlogits, NULL);
+        if (pasm_net_backward(net, dlogits, NULL) || pasm_sgd_step_net(&sgd, net, CURVE_LR)) {
+            fail("step");
+            goto done;
+        }
+        printf("curve_loss_%d %.8f\n", s + 1, loss);
+    }
+    rc = 0;
+done:
+    if (sgd.momentum_buffer) pasm_sgd_free(&sgd);
+    free(x), free(dlogits), free(labels), free(idx);
+    pasm_net_free(net);
+    pasm_model_meta_free(&meta);
+    pasm_dataset_free(&ds);
+    return rc;
+}
+
 static int run_infer128(int width) {
     train_ctx c;
     int rc = setup(&c, width, BATCH, 0);
@@ -392,6 +467,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(mode, "load") == 0) return run_load(argv[2]);
+    if (strcmp(mode, "curve") == 0) {
+        if (argc < 6) {
+            fprintf(stderr, "usage: pasm_bench curve MODEL CSV STEPS BATCH [cpu|cuda]\n");
+            return 2;
+        }
+        return run_curve(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argc > 6 ? argv[6] : NULL);
+    }
     int width = atoi(argv[2]);
     if (strcmp(mode, "gpu-train") == 0) {
         if (argc < 4) {

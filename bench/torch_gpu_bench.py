@@ -28,6 +28,10 @@ printed as "key value" lines like bench/torch_bench.py:
         time, loading the CSV excluded), run_load_s, run_PHASE_s per phase,
         run_roundK_val_acc / _test_acc (PublicTest / PrivateTest, no TTA) and
         run_gpu_peak_mb. --epochs-scale 0.05 gives a one-epoch smoke run.
+    torch_gpu_bench.py curve MODEL CSV STEPS BATCH [--device D]
+        pasm_bench curve's run in PyTorch (fp32, TF32 off): the checkpoint trained
+        STEPS SGD steps on the CSV's faces in file order, no augmentation; keys
+        torch_curve_loss_S (the loss of step S, before its update)
     torch_gpu_bench.py version
 
 --device defaults to cuda; cpu works too (for checking this script without a GPU:
@@ -331,6 +335,42 @@ def run(dev, args):
 # ---------------------------------------------------------------- main
 
 
+def curve(dev, args):
+    """pasm_bench curve's run in PyTorch: the checkpoint trained args.steps fp32
+    SGD steps (lr 0.001, momentum 0.9, Nesterov, weight decay 5e-4; TF32 off) on
+    batches of the CSV's faces in file order (batch s: faces s*B .. s*B+B-1,
+    wrapping), normalised with the checkpoint's mean and std, no augmentation."""
+    import numpy as np
+    set_tf32(False)
+    torch.backends.cudnn.benchmark = False
+    model, _, mean, std = torch_attack.load_model(args.model, torch.contiguous_format)
+    model = model.to(dev).train().requires_grad_(True)
+    pixels, labels = [], []
+    opener = __import__("gzip").open if args.csv.endswith(".gz") else open
+    with opener(args.csv, "rt", newline="") as f:
+        f.readline()
+        for line in f:
+            e, p, _ = line.rstrip("\n").split(",")
+            pixels.append(p)
+            labels.append(int(e))
+    x_all = torch.from_numpy(np.fromstring(" ".join(pixels), dtype=np.uint8,  # noqa: NPY201
+                                           sep=" ").reshape(-1, 1, SIZE, SIZE)).to(dev)
+    y_all = torch.tensor(labels, device=dev)
+    n = x_all.shape[0]
+    mean, std = mean.to(dev).view(1, -1, 1, 1), std.to(dev).view(1, -1, 1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4)
+    print("torch_curve_device %s" % dev)
+    for s in range(args.steps):
+        idx = (torch.arange(args.batch, device=dev) + s * args.batch) % n
+        x = (x_all[idx].float() / 255.0 - mean) / std
+        loss = F.cross_entropy(model(x), y_all[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        print("torch_curve_loss_%d %.8f" % (s + 1, loss.item()))
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -362,6 +402,14 @@ def main():
             reset_peak(dev)
     elif set(mode.split(",")) <= {"grad", "iter", "de"}:
         attack(dev, [mode] + rest)
+    elif mode == "curve":
+        ap = argparse.ArgumentParser(prog="torch_gpu_bench.py curve")
+        ap.add_argument("model")
+        ap.add_argument("csv")
+        ap.add_argument("steps", type=int)
+        ap.add_argument("batch", type=int)
+        ap.add_argument("--device", default="cuda")
+        curve(dev, ap.parse_args(rest))
     elif mode == "run":
         ap = argparse.ArgumentParser(prog="torch_gpu_bench.py run")
         ap.add_argument("--data", required=True)
