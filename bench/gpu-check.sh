@@ -361,9 +361,10 @@ if [ "$MODE" = quick ]; then
     step torch_attacks 75 required needs:attack_model,data \
         "${TORCH[@]}" grad,iter,de "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD,$N_ITER,$N_DE
     # the training loss against PyTorch's: the same checkpoint, batches and SGD, fp32
-    step curve_pasm 30 optional needs:attack_model,data \
+    # (NVIDIA_TF32_OVERRIDE=0: no TF32 even where cuDNN falls back to its default math)
+    step curve_pasm 30 optional needs:attack_model,data env NVIDIA_TF32_OVERRIDE=0 \
         build-gpu/bench/pasm_bench curve "$ATTACK_MODEL" "$TIMING_CSV" 20 128 cuda
-    step curve_torch 45 optional needs:attack_model,data \
+    step curve_torch 45 optional needs:attack_model,data env NVIDIA_TF32_OVERRIDE=0 \
         "${TORCH[@]}" curve "$ATTACK_MODEL" "$TIMING_CSV" 20 128
     # GPU_CHECK_CLI_TESTS="" leaves the CLI tests out (they run pasm on the CPU too)
     if [ -n "${GPU_CHECK_CLI_TESTS-}" ]; then

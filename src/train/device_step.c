@@ -254,19 +254,27 @@ int device_eval_applies(const pasm_net *net, const pasm_dataset *ds) {
            ds->channels <= 3 && !host_step_asked();
 }
 
+/* Faces on the GPU at once while evaluating: a large set goes up in parts. */
+enum { EVAL_CHUNK = 32768 };
+
 pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
-                               const float *std, int flip, float *logits) {
+                               const float *std, float *logits, float *flipped) {
     if (!device_eval_applies(net, ds))
         return pasm_errorf(PASM_ERR_INVALID, "GPU evaluation of a network or data it does not "
                                              "take");
     const int C = ds->channels, S = ds->size, k = pasm_net_get_config(net)->num_classes;
     const int batch = pasm_net_max_batch(net);
     const size_t per_image = (size_t)C * S * S;
+    /* parts of whole batches: the batches are the host path's */
+    const char *part = getenv("PASM_CUDA_EVAL_CHUNK"); /* smaller parts, for tests */
+    int chunk = (part && atoi(part) > 0 ? atoi(part) : EVAL_CHUNK) / batch * batch;
+    if (chunk < batch) chunk = batch;
+    if (chunk > ds->n) chunk = ds->n;
     float table[3 * 256];
     pasm_status st0 = pasm_norm_table(C, mean, std, table);
     if (st0) return st0;
-    int32_t *order = malloc((size_t)ds->n * sizeof *order);
-    pasm_augment_plan *plans = calloc((size_t)ds->n, sizeof *plans);
+    int32_t *order = malloc((size_t)chunk * sizeof *order);
+    pasm_augment_plan *plans = calloc((size_t)chunk * 2, sizeof *plans); /* as is, mirrored */
     pasm_cuda_ctx *ctx = NULL;
     uint8_t *images = NULL;
     int32_t *labels = NULL, *d_order = NULL, *batch_labels = NULL;
@@ -274,35 +282,43 @@ pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const floa
     float *d_table = NULL, *x = NULL, *all = NULL;
     pasm_status st = order && plans ? PASM_OK
                                     : pasm_errorf(PASM_ERR_NOMEM, "out of memory for evaluation");
-    for (int i = 0; !st && i < ds->n; i++) {
+    for (int i = 0; !st && i < chunk; i++) {
         order[i] = i;
-        plans[i].flip = flip != 0;
+        plans[chunk + i].flip = 1;
     }
     if (!st) st = pasm_cuda_ctx_create(&ctx);
-    if (!st) st = alloc(&images, (size_t)ds->n * per_image, "the images to evaluate");
-    if (!st) st = alloc(&labels, (size_t)ds->n * 4, "their labels");
-    if (!st) st = alloc(&d_order, (size_t)ds->n * 4, "their order");
-    if (!st) st = alloc(&d_plans, (size_t)ds->n * sizeof *plans, "their plans");
+    if (!st) st = alloc(&images, (size_t)chunk * per_image, "the images to evaluate");
+    if (!st) st = alloc(&labels, (size_t)chunk * 4, "their labels");
+    if (!st) st = alloc(&d_order, (size_t)chunk * 4, "their order");
+    if (!st) st = alloc(&d_plans, (size_t)chunk * 2 * sizeof *plans, "their plans");
     if (!st) st = alloc(&d_table, sizeof table, "normalisation");
     if (!st) st = alloc(&x, (size_t)batch * per_image * 4, "a batch");
     if (!st) st = alloc(&batch_labels, (size_t)batch * 4, "a batch's labels");
-    if (!st) st = alloc(&all, (size_t)ds->n * k * 4, "the logits");
-    if (!st) st = pasm_cuda_to_device(ctx, images, ds->images, (size_t)ds->n * per_image);
-    if (!st) st = pasm_cuda_to_device(ctx, labels, ds->labels, (size_t)ds->n * 4);
-    if (!st) st = pasm_cuda_to_device(ctx, d_order, order, (size_t)ds->n * 4);
-    if (!st) st = pasm_cuda_to_device(ctx, d_plans, plans, (size_t)ds->n * sizeof *plans);
+    if (!st) st = alloc(&all, (size_t)chunk * k * 4, "the logits");
+    if (!st) st = pasm_cuda_to_device(ctx, d_order, order, (size_t)chunk * 4);
+    if (!st) st = pasm_cuda_to_device(ctx, d_plans, plans, (size_t)chunk * 2 * sizeof *plans);
     if (!st) st = pasm_cuda_to_device(ctx, d_table, table, (size_t)C * 256 * 4);
-    for (int start = 0; !st && start < ds->n; start += batch) {
-        const int n = ds->n - start < batch ? ds->n - start : batch;
-        const float *l;
-        st = pasm_cuda_batch(ctx, n, C, S, images, labels, d_order + start, d_plans + start,
-                             d_table, x, batch_labels, NULL);
-        if (!st) st = pasm_net_forward_on_device(net, x, n, 0, &l);
-        if (!st) st = pasm_cuda_copy(ctx, all + (size_t)start * k, l, (size_t)n * k * 4);
+    for (int c0 = 0; !st && c0 < ds->n; c0 += chunk) {
+        const int m = ds->n - c0 < chunk ? ds->n - c0 : chunk;
+        st = pasm_cuda_to_device(ctx, images, ds->images + (size_t)c0 * per_image,
+                                 (size_t)m * per_image);
+        if (!st) st = pasm_cuda_to_device(ctx, labels, ds->labels + c0, (size_t)m * 4);
+        for (int pass = 0; !st && pass < (flipped ? 2 : 1); pass++) {
+            for (int start = 0; !st && start < m; start += batch) {
+                const int n = m - start < batch ? m - start : batch;
+                const float *l;
+                st = pasm_cuda_batch(ctx, n, C, S, images, labels, d_order + start,
+                                     d_plans + (size_t)pass * chunk + start, d_table, x,
+                                     batch_labels, NULL);
+                if (!st) st = pasm_net_forward_on_device(net, x, n, 0, &l);
+                if (!st) st = pasm_cuda_copy(ctx, all + (size_t)start * k, l, (size_t)n * k * 4);
+            }
+            float *dst = (pass ? flipped : logits) + (size_t)c0 * k;
+            if (!st) st = pasm_cuda_to_host(ctx, dst, all, (size_t)m * k * 4);
+        }
     }
-    if (!st) st = pasm_cuda_to_host(ctx, logits, all, (size_t)ds->n * k * 4);
     void *bufs[] = {images, labels, d_order, d_plans, d_table, x, batch_labels, all};
-    if (ctx) pasm_cuda_sync(ctx, "evaluating");
+    if (!st) st = pasm_cuda_sync(ctx, "evaluating");
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(ctx);
     free(order);
@@ -338,8 +354,8 @@ int device_eval_applies(const pasm_net *net, const pasm_dataset *ds) {
     return 0;
 }
 pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
-                               const float *std, int flip, float *logits) {
-    (void)net, (void)ds, (void)mean, (void)std, (void)flip, (void)logits;
+                               const float *std, float *logits, float *flipped) {
+    (void)net, (void)ds, (void)mean, (void)std, (void)logits, (void)flipped;
     return pasm_errorf(PASM_ERR_INVALID, "no GPU evaluation in a CPU build");
 }
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct) {

@@ -39,12 +39,13 @@ int64_t device_step_graph_steps(const device_step *d);
 pasm_status device_step_results(device_step *d, int from, int to, double *loss, int *correct);
 
 /* Evaluation with the images on the GPU: logits (ds->n x K, host) of every
- * face of ds (flip: of its mirror image), normalised as pasm_batch_make,
- * in batches of the network's size, read back once. Only where
- * device_eval_applies: not for a network on the CPU, a CPU build, an empty
- * set or PASM_CUDA_HOST_STEP=1 (the host path runs). */
+ * face of ds and, when flipped is not NULL, of its mirror image, normalised
+ * as pasm_batch_make, in the host path's batches of the network's size. The
+ * faces go up once, in parts of at most 32768 (PASM_CUDA_EVAL_CHUNK=N: N,
+ * rounded down to whole batches), and each part's logits come back once. Only where device_eval_applies: not for a network on the CPU,
+ * a CPU build, an empty set or PASM_CUDA_HOST_STEP=1 (the host path runs). */
 int device_eval_applies(const pasm_net *net, const pasm_dataset *ds);
 pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const float *mean,
-                               const float *std, int flip, float *logits);
+                               const float *std, float *logits, float *flipped);
 
 #endif

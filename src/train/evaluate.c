@@ -67,8 +67,7 @@ static pasm_status evaluate_on_device(pasm_net *net, const pasm_dataset *ds, con
     pasm_status st = logits && (!tta_flip || flipped)
                          ? PASM_OK
                          : pasm_errorf(PASM_ERR_NOMEM, "out of memory for evaluation logits");
-    if (!st) st = device_eval_logits(net, ds, mean, std, 0, logits);
-    if (!st && tta_flip) st = device_eval_logits(net, ds, mean, std, 1, flipped);
+    if (!st) st = device_eval_logits(net, ds, mean, std, logits, flipped);
     const int batch = pasm_net_max_batch(net);
     for (int start = 0; !st && start < ds->n; start += batch) {
         int n = ds->n - start < batch ? ds->n - start : batch;

@@ -254,6 +254,36 @@ static void on_epoch(void *user, const pasm_epoch_stats *e) {
     }
 }
 
+/* pasm_evaluate with flip TTA on a GPU network: the images on the GPU (in
+ * one part, and in parts of one batch), and the host's batches
+ * (PASM_CUDA_HOST_STEP=1): the same probabilities, logits and loss, byte
+ * for byte. */
+static void evaluate_paths(pasm_net *net, const pasm_model_meta *meta, const pasm_dataset *val) {
+    const size_t count = (size_t)val->n * 7;
+    float *probs[3], *logits[3];
+    double loss[3];
+    for (int how = 0; how < 3; how++) {
+        probs[how] = malloc(count * sizeof(float));
+        logits[how] = malloc(count * sizeof(float));
+        if (how == 1) setenv("PASM_CUDA_EVAL_CHUNK", "8", 1);
+        if (how == 2) setenv("PASM_CUDA_HOST_STEP", "1", 1);
+        pasm_status st = pasm_evaluate(net, val, meta->norm_mean, meta->norm_std, 1, NULL,
+                                       &loss[how], probs[how], logits[how]);
+        unsetenv("PASM_CUDA_EVAL_CHUNK");
+        unsetenv("PASM_CUDA_HOST_STEP");
+        if (st) fail_msg("evaluation path %d: %s", how, pasm_last_error());
+    }
+    printf("  evaluation with TTA: loss %.9f (GPU, one part), %.9f (parts of 8), %.9f (host "
+           "batches)\n",
+           loss[0], loss[1], loss[2]);
+    for (int how = 1; how < 3; how++) {
+        assert_true(loss[how] == loss[0]);
+        assert_memory_equal(probs[how], probs[0], count * sizeof(float));
+        assert_memory_equal(logits[how], logits[0], count * sizeof(float));
+    }
+    for (int how = 0; how < 3; how++) free(probs[how]), free(logits[how]);
+}
+
 /* pasm_train through the library, without checkpoints (so no save hands
  * the host copy out between epochs), with validation after each epoch:
  * path 0 the GPU trainer with its steps replayed as a graph, 1 the host
@@ -294,6 +324,7 @@ static void trainer_run(int how, const pasm_dataset *train, const pasm_dataset *
     if (how == 0) assert_int_equal(r.graph_steps, r.steps - 1); /* all but the first */
     else assert_int_equal(r.graph_steps, 0);
     memcpy(fc_bias, pasm_net_find(net, "fc.bias")->data, 7 * sizeof(float));
+    if (how == 0) evaluate_paths(net, &meta, val);
     pasm_net_free(net);
 }
 
