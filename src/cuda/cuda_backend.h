@@ -190,7 +190,9 @@ void pasm_cuda_graph_free(pasm_cuda_graph *g);
  * images (uint8, (N, C, S, S)) with label labels[order[i]], each pixel
  * normalised through table (C rows of 256: the host's pasm_batch_make
  * values) and augmented by plans[i] (pasm_augment_batch's result). With
- * step (device), order and plans are read from position step->start. */
+ * step (device), order and plans are read from position step->start.
+ * order NULL: sample i is image i; labels_out NULL: no labels (labels
+ * unread). */
 pasm_status pasm_cuda_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const uint8_t *images,
                             const int32_t *labels, const int32_t *order,
                             const pasm_augment_plan *plans, const float *table, float *x,

@@ -22,13 +22,13 @@ pasm_status pasm_cuda_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const uint8
             const int64_t img = i / per_image, rest = i % per_image;
             const int ch = (int)(rest / plane), yx = (int)(rest % plane);
             const int64_t at = (step ? step->start : 0) + img;
-            const int src = order[at];
+            const int64_t src = order ? order[at] : at;
             int sy, sx;
             float v = 0.0f;
             if (pasm_augment_source(&plans[at], s, yx / s, yx % s, &sy, &sx))
                 v = table[ch * 256 + images[(int64_t)src * per_image + ch * plane + sy * s + sx]];
             x[i] = v;
-            if (rest == 0) labels_out[img] = labels[src];
+            if (labels_out && rest == 0) labels_out[img] = labels[src];
         },
         "batch assembly");
 }

@@ -8,6 +8,9 @@
 #ifdef PASM_HAVE_CUDA
 #include "cuda/cuda_backend.h"
 
+/* The trainer's orders and counts are int; the GPU's int32_t: the same. */
+_Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
+
 struct device_step {
     pasm_cuda_ctx *ctx;
     pasm_net *net, *teacher;
@@ -31,9 +34,7 @@ struct device_step {
     pasm_cuda_graph *graph;
     int graph_failed, full_steps;
     int64_t graph_steps;
-    /* host: the epoch's plans and order before they are sent */
-    pasm_augment_plan *host_plans;
-    int32_t *host_order;
+    pasm_augment_plan *host_plans; /* the epoch's plans before they are sent */
 };
 
 void device_step_free(device_step *d) {
@@ -46,7 +47,6 @@ void device_step_free(device_step *d) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(d->ctx);
     free(d->host_plans);
-    free(d->host_order);
     free(d);
 }
 
@@ -84,9 +84,7 @@ static pasm_status build(device_step *d, const pasm_dataset *train, const pasm_m
     float table[3 * 256];
     if ((st = pasm_norm_table(C, meta->norm_mean, meta->norm_std, table))) return st;
     d->host_plans = malloc((size_t)train->n * sizeof *d->host_plans);
-    d->host_order = malloc((size_t)train->n * sizeof *d->host_order);
-    if (!d->host_plans || !d->host_order)
-        return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the epoch's plans");
+    if (!d->host_plans) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the epoch's plans");
     if ((st = pasm_cuda_to_device(d->ctx, d->table, table, (size_t)C * 256 * 4)) ||
         (st = pasm_cuda_to_device(d->ctx, d->images, train->images, (size_t)train->n * per_image)) ||
         (st = pasm_cuda_to_device(d->ctx, d->labels, train->labels, (size_t)train->n * 4)))
@@ -137,12 +135,11 @@ pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch
     /* the sends below must not overwrite what queued steps still read */
     pasm_status st = pasm_cuda_sync(d->ctx, "finishing the last epoch");
     if (st) return st;
-    for (int i = 0; i < n; i++) d->host_order[i] = order[i];
     if ((st = pasm_augment_plans(n, d->size, &d->opt->augment, d->opt->seed, (uint64_t)epoch,
                                  order, d->host_plans)))
         return st;
     const int32_t next = first;
-    if ((st = pasm_cuda_to_device(d->ctx, d->order, d->host_order, (size_t)n * 4)) ||
+    if ((st = pasm_cuda_to_device(d->ctx, d->order, order, (size_t)n * 4)) ||
         (st = pasm_cuda_to_device(d->ctx, d->plans, d->host_plans,
                                   (size_t)n * sizeof *d->host_plans)) ||
         (st = pasm_cuda_to_device(d->ctx, d->lrs, lrs, (size_t)d->batches * 4)) ||
@@ -238,13 +235,7 @@ pasm_status device_step_results(device_step *d, int from, int to, double *loss, 
     pasm_status st = pasm_cuda_to_host(d->ctx, loss + from, d->losses + from,
                                        (size_t)(to - from) * 8);
     if (st) return st;
-    int32_t hits[256];
-    for (int b = from; b < to; b += 256) {
-        int m = to - b < 256 ? to - b : 256;
-        if ((st = pasm_cuda_to_host(d->ctx, hits, d->correct + b, (size_t)m * 4))) return st;
-        for (int i = 0; i < m; i++) correct[b + i] = hits[i];
-    }
-    return PASM_OK;
+    return pasm_cuda_to_host(d->ctx, correct + from, d->correct + from, (size_t)(to - from) * 4);
 }
 
 /* ---- evaluation ---- */
@@ -273,43 +264,33 @@ pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const floa
     float table[3 * 256];
     pasm_status st0 = pasm_norm_table(C, mean, std, table);
     if (st0) return st0;
-    int32_t *order = malloc((size_t)chunk * sizeof *order);
     pasm_augment_plan *plans = calloc((size_t)chunk * 2, sizeof *plans); /* as is, mirrored */
     pasm_cuda_ctx *ctx = NULL;
     uint8_t *images = NULL;
-    int32_t *labels = NULL, *d_order = NULL, *batch_labels = NULL;
     pasm_augment_plan *d_plans = NULL;
     float *d_table = NULL, *x = NULL, *all = NULL;
-    pasm_status st = order && plans ? PASM_OK
-                                    : pasm_errorf(PASM_ERR_NOMEM, "out of memory for evaluation");
-    for (int i = 0; !st && i < chunk; i++) {
-        order[i] = i;
-        plans[chunk + i].flip = 1;
-    }
+    pasm_status st = plans ? PASM_OK : pasm_errorf(PASM_ERR_NOMEM, "out of memory for evaluation");
+    for (int i = 0; !st && i < chunk; i++) plans[chunk + i].flip = 1;
     if (!st) st = pasm_cuda_ctx_create(&ctx);
     if (!st) st = alloc(&images, (size_t)chunk * per_image, "the images to evaluate");
-    if (!st) st = alloc(&labels, (size_t)chunk * 4, "their labels");
-    if (!st) st = alloc(&d_order, (size_t)chunk * 4, "their order");
     if (!st) st = alloc(&d_plans, (size_t)chunk * 2 * sizeof *plans, "their plans");
     if (!st) st = alloc(&d_table, sizeof table, "normalisation");
     if (!st) st = alloc(&x, (size_t)batch * per_image * 4, "a batch");
-    if (!st) st = alloc(&batch_labels, (size_t)batch * 4, "a batch's labels");
     if (!st) st = alloc(&all, (size_t)chunk * k * 4, "the logits");
-    if (!st) st = pasm_cuda_to_device(ctx, d_order, order, (size_t)chunk * 4);
     if (!st) st = pasm_cuda_to_device(ctx, d_plans, plans, (size_t)chunk * 2 * sizeof *plans);
     if (!st) st = pasm_cuda_to_device(ctx, d_table, table, (size_t)C * 256 * 4);
     for (int c0 = 0; !st && c0 < ds->n; c0 += chunk) {
         const int m = ds->n - c0 < chunk ? ds->n - c0 : chunk;
         st = pasm_cuda_to_device(ctx, images, ds->images + (size_t)c0 * per_image,
                                  (size_t)m * per_image);
-        if (!st) st = pasm_cuda_to_device(ctx, labels, ds->labels + c0, (size_t)m * 4);
         for (int pass = 0; !st && pass < (flipped ? 2 : 1); pass++) {
             for (int start = 0; !st && start < m; start += batch) {
                 const int n = m - start < batch ? m - start : batch;
                 const float *l;
-                st = pasm_cuda_batch(ctx, n, C, S, images, labels, d_order + start,
-                                     d_plans + (size_t)pass * chunk + start, d_table, x,
-                                     batch_labels, NULL);
+                /* the part's faces in order (no order given), as is or mirrored */
+                st = pasm_cuda_batch(ctx, n, C, S, images + (size_t)start * per_image, NULL,
+                                     NULL, d_plans + (size_t)pass * chunk + start, d_table, x,
+                                     NULL, NULL);
                 if (!st) st = pasm_net_forward_on_device(net, x, n, 0, &l);
                 if (!st) st = pasm_cuda_copy(ctx, all + (size_t)start * k, l, (size_t)n * k * 4);
             }
@@ -317,11 +298,10 @@ pasm_status device_eval_logits(pasm_net *net, const pasm_dataset *ds, const floa
             if (!st) st = pasm_cuda_to_host(ctx, dst, all, (size_t)m * k * 4);
         }
     }
-    void *bufs[] = {images, labels, d_order, d_plans, d_table, x, batch_labels, all};
+    void *bufs[] = {images, d_plans, d_table, x, all};
     if (!st) st = pasm_cuda_sync(ctx, "evaluating");
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(ctx);
-    free(order);
     free(plans);
     return st;
 }
