@@ -77,6 +77,21 @@ static pasm_status no_algorithm(const pasm_cuda_conv *c, const char *which, int 
                        s->w_in, n, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", (size_t)(WS_LIMIT >> 20));
 }
 
+/* The pick of cuDNN's ranking p for one direction: its algorithm and math
+ * type into *algo and *math, its workspace into *need (the most so far);
+ * none: the error naming which. */
+template <typename Perf, typename Algo>
+static pasm_status take(pasm_cuda_conv *c, const Perf *p, int found, size_t limit,
+                        const char *which, int n, Algo *algo, cudnnMathType_t *math,
+                        size_t *need) {
+    const int i = pick(p, found, limit, &c->nondeterministic);
+    if (i < 0) return no_algorithm(c, which, n);
+    *algo = p[i].algo;
+    *math = p[i].mathType;
+    if (p[i].memory > *need) *need = p[i].memory;
+    return PASM_OK;
+}
+
 /* xd and yd for batch n. */
 static pasm_status describe(pasm_cuda_conv *c, int n) {
     if (c->desc_n == n) return PASM_OK;
@@ -99,7 +114,7 @@ static pasm_status choose(pasm_cuda_conv *c, int n, size_t limit, conv_algos *a)
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->query_math), "math type");
     cudnnHandle_t h = c->ctx->cudnn;
     enum { MAX_ALGOS = 16 };
-    int found = 0, i;
+    int found = 0;
     size_t need = 0;
     memset(a, 0, sizeof *a);
     a->n = n;
@@ -108,33 +123,23 @@ static pasm_status choose(pasm_cuda_conv *c, int n, size_t limit, conv_algos *a)
         CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
                                                          &found, p),
                   "choosing the forward algorithm");
-        if ((i = pick(p, found, limit, &c->nondeterministic)) < 0)
-            return no_algorithm(c, "forward", n);
-        a->fwd = p[i].algo;
-        a->fwd_math = p[i].mathType;
-        if (p[i].memory > need) need = p[i].memory;
+        TRY_STATUS(take(c, p, found, limit, "forward", n, &a->fwd, &a->fwd_math, &need));
     }
     if (c->needs & PASM_CUDA_CONV_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t p[MAX_ALGOS];
         CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd,
                                                               MAX_ALGOS, &found, p),
                   "choosing the input-gradient algorithm");
-        if ((i = pick(p, found, limit, &c->nondeterministic)) < 0)
-            return no_algorithm(c, "input-gradient", n);
-        a->bwd_data = p[i].algo;
-        a->data_math = p[i].mathType;
-        if (p[i].memory > need) need = p[i].memory;
+        TRY_STATUS(take(c, p, found, limit, "input-gradient", n, &a->bwd_data, &a->data_math,
+                        &need));
     }
     if (c->needs & PASM_CUDA_CONV_FILTER) {
         cudnnConvolutionBwdFilterAlgoPerf_t p[MAX_ALGOS];
         CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
                                                                 MAX_ALGOS, &found, p),
                   "choosing the weight-gradient algorithm");
-        if ((i = pick(p, found, limit, &c->nondeterministic)) < 0)
-            return no_algorithm(c, "weight-gradient", n);
-        a->bwd_filter = p[i].algo;
-        a->filter_math = p[i].mathType;
-        if (p[i].memory > need) need = p[i].memory;
+        TRY_STATUS(take(c, p, found, limit, "weight-gradient", n, &a->bwd_filter,
+                        &a->filter_math, &need));
     }
     if (need > c->ws_max) c->ws_max = need;
     return PASM_OK;
