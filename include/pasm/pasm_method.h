@@ -40,6 +40,26 @@ typedef struct {
      * the scorer has no such maps (the `cam` position needs them). */
     pasm_status (*cam)(void *ctx, const uint8_t *images, const int32_t *labels, int n,
                        float *probs, float *maps);
+    /* Optional (NULL: the attacks do this on the host from grad): probs as
+     * grad, and for each image its most salient pixel — the largest sum
+     * over channels of |dpixels|, among the pixels not marked in skip
+     * ((n, S*S), may be NULL), ties to the first in row-major order; -1 when
+     * every pixel is marked — in pixel[i] = row * S + col, and in values
+     * (n, C) the values that move it the way the loss rises: 255 where the
+     * gradient is positive, else 0. A GPU scorer picks the pixel where the
+     * gradient is, and sends back only the pick. */
+    pasm_status (*salient)(void *ctx, const uint8_t *images, const int32_t *labels,
+                           const uint8_t *skip, int n, float *probs, int *pixel,
+                           uint8_t *values);
+    /* Optional, together (NULL: the attacks assemble candidates on the
+     * host): bind makes images (n, C, S, S) the ones that changed's items
+     * refer to (NULL, 0 lets them go; the caller keeps them unchanged while
+     * bound); changed gives probs (m, n_classes), m <= max_batch, of item j
+     * = image img[j] with pixel (row[j], col[j]) set to values[j * C ..].
+     * A GPU scorer keeps the bound images on the GPU. */
+    pasm_status (*bind)(void *ctx, const uint8_t *images, int n);
+    pasm_status (*changed)(void *ctx, int m, const int *img, const int *row, const int *col,
+                           const uint8_t *values, float *probs);
     void *ctx;
 } pasm_scorer;
 

@@ -210,6 +210,30 @@ pasm_status pasm_cuda_train_loss(pasm_cuda_ctx *ctx, int n, int k, const float *
                                  float kd_temp, float *dlogits, double *terms, double *loss,
                                  int32_t *correct, const pasm_cuda_step *step);
 
+/* ---- the point attacks' batches (attack.cu) ---- */
+/* One candidate of a one-pixel attack: image img with pixel (row, col) set
+ * to value[0..C-1]. */
+typedef struct {
+    int32_t img, row, col;
+    uint8_t value[4];
+} pasm_cuda_pixel;
+/* x (n, C, S, S) fp32: candidate j is items[j] applied to images (uint8,
+ * (N, C, S, S)), every pixel normalised through table (as pasm_cuda_batch). */
+pasm_status pasm_cuda_pixel_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const uint8_t *images,
+                                  const pasm_cuda_pixel *items, const float *table, float *x);
+/* Per-channel factors (up to 3), passed by value. */
+typedef struct {
+    float v[3];
+} pasm_cuda_scale3;
+/* For each of n images, from dx (n, C, S, S) (the gradient w.r.t. the
+ * normalised input): the pixel with the largest sum over channels of
+ * |dx * scale[ch]| among those not marked in skip ((n, S*S), may be NULL),
+ * ties to the first, -1 when every pixel is marked; values (n, C): 255
+ * where dx * scale at that pixel is > 0, else 0. */
+pasm_status pasm_cuda_salient(pasm_cuda_ctx *ctx, int n, int c, int s, const float *dx,
+                              pasm_cuda_scale3 scale, const uint8_t *skip, int32_t *pixel,
+                              uint8_t *values);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,7 +4,10 @@
  * flips) and `de` (Su et al.'s one-pixel attack by differential evolution,
  * DE/rand/1 without crossover). Every attack works on uint8 images and
  * batches its queries: `de` gathers the candidates of all images still
- * searching into forward passes of up to attack_batch images.
+ * searching into forward passes of up to attack_batch images. A scorer
+ * that offers them (the GPU's) assembles the one-pixel candidates from the
+ * images bound to it (bind, changed) and picks the salient pixels itself
+ * (salient); the attacks' decisions are the same either way.
  *
  * Randomness (de only) comes from pasm_rng(seed, PASM_RNG_ATTACK, image
  * index, 0), one stream per image, so results do not depend on how images
@@ -52,13 +55,20 @@ typedef struct {
     int64_t per_image;  /* C * S * S */
     uint8_t *images;    /* batch images */
     float *probs;       /* batch x K */
-    float *dpixels;     /* batch x C x S x S (grad and iter; cam: batch x S x S) */
+    float *dpixels;     /* batch x C x S x S (grad and iter without s->salient; cam: batch x S x S) */
+    int *pixel;         /* batch: the most salient pixels (grad and iter) */
+    uint8_t *values;    /* batch x C: their values */
+    uint8_t *skip;      /* batch x S x S: pixels not to pick (iter) */
+    int bound;          /* the images attacked are bound to the scorer (s->bind) */
 } work;
 
 static void work_free(work *w) {
     free(w->images);
     free(w->probs);
     free(w->dpixels);
+    free(w->pixel);
+    free(w->values);
+    free(w->skip);
 }
 
 static pasm_status work_init(work *w, const pasm_scorer *s, const pasm_attack_options *o,
@@ -70,8 +80,18 @@ static pasm_status work_init(work *w, const pasm_scorer *s, const pasm_attack_op
     w->per_image = (int64_t)s->channels * s->size * s->size;
     w->images = malloc((size_t)w->batch * w->per_image);
     w->probs = malloc((size_t)w->batch * s->n_classes * sizeof(float));
-    if (need_grad) w->dpixels = malloc((size_t)w->batch * w->per_image * sizeof(float));
-    if (!w->images || !w->probs || (need_grad && !w->dpixels)) {
+    /* grad and iter pick pixels (from dpixels unless the scorer picks);
+     * cam reads maps into dpixels */
+    const int pick = o->kind == PASM_ATTACK_GRAD || o->kind == PASM_ATTACK_ITER;
+    const int dpix = need_grad && !(pick && s->salient);
+    if (dpix) w->dpixels = malloc((size_t)w->batch * w->per_image * sizeof(float));
+    if (pick) {
+        w->pixel = malloc((size_t)w->batch * sizeof(int));
+        w->values = malloc((size_t)w->batch * s->channels);
+        w->skip = malloc((size_t)w->batch * s->size * s->size);
+    }
+    if (!w->images || !w->probs || (dpix && !w->dpixels) ||
+        (pick && (!w->pixel || !w->values || !w->skip))) {
         work_free(w);
         return pasm_errorf(PASM_ERR_NOMEM, "out of memory for attack batches of %d", w->batch);
     }
@@ -108,14 +128,20 @@ static pasm_status eval_changes(work *w, const uint8_t *images, const int32_t *l
     const int k = s->n_classes;
     for (int start = 0; start < ch->m; start += w->batch) {
         int n = ch->m - start < w->batch ? ch->m - start : w->batch;
-        for (int b = 0; b < n; b++) {
-            int j = start + b;
-            uint8_t *dst = w->images + (int64_t)b * w->per_image;
-            memcpy(dst, images + (int64_t)ch->img[j] * w->per_image, (size_t)w->per_image);
-            set_pixel(dst, s->channels, s->size, ch->row[j], ch->col[j],
-                      ch->values + (int64_t)j * s->channels);
+        pasm_status st;
+        if (w->bound) { /* the scorer assembles them from the bound images */
+            st = s->changed(s->ctx, n, ch->img + start, ch->row + start, ch->col + start,
+                            ch->values + (int64_t)start * s->channels, w->probs);
+        } else {
+            for (int b = 0; b < n; b++) {
+                int j = start + b;
+                uint8_t *dst = w->images + (int64_t)b * w->per_image;
+                memcpy(dst, images + (int64_t)ch->img[j] * w->per_image, (size_t)w->per_image);
+                set_pixel(dst, s->channels, s->size, ch->row[j], ch->col[j],
+                          ch->values + (int64_t)j * s->channels);
+            }
+            st = s->probs(s->ctx, w->images, n, w->probs);
         }
-        pasm_status st = s->probs(s->ctx, w->images, n, w->probs);
         if (st) return st;
         for (int b = 0; b < n; b++) {
             int j = start + b;
@@ -175,6 +201,23 @@ static int most_salient(const float *d, int channels, int size, const uint8_t *s
     return best;
 }
 
+/* The most salient pixels of a batch of m images (skip: (m, S*S) or NULL)
+ * into w->pixel and w->values, and their probabilities into w->probs: the
+ * scorer's own pick, or the host's from the scorer's gradient. */
+static pasm_status salient_batch(work *w, const uint8_t *images, const int32_t *labels,
+                                 const uint8_t *skip, int m) {
+    const pasm_scorer *s = w->s;
+    const int C = s->channels, plane = s->size * s->size;
+    if (s->salient)
+        return s->salient(s->ctx, images, labels, skip, m, w->probs, w->pixel, w->values);
+    pasm_status st = s->grad(s->ctx, images, labels, m, w->probs, w->dpixels);
+    for (int b = 0; b < m && !st; b++)
+        w->pixel[b] = most_salient(w->dpixels + (int64_t)b * w->per_image, C, s->size,
+                                   skip ? skip + (int64_t)b * plane : NULL,
+                                   w->values + (int64_t)b * C);
+    return st;
+}
+
 /* ---- grad: one gradient, the most salient pixel, one more forward ---- */
 static pasm_status attack_grad(work *w, const uint8_t *images, const int32_t *labels, int n,
                                pasm_point *points) {
@@ -185,13 +228,12 @@ static pasm_status attack_grad(work *w, const uint8_t *images, const int32_t *la
     if (st) return st;
     for (int start = 0; start < n && !st; start += w->batch) {
         int m = n - start < w->batch ? n - start : w->batch;
-        st = s->grad(s->ctx, images + (int64_t)start * w->per_image, labels + start, m, w->probs,
-                     w->dpixels);
+        st = salient_batch(w, images + (int64_t)start * w->per_image, labels + start, NULL, m);
         for (int b = 0; b < m && !st; b++) {
-            int i = start + b;
+            int i = start + b, p = w->pixel[b];
             points[i].p_true_before = w->probs[(int64_t)b * k + labels[i]];
-            int p = most_salient(w->dpixels + (int64_t)b * w->per_image, s->channels, s->size,
-                                 NULL, ch.values + (int64_t)i * s->channels);
+            memcpy(ch.values + (int64_t)i * s->channels, w->values + (int64_t)b * s->channels,
+                   (size_t)s->channels);
             ch.img[i] = i;
             ch.row[i] = p / s->size;
             ch.col[i] = p % s->size;
@@ -284,11 +326,12 @@ static pasm_status attack_iter(work *w, const pasm_attack_options *o, const uint
                 int i = active[start + b];
                 memcpy(w->images + (int64_t)b * w->per_image, cur + (int64_t)i * w->per_image,
                        (size_t)w->per_image);
+                memcpy(w->skip + (int64_t)b * plane, changed + (int64_t)i * plane, (size_t)plane);
                 lab[b] = labels[i];
             }
             /* the last step only reads the outcome: no gradient needed */
             st = t == o->iter_max ? s->probs(s->ctx, w->images, m, w->probs)
-                                  : s->grad(s->ctx, w->images, lab, m, w->probs, w->dpixels);
+                                  : salient_batch(w, w->images, lab, w->skip, m);
             if (st) break;
             for (int b = 0; b < m; b++) {
                 int i = active[start + b];
@@ -304,9 +347,8 @@ static pasm_status attack_iter(work *w, const pasm_attack_options *o, const uint
                 }
                 /* a correct image stops once fooled; a wrong one runs the budget */
                 if ((t > 0 && was_right[i] && pt->fooled) || t == o->iter_max) continue;
-                uint8_t values[3];
-                int p = most_salient(w->dpixels + (int64_t)b * w->per_image, s->channels,
-                                     s->size, changed + (int64_t)i * plane, values);
+                const uint8_t *values = w->values + (int64_t)b * s->channels;
+                int p = w->pixel[b];
                 if (p < 0) continue; /* every pixel already changed */
                 if (t == 0) {
                     pt->row = p / s->size;
@@ -521,11 +563,26 @@ pasm_status pasm_attack_images(const pasm_scorer *s, const pasm_attack_options *
     work w;
     if ((st = work_init(&w, s, o, o->kind != PASM_ATTACK_DE && o->kind != PASM_ATTACK_RANDOM)))
         return st;
-    if (o->kind == PASM_ATTACK_GRAD) st = attack_grad(&w, images, labels, n, points);
-    else if (o->kind == PASM_ATTACK_RANDOM || o->kind == PASM_ATTACK_CAM)
+    /* every attack but iter evaluates one-pixel changes of these images */
+    if (o->kind != PASM_ATTACK_ITER && s->bind && s->changed) {
+        st = s->bind(s->ctx, images, n);
+        w.bound = !st;
+    }
+    if (st) {
+        /* the bind failed: nothing to let go */
+    } else if (o->kind == PASM_ATTACK_GRAD) {
+        st = attack_grad(&w, images, labels, n, points);
+    } else if (o->kind == PASM_ATTACK_RANDOM || o->kind == PASM_ATTACK_CAM) {
         st = place_points(&w, o, images, labels, image_index, n, points);
-    else if (o->kind == PASM_ATTACK_ITER) st = attack_iter(&w, o, images, labels, n, points);
-    else st = attack_de(&w, o, images, labels, image_index, n, points);
+    } else if (o->kind == PASM_ATTACK_ITER) {
+        st = attack_iter(&w, o, images, labels, n, points);
+    } else {
+        st = attack_de(&w, o, images, labels, image_index, n, points);
+    }
+    if (w.bound) {
+        pasm_status st2 = s->bind(s->ctx, NULL, 0);
+        if (!st) st = st2;
+    }
     work_free(&w);
     return st;
 }

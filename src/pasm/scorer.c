@@ -10,11 +10,13 @@
 
 #include "pasm/ops.h"
 #include "pasm/pasm_method.h"
+#include "pasm/scorer_device.h"
 
 typedef struct {
     pasm_net *net;
     float mean[3], std[3];
     float *x, *dlogits, *maps; /* maps: batch x final size^2 */
+    scorer_device *dev;        /* a network on the GPU: the device path (NULL: none) */
 } net_ctx;
 
 static void normalise(const net_ctx *c, const uint8_t *images, int n, int channels, int size,
@@ -41,6 +43,14 @@ static pasm_status net_probs(void *ctx, const uint8_t *images, int n, float *pro
     return PASM_OK;
 }
 
+/* Per-image cross-entropy (not the batch mean): each image's gradient is
+ * its own, whatever else is in the batch (evaluation-mode BN). */
+static void ce_grad(const float *probs, const int32_t *labels, int n, int k, float *dlogits) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++)
+            dlogits[i * k + j] = probs[i * k + j] - (j == labels[i] ? 1.0f : 0.0f);
+}
+
 static pasm_status net_grad(void *ctx, const uint8_t *images, const int32_t *labels, int n,
                             float *probs, float *dpixels) {
     net_ctx *c = ctx;
@@ -52,11 +62,7 @@ static pasm_status net_grad(void *ctx, const uint8_t *images, const int32_t *lab
     pasm_status st = pasm_net_forward(c->net, c->x, n, 0, &logits);
     if (st) return st;
     pasm_softmax(n, k, logits, probs);
-    /* Per-image cross-entropy (not the batch mean): each image's gradient is
-     * its own, whatever else is in the batch (evaluation-mode BN). */
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < k; j++)
-            c->dlogits[i * k + j] = probs[i * k + j] - (j == labels[i] ? 1.0f : 0.0f);
+    ce_grad(probs, labels, n, k, c->dlogits);
     if ((st = pasm_net_backward(c->net, c->dlogits, dpixels))) return st;
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < channels; ch++) {
@@ -106,6 +112,40 @@ static pasm_status net_cam(void *ctx, const uint8_t *images, const int32_t *labe
     return PASM_OK;
 }
 
+/* ---- the device path (a network on the GPU): the same probabilities and
+ * picks as the host path's, with the images and candidates assembled and
+ * the pixels picked on the GPU ---- */
+static pasm_status dev_probs(void *ctx, const uint8_t *images, int n, float *probs) {
+    net_ctx *c = ctx;
+    const float *logits;
+    pasm_status st = scorer_device_logits(c->dev, images, n, &logits);
+    if (!st) pasm_softmax(n, pasm_net_get_config(c->net)->num_classes, logits, probs);
+    return st;
+}
+
+static pasm_status dev_salient(void *ctx, const uint8_t *images, const int32_t *labels,
+                               const uint8_t *skip, int n, float *probs, int *pixel,
+                               uint8_t *values) {
+    net_ctx *c = ctx;
+    pasm_status st = dev_probs(ctx, images, n, probs);
+    if (st) return st;
+    ce_grad(probs, labels, n, pasm_net_get_config(c->net)->num_classes, c->dlogits);
+    return scorer_device_salient(c->dev, c->dlogits, skip, pixel, values);
+}
+
+static pasm_status dev_bind(void *ctx, const uint8_t *images, int n) {
+    return scorer_device_bind(((net_ctx *)ctx)->dev, images, n);
+}
+
+static pasm_status dev_changed(void *ctx, int m, const int *img, const int *row, const int *col,
+                               const uint8_t *values, float *probs) {
+    net_ctx *c = ctx;
+    const float *logits;
+    pasm_status st = scorer_device_changed(c->dev, m, img, row, col, values, &logits);
+    if (!st) pasm_softmax(m, pasm_net_get_config(c->net)->num_classes, logits, probs);
+    return st;
+}
+
 pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, const float *std) {
     memset(s, 0, sizeof *s);
     const pasm_net_config *cfg = pasm_net_get_config(net);
@@ -122,11 +162,15 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
         const int fs = pasm_net_class_map_size(net);
         c->maps = malloc((size_t)batch * fs * fs * sizeof(float));
     }
-    if (!c || !c->x || !c->dlogits || !c->maps) {
+    pasm_status st = c && c->x && c->dlogits && c->maps
+                         ? scorer_device_create(&c->dev, net, mean, std)
+                         : pasm_errorf(PASM_ERR_NOMEM, "out of memory for the attack's scorer "
+                                                       "(batch %d)",
+                                       batch);
+    if (st) {
         if (c) free(c->x), free(c->dlogits), free(c->maps);
         free(c);
-        return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the attack's scorer (batch %d)",
-                           batch);
+        return st;
     }
     c->net = net;
     memcpy(c->mean, mean, (size_t)cfg->in_channels * sizeof(float));
@@ -136,12 +180,19 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
     *s = (pasm_scorer){.channels = cfg->in_channels, .size = cfg->input_size,
                        .n_classes = cfg->num_classes, .max_batch = batch, .probs = net_probs,
                        .grad = has_grad ? net_grad : NULL, .cam = net_cam, .ctx = c};
+    if (c->dev) { /* cam and grad (the gradient itself) stay on the host path */
+        s->probs = dev_probs;
+        s->salient = has_grad ? dev_salient : NULL;
+        s->bind = dev_bind;
+        s->changed = dev_changed;
+    }
     return PASM_OK;
 }
 
 void pasm_scorer_net_free(pasm_scorer *s) {
     net_ctx *c = s->ctx;
     if (c) {
+        scorer_device_free(c->dev);
         free(c->x);
         free(c->dlogits);
         free(c->maps);

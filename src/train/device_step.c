@@ -5,6 +5,12 @@
 
 #include "nn/nn_device.h"
 #include "train/device_step.h"
+
+int device_host_path_asked(void) {
+    const char *e = getenv("PASM_CUDA_HOST_STEP");
+    return e && e[0] == '1';
+}
+
 #ifdef PASM_HAVE_CUDA
 #include "cuda/cuda_backend.h"
 
@@ -92,10 +98,6 @@ static pasm_status build(device_step *d, const pasm_dataset *train, const pasm_m
     return pasm_cuda_sync(d->ctx, "sending the training set to the GPU");
 }
 
-static int host_step_asked(void) {
-    const char *e = getenv("PASM_CUDA_HOST_STEP");
-    return e && e[0] == '1';
-}
 
 pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_dataset *train,
                                const pasm_train_options *opt, const pasm_model_meta *meta,
@@ -104,7 +106,7 @@ pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_data
     pasm_net *teacher = opt->teacher && opt->kd_alpha > 0 ? opt->teacher : NULL;
     if (pasm_net_get_config(net)->device != PASM_DEVICE_CUDA || opt->augment.erase_random ||
         (teacher && pasm_net_get_config(teacher)->device != PASM_DEVICE_CUDA) ||
-        train->channels > 3 || host_step_asked())
+        train->channels > 3 || device_host_path_asked())
         return PASM_OK;
     for (int i = 0; i < train->n; i++) /* the loss kernel gives NaN for these too */
         if (train->labels[i] < 0 || train->labels[i] >= pasm_net_get_config(net)->num_classes)
@@ -242,7 +244,7 @@ pasm_status device_step_results(device_step *d, int from, int to, double *loss, 
 
 int device_eval_applies(const pasm_net *net, const pasm_dataset *ds) {
     return pasm_net_get_config(net)->device == PASM_DEVICE_CUDA && ds->n > 0 &&
-           ds->channels <= 3 && !host_step_asked();
+           ds->channels <= 3 && !device_host_path_asked();
 }
 
 /* Faces on the GPU at once while evaluating: a large set goes up in parts. */

@@ -15,6 +15,11 @@
 
 typedef struct device_step device_step;
 
+/* PASM_CUDA_HOST_STEP=1 in the environment: GPU networks are driven
+ * through the host-batch path (training, evaluation and the attacks), as a
+ * reference for the device paths. */
+int device_host_path_asked(void);
+
 /* *out = NULL (and PASM_OK) when the run takes the host path: a network on
  * the CPU, a CPU build, a teacher on the CPU, noise-valued random erasing
  * (drawn per pixel on the host), or PASM_CUDA_HOST_STEP=1 in the
