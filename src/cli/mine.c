@@ -39,6 +39,9 @@ static void usage(FILE *f) {
             "  --overwrite           start afresh when MINED exists with other settings\n"
             "  --threads T           threads, 0 = all cores (0)\n"
             "  --device D            cpu or cuda: the teacher's passes on the GPU (cpu)\n"
+            "  --precision P         fp32 or bf16 convolutions of the teacher (fp32); bf16 is\n"
+            "                        mixed precision as torch.autocast, and can pick other\n"
+            "                        points than fp32 where two are close\n"
             "  --help                this text\n");
 }
 
@@ -68,6 +71,8 @@ static char *settings_json(const cli_mine_args *a, const char *sha, int count, i
     cJSON_AddStringToObject(s, "split", a->split);
     cJSON_AddNumberToObject(s, "count", count);
     cJSON_AddNumberToObject(s, "input_size", input_size);
+    if (a->precision) /* only when not fp32: files mined in fp32 keep their settings */
+        cJSON_AddStringToObject(s, "precision", pasm_precision_name((pasm_precision)a->precision));
     char *text = cJSON_PrintUnformatted(s);
     cJSON_Delete(s);
     return text;
@@ -161,7 +166,7 @@ int cli_mine_run(const cli_mine_args *a) {
     pasm_net_mode mode = a->attack.kind == PASM_ATTACK_GRAD || a->attack.kind == PASM_ATTACK_ITER
                              ? PASM_NET_EVAL_GRAD
                              : PASM_NET_EVAL;
-    const cli_model_options mo = {.device = a->device};
+    const cli_model_options mo = {.device = a->device, .precision = a->precision};
     if ((rc = cli_load_model(CMD, a->model, &mo, batch, mode, &net, &meta))) {
         memset(&meta, 0, sizeof meta);
         goto done;
@@ -204,7 +209,7 @@ done:
 
 int pasm_cmd_mine(int argc, char **argv) {
     enum { O_MODEL = 256, O_DATA, O_SPLIT, O_ATTACK, O_POP, O_GENS, O_F, O_NO_EARLY, O_ITER,
-           O_BATCH, O_SEED, O_SIDE, O_GALLERY, O_OUT, O_OVERWRITE, O_THREADS, O_STOP, O_DEVICE, O_HELP };
+           O_BATCH, O_SEED, O_SIDE, O_GALLERY, O_OUT, O_OVERWRITE, O_THREADS, O_STOP, O_DEVICE, O_PRECISION, O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL}, {"data", required_argument, 0, O_DATA},
         {"split", required_argument, 0, O_SPLIT}, {"attack", required_argument, 0, O_ATTACK},
@@ -217,6 +222,7 @@ int pasm_cmd_mine(int argc, char **argv) {
         {"threads", required_argument, 0, O_THREADS},
         {"stop-after-images", required_argument, 0, O_STOP},
         {"device", required_argument, 0, O_DEVICE}, {"help", no_argument, 0, O_HELP},
+        {"precision", required_argument, 0, O_PRECISION},
         {0, 0, 0, 0}};
     cli_mine_args a;
     cli_mine_defaults(&a);
@@ -251,6 +257,7 @@ int pasm_cmd_mine(int argc, char **argv) {
             if (rc) return rc;
             break;
         }
+        case O_PRECISION: ok = cli_precision(CMD, optarg, &a.precision); break;
         case O_HELP: usage(stdout); return EXIT_OK;
         default: return cli_usage_error(CMD, "unknown or incomplete option");
         }

@@ -32,6 +32,7 @@ typedef struct {
     int overwrite;
     int stop_after_images; /* tests: stop (resumably) after this many; 0 = off */
     int device;            /* pasm_device the teacher runs on */
+    int precision;         /* pasm_precision of the teacher's convolutions */
 } cli_mine_args;
 
 void cli_mine_defaults(cli_mine_args *a);

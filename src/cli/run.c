@@ -74,8 +74,7 @@ static void usage(FILE *f) {
             "  --student-init S (teacher)  --round-epochs N (10)  --round-lr F (0.01)\n"
             "  --round-schedule S (cosine)\n"
             "  --erase-p F            random erasing in every phase (0 = off)\n"
-            "  --precision P          fp32 or bf16 convolutions in the training phases; mining\n"
-            "                         stays fp32 (fp32)\n"
+            "  --precision P          fp32 or bf16 convolutions in every phase, mining too (fp32)\n"
             "  --device D             cpu, or cuda: every phase (training, mining, evaluation)\n"
             "                         on the GPU; not part of the run: a resume takes it anew (cpu)\n"
             "controls (pasm-method.md), each matched to PASM in sample-passes:\n"
@@ -583,7 +582,10 @@ int pasm_cmd_run(int argc, char **argv) {
         case O_CONTROL: a.control = optarg; break;
         case O_BASELINE: a.baseline = optarg; break;
         case O_ERASE_P: ok = cli_float(CMD, "--erase-p", optarg, 0, 1, &check), a.erase_p = optarg; break;
-        case O_PRECISION: ok = cli_precision(CMD, optarg, &a.round.precision); break;
+        case O_PRECISION:
+            ok = cli_precision(CMD, optarg, &a.round.precision);
+            a.mine.precision = a.round.precision;
+            break;
         case O_DEVICE: {
             int rc = cli_device(CMD, optarg, &a.round.device);
             if (rc) return rc;

@@ -6,6 +6,7 @@
  * stopped between phases and killed during mining, then resumed, ends with
  * the same mined points, accuracies and checkpoint bytes as an unkilled run. */
 #include <cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,34 @@ static void test_student_init(void **state) {
     assert_int_equal(test_run_pasm(NULL, "mine --model '%s' --data '%s' --attack grad --out '%s'",
                                    teacher, faces, mined),
                      0);
+    { /* mined in bf16: another file (resuming the fp32 one is refused), mostly the same points */
+        char half[400];
+        snprintf(half, sizeof half, "%s/g16.csv", dir);
+        assert_int_equal(test_run_pasm(NULL, "mine --model '%s' --data '%s' --attack grad "
+                                             "--precision bf16 --out '%s'",
+                                       teacher, faces, mined),
+                         2);
+        assert_int_equal(test_run_pasm(NULL, "mine --model '%s' --data '%s' --attack grad "
+                                             "--precision bf16 --out '%s'",
+                                       teacher, faces, half),
+                         0);
+        pasm_mined m32, m16;
+        assert_int_equal(pasm_mined_read(mined, 0, &m32, NULL), PASM_OK);
+        assert_int_equal(pasm_mined_read(half, 0, &m16, NULL), PASM_OK);
+        assert_int_equal(m16.n, m32.n);
+        int same = 0;
+        double dp = 0;
+        for (int i = 0; i < m32.n; i++) {
+            same += m16.row[i] == m32.row[i] && m16.col[i] == m32.col[i];
+            dp = fmax(dp, fabs((double)m16.p_before[i] - m32.p_before[i]));
+        }
+        printf("  grad in bf16: %d of %d points as in fp32; p(true) before within %.3g\n", same,
+               m32.n, dp);
+        assert_true(same * 2 > m32.n);
+        assert_true(dp < 0.05);
+        pasm_mined_free(&m32);
+        pasm_mined_free(&m16);
+    }
     const char *opts = "--mix masked --round-epochs 1 --round-lr 0 --batch 32";
     int rc = test_run_pasm(&out, "round --teacher '%s' --data '%s' --mined '%s' %s --out '%s'",
                            teacher, faces, mined, opts, s1);
@@ -148,6 +177,12 @@ static void test_run_bf16(void **state) {
         if (text[i] != ' ' && text[i] != '\t' && text[i] != '\n') text[k++] = text[i];
     text[k] = 0;
     if (!strstr(text, "\"precision\":\"bf16\"")) fail_msg("run.json: %s", text);
+    /* its mining ran in bf16 too, and says so */
+    snprintf(json, sizeof json, "%s/round1.mined.csv", c);
+    char *settings = NULL;
+    assert_int_equal(pasm_mined_sidecar_read(json, &settings, NULL), PASM_OK);
+    if (!strstr(settings, "\"precision\":\"bf16\"")) fail_msg("mined settings: %s", settings);
+    free(settings);
     rc = test_run_pasm(&out, "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 "
                              "--attack grad --attack-batch 32 --rounds 1 --seed 3 --out '%s'",
                        faces, c);
