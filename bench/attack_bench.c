@@ -12,7 +12,8 @@
  *   options: --tag NAME (key name, default the attack's), --pop P, --gens G
  *       (de: 32, 8), --no-early-stop, --iter-max K (8), --batch B (1024),
  *       --threads T (2), --points PATH (writes the points as CSV: index,
- *       label,row,col,fooled,p_true_before,p_true_after,queries)
+ *       label,row,col,fooled,p_true_before,p_true_after,queries),
+ *       --device cpu|cuda, --precision fp32|bf16 (the network's convolutions)
  * Prints "key value" lines with key = attack_TAG_wWIDTH: images/s, and
  * _faces, _s (seconds), _queries (images the scorer evaluated), _fooled,
  * _rss_mb (peak RSS), for de also _pop, _gens and _evals_per_s (candidate
@@ -36,7 +37,8 @@
 typedef struct {
     const char *kind_name, *model, *csv, *tag, *points;
     int n, threads;
-    int device; /* --device cuda: the network on the GPU */
+    int device;    /* --device cuda: the network on the GPU */
+    int precision; /* --precision bf16: its convolutions in mixed precision */
     pasm_attack_options attack;
 } bench_args;
 
@@ -63,7 +65,7 @@ static int usage(void) {
                     "[--gens G]\n"
                     "           [--no-early-stop] [--iter-max K] [--batch B] [--threads T] "
                     "[--points PATH]\n"
-                    "           [--device cpu|cuda]\n");
+                    "           [--device cpu|cuda] [--precision fp32|bf16]\n");
     return 2;
 }
 
@@ -117,7 +119,8 @@ static void print_results(const bench_args *a, int width, double seconds, const 
     if (a->attack.kind == PASM_ATTACK_DE)
         printf("%s_pop %d\n%s_gens %d\n%s_evals_per_s %.1f\n", key, a->attack.de_pop, key,
                a->attack.de_gens, key, (double)(queries - a->n) / seconds);
-    printf("%s_rss_mb %.0f\n", key, peak_rss_mb());
+    printf("%s_precision %s\n%s_rss_mb %.0f\n", key,
+           pasm_precision_name((pasm_precision)a->precision), key, peak_rss_mb());
 #ifdef PASM_HAVE_CUDA
     if (a->device == PASM_DEVICE_CUDA)
         printf("%s_gpu_peak_mb %.0f\n", key, (double)pasm_cuda_bytes_peak() / 1048576.0);
@@ -140,7 +143,7 @@ static int run_attack(const bench_args *a) {
         fprintf(stderr, "attack_bench: %s has %d faces, %d asked\n", a->csv, ds.n, a->n);
         goto done;
     }
-    pasm_load_options lo = {.device = a->device};
+    pasm_load_options lo = {.device = a->device, .precision = a->precision};
     /* input gradients for grad, iter and the warm-up; no training buffers */
     if (pasm_checkpoint_load_mode(a->model, &lo, plan_batch(a), PASM_NET_EVAL_GRAD, &net,
                                   &meta)) {
@@ -225,6 +228,11 @@ static int parse_options(int argc, char **argv, bench_args *a) {
             }
             if (!ok) fprintf(stderr, "attack_bench: --device %s: %s\n", val, pasm_last_error());
             a->device = (int)d;
+        } else if (!strcmp(opt, "--precision") && val) {
+            pasm_precision p = PASM_PRECISION_FP32;
+            ok = !pasm_precision_parse(val, &p);
+            if (!ok) fprintf(stderr, "attack_bench: --precision %s: %s\n", val, pasm_last_error());
+            a->precision = (int)p;
         } else if (!strcmp(opt, "--threads"))
             ok = parse_int(opt, val, 1, &a->threads);
         else {

@@ -12,7 +12,7 @@
 #          GPU tests (build-gpu/tests/cuda/*, then tests/cli/*), training images/s
 #          of ResNet-18 width 64 at batch 128 and 512 (pasm bf16; PyTorch eager bf16
 #          autocast channels-last, then fp32 and torch.compile if time is left),
-#          grad / iter / de attack images/s, peak GPU memory, and 20 fp32 SGD steps'
+#          grad / iter / de attack images/s (bf16 both sides), peak GPU memory, 20 fp32 SGD steps'
 #          training loss from one checkpoint on the same batches in pasm and PyTorch
 #   full   (under 9 min) the build again (a no-op when the machine kept build-gpu/),
 #          the whole PASM run (20 baseline epochs + 2 rounds of 10, --attack grad,
@@ -353,13 +353,17 @@ if [ "$MODE" = quick ]; then
     step torch_train_eager_bf16 60 required "${TORCH[@]}" train 64 128,512 eager_bf16
     step attack_model 30 required needs:build build-gpu/bench/attack_bench model 64 "$ATTACK_MODEL"
     step pasm_attack_grad 30 required needs:attack_model,data \
-        build-gpu/bench/attack_bench grad "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD --device cuda
+        build-gpu/bench/attack_bench grad "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD --device cuda \
+        --precision bf16
     step pasm_attack_iter 30 required needs:attack_model,data \
-        build-gpu/bench/attack_bench iter "$ATTACK_MODEL" "$TIMING_CSV" $N_ITER --device cuda
+        build-gpu/bench/attack_bench iter "$ATTACK_MODEL" "$TIMING_CSV" $N_ITER --device cuda \
+        --precision bf16
     step pasm_attack_de 30 required needs:attack_model,data \
-        build-gpu/bench/attack_bench de "$ATTACK_MODEL" "$TIMING_CSV" $N_DE --device cuda
+        build-gpu/bench/attack_bench de "$ATTACK_MODEL" "$TIMING_CSV" $N_DE --device cuda \
+        --precision bf16
     step torch_attacks 75 required needs:attack_model,data \
-        "${TORCH[@]}" grad,iter,de "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD,$N_ITER,$N_DE
+        "${TORCH[@]}" grad,iter,de "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD,$N_ITER,$N_DE \
+        --precision bf16
     # the training loss against PyTorch's: the same checkpoint, batches and SGD, fp32
     # (NVIDIA_TF32_OVERRIDE=0: no TF32 even where cuDNN falls back to its default math)
     step curve_pasm 30 optional needs:attack_model,data env NVIDIA_TF32_OVERRIDE=0 \

@@ -101,9 +101,10 @@ def main():
           "the host every step). "
           "PyTorch: channels-last, torch.autocast bf16 with fp32 master weights (eager and "
           "torch.compile), and fp32 with TF32 off; random data resident on the GPU. "
-          "Attacks: bench/torch_attack.py's code on the GPU (fp32, PyTorch's default "
-          "cuDNN settings), on the first N faces of fer2013-mini repeated to full size, "
-          "against the same seeded network.")
+          "Attacks: pasm's attacks and bench/torch_attack.py's code on the GPU, both in "
+          "bf16 mixed precision (`--precision bf16`; PyTorch under torch.autocast), on "
+          "the first N faces of fer2013-mini repeated to full size, against the same "
+          "seeded network.")
         w()
         w("| measurement | pasm (bf16) | PyTorch eager bf16 | PyTorch compiled bf16 | "
           "PyTorch fp32 | pasm / eager |")

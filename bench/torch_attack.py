@@ -7,7 +7,7 @@ pasm's. Same arguments and the same "key value" lines:
     torch_attack.py grad|iter|de MODEL CSV N [--tag NAME] [--pop P] [--gens G]
         [--no-early-stop] [--iter-max K] [--batch B] [--threads T]
         [--format nchw|channels_last] [--points PATH] [--compare PASM_POINTS]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--precision fp32|bf16]
 
 MODEL is a pasm checkpoint (attack_bench model writes the seeded one), read
 here without the safetensors package and loaded into torch_bench.py's ResNet,
@@ -28,6 +28,10 @@ and the faces are normalised once and indexed instead of normalised per query.
 the attack makes live there; de's generator too, so its random numbers differ
 from the CPU's); the timing then synchronises the device, and KEY_gpu_peak_mb
 is torch.cuda.max_memory_allocated. The default, cpu, is the CPU benchmark.
+
+--precision bf16 runs the model's passes under torch.autocast(bfloat16), as
+attack_bench --precision bf16 runs pasm's in mixed precision; fp32 (the
+default) leaves PyTorch's own defaults (on a GPU, cuDNN may use TF32).
 
 --compare reads attack_bench's --points CSV and prints KEY_agree (the share
 of faces where both chose the same pixel) and KEY_p_before_maxdiff.
@@ -115,9 +119,13 @@ class Scorer:
     """The model on normalised faces: probabilities, and probabilities with the
     per-image cross-entropy's gradient in pixel (0..255) units."""
 
-    def __init__(self, model, mean, std, fmt, batch):
-        self.model, self.fmt, self.batch = model, fmt, batch
+    def __init__(self, model, mean, std, fmt, batch, bf16=False):
+        self.model, self.fmt, self.batch, self.bf16 = model, fmt, batch, bf16
         self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+
+    def logits(self, x):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model(x).float()
 
     def normalise(self, pixels):
         """uint8 (..., C, S, S) or values (m, C) -> float32, as pasm's scorer."""
@@ -127,11 +135,11 @@ class Scorer:
 
     def probs(self, x):
         with torch.inference_mode():
-            return torch.softmax(self.model(x.contiguous(memory_format=self.fmt)), 1)
+            return torch.softmax(self.logits(x.contiguous(memory_format=self.fmt)), 1)
 
     def grad(self, x, labels):
         x = x.contiguous(memory_format=self.fmt).requires_grad_(True)
-        logits = self.model(x)
+        logits = self.logits(x)
         loss = F.cross_entropy(logits, labels, reduction="sum")  # per-image gradients
         (dx,) = torch.autograd.grad(loss, x)
         return torch.softmax(logits.detach(), 1), dx / (255.0 * self.std)
@@ -352,6 +360,7 @@ def main(argv=None):
     ap.add_argument("--points")
     ap.add_argument("--compare")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args(argv)
     if args.pop < 4 or args.gens < 0 or args.iter_max < 1 or args.batch < 1 or args.n < 1:
         sys.exit("torch_attack: need --pop >= 4, --gens >= 0, --iter-max >= 1, --batch >= 1, N >= 1")
@@ -363,7 +372,7 @@ def main(argv=None):
     if dev.type != "cpu":
         model.to(dev)
         mean, std, faces, labels = mean.to(dev), std.to(dev), faces.to(dev), labels.to(dev)
-    sc = Scorer(model, mean, std, fmt, args.batch)
+    sc = Scorer(model, mean, std, fmt, args.batch, args.precision == "bf16")
     faces_n = sc.normalise(faces)
     key = "attack_%s_w%d" % (args.tag or args.attack, width)
     with torch.device(dev):
@@ -385,8 +394,8 @@ def main(argv=None):
     if args.attack == "de":
         print("%s_pop %d\n%s_gens %d\n%s_evals_per_s %.1f" % (
             key, args.pop, key, args.gens, key, (queries - n) / s))
-    print("%s_format %s\n%s_rss_mb %.0f" % (
-        key, args.format, key, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    print("%s_format %s\n%s_precision %s\n%s_rss_mb %.0f" % (
+        key, args.format, key, args.precision, key, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
     if dev.type == "cuda":
         print("%s_gpu_peak_mb %.0f" % (key, torch.cuda.max_memory_allocated(dev) / 2**20))
     if args.points:

@@ -255,10 +255,12 @@ def fit(model, norm, train_x, train_y, data, epochs, batch, lr, schedule, bf16, 
     return model
 
 
-def mine_grad(model, norm_mean, norm_std, x, y, dev):
-    """pasm mine --attack grad with torch_attack.py's code: per face (row, col)."""
+def mine_grad(model, norm_mean, norm_std, x, y, dev, bf16):
+    """pasm mine --attack grad with torch_attack.py's code: per face (row, col);
+    under autocast with bf16, as pasm run mines in its precision."""
     model.eval().requires_grad_(False)
-    sc = torch_attack.Scorer(model, norm_mean.view(1), norm_std.view(1), torch.channels_last, 1024)
+    sc = torch_attack.Scorer(model, norm_mean.view(1), norm_std.view(1), torch.channels_last, 1024,
+                             bf16)
     with torch.device(dev):
         out = torch_attack.attack_grad(sc, sc.normalise(x), y, None)
     model.requires_grad_(True)
@@ -305,7 +307,7 @@ def run(dev, args):
     times["baseline"] = time.perf_counter() - t0
     for k in range(1, args.rounds + 1):
         t0 = time.perf_counter()
-        rows, cols, fooled = mine_grad(teacher, m, sd, train_x, train_y, dev)
+        rows, cols, fooled = mine_grad(teacher, m, sd, train_x, train_y, dev, bf16)
         sync(dev)
         times["mine%d" % k] = time.perf_counter() - t0
         print("run_mine%d_fooled %.4f" % (k, fooled), flush=True)
