@@ -363,105 +363,98 @@ static void test_trainer_paths(void **unused) {
 /* The attacks on a GPU network: the scorer's device path (faces up as
  * uint8, candidates assembled from the bound faces, pixels picked where the
  * gradient is) against the host-batch path around the same network
- * (PASM_CUDA_HOST_STEP=1), every attack, in batches of 8 and 4: the same
+ * (PASM_CUDA_HOST_STEP=1), every attack, in batches of 6 and 4: the same
  * points, probabilities and query counts, byte for byte (the softmax runs
- * on the host in both). The CPU network with the same weights is printed
- * beside them (its logits differ in the last bits). */
-enum { AT_N = 12, AT_SIZE = 32 };
+ * on the host in both), on RGB faces. Each face is labelled with the class the network
+ * gives it, so the attacks have a prediction to shake. */
+enum { AT_N = 10, AT_BATCH = 6, AT_SIZE = 32, AT_C = 3 };
 
-static void attack_with(pasm_net *net, const uint8_t *images, const int32_t *labels,
-                        pasm_attack_kind kind, int expect_device, pasm_point *pts) {
-    const float mean[1] = {0.5f}, std[1] = {0.25f};
+static pasm_scorer attack_scorer(pasm_net *net, int expect_device) {
+    /* per channel, so that a channel mixed up shows */
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.2f, 0.3f};
     pasm_scorer sc;
     if (pasm_scorer_net(&sc, net, mean, std)) fail_msg("scorer: %s", pasm_last_error());
     /* the device path is the GPU scorer's own: picks and candidates */
     assert_int_equal(sc.salient != NULL, expect_device);
     assert_int_equal(sc.changed != NULL && sc.bind != NULL, expect_device);
+    return sc;
+}
+
+static void attack_with(pasm_net *net, const uint8_t *images, const int32_t *labels,
+                        pasm_attack_kind kind, int expect_device, pasm_point *pts) {
+    pasm_scorer sc = attack_scorer(net, expect_device);
     pasm_attack_options o;
     pasm_attack_defaults(&o);
     o.kind = kind;
-    o.de_pop = 8;
-    o.de_gens = 3;
-    o.iter_max = 4;
-    o.attack_batch = 8;
+    o.de_pop = 6;
+    o.de_gens = 2;
+    o.iter_max = 3;
+    o.attack_batch = AT_BATCH;
     o.seed = 3;
     int64_t index[AT_N];
     for (int i = 0; i < AT_N; i++) index[i] = 100 + i;
     if (pasm_attack_images(&sc, &o, images, labels, index, AT_N, pts))
         fail_msg("%s: %s", pasm_attack_name(kind), pasm_last_error());
-    if (expect_device) { /* bad candidates are refused, naming them */
-        const int img = 5, bad = AT_SIZE;
-        const uint8_t v = 255;
+    if (expect_device && kind == PASM_ATTACK_DE) { /* bad candidates are refused, naming them */
+        const int img = 5, zero = 0, bad = AT_SIZE;
+        const uint8_t v[3] = {255, 255, 255};
         float probs[7];
         assert_int_equal(sc.bind(sc.ctx, images, 4), PASM_OK);
-        assert_int_equal(sc.changed(sc.ctx, 1, &img, &img, &img, &v, probs), PASM_ERR_INVALID);
+        assert_int_equal(sc.changed(sc.ctx, 1, &img, &img, &img, v, probs), PASM_ERR_INVALID);
         assert_non_null(strstr(pasm_last_error(), "image 5 (4 images"));
-        assert_int_equal(sc.changed(sc.ctx, 1, &(int){0}, &bad, &img, &v, probs),
-                         PASM_ERR_INVALID);
+        assert_int_equal(sc.changed(sc.ctx, 1, &zero, &bad, &img, v, probs), PASM_ERR_INVALID);
         assert_int_equal(sc.bind(sc.ctx, NULL, 0), PASM_OK);
-        assert_int_equal(sc.changed(sc.ctx, 1, &(int){0}, &img, &img, &v, probs),
-                         PASM_ERR_INVALID);
+        assert_int_equal(sc.changed(sc.ctx, 1, &zero, &img, &img, v, probs), PASM_ERR_INVALID);
     }
     pasm_scorer_net_free(&sc);
 }
 
 static void test_attack_paths(void **unused) {
     if (!test_cuda_device()) skip();
-    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 7,
-                           .input_size = AT_SIZE, .device = PASM_DEVICE_CUDA};
-    pasm_net *gpu = NULL, *cpu = NULL;
-    if (pasm_net_create_mode(&gpu, &cfg, 8, PASM_NET_EVAL_GRAD))
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = AT_C,
+                           .num_classes = 7, .input_size = AT_SIZE, .device = PASM_DEVICE_CUDA};
+    pasm_net *net = NULL;
+    if (pasm_net_create_mode(&net, &cfg, AT_BATCH, PASM_NET_EVAL_GRAD))
         fail_msg("%s", pasm_last_error());
-    cfg.device = PASM_DEVICE_CPU;
-    if (pasm_net_create_mode(&cpu, &cfg, 8, PASM_NET_EVAL_GRAD))
-        fail_msg("%s", pasm_last_error());
-    pasm_net_init(cpu, 9);
-    assert_int_equal(pasm_net_copy_state(gpu, cpu), PASM_OK);
-    uint8_t images[AT_N * AT_SIZE * AT_SIZE];
+    pasm_net_init(net, 9);
+    uint8_t images[AT_N * AT_C * AT_SIZE * AT_SIZE];
     int32_t labels[AT_N];
     pasm_rng rng;
     pasm_rng_init(&rng, 5, 91, 0, 0);
     for (size_t i = 0; i < sizeof images; i++) images[i] = (uint8_t)pasm_rng_u32(&rng);
-    { /* each face labelled with the class the network gives it: the attacks must flip it */
-        const float mean[1] = {0.5f}, std[1] = {0.25f};
-        pasm_scorer sc;
-        float probs[8 * 7];
-        assert_int_equal(pasm_scorer_net(&sc, cpu, mean, std), PASM_OK);
-        for (int start = 0; start < AT_N; start += 8) {
-            const int m = AT_N - start < 8 ? AT_N - start : 8;
-            assert_int_equal(sc.probs(sc.ctx, images + start * AT_SIZE * AT_SIZE, m, probs),
-                             PASM_OK);
-            for (int b = 0; b < m; b++) {
-                labels[start + b] = 0;
-                for (int c = 1; c < 7; c++)
-                    if (probs[b * 7 + c] > probs[b * 7 + labels[start + b]]) labels[start + b] = c;
-            }
+    pasm_scorer sc = attack_scorer(net, 1);
+    for (int start = 0; start < AT_N; start += AT_BATCH) {
+        const int m = AT_N - start < AT_BATCH ? AT_N - start : AT_BATCH;
+        float probs[AT_BATCH * 7];
+        assert_int_equal(sc.probs(sc.ctx, images + start * AT_C * AT_SIZE * AT_SIZE, m, probs), PASM_OK);
+        for (int b = 0; b < m; b++) {
+            int32_t *y = &labels[start + b];
+            *y = 0;
+            for (int c = 1; c < 7; c++)
+                if (probs[b * 7 + c] > probs[b * 7 + *y]) *y = c;
         }
-        pasm_scorer_net_free(&sc);
     }
+    pasm_scorer_net_free(&sc);
     const pasm_attack_kind kinds[] = {PASM_ATTACK_DE, PASM_ATTACK_GRAD, PASM_ATTACK_ITER,
                                       PASM_ATTACK_RANDOM, PASM_ATTACK_CAM};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        pasm_point dev[AT_N], host[AT_N], on_cpu[AT_N];
-        attack_with(gpu, images, labels, kinds[k], 1, dev);
+        pasm_point dev[AT_N], host[AT_N];
+        attack_with(net, images, labels, kinds[k], 1, dev);
         setenv("PASM_CUDA_HOST_STEP", "1", 1);
-        attack_with(gpu, images, labels, kinds[k], 0, host);
+        attack_with(net, images, labels, kinds[k], 0, host);
         unsetenv("PASM_CUDA_HOST_STEP");
-        attack_with(cpu, images, labels, kinds[k], 0, on_cpu);
-        int same_cpu = 0, fooled = 0, moved = 0;
+        int fooled = 0, moved = 0;
         for (int i = 0; i < AT_N; i++) {
-            same_cpu += dev[i].row == on_cpu[i].row && dev[i].col == on_cpu[i].col;
             fooled += dev[i].fooled;
             moved += dev[i].p_true_after != dev[i].p_true_before;
         }
-        printf("  %-6s: device and host-batch paths agree; %d/%d points as on the CPU, %d "
-               "fooled, %d moved p(true)\n",
-               pasm_attack_name(kinds[k]), same_cpu, AT_N, fooled, moved);
+        printf("  %-6s: the device and host-batch paths agree; %d of %d fooled, %d moved "
+               "p(true)\n",
+               pasm_attack_name(kinds[k]), fooled, AT_N, moved);
         assert_memory_equal(dev, host, sizeof dev);
         assert_true(moved > 0); /* the attacks did something */
     }
-    pasm_net_free(gpu);
-    pasm_net_free(cpu);
+    pasm_net_free(net);
 }
 
 /* No GPU (or no CUDA in this build): building a GPU network fails with a
