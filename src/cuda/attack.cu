@@ -29,30 +29,67 @@ pasm_status pasm_cuda_pixel_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const
         "attack candidates");
 }
 
+/* A pixel's saliency: the sum over channels of |d * scale|, in channel
+ * order (the host's float sum). */
+__host__ __device__ static inline float saliency(const float *d, int c, int plane, int p,
+                                                 const pasm_cuda_scale3 &scale) {
+    float sal = 0.0f;
+    for (int ch = 0; ch < c; ch++) sal += fabsf(d[ch * plane + p] * scale.v[ch]);
+    return sal;
+}
+
+/* (s, p) beats the best so far (bs, bp): larger, or as large and earlier.
+ * The host's scan keeps the first of the largest, which is this order's
+ * best whatever order the candidates come in; NaN never beats anything. */
+__host__ __device__ static inline int beats(float s, int p, float bs, int bp) {
+    return s > bs || (s == bs && bp >= 0 && p < bp);
+}
+
+size_t pasm_cuda_salient_scratch_bytes(int n) {
+    return (size_t)n * PASM_CUDA_SALIENT_LANES * (sizeof(float) + sizeof(int32_t));
+}
+
 pasm_status pasm_cuda_salient(pasm_cuda_ctx *ctx, int n, int c, int s, const float *dx,
                               pasm_cuda_scale3 scale, const uint8_t *skip, int32_t *pixel,
-                              uint8_t *values) {
-    const int plane = s * s;
-    return pasm_each(
-        ctx, n,
-        [=] __host__ __device__(int64_t i) { /* one image */
+                              uint8_t *values, void *scratch) {
+    const int plane = s * s, lanes = PASM_CUDA_SALIENT_LANES;
+    float *lane_s = (float *)scratch;
+    int32_t *lane_p = (int32_t *)(lane_s + (size_t)n * lanes);
+    /* each image's pixels shared among its lanes (lane l: l, l + lanes, ...),
+     * neighbouring lanes reading neighbouring pixels */
+    pasm_status st = pasm_each(
+        ctx, (int64_t)n * lanes,
+        [=] __host__ __device__(int64_t t) {
+            const int64_t i = t / lanes;
+            const int lane = (int)(t % lanes);
             const float *d = dx + i * c * plane;
             const uint8_t *sk = skip ? skip + i * plane : NULL;
-            int best = -1;
-            float best_s = -1.0f;
-            for (int p = 0; p < plane; p++) {
+            float bs = -1.0f;
+            int bp = -1;
+            for (int p = lane; p < plane; p += lanes) {
                 if (sk && sk[p]) continue;
-                float sal = 0.0f;
-                for (int ch = 0; ch < c; ch++) sal += fabsf(d[ch * plane + p] * scale.v[ch]);
-                if (sal > best_s) {
-                    best_s = sal;
-                    best = p;
-                }
+                const float sal = saliency(d, c, plane, p, scale);
+                if (sal > bs) bs = sal, bp = p;
             }
-            pixel[i] = best;
+            lane_s[t] = bs;
+            lane_p[t] = bp;
+        },
+        "most salient pixels, by lane");
+    if (st) return st;
+    return pasm_each(
+        ctx, n,
+        [=] __host__ __device__(int64_t i) { /* one image: its lanes' best, and its values */
+            float bs = -1.0f;
+            int bp = -1;
+            for (int l = 0; l < lanes; l++) {
+                const float ls = lane_s[i * lanes + l];
+                const int lp = lane_p[i * lanes + l];
+                if (lp >= 0 && beats(ls, lp, bs, bp)) bs = ls, bp = lp;
+            }
+            const float *d = dx + i * c * plane;
+            pixel[i] = bp;
             for (int ch = 0; ch < c; ch++)
-                values[i * c + ch] =
-                    best >= 0 && d[ch * plane + best] * scale.v[ch] > 0.0f ? 255 : 0;
+                values[i * c + ch] = bp >= 0 && d[ch * plane + bp] * scale.v[ch] > 0.0f ? 255 : 0;
         },
         "most salient pixels");
 }

@@ -229,10 +229,14 @@ typedef struct {
  * normalised input): the pixel with the largest sum over channels of
  * |dx * scale[ch]| among those not marked in skip ((n, S*S), may be NULL),
  * ties to the first, -1 when every pixel is marked; values (n, C): 255
- * where dx * scale at that pixel is > 0, else 0. */
+ * where dx * scale at that pixel is > 0, else 0. Each image's pixels are
+ * shared by PASM_CUDA_SALIENT_LANES threads, their picks merged in a second
+ * pass; scratch: pasm_cuda_salient_scratch_bytes(n). */
+enum { PASM_CUDA_SALIENT_LANES = 64 };
+size_t pasm_cuda_salient_scratch_bytes(int n);
 pasm_status pasm_cuda_salient(pasm_cuda_ctx *ctx, int n, int c, int s, const float *dx,
                               pasm_cuda_scale3 scale, const uint8_t *skip, int32_t *pixel,
-                              uint8_t *values);
+                              uint8_t *values, void *scratch);
 
 #ifdef __cplusplus
 }

@@ -22,6 +22,7 @@ struct scorer_device {
     uint8_t *images, *skip;   /* a batch of images, and of pixels not to pick */
     float *x, *dx, *dlogits;  /* a batch */
     int32_t *pixel;           /* the picks: (batch) */
+    void *pick_scratch;       /* the pick's per-lane bests */
     uint8_t *values;          /* ... (batch, C) */
     pasm_cuda_pixel *items;   /* a batch of candidates */
     uint8_t *bound;           /* the bound images, room for bound_cap */
@@ -35,7 +36,7 @@ void scorer_device_free(scorer_device *d) {
     if (!d) return;
     if (d->ctx) pasm_cuda_sync(d->ctx, "ending an attack");
     void *bufs[] = {d->table, d->plans, d->images, d->skip,   d->x,     d->dx,
-                    d->dlogits, d->pixel, d->values, d->items, d->bound};
+                    d->dlogits, d->pixel, d->values, d->items, d->bound, d->pick_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(d->ctx);
     free(d->host_items);
@@ -80,6 +81,7 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
     if (!st) st = alloc(&d->dlogits, (size_t)n * d->k * 4, "the logits' gradient");
     if (!st) st = alloc(&d->pixel, (size_t)n * 4, "the salient pixels");
     if (!st) st = alloc(&d->values, (size_t)n * C, "their values");
+    if (!st) st = alloc(&d->pick_scratch, pasm_cuda_salient_scratch_bytes(n), "picking them");
     if (!st) st = alloc(&d->items, (size_t)n * sizeof *d->items, "attack candidates");
     if (!st) st = pasm_cuda_to_device(d->ctx, d->table, table, (size_t)C * 256 * 4);
     if (!st) st = pasm_cuda_to_device(d->ctx, d->plans, plans, (size_t)n * sizeof *plans);
@@ -132,7 +134,7 @@ pasm_status scorer_device_salient(scorer_device *d, const float *dlogits, const 
     if (!st) st = pasm_net_backward_on_device(d->net, d->dlogits, d->dx);
     if (!st)
         st = pasm_cuda_salient(d->ctx, n, d->channels, d->size, d->dx, d->scale,
-                               skip ? d->skip : NULL, d->pixel, d->values);
+                               skip ? d->skip : NULL, d->pixel, d->values, d->pick_scratch);
     if (!st) st = pasm_cuda_to_host(d->ctx, pixel, d->pixel, (size_t)n * 4);
     if (!st) st = pasm_cuda_to_host(d->ctx, values, d->values, (size_t)n * d->channels);
     return st;

@@ -361,6 +361,51 @@ static void case_batch(void) {
  * a label out of range giving NaN. Exact when emulated (the same
  * arithmetic); the GPU's exp and log may differ from the host's in the last
  * bit. */
+/* The salient-pixel pick on hand-made gradients (2 channels, 12x12: 144
+ * pixels over 64 lanes), against what the host's scan gives: the first of
+ * the largest, whichever lanes the ties fall in; marked pixels skipped; NaN
+ * never picked; -1 when all are marked; values 255 where the gradient
+ * (times the channel's scale) is positive. */
+static void case_salient(void) {
+    enum { N = 6, C = 2, S = 12, P = S * S };
+    float *dx = calloc((size_t)N * C * P, sizeof(float));
+    uint8_t *skip = calloc((size_t)N * P, 1);
+    const pasm_cuda_scale3 scale = {{2.0f, 0.5f, 0.0f}};
+#define D(img, ch, p) dx[((img) * C + (ch)) * P + (p)]
+    /* 0: all zero -> pixel 0 */
+    /* 1: a tie between pixels 100 and 37 (lanes 36 and 37) -> 37: 3*2 + 0 = 0*2 + 12*0.5 */
+    D(1, 0, 100) = 3, D(1, 1, 37) = -12;
+    /* 2: a tie in one lane (pixels 5 and 69, 133) -> 5, and a smaller one elsewhere */
+    D(2, 0, 69) = -1, D(2, 0, 5) = 1, D(2, 0, 133) = 1, D(2, 1, 6) = 3;
+    /* 3: the largest marked -> the next; a NaN never wins */
+    D(3, 0, 50) = 9, D(3, 1, 51) = 10, D(3, 0, 52) = NAN;
+    skip[3 * P + 50] = 1;
+    /* 4: every pixel marked -> -1 */
+    memset(skip + 4 * P, 1, P);
+    /* 5: only the last pixel counts, negative in channel 0, positive in 1 */
+    D(5, 0, P - 1) = -1, D(5, 1, P - 1) = 1;
+#undef D
+    const int32_t want[N] = {0, 37, 5, 51, -1, P - 1};
+    const uint8_t want_values[N * C] = {0, 0, 0, 0, 255, 0, 0, 255, 0, 0, 0, 255};
+    float *dxd = buf_in(dx, (size_t)N * C * P * 4);
+    uint8_t *skd = buf_in(skip, (size_t)N * P);
+    int32_t *pd = buf_in(NULL, N * 4), got[N];
+    uint8_t *vd = buf_in(NULL, N * C), values[N * C];
+    void *scratch = buf_in(NULL, pasm_cuda_salient_scratch_bytes(N));
+    OK(pasm_cuda_salient(ctx(), N, C, S, dxd, scale, skd, pd, vd, scratch));
+    buf_out(got, pd, sizeof got);
+    buf_out(values, vd, sizeof values);
+    assert_memory_equal(got, want, sizeof got);
+    assert_memory_equal(values, want_values, sizeof values);
+    /* without a mask, image 3's largest (pixel 50) and image 4's zeros (pixel 0) */
+    OK(pasm_cuda_salient(ctx(), N, C, S, dxd, scale, NULL, pd, vd, scratch));
+    buf_out(got, pd, sizeof got);
+    assert_int_equal(got[3], 50);
+    assert_int_equal(got[4], 0);
+    buf_free(dxd), buf_free(skd), buf_free(pd), buf_free(vd), buf_free(scratch);
+    free(dx), free(skip);
+}
+
 static void case_loss(void) {
     const int n = 37, k = 7;
     float *z = rand_floats(n * k, 21, 2, 0), *t = rand_floats(n * k, 22, 3, 0.5f);
@@ -423,6 +468,7 @@ static void case_loss(void) {
 
 static void run_cases(void) {
     case_batch();
+    case_salient();
     case_loss();
     case_layouts();
     case_batchnorm(3, 5, 7, 3.0f);
