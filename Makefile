@@ -78,7 +78,7 @@ TEST_UTIL_OBJ := $(TEST_UTIL:%.c=$(BUILD)/%.o)
 HEADERS := $(wildcard include/pasm/*.h)
 $(TEST_UTIL_OBJ): CFLAGS += -Itests
 
-.PHONY: all lib test check clean install fuzz bench demo cuda-info
+.PHONY: all lib test check clean install fuzz bench demo cuda-info cpu-only-check
 
 all: $(BUILD)/libpasm.a $(BUILD)/libpasm.so $(BUILD)/pasm $(TEST_BIN)
 
@@ -111,9 +111,19 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libpasm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_UTIL_OBJ) $(BUILD)/libpasm.a $(LDLIBS) -lcmocka $(LDFLAGS)
 
+# A CUDA build also compiles the C files that mention the backend as a
+# CPU-only build would (the build most users get), so neither breaks the other.
+CUDA_COND_SRC := $(shell grep -l PASM_HAVE_CUDA src/*/*.c tests/*/*.c bench/*.c 2>/dev/null)
+cpu-only-check:
+ifeq ($(CUDA),1)
+	@for f in $(CUDA_COND_SRC); do \
+	  $(CC) $(filter-out -DPASM_HAVE_CUDA,$(CFLAGS)) -O0 -Itests -c $$f -o /dev/null || exit 1; \
+	done; echo "cpu-only-check: $(words $(CUDA_COND_SRC)) files compile without the CUDA backend"
+endif
+
 # Each test binary runs from the repo root; tests find ../shared through
 # PASM_SHARED and the pasm binary through PASM_BIN.
-test: all
+test: all cpu-only-check
 	@PASM_BIN=$(abspath $(BUILD)/pasm) PASM_SHARED=$(abspath ../shared) PASM_SANITIZED=$(SAN) \
 	  ASAN_OPTIONS=$${ASAN_OPTIONS:-protect_shadow_gap=0} \
 	  OMP_NUM_THREADS=2 ./tests/run-tests.sh $(TEST_BIN)

@@ -12,18 +12,17 @@
 #include "cuda/cuda_net.h"
 #endif
 
+#ifdef PASM_HAVE_CUDA
 /* The host copy brought up to date; 1 when it is (a failed copy leaves
  * both flags as they were: a broken device shows at its next use). */
 static int pull_if_newer(pasm_net *net) {
-#ifdef PASM_HAVE_CUDA
     if (net->gpu_newer) {
         if (pasm_cuda_net_pull(net, 0) != PASM_OK) return 0;
         net->gpu_newer = 0;
     }
-#endif
-    (void)net;
     return 1;
 }
+#endif
 
 void pasm_net_host_view(pasm_net *net, int with_grads) {
 #ifdef PASM_HAVE_CUDA
