@@ -121,6 +121,9 @@ ifeq ($(CUDA),1)
 	done; echo "cpu-only-check: $(words $(CUDA_COND_SRC)) files compile without the CUDA backend"
 endif
 
+# compiles the CLI's helpers in, to test its data cache
+$(BUILD)/tests/cli/test_data_cache: src/cli/cli_util.c src/cli/cli_util.h
+
 # Each test binary runs from the repo root; tests find ../shared through
 # PASM_SHARED and the pasm binary through PASM_BIN.
 test: all cpu-only-check

@@ -53,6 +53,12 @@ int cli_load_model(const char *cmd, const char *path, const cli_model_options *m
 /* 1 when two datasets hold the same images (a source without a separate
  * validation split gives the training images back for any split name). */
 int cli_same_images(const pasm_dataset *a, const pasm_dataset *b);
+/* pasm_dataset_load, with what this process loaded before from an
+ * unchanged CSV copied out instead of read again (phases of `pasm run` and
+ * `pasm experiment` load the same splits over and over). */
+pasm_status cli_dataset_load(const pasm_load_spec *spec, pasm_dataset *ds);
+/* Lets go of what cli_dataset_load keeps (at the end of a command). */
+void cli_data_cache_clear(void);
 /* Loads data for a model (classes matched by name, its input size and
  * channels). ignore_unknown drops classes the model lacks, with a warning. */
 int cli_load_data_for_model(const char *cmd, const char *path, const char *split,

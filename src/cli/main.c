@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "pasm/core.h"
 
@@ -44,7 +45,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (const pasm_command *c = pasm_commands; c->name; c++)
-        if (!strcmp(c->name, name)) return c->run(argc - 1, argv + 1);
+        if (!strcmp(c->name, name)) {
+            int rc = c->run(argc - 1, argv + 1);
+            cli_data_cache_clear();
+            return rc;
+        }
     fprintf(stderr, "pasm: unknown command '%s' (pasm --help lists them)\n", name);
     return 2;
 }

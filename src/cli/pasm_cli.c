@@ -20,7 +20,7 @@ int cli_load_train_val(const char *cmd, const char *data, const char *split, con
     const char *vpath = val_data && val_data[0] ? val_data : data;
     pasm_load_spec spec = {.path = vpath, .split = val_split, .input_size = meta->net.input_size,
                            .channels = meta->net.in_channels};
-    pasm_status st = pasm_dataset_load(&spec, val);
+    pasm_status st = cli_dataset_load(&spec, val);
     if (!st && val->n > 0 && !cli_same_images(train, val)) {
         st = pasm_dataset_match_classes(val, (const char *const *)meta->class_names,
                                         meta->n_classes, 0, NULL);
@@ -64,7 +64,7 @@ int cli_eval_split(const char *cmd, const char *model, const char *data, const c
     memset(&ds, 0, sizeof ds);
     pasm_load_spec spec = {.path = data, .split = split, .input_size = meta.net.input_size,
                            .channels = meta.net.in_channels};
-    pasm_status st = pasm_dataset_load(&spec, &ds);
+    pasm_status st = cli_dataset_load(&spec, &ds);
     if (st || ds.n == 0 || !ds.labelled) { /* the data has no such split */
         pasm_clear_error();
         st = PASM_OK;

@@ -319,13 +319,13 @@ static int parse(int argc, char **argv, train_args *a, int *threads, char *resum
 static int load_data(const train_args *a, pasm_dataset *train, pasm_dataset *val) {
     pasm_load_spec spec = {.path = a->data, .split = a->split, .input_size = a->input_size,
                            .channels = a->channels, .labels = a->labels[0] ? a->labels : NULL};
-    pasm_status st = pasm_dataset_load(&spec, train);
+    pasm_status st = cli_dataset_load(&spec, train);
     if (st) return cli_fail(CMD, st);
     pasm_load_spec vspec = spec;
     vspec.path = a->val_data[0] ? a->val_data : a->data;
     vspec.split = a->val_split;
     if (a->val_data[0]) vspec.labels = NULL;
-    st = pasm_dataset_load(&vspec, val);
+    st = cli_dataset_load(&vspec, val);
     if (st && a->val_data[0]) {
         pasm_dataset_free(train);
         return cli_fail(CMD, st);
