@@ -40,6 +40,8 @@ typedef struct {
      * the scorer has no such maps (the `cam` position needs them). */
     pasm_status (*cam)(void *ctx, const uint8_t *images, const int32_t *labels, int n,
                        float *probs, float *maps);
+    void *ctx;
+    /* (added after ctx, so that the earlier members keep their places) */
     /* Optional (NULL: the attacks do this on the host from grad): probs as
      * grad, and for each image its most salient pixel — the largest sum
      * over channels of |dpixels|, among the pixels not marked in skip
@@ -56,11 +58,11 @@ typedef struct {
      * refer to (NULL, 0 lets them go; the caller keeps them unchanged while
      * bound); changed gives probs (m, n_classes), m <= max_batch, of item j
      * = image img[j] with pixel (row[j], col[j]) set to values[j * C ..].
-     * A GPU scorer keeps the bound images on the GPU. */
+     * A GPU scorer keeps the bound images on the GPU; when bind fails
+     * (no room there), the attacks assemble the candidates on the host. */
     pasm_status (*bind)(void *ctx, const uint8_t *images, int n);
     pasm_status (*changed)(void *ctx, int m, const int *img, const int *row, const int *col,
                            const uint8_t *values, float *probs);
-    void *ctx;
 } pasm_scorer;
 
 /* A scorer over net in evaluation mode (its max batch), normalising with

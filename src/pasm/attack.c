@@ -231,9 +231,15 @@ static pasm_status attack_grad(work *w, const uint8_t *images, const int32_t *la
         st = salient_batch(w, images + (int64_t)start * w->per_image, labels + start, NULL, m);
         for (int b = 0; b < m && !st; b++) {
             int i = start + b, p = w->pixel[b];
+            uint8_t *values = ch.values + (int64_t)i * s->channels;
             points[i].p_true_before = w->probs[(int64_t)b * k + labels[i]];
-            memcpy(ch.values + (int64_t)i * s->channels, w->values + (int64_t)b * s->channels,
-                   (size_t)s->channels);
+            if (p >= 0) {
+                memcpy(values, w->values + (int64_t)b * s->channels, (size_t)s->channels);
+            } else { /* no pixel beats another (a NaN gradient): the first, left as it is */
+                p = 0;
+                for (int c = 0; c < s->channels; c++)
+                    values[c] = images[(int64_t)i * w->per_image + (int64_t)c * s->size * s->size];
+            }
             ch.img[i] = i;
             ch.row[i] = p / s->size;
             ch.col[i] = p % s->size;
@@ -535,7 +541,7 @@ static pasm_status check_options(const pasm_scorer *s, const pasm_attack_options
         return pasm_errorf(PASM_ERR_INVALID, "attack: bad scorer (%d channels, size %d, %d "
                                              "classes)",
                            s->channels, s->size, s->n_classes);
-    if ((o->kind == PASM_ATTACK_GRAD || o->kind == PASM_ATTACK_ITER) && !s->grad)
+    if ((o->kind == PASM_ATTACK_GRAD || o->kind == PASM_ATTACK_ITER) && !s->grad && !s->salient)
         return pasm_errorf(PASM_ERR_INVALID, "%s: the scorer gives no gradients (a network built "
                                              "with PASM_NET_EVAL); build it with "
                                              "PASM_NET_EVAL_GRAD",
@@ -565,12 +571,10 @@ pasm_status pasm_attack_images(const pasm_scorer *s, const pasm_attack_options *
         return st;
     /* every attack but iter evaluates one-pixel changes of these images */
     if (o->kind != PASM_ATTACK_ITER && s->bind && s->changed) {
-        st = s->bind(s->ctx, images, n);
-        w.bound = !st;
+        w.bound = s->bind(s->ctx, images, n) == PASM_OK;
+        if (!w.bound) pasm_clear_error(); /* e.g. no room on the GPU: the host assembles them */
     }
-    if (st) {
-        /* the bind failed: nothing to let go */
-    } else if (o->kind == PASM_ATTACK_GRAD) {
+    if (o->kind == PASM_ATTACK_GRAD) {
         st = attack_grad(&w, images, labels, n, points);
     } else if (o->kind == PASM_ATTACK_RANDOM || o->kind == PASM_ATTACK_CAM) {
         st = place_points(&w, o, images, labels, image_index, n, points);

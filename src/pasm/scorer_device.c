@@ -75,16 +75,19 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
     if (!st) st = alloc(&d->table, (size_t)C * 256 * 4, "normalisation");
     if (!st) st = alloc(&d->plans, (size_t)n * sizeof *plans, "identity plans");
     if (!st) st = alloc(&d->images, (size_t)n * per_image, "a batch of faces to attack");
-    if (!st) st = alloc(&d->skip, (size_t)n * plane, "the pixels not to pick");
     if (!st) st = alloc(&d->x, (size_t)n * per_image * 4, "an attack batch");
-    if (!st) st = alloc(&d->dx, (size_t)n * per_image * 4, "its input gradient");
-    if (!st) st = alloc(&d->dlogits, (size_t)n * d->k * 4, "the logits' gradient");
-    if (!st) st = alloc(&d->pixel, (size_t)n * 4, "the salient pixels");
-    if (!st) st = alloc(&d->values, (size_t)n * C, "their values");
-    if (!st) st = alloc(&d->pick_scratch, pasm_cuda_salient_scratch_bytes(n), "picking them");
     if (!st) st = alloc(&d->items, (size_t)n * sizeof *d->items, "attack candidates");
+    if (pasm_net_get_mode(net) != PASM_NET_EVAL) { /* the gradient attacks' picks */
+        if (!st) st = alloc(&d->skip, (size_t)n * plane, "the pixels not to pick");
+        if (!st) st = alloc(&d->dx, (size_t)n * per_image * 4, "its input gradient");
+        if (!st) st = alloc(&d->dlogits, (size_t)n * d->k * 4, "the logits' gradient");
+        if (!st) st = alloc(&d->pixel, (size_t)n * 4, "the salient pixels");
+        if (!st) st = alloc(&d->values, (size_t)n * C, "their values");
+        if (!st) st = alloc(&d->pick_scratch, pasm_cuda_salient_scratch_bytes(n), "picking them");
+    }
     if (!st) st = pasm_cuda_to_device(d->ctx, d->table, table, (size_t)C * 256 * 4);
     if (!st) st = pasm_cuda_to_device(d->ctx, d->plans, plans, (size_t)n * sizeof *plans);
+    if (!st) st = pasm_cuda_sync(d->ctx, "preparing the attack's GPU scorer"); /* plans freed */
     free(plans);
     if (st) {
         scorer_device_free(d);
@@ -127,7 +130,9 @@ pasm_status scorer_device_logits(scorer_device *d, const uint8_t *images, int n,
 pasm_status scorer_device_salient(scorer_device *d, const float *dlogits, const uint8_t *skip,
                                   int *pixel, uint8_t *values) {
     const int n = d->last_n;
-    if (n < 1) return pasm_errorf(PASM_ERR_INVALID, "salient pixels without a forward");
+    if (n < 1 || !d->dx)
+        return pasm_errorf(PASM_ERR_INVALID, "salient pixels without a forward or a network "
+                                             "planned for gradients");
     const size_t plane = (size_t)d->size * d->size;
     pasm_status st = pasm_cuda_to_device(d->ctx, d->dlogits, dlogits, (size_t)n * d->k * 4);
     if (!st && skip) st = pasm_cuda_to_device(d->ctx, d->skip, skip, (size_t)n * plane);

@@ -98,7 +98,6 @@ static pasm_status build(device_step *d, const pasm_dataset *train, const pasm_m
     return pasm_cuda_sync(d->ctx, "sending the training set to the GPU");
 }
 
-
 pasm_status device_step_create(device_step **out, pasm_net *net, const pasm_dataset *train,
                                const pasm_train_options *opt, const pasm_model_meta *meta,
                                const float *class_weights, int batches) {

@@ -356,11 +356,6 @@ static void case_batch(void) {
     assert_int_equal(pasm_augment_plans(n, S, &cfg, 17, 4, idx, plans), PASM_ERR_UNSUPPORTED);
 }
 
-/* The training loss: pasm_cross_entropy (smoothing, class weights) mixed
- * with pasm_distill_loss as the trainer mixes them, against the kernel; and
- * a label out of range giving NaN. Exact when emulated (the same
- * arithmetic); the GPU's exp and log may differ from the host's in the last
- * bit. */
 /* The salient-pixel pick on hand-made gradients (2 channels, 12x12: 144
  * pixels over 64 lanes), against what the host's scan gives: the first of
  * the largest, whichever lanes the ties fall in; marked pixels skipped; NaN
@@ -406,6 +401,11 @@ static void case_salient(void) {
     free(dx), free(skip);
 }
 
+/* The training loss: pasm_cross_entropy (smoothing, class weights) mixed
+ * with pasm_distill_loss as the trainer mixes them, against the kernel; and
+ * a label out of range giving NaN. Exact when emulated (the same
+ * arithmetic); the GPU's exp and log may differ from the host's in the last
+ * bit. */
 static void case_loss(void) {
     const int n = 37, k = 7;
     float *z = rand_floats(n * k, 21, 2, 0), *t = rand_floats(n * k, 22, 3, 0.5f);

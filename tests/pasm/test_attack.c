@@ -400,6 +400,43 @@ static void test_net_class_map(void **state) {
 /* A scorer over a PASM_NET_EVAL network has probabilities (the same as
  * over EVAL_GRAD's) but no gradients: de runs on it, grad and iter are
  * refused with a message naming the mode to use. */
+/* A scorer whose gradient is NaN everywhere (a diverged teacher): no pixel
+ * is salient. grad leaves each face as it is at pixel (0, 0) (one more
+ * forward, nothing changed); iter stops at once. Nothing is written outside
+ * the images (the sanitizer build checks). */
+static pasm_status nan_grad(void *ctx, const uint8_t *images, const int32_t *labels, int n,
+                            float *probs, float *dpixels) {
+    pasm_status st = toy_grad(ctx, images, labels, n, probs, dpixels);
+    for (int i = 0; i < n * SIZE * SIZE; i++) dpixels[i] = NAN;
+    return st;
+}
+
+static void test_nan_gradient(void **state) {
+    toy t;
+    toy_init(&t, 1.5f);
+    pasm_scorer s = toy_scorer(&t, 64);
+    s.grad = nan_grad;
+    uint8_t images[3 * SIZE * SIZE], copy[sizeof images];
+    int32_t labels[3];
+    int64_t index[3];
+    toy_images(images, labels, index, 3);
+    memcpy(copy, images, sizeof images);
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    for (int kind = 0; kind < 2; kind++) {
+        o.kind = kind ? PASM_ATTACK_ITER : PASM_ATTACK_GRAD;
+        pasm_point pts[3];
+        assert_int_equal(pasm_attack_images(&s, &o, images, labels, index, 3, pts), PASM_OK);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(pts[i].row, 0);
+            assert_int_equal(pts[i].col, 0);
+            assert_true(pts[i].p_true_after == pts[i].p_true_before);
+            assert_int_equal(pts[i].queries, kind ? 1 : 2);
+        }
+    }
+    assert_memory_equal(images, copy, sizeof images);
+}
+
 static void test_net_scorer_eval_mode(void **state) {
     pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 4,
                            .input_size = 32};
@@ -449,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_net_scorer_gradient),
         cmocka_unit_test(test_net_scorer_eval_mode),
+        cmocka_unit_test(test_nan_gradient),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
