@@ -138,7 +138,9 @@ int cli_load_model(const char *cmd, const char *path, const cli_model_options *m
  * (and a FER+ labels file) is the one that was read: the same device,
  * inode, size and modification time. Folders are read each time. */
 enum { CACHE_SLOTS = 6 };
-#define CACHE_MAX_BYTES ((size_t)1 << 30) /* larger loads are not kept */
+#ifndef CACHE_MAX_BYTES /* (tests set a smaller one) */
+#define CACHE_MAX_BYTES ((size_t)1 << 30) /* of images kept in all; a larger load is not */
+#endif
 
 typedef struct {
     dev_t dev;
@@ -174,6 +176,10 @@ static int same_id(const file_id *a, const file_id *b) {
 
 static int same_str(const char *a, const char *b) {
     return !strcmp(a ? a : "", b ? b : "");
+}
+
+static size_t slot_bytes(const cache_slot *c) {
+    return c->path ? (size_t)c->ds.n * c->ds.channels * c->ds.size * c->ds.size : 0;
 }
 
 static void slot_free(cache_slot *c) {
@@ -215,10 +221,24 @@ pasm_status cli_dataset_load(const pasm_load_spec *spec, pasm_dataset *ds) {
     pasm_status st = pasm_dataset_load(spec, ds);
     const size_t bytes = st ? 0 : (size_t)ds->n * ds->channels * ds->size * ds->size;
     if (st || !keep || ds->n == 0 || bytes > CACHE_MAX_BYTES) return st;
-    cache_slot *c = &cache[0]; /* an empty slot, else the least recently used */
-    for (int i = 1; i < CACHE_SLOTS && c->path; i++)
-        if (!cache[i].path || cache[i].used < c->used) c = &cache[i];
-    slot_free(c);
+    cache_slot *c;
+    for (;;) { /* an empty slot once the load fits; until then the least recently used goes */
+        size_t total = 0;
+        cache_slot *empty = NULL, *oldest = NULL;
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            if (!cache[i].path) {
+                if (!empty) empty = &cache[i];
+                continue;
+            }
+            total += slot_bytes(&cache[i]);
+            if (!oldest || cache[i].used < oldest->used) oldest = &cache[i];
+        }
+        if (empty && total + bytes <= CACHE_MAX_BYTES) {
+            c = empty;
+            break;
+        }
+        slot_free(oldest); /* not NULL: the slots are full, or something takes the room */
+    }
     c->path = strdup(spec->path);
     c->split = spec->split ? strdup(spec->split) : NULL;
     c->labels = spec->labels ? strdup(spec->labels) : NULL;

@@ -3,8 +3,9 @@
  * file; a file changed in between (other bytes, another size, a new
  * modification time, or replaced by another file) is read again; other
  * splits, sizes or label files are other entries; folders are always read;
- * errors are not kept; clearing lets everything go (the sanitizer build
- * checks for leaks). */
+ * errors are not kept; the least recently used goes when the slots or the
+ * bytes run out; clearing lets everything go (the sanitizer build checks
+ * for leaks). */
 #include "util/helpers.h"
 
 #include <stdio.h>
@@ -14,6 +15,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* 1000 bytes of images at most: the eviction below is seen with small faces */
+#define CACHE_MAX_BYTES ((size_t)1000)
 #include "cli/cli_util.c"
 
 static char dir[256], csv[320];
@@ -160,10 +163,60 @@ static void test_errors_and_folders(void **state) {
     pasm_dataset_free(&ds);
 }
 
+static int kept_bytes(void) {
+    size_t n = 0;
+    for (int i = 0; i < CACHE_SLOTS; i++) n += slot_bytes(&cache[i]);
+    return (int)n;
+}
+
+static void test_eviction(void **state) {
+    (void)state;
+    write_csv(csv, 9, 10);
+    pasm_dataset ds;
+    /* the Training split (6 faces) at sizes 4, 5, 6, 7: 96 + 150 + 216 + 294 bytes */
+    for (int size = 4; size <= 7; size++) {
+        pasm_load_spec s = spec_of(csv, "Training");
+        s.input_size = size;
+        load(&s, &ds);
+        pasm_dataset_free(&ds);
+    }
+    assert_int_equal(kept(), 4);
+    assert_int_equal(kept_bytes(), 756);
+    pasm_load_spec s4 = spec_of(csv, "Training");
+    load(&s4, &ds); /* size 4 used again: now the most recent */
+    pasm_dataset_free(&ds);
+    pasm_load_spec s8 = s4;
+    s8.input_size = 8; /* 384 bytes: 5 (150) goes, the least recently used */
+    load(&s8, &ds);
+    pasm_dataset_free(&ds);
+    assert_true(kept_bytes() <= 1000);
+    int sizes = 0;
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (cache[i].path) sizes |= 1 << cache[i].input_size;
+    assert_int_equal(sizes, (1 << 4) | (1 << 6) | (1 << 7) | (1 << 8));
+    /* more entries than slots, all small: the slots bound them */
+    for (int k = 0; k < 8; k++) {
+        pasm_load_spec v = spec_of(csv, k % 2 ? "PublicTest" : "Training+PublicTest");
+        v.input_size = 2 + k / 2;
+        load(&v, &ds);
+        pasm_dataset_free(&ds);
+        assert_true(kept() <= CACHE_SLOTS && kept_bytes() <= 1000);
+    }
+    /* a load larger than the whole cache is given out but not kept */
+    pasm_load_spec big = s4;
+    big.input_size = 16; /* 6 x 256 bytes */
+    load(&big, &ds);
+    assert_int_equal(ds.size, 16);
+    pasm_dataset_free(&ds);
+    for (int i = 0; i < CACHE_SLOTS; i++) assert_int_not_equal(cache[i].input_size, 16);
+    cli_data_cache_clear();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_copies_and_changes),
         cmocka_unit_test(test_errors_and_folders),
+        cmocka_unit_test(test_eviction),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
