@@ -3,15 +3,20 @@
 # Counts come from cmocka's own summary lines of each binary.
 set -u
 passed=0; failed=0; broken=()
+times=()
 for t in "$@"; do
   echo "=== $t"
+  start=$(date +%s.%N)
   out=$("$t" 2>&1); rc=$?
   printf '%s\n' "$out"
+  times+=("$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%7.1f", b - a}') s  $t")
   p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | awk '{s+=$1} END {print s+0}')
   passed=$((passed + p)); failed=$((failed + f))
   if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then failed=$((failed + 1)); broken+=("$t (exit $rc)"); fi
 done
+echo "=== seconds per test binary, slowest first"
+printf '%s\n' "${times[@]+"${times[@]}"}" | sort -rn | head -12
 for b in "${broken[@]+"${broken[@]}"}"; do echo "broken: $b"; done
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
