@@ -4,15 +4,16 @@
 set -u
 passed=0; failed=0; broken=()
 # Under the sanitizers the direct AVX-512 convolution is ~20x slower (its
-# register tiles instrumented access by access): the op tests (tests/ops/)
-# check it there on their shapes, and everything else runs its convolutions
-# through im2col + OpenBLAS (PASM_CONV_DIRECT=0), which the normal build's
-# run of the same tests leaves to the direct kernel.
+# register tiles instrumented access by access): the op and network tests
+# (tests/ops/, tests/nn/: its shapes, and the memory each mode plans with
+# it) run it there, and everything else runs its convolutions through
+# im2col + OpenBLAS (PASM_CONV_DIRECT=0), which the normal build's run of
+# the same tests leaves to the direct kernel.
 times=()
 for t in "$@"; do
   echo "=== $t"
   start=$(date +%s.%N)
-  if [ "${PASM_SANITIZED:-0}" = 1 ] && [[ $t != */tests/ops/* ]]; then
+  if [ "${PASM_SANITIZED:-0}" = 1 ] && [[ $t != */tests/ops/* && $t != */tests/nn/* ]]; then
     out=$(PASM_CONV_DIRECT=0 "$t" 2>&1); rc=$?
   else
     out=$("$t" 2>&1); rc=$?
