@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "nn/net_internal.h"
+#include "ops/conv2d_internal.h"
 #include "pasm/pasm.h"
 #include "util/helpers.h"
 
@@ -170,8 +171,17 @@ static void check_ratios(int width, int batch, double eval_max, double grad_max)
     assert_true(b[1] < b[2]);
 }
 
+/* Whether the width-16 network's 48x48 convolutions take the direct
+ * kernel (an AVX-512 CPU, PASM_CONV_DIRECT not 0); without it an evaluation
+ * plans an im2col workspace too (w16 b32: EVAL 0.175 of TRAIN). */
+static int direct_conv(void) {
+    pasm_conv2d_shape s = {.n = 32, .c_in = 16, .h_in = 48, .w_in = 48, .c_out = 16,
+                           .kernel = 3, .stride = 1, .pad = 1};
+    return pasm_conv2d_shape_init(&s) == PASM_OK && pasm_conv2d_direct_ok(&s);
+}
+
 static void test_memory_plan(void **unused) {
-    check_ratios(16, 32, 0.165, 0.19);
+    check_ratios(16, 32, direct_conv() ? 0.165 : 0.18, 0.19);
     check_ratios(64, 128, 0.16, 0.175);
     check_ratios(64, 1024, 0.145, 0.155);
     /* what is planned is what is built */
