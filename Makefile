@@ -121,7 +121,7 @@ $(BUILD)/tests/%: tests/%.c $(TEST_UTIL_OBJ) $(BUILD)/libpasm.a $(HEADERS)
 
 # A CUDA build also compiles the C files that mention the backend as a
 # CPU-only build would (the build most users get), so neither breaks the other.
-CUDA_COND_SRC := $(shell grep -l PASM_HAVE_CUDA src/*/*.c tests/*/*.c bench/*.c 2>/dev/null)
+CUDA_COND_SRC = $(shell grep -l PASM_HAVE_CUDA src/*/*.c tests/*/*.c bench/*.c 2>/dev/null)
 cpu-only-check:
 ifeq ($(CUDA),1)
 	@for f in $(CUDA_COND_SRC); do \

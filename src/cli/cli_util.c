@@ -178,9 +178,12 @@ static int same_str(const char *a, const char *b) {
     return !strcmp(a ? a : "", b ? b : "");
 }
 
-static size_t slot_bytes(const cache_slot *c) {
-    return c->path ? (size_t)c->ds.n * c->ds.channels * c->ds.size * c->ds.size : 0;
+/* Bytes of a dataset's images. */
+static size_t images_bytes(const pasm_dataset *ds) {
+    return (size_t)ds->n * ds->channels * ds->size * ds->size;
 }
+
+static size_t slot_bytes(const cache_slot *c) { return c->path ? images_bytes(&c->ds) : 0; }
 
 static void slot_free(cache_slot *c) {
     free(c->path), free(c->split), free(c->labels);
@@ -219,7 +222,7 @@ pasm_status cli_dataset_load(const pasm_load_spec *spec, pasm_dataset *ds) {
             }
         }
     pasm_status st = pasm_dataset_load(spec, ds);
-    const size_t bytes = st ? 0 : (size_t)ds->n * ds->channels * ds->size * ds->size;
+    const size_t bytes = st ? 0 : images_bytes(ds);
     if (st || !keep || ds->n == 0 || bytes > CACHE_MAX_BYTES) return st;
     cache_slot *c;
     for (;;) { /* an empty slot once the load fits; until then the least recently used goes */
@@ -282,9 +285,8 @@ int cli_load_data_for_model(const char *cmd, const char *path, const char *split
 }
 
 int cli_same_images(const pasm_dataset *a, const pasm_dataset *b) {
-    size_t bytes = (size_t)a->n * a->channels * a->size * a->size;
     return a->n == b->n && a->channels == b->channels && a->size == b->size &&
-           !memcmp(a->images, b->images, bytes);
+           !memcmp(a->images, b->images, images_bytes(a));
 }
 
 void cli_print_steps(int device, const pasm_train_result *r) {

@@ -58,7 +58,7 @@ typedef struct {
     float *dpixels;     /* batch x C x S x S (grad and iter without s->salient; cam: batch x S x S) */
     int *pixel;         /* batch: the most salient pixels (grad and iter) */
     uint8_t *values;    /* batch x C: their values */
-    uint8_t *skip;      /* batch x S x S: pixels not to pick (iter) */
+    uint8_t *skip;      /* batch x S x S: pixels not to pick (iter only) */
     int bound;          /* the images attacked are bound to the scorer (s->bind) */
 } work;
 
@@ -85,13 +85,14 @@ static pasm_status work_init(work *w, const pasm_scorer *s, const pasm_attack_op
     const int pick = o->kind == PASM_ATTACK_GRAD || o->kind == PASM_ATTACK_ITER;
     const int dpix = need_grad && !(pick && s->salient);
     if (dpix) w->dpixels = malloc((size_t)w->batch * w->per_image * sizeof(float));
+    const int skips = o->kind == PASM_ATTACK_ITER;
     if (pick) {
         w->pixel = malloc((size_t)w->batch * sizeof(int));
         w->values = malloc((size_t)w->batch * s->channels);
-        w->skip = malloc((size_t)w->batch * s->size * s->size);
     }
+    if (skips) w->skip = malloc((size_t)w->batch * s->size * s->size);
     if (!w->images || !w->probs || (dpix && !w->dpixels) ||
-        (pick && (!w->pixel || !w->values || !w->skip))) {
+        (pick && (!w->pixel || !w->values)) || (skips && !w->skip)) {
         work_free(w);
         return pasm_errorf(PASM_ERR_NOMEM, "out of memory for attack batches of %d", w->batch);
     }
