@@ -123,6 +123,38 @@ pasm_status pasm_net_class_map(const pasm_net *net, const int32_t *classes, floa
                                int *map_size);
 int pasm_net_class_map_size(const pasm_net *net);
 
+/* One-pixel candidates of bound faces, evaluated without the whole forward
+ * (src/nn/patch.c): a candidate differs from its face in one pixel, and
+ * until a layer's receptive field covers the whole map, only a window
+ * around that pixel differs from the face's own activations. Those are
+ * computed once per face, each candidate's layers only on its window; from
+ * the first layer whose window is the whole map on, the candidates run as
+ * usual. Logits agree with pasm_net_forward's to float rounding (not bit
+ * for bit: the windows sum in another order). Runs on the network's
+ * evaluation forward (any mode) and uses its activation buffers, so it
+ * replaces the last forward (a backward after it fails).
+ *
+ * pasm_net_patch_create: *out NULL (and PASM_OK) where windows do not
+ * apply: a GPU or bf16 network, or a map the first stage already covers.
+ * budget_bytes bounds its buffers (faces and candidates per group).
+ * pasm_net_patch_cost: the multiply-adds of one candidate, and of one
+ * face's clean activations (clean_cost, may be NULL), as fractions of a
+ * whole forward's.
+ * pasm_net_patch_bind: the faces x (n, C, S, S), normalised as for
+ * pasm_net_forward, that candidates refer to; kept by pointer (unchanged
+ * until the next bind); NULL, 0 lets them go.
+ * pasm_net_patch_forward: logits (m, num_classes) of candidate j = face
+ * img[j] with pixel (row[j], col[j]) set to values[j * C ..] (normalised),
+ * any m, in any order (consecutive candidates of one face share its clean
+ * activations). */
+typedef struct pasm_net_patch pasm_net_patch;
+pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_patch **out);
+double pasm_net_patch_cost(const pasm_net_patch *p, double *clean_cost);
+pasm_status pasm_net_patch_bind(pasm_net_patch *p, const float *x, int n);
+pasm_status pasm_net_patch_forward(pasm_net_patch *p, int m, const int *img, const int *row,
+                                   const int *col, const float *values, float *logits);
+void pasm_net_patch_free(pasm_net_patch *p);
+
 /* Copies all state tensors from src to dst (same config; any modes and
  * devices). */
 pasm_status pasm_net_copy_state(pasm_net *dst, pasm_net *src);

@@ -88,6 +88,9 @@ struct pasm_net {
  * the input-gradient backward of EVAL_GRAD. */
 void pasm_net_forward_eval(pasm_net *net, const float *x, int n);
 void pasm_net_backward_input(pasm_net *net, const float *dlogits, float *dx);
+/* The evaluation forward from block first on, h (n, ...) its input: the
+ * logits into net->logits (patch.c's candidates run their tail here). */
+void pasm_net_forward_eval_tail(pasm_net *net, int first, const float *h, int n);
 
 /* device.c: keeping a GPU network's two copies in step. Before the host
  * copy is read or written (with_grads: the gradients too); before the

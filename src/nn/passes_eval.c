@@ -52,8 +52,11 @@ void pasm_net_forward_eval(pasm_net *net, const float *x, int n) {
     conv_bn(net, &net->stem_conv, &net->stem_bn, x, NULL, 1, n);
     if (net->stem_mask)
         pasm_relu_mask(bn_count(&net->stem_bn, n), net->stem_bn.out, net->stem_mask);
-    const float *h = net->stem_bn.out;
-    for (int i = 0; i < 8; i++) {
+    pasm_net_forward_eval_tail(net, 0, net->stem_bn.out, n);
+}
+
+void pasm_net_forward_eval_tail(pasm_net *net, int first, const float *h, int n) {
+    for (int i = first; i < 8; i++) {
         block_forward_eval(net, &net->blocks[i], h, n);
         h = net->blocks[i].bn2.out;
     }

@@ -1,0 +1,517 @@
+/* One-pixel candidates without the whole forward (pasm_net_patch, nn.h).
+ *
+ * A candidate of the attacks differs from its clean face in one pixel, and
+ * a 3x3 convolution carries that difference one step further per layer:
+ * after the stem it touches 3x3 positions, after the first stage (at 48x48,
+ * width w) 11x11 of 48x48, after the second 13x13 of 24x24. Outside that
+ * window every activation is the clean face's. So the clean face's
+ * activations are computed once, and each candidate computes every layer
+ * only on its window (a square of fixed side per layer, placed to cover the
+ * changed region), reading the clean activations around it. Once a layer's
+ * window is the whole map (the third stage at 48x48), the candidates run the
+ * rest of the network as usual (pasm_net_forward_eval_tail).
+ *
+ * The windowed layers run as im2col + one sgemm over all the candidates of
+ * a group: window tensors are stored channel-major, (C, group, win, win), so
+ * a convolution's output (Cout, group * win * win) is the sgemm's C matrix
+ * as it is. The epilogue (batch norm, residual, ReLU) rounds in the order
+ * of pasm_conv2d_epilogue_image. Window values inside the window but outside
+ * the changed region equal the clean ones up to the summation order of the
+ * convolution (the full forward may use the direct kernel): logits agree
+ * with the full forward's to float rounding, not bit for bit.
+ *
+ * Candidates are processed in groups of at most max_group items over at
+ * most max_faces faces; each group first computes its faces' clean
+ * activations (the windowed layers at full size, with the same fused
+ * convolutions as the evaluation forward, so bit for bit its values). */
+#include <cblas.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/net_internal.h"
+
+#define MAX_TENSORS 20        /* input, stem, two per block */
+#define COL_BYTES (8u << 20)  /* the im2col buffer of one sgemm */
+
+typedef struct {
+    int c, h, win;
+    float *clean;  /* max_faces x c x h x h (the input: the bound faces) */
+    float *w;      /* c x group x win x win */
+    int *oy, *ox;  /* group: window origins */
+    int *lo;       /* h_in of the image: lo[r], the changed region's first row
+                      for a pixel in row r (the window's origin before clamping) */
+} ptensor;
+
+struct pasm_net_patch {
+    pasm_net *net;
+    int n_blocks;   /* blocks computed on windows: blocks[0, n_blocks) */
+    int n_tensors;  /* 0: input, 1: stem, 2 + 2b: block b's mid, 3 + 2b: its output */
+    ptensor t[MAX_TENSORS];
+    int max_faces, max_group;
+    double clean_cost, cand_cost; /* per face / per candidate, in full forwards */
+    /* buffers */
+    float *xin;      /* max_faces inputs of the clean pass */
+    float *res;      /* a block's residual at its output window */
+    float *down;     /* clean pass: the downsample branch (max_faces images) */
+    float *tail;     /* the tail's input, (group, c, h, h) */
+    float *col;      /* im2col of one sgemm */
+    size_t col_floats;
+    float *crop;     /* per thread one input crop */
+    int crop_floats, threads;
+    int *face_of;    /* group: each item's slot */
+    int *slot_face;  /* max_faces: the bound face in each slot */
+    /* bound */
+    const float *x;
+    int n_bound;
+    int *slot_of;    /* n_bound: a face's slot in the current group, or -1 */
+};
+
+/* ---- geometry ---- */
+
+static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* The output rows a convolution changes when input rows [a, b] change
+ * (b < a: none), clamped to the output. */
+static void conv_rows(const pasm_conv2d_shape *s, int a, int b, int *lo, int *hi) {
+    if (b < a) {
+        *lo = 1, *hi = 0;
+        return;
+    }
+    *lo = clampi(floor_div(a - s->kernel + s->pad + s->stride, s->stride), 0, s->h_out);
+    *hi = clampi(floor_div(b + s->pad, s->stride), -1, s->h_out - 1);
+    if (*hi < *lo) *lo = 1, *hi = 0;
+}
+
+static void hull(int *lo, int *hi, int lo2, int hi2) {
+    if (hi2 < lo2) return;
+    if (*hi < *lo) {
+        *lo = lo2, *hi = hi2;
+        return;
+    }
+    if (lo2 < *lo) *lo = lo2;
+    if (hi2 > *hi) *hi = hi2;
+}
+
+static double conv_macs(const pasm_conv2d_shape *s, int side) {
+    return (double)s->c_out * s->c_in * s->kernel * s->kernel * side * side;
+}
+
+/* ---- creation ---- */
+
+void pasm_net_patch_free(pasm_net_patch *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n_tensors; i++) {
+        if (i > 0) free(p->t[i].clean);
+        free(p->t[i].w);
+        free(p->t[i].oy);
+        free(p->t[i].ox);
+        free(p->t[i].lo);
+    }
+    free(p->xin);
+    free(p->res);
+    free(p->down);
+    free(p->tail);
+    free(p->col);
+    free(p->crop);
+    free(p->face_of);
+    free(p->slot_face);
+    free(p->slot_of);
+    free(p);
+}
+
+/* The changed rows of every tensor for a pixel in each row r: t->lo[r]
+ * and the window side (the largest extent over r). */
+static pasm_status plan_geometry(pasm_net_patch *p) {
+    pasm_net *net = p->net;
+    const int S = net->cfg.input_size;
+    int *lo = malloc((size_t)MAX_TENSORS * S * sizeof(int)),
+        *hi = malloc((size_t)MAX_TENSORS * S * sizeof(int));
+    if (!lo || !hi) {
+        free(lo), free(hi);
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory planning candidate windows");
+    }
+    const block *blk = net->blocks;
+    for (int r = 0; r < S; r++) {
+        int *L = lo + r, *H = hi + r; /* tensor i at L[i * S] */
+        L[0] = H[0] = r;
+        conv_rows(&net->stem_conv.shape, L[0], H[0], &L[S], &H[S]);
+        for (int b = 0; b < 8; b++) {
+            int in = 1 + 2 * b, mid = 2 + 2 * b, out = 3 + 2 * b;
+            conv_rows(&blk[b].conv1.shape, L[in * S], H[in * S], &L[mid * S], &H[mid * S]);
+            conv_rows(&blk[b].conv2.shape, L[mid * S], H[mid * S], &L[out * S], &H[out * S]);
+            int slo = L[in * S], shi = H[in * S];
+            if (blk[b].has_downsample) conv_rows(&blk[b].down_conv.shape, slo, shi, &slo, &shi);
+            hull(&L[out * S], &H[out * S], slo, shi);
+        }
+    }
+    /* tensor sides: input, stem, then each block's mid and output */
+    int side[MAX_TENSORS], chans[MAX_TENSORS], win[MAX_TENSORS];
+    side[0] = S, chans[0] = net->cfg.in_channels;
+    side[1] = net->stem_conv.shape.h_out, chans[1] = net->stem_conv.shape.c_out;
+    for (int b = 0; b < 8; b++) {
+        side[2 + 2 * b] = blk[b].conv1.shape.h_out, chans[2 + 2 * b] = blk[b].conv1.shape.c_out;
+        side[3 + 2 * b] = blk[b].conv2.shape.h_out, chans[3 + 2 * b] = blk[b].conv2.shape.c_out;
+    }
+    for (int i = 0; i < 18; i++) {
+        win[i] = 1;
+        for (int r = 0; r < S; r++) {
+            int e = hi[i * S + r] - lo[i * S + r] + 1;
+            if (e > win[i]) win[i] = e;
+        }
+    }
+    /* windows up to the first block whose mid is the whole map */
+    p->n_blocks = 0;
+    while (p->n_blocks < 8 && win[2 + 2 * p->n_blocks] < side[2 + 2 * p->n_blocks]) p->n_blocks++;
+    p->n_tensors = 2 + 2 * p->n_blocks;
+    pasm_status st = PASM_OK;
+    for (int i = 0; i < p->n_tensors && !st; i++) {
+        ptensor *t = &p->t[i];
+        t->c = chans[i], t->h = side[i], t->win = win[i];
+        t->lo = malloc((size_t)S * sizeof(int));
+        if (!t->lo) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory planning candidate windows");
+        else
+            for (int r = 0; r < S; r++)
+                t->lo[r] = clampi(lo[i * S + r], 0, t->h - t->win);
+    }
+    /* costs in full forwards (multiply-adds of the convolutions and fc) */
+    double full = conv_macs(&net->stem_conv.shape, side[1]), clean = full;
+    double cand = conv_macs(&net->stem_conv.shape, win[1]);
+    for (int b = 0; b < 8; b++) {
+        const block *k = &blk[b];
+        int wm = b < p->n_blocks ? win[2 + 2 * b] : side[2 + 2 * b];
+        int wo = b < p->n_blocks ? win[3 + 2 * b] : side[3 + 2 * b];
+        double f = conv_macs(&k->conv1.shape, side[2 + 2 * b]) +
+                   conv_macs(&k->conv2.shape, side[3 + 2 * b]) +
+                   (k->has_downsample ? conv_macs(&k->down_conv.shape, side[3 + 2 * b]) : 0);
+        full += f;
+        if (b < p->n_blocks) clean += f;
+        cand += conv_macs(&k->conv1.shape, wm) + conv_macs(&k->conv2.shape, wo) +
+                (k->has_downsample ? conv_macs(&k->down_conv.shape, wo) : 0);
+    }
+    full += (double)net->final_channels * net->cfg.num_classes;
+    cand += (double)net->final_channels * net->cfg.num_classes;
+    p->clean_cost = clean / full;
+    p->cand_cost = cand / full;
+    free(lo), free(hi);
+    return st;
+}
+
+pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_patch **out) {
+    *out = NULL;
+    if (!net) return pasm_errorf(PASM_ERR_INVALID, "patch: network is NULL");
+    if (net->cfg.device != PASM_DEVICE_CPU || net->cfg.precision != PASM_PRECISION_FP32)
+        return PASM_OK; /* the windows are fp32 CPU code */
+    pasm_net_patch *p = calloc(1, sizeof *p);
+    if (!p) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the candidate windows");
+    p->net = net;
+    pasm_status st = plan_geometry(p);
+    if (st || p->n_blocks == 0) { /* nothing worth windowing (or no memory) */
+        pasm_net_patch_free(p);
+        return st;
+    }
+    /* sizes: per face its clean activations, per candidate its windows and
+     * the tail's input; half the budget each */
+    size_t per_face = 0, per_cand = 0, down = 0, res = 0;
+    for (int i = 1; i < p->n_tensors; i++) {
+        const ptensor *t = &p->t[i];
+        per_face += (size_t)t->c * t->h * t->h * sizeof(float);
+        per_cand += (size_t)t->c * t->win * t->win * sizeof(float);
+    }
+    for (int b = 0; b < p->n_blocks; b++) {
+        const block *k = &net->blocks[b];
+        const ptensor *o = &p->t[3 + 2 * b];
+        size_t r = (size_t)o->c * o->win * o->win;
+        if (r > res) res = r;
+        if (k->has_downsample && (size_t)o->c * o->h * o->h > down) down = (size_t)o->c * o->h * o->h;
+    }
+    const ptensor *last = &p->t[p->n_tensors - 1];
+    const size_t tail = (size_t)last->c * last->h * last->h;
+    per_face += down * sizeof(float);
+    per_cand += (res + tail) * sizeof(float) + 3 * sizeof(int) * (size_t)p->n_tensors;
+    size_t half = budget_bytes / 2;
+    p->max_faces = (int)(half / per_face > 256 ? 256 : half / per_face);
+    if (p->max_faces < 1) p->max_faces = 1;
+    size_t g = half / per_cand;
+    p->max_group = (int)(g > (size_t)net->max_batch ? (size_t)net->max_batch : g);
+    if (p->max_group < 1) p->max_group = 1;
+    const int F = p->max_faces, G = p->max_group;
+    /* the largest crop, and the largest im2col of one candidate */
+    size_t col1 = 0;
+    int crop = 1;
+    for (int b = -1; b < p->n_blocks; b++) {
+        const pasm_conv2d_shape *cs[3] = {b < 0 ? &net->stem_conv.shape : &net->blocks[b].conv1.shape,
+                                          b < 0 ? NULL : &net->blocks[b].conv2.shape,
+                                          b >= 0 && net->blocks[b].has_downsample
+                                              ? &net->blocks[b].down_conv.shape
+                                              : NULL};
+        const int wout[3] = {p->t[b < 0 ? 1 : 2 + 2 * b].win, b < 0 ? 0 : p->t[3 + 2 * b].win,
+                             b < 0 ? 0 : p->t[3 + 2 * b].win};
+        for (int j = 0; j < 3; j++) {
+            if (!cs[j]) continue;
+            int hc = (wout[j] - 1) * cs[j]->stride + cs[j]->kernel;
+            if (hc * hc > crop) crop = hc * hc;
+            size_t c1 = (size_t)cs[j]->c_in * cs[j]->kernel * cs[j]->kernel * wout[j] * wout[j];
+            if (c1 > col1) col1 = c1;
+        }
+    }
+    p->col_floats = COL_BYTES / sizeof(float) > col1 ? COL_BYTES / sizeof(float) : col1;
+    p->threads = omp_get_max_threads();
+    p->crop_floats = crop;
+    p->col = malloc(p->col_floats * sizeof(float));
+    p->crop = malloc((size_t)p->threads * crop * sizeof(float));
+    p->xin = malloc((size_t)F * net->cfg.in_channels * net->cfg.input_size * net->cfg.input_size *
+                    sizeof(float));
+    p->res = malloc((size_t)G * (res ? res : 1) * sizeof(float));
+    p->down = down ? malloc((size_t)F * down * sizeof(float)) : NULL;
+    p->tail = malloc((size_t)G * tail * sizeof(float));
+    p->face_of = malloc((size_t)G * sizeof(int));
+    p->slot_face = malloc((size_t)F * sizeof(int));
+    int ok = p->col && p->crop && p->xin && p->res && (!down || p->down) && p->tail && p->face_of &&
+             p->slot_face;
+    for (int i = 0; i < p->n_tensors && ok; i++) {
+        ptensor *t = &p->t[i];
+        if (i > 0) ok = (t->clean = malloc((size_t)F * t->c * t->h * t->h * sizeof(float))) != NULL;
+        ok = ok && (t->w = malloc((size_t)G * t->c * t->win * t->win * sizeof(float))) &&
+             (t->oy = malloc((size_t)G * sizeof(int))) && (t->ox = malloc((size_t)G * sizeof(int)));
+    }
+    if (!ok) {
+        pasm_net_patch_free(p);
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the candidate windows (%d faces, "
+                                           "%d candidates)",
+                           F, G);
+    }
+    *out = p;
+    return PASM_OK;
+}
+
+double pasm_net_patch_cost(const pasm_net_patch *p, double *clean_cost) {
+    if (clean_cost) *clean_cost = p->clean_cost;
+    return p->cand_cost;
+}
+
+pasm_status pasm_net_patch_bind(pasm_net_patch *p, const float *x, int n) {
+    free(p->slot_of);
+    p->slot_of = NULL;
+    p->x = NULL;
+    p->n_bound = 0;
+    if (!x || n <= 0) return PASM_OK;
+    p->slot_of = malloc((size_t)n * sizeof(int));
+    if (!p->slot_of) return pasm_errorf(PASM_ERR_NOMEM, "out of memory binding %d faces", n);
+    for (int i = 0; i < n; i++) p->slot_of[i] = -1;
+    p->x = x;
+    p->n_bound = n;
+    return PASM_OK;
+}
+
+/* ---- the clean pass ---- */
+
+static void fused(pasm_net *net, const conv_layer *c, const bn_layer *b, const float *x,
+                  const float *residual, int relu, int n, float *y) {
+    pasm_conv2d_shape s = c->shape;
+    s.n = n;
+    pasm_batchnorm_fold(&b->shape, b->gamma, b->beta, b->running_mean, b->running_var, b->scale,
+                        b->shift);
+    const pasm_conv2d_epilogue ep = {.scale = b->scale, .shift = b->shift, .residual = residual,
+                                     .relu = relu};
+    pasm_conv2d_forward_fused(&s, x, c->weight, &ep, y, net->workspace);
+}
+
+/* The clean activations of the faces in slots [0, f), from their inputs
+ * gathered into xin. */
+static void clean_pass(pasm_net_patch *p, int f) {
+    pasm_net *net = p->net;
+    fused(net, &net->stem_conv, &net->stem_bn, p->xin, NULL, 1, f, p->t[1].clean);
+    for (int b = 0; b < p->n_blocks; b++) {
+        const block *k = &net->blocks[b];
+        const float *in = p->t[1 + 2 * b].clean;
+        float *mid = p->t[2 + 2 * b].clean, *out = p->t[3 + 2 * b].clean;
+        fused(net, &k->conv1, &k->bn1, in, NULL, 1, f, mid);
+        const float *shortcut = in;
+        if (k->has_downsample) {
+            fused(net, &k->down_conv, &k->down_bn, in, NULL, 0, f, p->down);
+            shortcut = p->down;
+        }
+        fused(net, &k->conv2, &k->bn2, mid, shortcut, 1, f, out);
+    }
+}
+
+/* ---- the windowed layers ---- */
+
+/* Tensor t's value for item j at channel ch, row y, column x (any y, x:
+ * zero outside the map, the window inside it, else the clean face's). */
+static inline float tval(const pasm_net_patch *p, const ptensor *t, int g, int j, int ch, int y,
+                         int x) {
+    if (y < 0 || x < 0 || y >= t->h || x >= t->h) return 0.0f;
+    int wy = y - t->oy[j], wx = x - t->ox[j];
+    if (wy >= 0 && wx >= 0 && wy < t->win && wx < t->win)
+        return t->w[(((size_t)ch * g + j) * t->win + wy) * t->win + wx];
+    const size_t per = (size_t)t->c * t->h * t->h;
+    const float *clean = t == &p->t[0] ? p->x + (size_t)p->slot_face[p->face_of[j]] * per
+                                       : t->clean + (size_t)p->face_of[j] * per;
+    return clean[((size_t)ch * t->h + y) * t->h + x];
+}
+
+/* y (Cout, g, wo, wo) = conv of tensor in at the output windows (oy, ox)
+ * of side wo, before any epilogue. */
+static void conv_windows(pasm_net_patch *p, int g, const pasm_conv2d_shape *s, const float *weight,
+                         const ptensor *in, int wo, const int *oy, const int *ox, float *y) {
+    const int k = s->kernel, st = s->stride, pad = s->pad, cin = s->c_in;
+    const int hc = (wo - 1) * st + k, wo2 = wo * wo, ckk = cin * k * k;
+    const size_t per = (size_t)ckk * wo2;
+    int chunk = (int)(p->col_floats / per);
+    if (chunk < 1) chunk = 1;
+    for (int j0 = 0; j0 < g; j0 += chunk) {
+        const int cc = g - j0 < chunk ? g - j0 : chunk;
+        const size_t ncols = (size_t)cc * wo2;
+        float *col = p->col;
+#pragma omp parallel for schedule(static) num_threads(p->threads)
+        for (int q = 0; q < cc * cin; q++) {
+            const int j = j0 + q / cin, ci = q % cin;
+            float *crop = p->crop + (size_t)omp_get_thread_num() * p->crop_floats;
+            const int y0 = oy[j] * st - pad, x0 = ox[j] * st - pad;
+            for (int a = 0; a < hc; a++)
+                for (int b = 0; b < hc; b++) crop[a * hc + b] = tval(p, in, g, j, ci, y0 + a, x0 + b);
+            for (int kh = 0; kh < k; kh++)
+                for (int kw = 0; kw < k; kw++) {
+                    float *row = col + (size_t)((ci * k + kh) * k + kw) * ncols +
+                                 (size_t)(j - j0) * wo2;
+                    for (int u = 0; u < wo; u++)
+                        for (int v = 0; v < wo; v++)
+                            row[u * wo + v] = crop[(u * st + kh) * hc + v * st + kw];
+                }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)ncols, ckk, 1.0f,
+                    weight, ckk, col, (int)ncols, 0.0f, y + (size_t)j0 * wo2, g * wo2);
+    }
+}
+
+/* y = relu?(y * scale + shift + res), as pasm_conv2d_epilogue_image rounds. */
+static void epilogue(pasm_net_patch *p, int cout, size_t len, const float *scale,
+                     const float *shift, const float *res, int relu, float *y) {
+#pragma omp parallel for schedule(static) num_threads(p->threads)
+    for (int co = 0; co < cout; co++) {
+        float *row = y + (size_t)co * len;
+        const float a = scale[co], b = shift[co];
+        const float *r = res ? res + (size_t)co * len : NULL;
+        for (size_t i = 0; i < len; i++) {
+            float v = row[i] * a + b;
+            if (r) v += r[i];
+            row[i] = relu && !(v > 0.0f) ? 0.0f : v;
+        }
+    }
+}
+
+static void fold(const bn_layer *b) {
+    pasm_batchnorm_fold(&b->shape, b->gamma, b->beta, b->running_mean, b->running_var, b->scale,
+                        b->shift);
+}
+
+/* Window origins of tensor t for the group's items. */
+static void place(ptensor *t, int g, const int *row, const int *col) {
+    for (int j = 0; j < g; j++) {
+        t->oy[j] = t->lo[row[j]];
+        t->ox[j] = t->lo[col[j]];
+    }
+}
+
+static void layer(pasm_net_patch *p, int g, const conv_layer *c, const bn_layer *b,
+                  const ptensor *in, ptensor *out, const float *res, int relu) {
+    conv_windows(p, g, &c->shape, c->weight, in, out->win, out->oy, out->ox, out->w);
+    fold(b);
+    epilogue(p, out->c, (size_t)g * out->win * out->win, b->scale, b->shift, res, relu, out->w);
+}
+
+/* One group of g items (slots already set in face_of): the windows, then
+ * the tail from the first block not windowed. */
+static void group_forward(pasm_net_patch *p, int g, const int *row, const int *col,
+                          const float *values, float *logits) {
+    pasm_net *net = p->net;
+    ptensor *t0 = &p->t[0];
+    for (int i = 0; i < p->n_tensors; i++) place(&p->t[i], g, row, col);
+    for (int j = 0; j < g; j++)
+        for (int ch = 0; ch < t0->c; ch++) t0->w[(size_t)ch * g + j] = values[(size_t)j * t0->c + ch];
+    layer(p, g, &net->stem_conv, &net->stem_bn, t0, &p->t[1], NULL, 1);
+    for (int b = 0; b < p->n_blocks; b++) {
+        const block *k = &net->blocks[b];
+        const ptensor *in = &p->t[1 + 2 * b];
+        ptensor *mid = &p->t[2 + 2 * b], *out = &p->t[3 + 2 * b];
+        layer(p, g, &k->conv1, &k->bn1, in, mid, NULL, 1);
+        const int wo = out->win, wo2 = wo * wo;
+        if (k->has_downsample) {
+            conv_windows(p, g, &k->down_conv.shape, k->down_conv.weight, in, wo, out->oy, out->ox,
+                         p->res);
+            fold(&k->down_bn);
+            epilogue(p, out->c, (size_t)g * wo2, k->down_bn.scale, k->down_bn.shift, NULL, 0,
+                     p->res);
+        } else {
+#pragma omp parallel for schedule(static) num_threads(p->threads)
+            for (int q = 0; q < out->c * g; q++) {
+                const int co = q / g, j = q % g;
+                float *r = p->res + (size_t)q * wo2;
+                for (int u = 0; u < wo; u++)
+                    for (int v = 0; v < wo; v++)
+                        r[u * wo + v] = tval(p, in, g, j, co, out->oy[j] + u, out->ox[j] + v);
+            }
+        }
+        layer(p, g, &k->conv2, &k->bn2, mid, out, p->res, 1);
+    }
+    /* the tail's input: each item's last window on its clean face */
+    const ptensor *last = &p->t[p->n_tensors - 1];
+    const size_t plane = (size_t)last->h * last->h, per = (size_t)last->c * plane;
+#pragma omp parallel for schedule(static) num_threads(p->threads)
+    for (int j = 0; j < g; j++) {
+        float *dst = p->tail + (size_t)j * per;
+        memcpy(dst, last->clean + (size_t)p->face_of[j] * per, per * sizeof(float));
+        for (int ch = 0; ch < last->c; ch++)
+            for (int u = 0; u < last->win; u++)
+                memcpy(dst + ch * plane + (size_t)(last->oy[j] + u) * last->h + last->ox[j],
+                       last->w + (((size_t)ch * g + j) * last->win + u) * last->win,
+                       (size_t)last->win * sizeof(float));
+    }
+    pasm_net_forward_eval_tail(net, p->n_blocks, p->tail, g);
+    memcpy(logits, net->logits, (size_t)g * net->cfg.num_classes * sizeof(float));
+}
+
+pasm_status pasm_net_patch_forward(pasm_net_patch *p, int m, const int *img, const int *row,
+                                   const int *col, const float *values, float *logits) {
+    if (!p->x)
+        return pasm_errorf(PASM_ERR_INVALID, "patch forward: no faces bound");
+    const int S = p->net->cfg.input_size, C = p->net->cfg.in_channels;
+    for (int j = 0; j < m; j++)
+        if (img[j] < 0 || img[j] >= p->n_bound || row[j] < 0 || row[j] >= S || col[j] < 0 ||
+            col[j] >= S)
+            return pasm_errorf(PASM_ERR_INVALID, "patch forward: candidate %d is face %d pixel "
+                                                 "(%d, %d), outside %d faces of %dx%d",
+                               j, img[j], row[j], col[j], p->n_bound, S, S);
+    const size_t per_image = (size_t)C * S * S;
+    const int K = p->net->cfg.num_classes;
+    for (int start = 0; start < m;) {
+        /* a group: items in order while they fit, at most max_faces faces */
+        int g = 0, f = 0;
+        while (start + g < m && g < p->max_group) {
+            int face = img[start + g];
+            if (p->slot_of[face] < 0) {
+                if (f == p->max_faces) break;
+                p->slot_of[face] = f;
+                p->slot_face[f++] = face;
+            }
+            p->face_of[g] = p->slot_of[face];
+            g++;
+        }
+        for (int s = 0; s < f; s++)
+            memcpy(p->xin + s * per_image, p->x + (size_t)p->slot_face[s] * per_image,
+                   per_image * sizeof(float));
+        clean_pass(p, f);
+        group_forward(p, g, row + start, col + start, values + (size_t)start * C,
+                      logits + (size_t)start * K);
+        for (int s = 0; s < f; s++) p->slot_of[p->slot_face[s]] = -1;
+        start += g;
+    }
+    p->net->last_n = 0; /* the activations are the candidates' now: no backward */
+    return PASM_OK;
+}
