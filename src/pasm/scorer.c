@@ -17,7 +17,21 @@ typedef struct {
     float mean[3], std[3];
     float *x, *dlogits, *maps; /* maps: batch x final size^2 */
     scorer_device *dev;        /* a network on the GPU: the device path (NULL: none) */
+    /* a CPU network: one-pixel candidates on windows (pasm_net_patch) */
+    pasm_net_patch *patch;
+    const uint8_t *bound;      /* the bound faces (the caller's) */
+    int n_bound;
+    float *xb;                 /* the bound faces, normalised */
+    uint8_t *seen;             /* n_bound: faces met in one changed call */
+    uint8_t *cand;             /* batch candidates assembled on the host */
+    float *values, *logits;    /* batch x C normalised values, batch x K logits */
 } net_ctx;
+
+/* Candidates on windows cost this much of whole forwards, or less, before
+ * they are worth it: f faces' clean passes and m windowed candidates,
+ * against m forwards. */
+#define PATCH_WORTH 0.9
+#define PATCH_BUDGET ((size_t)256 << 20)
 
 static void normalise(const net_ctx *c, const uint8_t *images, int n, int channels, int size,
                       float *x) {
@@ -112,6 +126,71 @@ static pasm_status net_cam(void *ctx, const uint8_t *images, const int32_t *labe
     return PASM_OK;
 }
 
+/* ---- the host's one-pixel candidates: on windows (pasm_net_patch) when
+ * the faces have candidates enough to pay for their clean passes (de's
+ * populations), else assembled whole (grad's, random's and cam's one or
+ * two a face, exactly as the attacks would) ---- */
+static pasm_status host_bind(void *ctx, const uint8_t *images, int n) {
+    net_ctx *c = ctx;
+    free(c->xb), free(c->seen);
+    c->xb = NULL, c->seen = NULL, c->bound = NULL, c->n_bound = 0;
+    pasm_status st = pasm_net_patch_bind(c->patch, NULL, 0);
+    if (!images || n <= 0 || st) return st;
+    const pasm_net_config *cfg = pasm_net_get_config(c->net);
+    const int64_t per = (int64_t)cfg->in_channels * cfg->input_size * cfg->input_size;
+    c->xb = malloc((size_t)n * per * sizeof(float));
+    c->seen = calloc((size_t)n, 1);
+    if (!c->xb || !c->seen) {
+        free(c->xb), free(c->seen);
+        c->xb = NULL, c->seen = NULL;
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory binding %d faces", n);
+    }
+    normalise(c, images, n, cfg->in_channels, cfg->input_size, c->xb);
+    if ((st = pasm_net_patch_bind(c->patch, c->xb, n))) return st;
+    c->bound = images;
+    c->n_bound = n;
+    return PASM_OK;
+}
+
+static pasm_status host_changed(void *ctx, int m, const int *img, const int *row, const int *col,
+                                const uint8_t *values, float *probs) {
+    net_ctx *c = ctx;
+    const pasm_net_config *cfg = pasm_net_get_config(c->net);
+    const int C = cfg->in_channels, S = cfg->input_size, K = cfg->num_classes;
+    const int64_t per = (int64_t)C * S * S;
+    if (!c->bound) return pasm_errorf(PASM_ERR_INVALID, "scorer: no faces bound");
+    if (m > pasm_net_max_batch(c->net))
+        return pasm_errorf(PASM_ERR_INVALID, "scorer: %d candidates over the batch of %d", m,
+                           pasm_net_max_batch(c->net));
+    int faces = 0;
+    for (int j = 0; j < m; j++) {
+        if (img[j] < 0 || img[j] >= c->n_bound || row[j] < 0 || row[j] >= S || col[j] < 0 ||
+            col[j] >= S)
+            return pasm_errorf(PASM_ERR_INVALID, "scorer: candidate %d is face %d pixel (%d, %d), "
+                                                 "outside %d faces of %dx%d",
+                               j, img[j], row[j], col[j], c->n_bound, S, S);
+        if (!c->seen[img[j]]) c->seen[img[j]] = 1, faces++;
+    }
+    for (int j = 0; j < m; j++) c->seen[img[j]] = 0;
+    double clean, cand = pasm_net_patch_cost(c->patch, &clean);
+    if (faces * clean + m * cand > PATCH_WORTH * m) {
+        for (int j = 0; j < m; j++) {
+            uint8_t *dst = c->cand + j * per;
+            memcpy(dst, c->bound + (int64_t)img[j] * per, (size_t)per);
+            for (int ch = 0; ch < C; ch++)
+                dst[(int64_t)ch * S * S + row[j] * S + col[j]] = values[(int64_t)j * C + ch];
+        }
+        return net_probs(ctx, c->cand, m, probs);
+    }
+    for (int j = 0; j < m; j++)
+        for (int ch = 0; ch < C; ch++) /* the same float expression as normalise */
+            c->values[(int64_t)j * C + ch] =
+                ((float)values[(int64_t)j * C + ch] / 255.0f - c->mean[ch]) / c->std[ch];
+    pasm_status st = pasm_net_patch_forward(c->patch, m, img, row, col, c->values, c->logits);
+    if (!st) pasm_softmax(m, K, c->logits, probs);
+    return st;
+}
+
 /* ---- the device path (a network on the GPU): the same probabilities and
  * picks as the host path's, with the images and candidates assembled and
  * the pixels picked on the GPU ---- */
@@ -185,7 +264,25 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
         s->salient = has_grad ? dev_salient : NULL;
         s->bind = dev_bind;
         s->changed = dev_changed;
+        return PASM_OK;
     }
+    const char *env = getenv("PASM_PATCH"); /* 0: every candidate a whole forward */
+    if (env && !strcmp(env, "0")) return PASM_OK;
+    if ((st = pasm_net_patch_create(net, PATCH_BUDGET, &c->patch))) {
+        pasm_scorer_net_free(s);
+        return st;
+    }
+    if (!c->patch) return PASM_OK; /* windows do not apply to this network */
+    c->cand = malloc((size_t)batch * per_image);
+    c->values = malloc((size_t)batch * cfg->in_channels * sizeof(float));
+    c->logits = malloc((size_t)batch * cfg->num_classes * sizeof(float));
+    if (!c->cand || !c->values || !c->logits) {
+        pasm_scorer_net_free(s);
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the attack's scorer (batch %d)",
+                           batch);
+    }
+    s->bind = host_bind;
+    s->changed = host_changed;
     return PASM_OK;
 }
 
@@ -193,6 +290,12 @@ void pasm_scorer_net_free(pasm_scorer *s) {
     net_ctx *c = s->ctx;
     if (c) {
         scorer_device_free(c->dev);
+        pasm_net_patch_free(c->patch);
+        free(c->xb);
+        free(c->seen);
+        free(c->cand);
+        free(c->values);
+        free(c->logits);
         free(c->x);
         free(c->dlogits);
         free(c->maps);

@@ -475,6 +475,100 @@ static void test_net_scorer_eval_mode(void **state) {
     pasm_net_free(grad);
 }
 
+/* The network scorer's one-pixel candidates on windows (pasm_net_patch),
+ * which a CPU network's scorer offers through bind and changed, against
+ * whole forwards (PASM_PATCH=0), on 24 faces of fer2013-mini and a width-16
+ * network after 5 SGD steps (tests/fixtures): de-like calls (16 candidates
+ * a face) agree to float rounding, calls of one candidate a face are whole
+ * forwards, byte for byte; de, random and cam (two candidates a face, still
+ * cheaper on windows) through both scorers. */
+static void test_net_scorer_windows(void **state) {
+    enum { N = 24, NK = 7, FS = 48, PER = 48 * 48, M = 64 };
+    pasm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    pasm_load_spec spec = {.path = test_shared_path("data/fer2013/fer2013-mini.csv"),
+                           .split = "PublicTest", .input_size = FS, .channels = 1};
+    if (pasm_dataset_load(&spec, &ds)) fail_msg("%s", pasm_last_error());
+    assert_true(ds.n >= N);
+    pasm_load_options lo = {.norm = "0.5,0.25"};
+    pasm_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    pasm_net *net;
+    if (pasm_checkpoint_load_mode("tests/fixtures/gray48_after.safetensors", &lo, M, PASM_NET_EVAL,
+                                  &net, &meta))
+        fail_msg("%s", pasm_last_error());
+    pasm_scorer win, whole;
+    assert_int_equal(pasm_scorer_net(&win, net, meta.norm_mean, meta.norm_std), PASM_OK);
+    setenv("PASM_PATCH", "0", 1);
+    assert_int_equal(pasm_scorer_net(&whole, net, meta.norm_mean, meta.norm_std), PASM_OK);
+    unsetenv("PASM_PATCH");
+    assert_non_null(win.bind);
+    assert_non_null(win.changed);
+    assert_null(whole.bind);
+    /* 4 faces x 16 candidates, then one candidate for each of 24 faces */
+    int img[M], row[M], col[M];
+    uint8_t values[M];
+    static uint8_t assembled[M * PER];
+    float p_win[M * NK], p_whole[M * NK];
+    pasm_rng r;
+    pasm_rng_init(&r, 9, PASM_RNG_SYNTH, 0, 0);
+    assert_int_equal(win.bind(win.ctx, ds.images, N), PASM_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        const int m = pass ? N : M;
+        for (int j = 0; j < m; j++) {
+            img[j] = pass ? j : 3 + 5 * (j / 16);
+            row[j] = (int)pasm_rng_below(&r, FS), col[j] = (int)pasm_rng_below(&r, FS);
+            values[j] = (uint8_t)pasm_rng_below(&r, 256);
+            memcpy(assembled + j * PER, ds.images + (int64_t)img[j] * PER, PER);
+            assembled[j * PER + row[j] * FS + col[j]] = values[j];
+        }
+        assert_int_equal(win.changed(win.ctx, m, img, row, col, values, p_win), PASM_OK);
+        assert_int_equal(whole.probs(whole.ctx, assembled, m, p_whole), PASM_OK);
+        if (pass == 0)
+            test_assert_close("16 candidates a face, windows", p_win, p_whole, M * NK, 1e-6, 1e-5);
+        else
+            assert_memory_equal(p_win, p_whole, sizeof(float) * N * NK);
+    }
+    img[0] = N; /* a face not bound */
+    assert_int_equal(win.changed(win.ctx, 1, img, row, col, values, p_win), PASM_ERR_INVALID);
+    assert_non_null(strstr(pasm_last_error(), "candidate 0 is face 24"));
+    assert_int_equal(win.bind(win.ctx, NULL, 0), PASM_OK);
+    assert_int_equal(win.changed(win.ctx, 1, img, row, col, values, p_win), PASM_ERR_INVALID);
+    /* the attacks through both */
+    int64_t index[N];
+    for (int i = 0; i < N; i++) index[i] = i;
+    pasm_attack_options o;
+    pasm_attack_defaults(&o);
+    o.de_pop = 16, o.de_gens = 4, o.attack_batch = 40, o.seed = 3;
+    pasm_point a[N], b[N];
+    const pasm_attack_kind kinds[3] = {PASM_ATTACK_DE, PASM_ATTACK_RANDOM, PASM_ATTACK_CAM};
+    for (int k = 0; k < 3; k++) {
+        o.kind = kinds[k];
+        assert_int_equal(pasm_attack_images(&win, &o, ds.images, ds.labels, index, N, a), PASM_OK);
+        assert_int_equal(pasm_attack_images(&whole, &o, ds.images, ds.labels, index, N, b),
+                         PASM_OK);
+        int same = 0;
+        double worst = 0;
+        for (int i = 0; i < N; i++) {
+            int eq = a[i].row == b[i].row && a[i].col == b[i].col && a[i].queries == b[i].queries;
+            same += eq;
+            if (eq && fabs(a[i].p_true_after - b[i].p_true_after) > worst)
+                worst = fabs(a[i].p_true_after - b[i].p_true_after);
+            assert_true(fabsf(a[i].p_true_before - b[i].p_true_before) == 0.0f);
+        }
+        printf("  %s: %d of %d points the same, max |p_after diff| %.3g there\n",
+               pasm_attack_name(o.kind), same, N, worst);
+        /* random's and cam's points do not depend on the candidates' scores */
+        assert_true(same >= (o.kind == PASM_ATTACK_DE ? N - 2 : N));
+        assert_true(worst <= 1e-5);
+    }
+    pasm_scorer_net_free(&win);
+    pasm_scorer_net_free(&whole);
+    pasm_model_meta_free(&meta);
+    pasm_net_free(net);
+    pasm_dataset_free(&ds);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cam_and_random_points),
@@ -487,6 +581,7 @@ int main(void) {
         cmocka_unit_test(test_net_scorer_gradient),
         cmocka_unit_test(test_net_scorer_eval_mode),
         cmocka_unit_test(test_nan_gradient),
+        cmocka_unit_test(test_net_scorer_windows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
