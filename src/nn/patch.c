@@ -356,6 +356,37 @@ static inline float tval(const pasm_net_patch *p, const ptensor *t, int g, int j
     return clean[((size_t)ch * t->h + y) * t->h + x];
 }
 
+/* crop (hc, hc) = tensor t's channel ch for item j from row y0, column x0
+ * (tval's values, a row at a time). */
+static void fill_crop(const pasm_net_patch *p, const ptensor *t, int g, int j, int ch, int y0,
+                      int x0, int hc, float *crop) {
+    const size_t per = (size_t)t->c * t->h * t->h;
+    const float *clean = (t == &p->t[0] ? p->x + (size_t)p->slot_face[p->face_of[j]] * per
+                                        : t->clean + (size_t)p->face_of[j] * per) +
+                         (size_t)ch * t->h * t->h;
+    const float *win = t->w + ((size_t)ch * g + j) * t->win * t->win;
+    /* the columns inside the map, and those of the window */
+    const int b0 = x0 < 0 ? -x0 : 0, b1 = x0 + hc > t->h ? t->h - x0 : hc;
+    int w0 = t->ox[j] - x0, w1 = w0 + t->win;
+    if (w0 < b0) w0 = b0;
+    if (w1 > b1) w1 = b1;
+    for (int a = 0; a < hc; a++) {
+        float *dst = crop + (size_t)a * hc;
+        const int y = y0 + a;
+        if (y < 0 || y >= t->h || b1 <= b0) {
+            memset(dst, 0, (size_t)hc * sizeof(float));
+            continue;
+        }
+        memset(dst, 0, (size_t)b0 * sizeof(float));
+        memcpy(dst + b0, clean + (size_t)y * t->h + x0 + b0, (size_t)(b1 - b0) * sizeof(float));
+        memset(dst + b1, 0, (size_t)(hc - b1) * sizeof(float));
+        const int wy = y - t->oy[j];
+        if (wy >= 0 && wy < t->win && w1 > w0)
+            memcpy(dst + w0, win + (size_t)wy * t->win + (x0 + w0 - t->ox[j]),
+                   (size_t)(w1 - w0) * sizeof(float));
+    }
+}
+
 /* y (Cout, g, wo, wo) = conv of tensor in at the output windows (oy, ox)
  * of side wo, before any epilogue. */
 static void conv_windows(pasm_net_patch *p, int g, const pasm_conv2d_shape *s, const float *weight,
@@ -373,9 +404,7 @@ static void conv_windows(pasm_net_patch *p, int g, const pasm_conv2d_shape *s, c
         for (int q = 0; q < cc * cin; q++) {
             const int j = j0 + q / cin, ci = q % cin;
             float *crop = p->crop + (size_t)omp_get_thread_num() * p->crop_floats;
-            const int y0 = oy[j] * st - pad, x0 = ox[j] * st - pad;
-            for (int a = 0; a < hc; a++)
-                for (int b = 0; b < hc; b++) crop[a * hc + b] = tval(p, in, g, j, ci, y0 + a, x0 + b);
+            fill_crop(p, in, g, j, ci, oy[j] * st - pad, ox[j] * st - pad, hc, crop);
             for (int kh = 0; kh < k; kh++)
                 for (int kw = 0; kw < k; kw++) {
                     float *row = col + (size_t)((ci * k + kh) * k + kw) * ncols +
