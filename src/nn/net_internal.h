@@ -89,8 +89,9 @@ struct pasm_net {
 void pasm_net_forward_eval(pasm_net *net, const float *x, int n);
 void pasm_net_backward_input(pasm_net *net, const float *dlogits, float *dx);
 /* The evaluation forward from block first on, h (n, ...) its input: the
- * logits into net->logits (patch.c's candidates run their tail here). */
-void pasm_net_forward_eval_tail(pasm_net *net, int first, const float *h, int n);
+ * logits into net->logits (patch.c's candidates run their tail here, with
+ * masks 0: no ReLU bits for a backward). */
+void pasm_net_forward_eval_tail(pasm_net *net, int first, const float *h, int n, int masks);
 
 /* device.c: keeping a GPU network's two copies in step. Before the host
  * copy is read or written (with_grads: the gradients too); before the

@@ -35,7 +35,7 @@ static int64_t bn_count(const bn_layer *b, int n) {
     return (int64_t)n * b->shape.c * b->shape.h * b->shape.w;
 }
 
-static void block_forward_eval(pasm_net *net, block *b, const float *in, int n) {
+static void block_forward_eval(pasm_net *net, block *b, const float *in, int n, int masks) {
     b->in = in;
     conv_bn(net, &b->conv1, &b->bn1, in, NULL, 1, n);
     const float *shortcut = in;
@@ -44,20 +44,20 @@ static void block_forward_eval(pasm_net *net, block *b, const float *in, int n) 
         shortcut = b->down_bn.out;
     }
     conv_bn(net, &b->conv2, &b->bn2, b->bn1.out, shortcut, 1, n);
-    if (b->mask_mid) pasm_relu_mask(bn_count(&b->bn1, n), b->bn1.out, b->mask_mid);
-    if (b->mask_out) pasm_relu_mask(bn_count(&b->bn2, n), b->bn2.out, b->mask_out);
+    if (masks && b->mask_mid) pasm_relu_mask(bn_count(&b->bn1, n), b->bn1.out, b->mask_mid);
+    if (masks && b->mask_out) pasm_relu_mask(bn_count(&b->bn2, n), b->bn2.out, b->mask_out);
 }
 
 void pasm_net_forward_eval(pasm_net *net, const float *x, int n) {
     conv_bn(net, &net->stem_conv, &net->stem_bn, x, NULL, 1, n);
     if (net->stem_mask)
         pasm_relu_mask(bn_count(&net->stem_bn, n), net->stem_bn.out, net->stem_mask);
-    pasm_net_forward_eval_tail(net, 0, net->stem_bn.out, n);
+    pasm_net_forward_eval_tail(net, 0, net->stem_bn.out, n, 1);
 }
 
-void pasm_net_forward_eval_tail(pasm_net *net, int first, const float *h, int n) {
+void pasm_net_forward_eval_tail(pasm_net *net, int first, const float *h, int n, int masks) {
     for (int i = first; i < 8; i++) {
-        block_forward_eval(net, &net->blocks[i], h, n);
+        block_forward_eval(net, &net->blocks[i], h, n, masks);
         h = net->blocks[i].bn2.out;
     }
     int c = net->final_channels, size = net->final_size, k = net->cfg.num_classes;

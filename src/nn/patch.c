@@ -409,9 +409,16 @@ static void conv_windows(pasm_net_patch *p, int g, const pasm_conv2d_shape *s, c
                 for (int kw = 0; kw < k; kw++) {
                     float *row = col + (size_t)((ci * k + kh) * k + kw) * ncols +
                                  (size_t)(j - j0) * wo2;
-                    for (int u = 0; u < wo; u++)
-                        for (int v = 0; v < wo; v++)
-                            row[u * wo + v] = crop[(u * st + kh) * hc + v * st + kw];
+                    if (st == 1) /* contiguous rows: vectorised copies */
+                        for (int u = 0; u < wo; u++) {
+                            const float *src = crop + (u + kh) * hc + kw;
+                            float *d = row + u * wo;
+                            for (int v = 0; v < wo; v++) d[v] = src[v];
+                        }
+                    else
+                        for (int u = 0; u < wo; u++)
+                            for (int v = 0; v < wo; v++)
+                                row[u * wo + v] = crop[(u * st + kh) * hc + v * st + kw];
                 }
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->c_out, (int)ncols, ckk, 1.0f,
@@ -502,7 +509,7 @@ static void group_forward(pasm_net_patch *p, int g, const int *row, const int *c
                        last->w + (((size_t)ch * g + j) * last->win + u) * last->win,
                        (size_t)last->win * sizeof(float));
     }
-    pasm_net_forward_eval_tail(net, p->n_blocks, p->tail, g);
+    pasm_net_forward_eval_tail(net, p->n_blocks, p->tail, g, 0);
     memcpy(logits, net->logits, (size_t)g * net->cfg.num_classes * sizeof(float));
 }
 
