@@ -25,15 +25,12 @@
  * activations (the windowed layers at full size, with the same fused
  * convolutions as the evaluation forward, so bit for bit its values). */
 #include <cblas.h>
-#include <limits.h>
 #include <omp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/net_internal.h"
+#include "nn/patch_plan.h"
 
-#define MAX_TENSORS 20        /* input, stem, two per block */
 #define COL_BYTES (8u << 20)  /* the im2col buffer of one sgemm */
 
 typedef struct {
@@ -41,15 +38,15 @@ typedef struct {
     float *clean;  /* max_faces x c x h x h (the input: the bound faces) */
     float *w;      /* c x group x win x win */
     int *oy, *ox;  /* group: window origins */
-    int *lo;       /* h_in of the image: lo[r], the changed region's first row
-                      for a pixel in row r (the window's origin before clamping) */
+    const int *lo; /* the plan's: the window's origin for a pixel in row r */
 } ptensor;
 
 struct pasm_net_patch {
     pasm_net *net;
+    pasm_patch_plan plan;
     int n_blocks;   /* blocks computed on windows: blocks[0, n_blocks) */
     int n_tensors;  /* 0: input, 1: stem, 2 + 2b: block b's mid, 3 + 2b: its output */
-    ptensor t[MAX_TENSORS];
+    ptensor t[PASM_PATCH_TENSORS];
     int max_faces, max_group;
     double clean_cost, cand_cost; /* per face / per candidate, in full forwards */
     /* buffers */
@@ -69,38 +66,6 @@ struct pasm_net_patch {
     int *slot_of;    /* n_bound: a face's slot in the current group, or -1 */
 };
 
-/* ---- geometry ---- */
-
-static int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-/* The output rows a convolution changes when input rows [a, b] change
- * (b < a: none), clamped to the output. */
-static void conv_rows(const pasm_conv2d_shape *s, int a, int b, int *lo, int *hi) {
-    if (b < a) {
-        *lo = 1, *hi = 0;
-        return;
-    }
-    *lo = clampi(floor_div(a - s->kernel + s->pad + s->stride, s->stride), 0, s->h_out);
-    *hi = clampi(floor_div(b + s->pad, s->stride), -1, s->h_out - 1);
-    if (*hi < *lo) *lo = 1, *hi = 0;
-}
-
-static void hull(int *lo, int *hi, int lo2, int hi2) {
-    if (hi2 < lo2) return;
-    if (*hi < *lo) {
-        *lo = lo2, *hi = hi2;
-        return;
-    }
-    if (lo2 < *lo) *lo = lo2;
-    if (hi2 > *hi) *hi = hi2;
-}
-
-static double conv_macs(const pasm_conv2d_shape *s, int side) {
-    return (double)s->c_out * s->c_in * s->kernel * s->kernel * side * side;
-}
-
 /* ---- creation ---- */
 
 void pasm_net_patch_free(pasm_net_patch *p) {
@@ -110,8 +75,8 @@ void pasm_net_patch_free(pasm_net_patch *p) {
         free(p->t[i].w);
         free(p->t[i].oy);
         free(p->t[i].ox);
-        free(p->t[i].lo);
     }
+    pasm_patch_plan_free(&p->plan);
     free(p->xin);
     free(p->res);
     free(p->down);
@@ -124,83 +89,6 @@ void pasm_net_patch_free(pasm_net_patch *p) {
     free(p);
 }
 
-/* The changed rows of every tensor for a pixel in each row r: t->lo[r]
- * and the window side (the largest extent over r). */
-static pasm_status plan_geometry(pasm_net_patch *p) {
-    pasm_net *net = p->net;
-    const int S = net->cfg.input_size;
-    int *lo = malloc((size_t)MAX_TENSORS * S * sizeof(int)),
-        *hi = malloc((size_t)MAX_TENSORS * S * sizeof(int));
-    if (!lo || !hi) {
-        free(lo), free(hi);
-        return pasm_errorf(PASM_ERR_NOMEM, "out of memory planning candidate windows");
-    }
-    const block *blk = net->blocks;
-    for (int r = 0; r < S; r++) {
-        int *L = lo + r, *H = hi + r; /* tensor i at L[i * S] */
-        L[0] = H[0] = r;
-        conv_rows(&net->stem_conv.shape, L[0], H[0], &L[S], &H[S]);
-        for (int b = 0; b < 8; b++) {
-            int in = 1 + 2 * b, mid = 2 + 2 * b, out = 3 + 2 * b;
-            conv_rows(&blk[b].conv1.shape, L[in * S], H[in * S], &L[mid * S], &H[mid * S]);
-            conv_rows(&blk[b].conv2.shape, L[mid * S], H[mid * S], &L[out * S], &H[out * S]);
-            int slo = L[in * S], shi = H[in * S];
-            if (blk[b].has_downsample) conv_rows(&blk[b].down_conv.shape, slo, shi, &slo, &shi);
-            hull(&L[out * S], &H[out * S], slo, shi);
-        }
-    }
-    /* tensor sides: input, stem, then each block's mid and output */
-    int side[MAX_TENSORS], chans[MAX_TENSORS], win[MAX_TENSORS];
-    side[0] = S, chans[0] = net->cfg.in_channels;
-    side[1] = net->stem_conv.shape.h_out, chans[1] = net->stem_conv.shape.c_out;
-    for (int b = 0; b < 8; b++) {
-        side[2 + 2 * b] = blk[b].conv1.shape.h_out, chans[2 + 2 * b] = blk[b].conv1.shape.c_out;
-        side[3 + 2 * b] = blk[b].conv2.shape.h_out, chans[3 + 2 * b] = blk[b].conv2.shape.c_out;
-    }
-    for (int i = 0; i < 18; i++) {
-        win[i] = 1;
-        for (int r = 0; r < S; r++) {
-            int e = hi[i * S + r] - lo[i * S + r] + 1;
-            if (e > win[i]) win[i] = e;
-        }
-    }
-    /* windows up to the first block whose mid is the whole map */
-    p->n_blocks = 0;
-    while (p->n_blocks < 8 && win[2 + 2 * p->n_blocks] < side[2 + 2 * p->n_blocks]) p->n_blocks++;
-    p->n_tensors = 2 + 2 * p->n_blocks;
-    pasm_status st = PASM_OK;
-    for (int i = 0; i < p->n_tensors && !st; i++) {
-        ptensor *t = &p->t[i];
-        t->c = chans[i], t->h = side[i], t->win = win[i];
-        t->lo = malloc((size_t)S * sizeof(int));
-        if (!t->lo) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory planning candidate windows");
-        else
-            for (int r = 0; r < S; r++)
-                t->lo[r] = clampi(lo[i * S + r], 0, t->h - t->win);
-    }
-    /* costs in full forwards (multiply-adds of the convolutions and fc) */
-    double full = conv_macs(&net->stem_conv.shape, side[1]), clean = full;
-    double cand = conv_macs(&net->stem_conv.shape, win[1]);
-    for (int b = 0; b < 8; b++) {
-        const block *k = &blk[b];
-        int wm = b < p->n_blocks ? win[2 + 2 * b] : side[2 + 2 * b];
-        int wo = b < p->n_blocks ? win[3 + 2 * b] : side[3 + 2 * b];
-        double f = conv_macs(&k->conv1.shape, side[2 + 2 * b]) +
-                   conv_macs(&k->conv2.shape, side[3 + 2 * b]) +
-                   (k->has_downsample ? conv_macs(&k->down_conv.shape, side[3 + 2 * b]) : 0);
-        full += f;
-        if (b < p->n_blocks) clean += f;
-        cand += conv_macs(&k->conv1.shape, wm) + conv_macs(&k->conv2.shape, wo) +
-                (k->has_downsample ? conv_macs(&k->down_conv.shape, wo) : 0);
-    }
-    full += (double)net->final_channels * net->cfg.num_classes;
-    cand += (double)net->final_channels * net->cfg.num_classes;
-    p->clean_cost = clean / full;
-    p->cand_cost = cand / full;
-    free(lo), free(hi);
-    return st;
-}
-
 pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_patch **out) {
     *out = NULL;
     if (!net) return pasm_errorf(PASM_ERR_INVALID, "patch: network is NULL");
@@ -209,10 +97,19 @@ pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_p
     pasm_net_patch *p = calloc(1, sizeof *p);
     if (!p) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the candidate windows");
     p->net = net;
-    pasm_status st = plan_geometry(p);
-    if (st || p->n_blocks == 0) { /* nothing worth windowing (or no memory) */
+    pasm_status st = pasm_patch_plan_make(net, &p->plan);
+    if (st || p->plan.n_blocks == 0) { /* nothing worth windowing (or no memory) */
         pasm_net_patch_free(p);
         return st;
+    }
+    p->n_blocks = p->plan.n_blocks;
+    p->n_tensors = p->plan.n_tensors;
+    p->clean_cost = p->plan.clean_cost;
+    p->cand_cost = p->plan.cand_cost;
+    for (int i = 0; i < p->n_tensors; i++) {
+        ptensor *t = &p->t[i];
+        t->c = p->plan.c[i], t->h = p->plan.h[i], t->win = p->plan.win[i];
+        t->lo = p->plan.lo + (size_t)i * p->plan.size;
     }
     /* sizes: per face its clean activations, per candidate its windows and
      * the tail's input; half the budget each */

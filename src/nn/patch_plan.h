@@ -1,0 +1,27 @@
+/* Where a one-pixel change reaches in the network (the candidates' windows
+ * of pasm_net_patch, src/nn/patch.c, and of its GPU counterpart): per
+ * tensor, the side of a square window that covers every activation a
+ * changed pixel alters, and where it sits for a pixel in each row. */
+#ifndef PASM_PATCH_PLAN_H
+#define PASM_PATCH_PLAN_H
+
+#include "nn/net_internal.h"
+
+/* tensor 0 the input, 1 the stem's output, 2 + 2b block b's mid (bn1),
+ * 3 + 2b its output */
+#define PASM_PATCH_TENSORS 18
+
+typedef struct {
+    int n_blocks;  /* blocks computed on windows: [0, n_blocks) (0: none worth it) */
+    int n_tensors; /* 2 + 2 n_blocks */
+    int size;      /* the input's side S */
+    int c[PASM_PATCH_TENSORS], h[PASM_PATCH_TENSORS], win[PASM_PATCH_TENSORS];
+    int *lo; /* n_tensors x S: tensor i's window origin (row or column) for a
+                pixel in row (or column) r at lo[i * S + r], inside the map */
+    double clean_cost, cand_cost; /* a face's clean pass, a candidate: in whole forwards */
+} pasm_patch_plan;
+
+pasm_status pasm_patch_plan_make(const pasm_net *net, pasm_patch_plan *pl);
+void pasm_patch_plan_free(pasm_patch_plan *pl);
+
+#endif
