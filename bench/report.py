@@ -150,8 +150,13 @@ def attack_section(p, t):
                  "gradient it does not use). grad and iter are deterministic and must choose the "
                  "same pixels on both sides; de's random numbers differ (pasm's Philox streams, "
                  "torch's generator), so its pixels differ but its work is the same, as the "
-                 "queries and fooled counts show. Only the attack is timed, after a warm-up "
-                 "(grad on 4 faces). Ratio: pasm / PyTorch (>1 = pasm faster).")
+                 "queries and fooled counts show. pasm computes each of de's candidates only on "
+                 "the windows its one changed pixel reaches, from its face's own activations "
+                 "(`pasm_net_patch`, src/nn/patch.c: about half of a forward's multiply-adds at "
+                 "48x48; `PASM_PATCH=0` gives whole forwards), while the PyTorch side runs a "
+                 "whole forward per candidate: the same queries, fewer operations. Only the "
+                 "attack is timed, after a warm-up (grad on 4 faces). Ratio: pasm / PyTorch "
+                 "(>1 = pasm faster).")
     lines.append("")
     lines.append("| attack | width | faces | pasm images/s | PyTorch images/s | ratio | "
                  "queries pasm / PyTorch | fooled pasm / PyTorch | peak MiB pasm / PyTorch |")

@@ -93,3 +93,41 @@ pasm_status pasm_cuda_salient(pasm_cuda_ctx *ctx, int n, int c, int s, const flo
         },
         "most salient pixels");
 }
+
+template <typename T>
+static pasm_status patch_gather(pasm_cuda_ctx *ctx, int g, int c, int h, int w, const T *clean,
+                                const T *win, const int32_t *meta, int ms, int src, int dst,
+                                int stride, int pad, int hc, T *out) {
+    const int64_t per_out = (int64_t)hc * hc * c;
+    return pasm_each(
+        ctx, (int64_t)g * per_out,
+        [=] __host__ __device__(int64_t i) { /* i indexes out: ((j * hc + a) * hc + b) * c + ch */
+            const int64_t j = i / per_out, rest = i % per_out;
+            const int ch = (int)(rest % c);
+            const int ab = (int)(rest / c), a = ab / hc, b = ab % hc;
+            const int32_t *mj = meta + j * ms;
+            const int y = (dst >= 0 ? mj[1 + 2 * dst] : 0) * stride - pad + a;
+            const int x = (dst >= 0 ? mj[2 + 2 * dst] : 0) * stride - pad + b;
+            T v = from_f<T>(0.0f);
+            if (y >= 0 && x >= 0 && y < h && x < h) {
+                const int wy = y - mj[1 + 2 * src], wx = x - mj[2 + 2 * src];
+                if (wy >= 0 && wx >= 0 && wy < w && wx < w)
+                    v = win[((j * w + wy) * w + wx) * c + ch];
+                else
+                    v = clean[(((int64_t)mj[0] * h + y) * h + x) * c + ch];
+            }
+            out[i] = v;
+        },
+        "candidate windows");
+}
+
+pasm_status pasm_cuda_patch_gather(pasm_cuda_ctx *ctx, int g, int c, int h, int w,
+                                   const void *clean, const void *win, const int32_t *meta,
+                                   int ms, int src, int dst, int stride, int pad, int hc,
+                                   void *out, pasm_cuda_dtype t) {
+    return PASM_BY_DTYPE(t,
+                         patch_gather(ctx, g, c, h, w, (const float *)clean, (const float *)win,
+                                      meta, ms, src, dst, stride, pad, hc, (float *)out),
+                         patch_gather(ctx, g, c, h, w, (const bf16 *)clean, (const bf16 *)win,
+                                      meta, ms, src, dst, stride, pad, hc, (bf16 *)out));
+}

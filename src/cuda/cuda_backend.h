@@ -221,6 +221,18 @@ typedef struct {
  * (N, C, S, S)), every pixel normalised through table (as pasm_cuda_batch). */
 pasm_status pasm_cuda_pixel_batch(pasm_cuda_ctx *ctx, int n, int c, int s, const uint8_t *images,
                                   const pasm_cuda_pixel *items, const float *table, float *x);
+/* The windows of one-pixel candidates (src/cuda/net_patch.c). A tensor of
+ * side h and c channels (NHWC, dtype t) is a face's clean activations
+ * (clean, (F, h, h, c)), overlaid for each candidate j by its window
+ * (win, (g, w, w, c)) at the origin meta[j * ms + 1 + 2 * src] (row) and
+ * the next int (column); meta[j * ms] is j's face in clean. out (g, hc, hc,
+ * c): candidate j's tensor from row y0 = oy * stride - pad and column x0 =
+ * ox * stride - pad, (oy, ox) the origin of window dst (0, 0 when dst < 0),
+ * zero outside the map. */
+pasm_status pasm_cuda_patch_gather(pasm_cuda_ctx *ctx, int g, int c, int h, int w,
+                                   const void *clean, const void *win, const int32_t *meta,
+                                   int ms, int src, int dst, int stride, int pad, int hc,
+                                   void *out, pasm_cuda_dtype t);
 /* Per-channel factors (up to 3), passed by value. */
 typedef struct {
     float v[3];

@@ -30,6 +30,29 @@ pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *d
 pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int train);
 pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, float *dx);
 const float *pasm_cuda_net_logits(const pasm_net *net);
+/* The evaluation forward from blocks[first] on, h (device, n x its input in
+ * NHWC of the compute type): the logits at pasm_cuda_net_logits. Leaves no
+ * forward a backward can follow. */
+pasm_status pasm_cuda_net_forward_tail_dev(pasm_net *net, int first, const void *h, int n);
+
+/* One-pixel candidates of bound faces on windows, on the GPU: the device
+ * counterpart of pasm_net_patch (pasm/nn.h, src/nn/patch.c), in
+ * src/cuda/net_patch.c. create: *out NULL (PASM_OK) where windows do not
+ * apply (a training network, or a map the first stage covers); table is
+ * the host copy of the normalisation table (C rows of 256) whose device
+ * copy the caller passes to forward. forward: logits (m, K) on the host of
+ * candidate j = face img[j] of faces (device uint8 (n_bound, C, S, S),
+ * faces_host its host copy) with pixel (row[j], col[j]) set to
+ * values[j * C ..]; candidates checked by the caller. */
+typedef struct pasm_cuda_patch pasm_cuda_patch;
+pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t budget_bytes,
+                                   pasm_cuda_patch **out);
+void pasm_cuda_patch_free(pasm_cuda_patch *p);
+double pasm_cuda_patch_cost(const pasm_cuda_patch *p, double *clean_cost);
+pasm_status pasm_cuda_patch_forward(pasm_cuda_patch *p, const uint8_t *faces,
+                                    const uint8_t *faces_host, int n_bound,
+                                    const float *table_dev, int m, const int *img, const int *row,
+                                    const int *col, const uint8_t *values, float *logits);
 /* The device parameters changed without this file seeing it (a replayed
  * graph), or a queued packing never ran (a failed capture): the next
  * forward packs the weights again. */

@@ -12,63 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda/cuda_backend.h"
-#include "cuda/cuda_net.h"
-
-typedef struct {
-    pasm_conv2d_shape shape;
-    pasm_cuda_conv *plan;
-    int64_t w_off; /* the weight's offset in the parameter block */
-    void *w_packed, *out;
-    int own_out; /* out is this layer's alone (training), else shared */
-} gconv;
-
-typedef struct {
-    int c;
-    int64_t hw;    /* rows an image: H*W */
-    int64_t m_max; /* rows (N*H*W) at the largest batch */
-    int64_t gamma_off, beta_off, mean_off, var_off;
-    float *save_mean, *save_invstd, *scale, *shift;
-    void *out;
-    int own_out;
-} gbn;
-
-typedef struct {
-    gconv conv1, conv2, down;
-    gbn bn1, bn2, down_bn;
-    int has_down;
-    const void *in;
-} gblock;
-
-struct pasm_cuda_net {
-    pasm_cuda_ctx *ctx;
-    pasm_cuda_dtype t;
-    size_t esize;
-    float *param, *grad, *buffer, *momentum;
-    float *x_nchw;  /* the host input, as sent */
-    void *x_in;     /* ... in NHWC of t */
-    void *dx_in;    /* the input gradient in NHWC of t */
-    float *dx_nchw; /* ... and as the host wants it */
-    gconv stem;
-    gbn stem_bn;
-    gblock blocks[8];
-    float *pooled, *dpooled, *logits, *dlogits;
-    void *scratch[4];
-    void *dw_packed; /* one weight gradient at a time, before unpacking */
-    /* The evaluation modes keep less: every convolution writes conv_tmp
-     * (its BN reads it at once); PASM_NET_EVAL's BN outputs take turns in
-     * three slots (EVAL_GRAD keeps them: its backward needs the ReLUs). */
-    void *conv_tmp, *slots[3];
-    float *staging; /* the last block's output as fp32 NCHW, for class maps */
-    void *ws;
-    size_t ws_bytes;
-    double *partial;
-    float *coef;
-    int64_t in_count; /* C*S*S */
-    int last_n, last_train, have_forward;
-    int packed; /* w_packed holds the current parameters (cleared by push and SGD) */
-    size_t bytes; /* GPU memory it holds */
-};
+#include "cuda/net_internal.h"
 
 #define TRY(x)                                                                                   \
     do {                                                                                         \
@@ -333,7 +277,7 @@ static pasm_status pack(pasm_cuda_net *g, gconv *c) {
                                  g->param + c->w_off, c->w_packed, g->t);
 }
 
-static pasm_status pack_all(pasm_cuda_net *g) {
+pasm_status pasm_cuda_net_pack(pasm_cuda_net *g) {
     TRY(pack(g, &g->stem));
     for (int i = 0; i < 8; i++) {
         TRY(pack(g, &g->blocks[i].conv1));
@@ -357,6 +301,8 @@ static pasm_status block_fwd(pasm_cuda_net *g, gblock *b, const void *in, int n,
     return bn_fwd(g, &b->bn2, b->conv2.out, shortcut, 1, n, train);
 }
 
+static pasm_status forward_from(pasm_net *net, int first, const void *h, int n, int train);
+
 pasm_status pasm_cuda_net_forward(pasm_net *net, const float *x, int n, int train) {
     pasm_cuda_net *g = net->gpu;
     TRY(pasm_cuda_to_device(g->ctx, g->x_nchw, x, (size_t)(n * g->in_count) * 4));
@@ -375,13 +321,33 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
     const int hw = cfg->input_size * cfg->input_size;
     TRY(pasm_cuda_nchw_to_nhwc(g->ctx, n, cfg->in_channels, hw, x, g->x_in, g->t));
     if (train || !g->packed) { /* a training step always packs: a graph of it must */
-        TRY(pack_all(g));
+        TRY(pasm_cuda_net_pack(g));
         g->packed = 1;
     }
     TRY(conv_fwd(g, &g->stem, g->x_in, n));
     TRY(bn_fwd(g, &g->stem_bn, g->stem.out, NULL, 1, n, train));
-    const void *h = g->stem_bn.out;
-    for (int i = 0; i < 8; i++) {
+    TRY(forward_from(net, 0, g->stem_bn.out, n, train));
+    g->last_n = n;
+    g->last_train = train;
+    g->have_forward = 1;
+    return PASM_OK;
+}
+
+pasm_status pasm_cuda_net_forward_tail_dev(pasm_net *net, int first, const void *h, int n) {
+    pasm_cuda_net *g = net->gpu;
+    if (!g->packed) {
+        TRY(pasm_cuda_net_pack(g));
+        g->packed = 1;
+    }
+    g->have_forward = 0; /* the activations are the candidates': no backward */
+    return forward_from(net, first, h, n, 0);
+}
+
+/* blocks[first..7], the pool and fc from h, the input of blocks[first] */
+static pasm_status forward_from(pasm_net *net, int first, const void *h, int n, int train) {
+    pasm_cuda_net *g = net->gpu;
+    const pasm_net_config *cfg = &net->cfg;
+    for (int i = first; i < 8; i++) {
         TRY(block_fwd(g, &g->blocks[i], h, n, train));
         h = g->blocks[i].bn2.out;
     }
@@ -390,9 +356,6 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
     TRY(pasm_cuda_linear_forward(g->ctx, n, c, k, g->pooled, g->param + (net->fc_weight -
                                                                          net->param_block),
                                  g->param + (net->fc_bias - net->param_block), g->logits));
-    g->last_n = n;
-    g->last_train = train;
-    g->have_forward = 1;
     return PASM_OK;
 }
 

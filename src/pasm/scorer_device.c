@@ -8,6 +8,12 @@
 
 #ifdef PASM_HAVE_CUDA
 #include "cuda/cuda_backend.h"
+#include "cuda/cuda_net.h"
+
+/* Windows pay when a call's faces have candidates enough (scorer.c's rule)
+ * and have this much GPU memory at most. */
+#define PATCH_WORTH 0.9
+#define PATCH_BUDGET ((size_t)2 << 30)
 
 /* The picks come back as int32_t into the caller's int. */
 _Static_assert(sizeof(int) == sizeof(int32_t), "int is 32 bits");
@@ -27,6 +33,9 @@ struct scorer_device {
     pasm_cuda_pixel *items;   /* a batch of candidates */
     uint8_t *bound;           /* the bound images, room for bound_cap */
     int bound_n, bound_cap;
+    const uint8_t *bound_host; /* ... the caller's copy */
+    uint8_t *seen;            /* bound_cap: faces met in one changed call */
+    pasm_cuda_patch *patch;   /* candidates on windows (NULL: whole forwards) */
     /* host */
     pasm_cuda_pixel *host_items;
     float *logits;
@@ -35,6 +44,8 @@ struct scorer_device {
 void scorer_device_free(scorer_device *d) {
     if (!d) return;
     if (d->ctx) pasm_cuda_sync(d->ctx, "ending an attack");
+    pasm_cuda_patch_free(d->patch);
+    free(d->seen);
     void *bufs[] = {d->table, d->plans, d->images, d->skip,   d->x,     d->dx,
                     d->dlogits, d->pixel, d->values, d->items, d->bound, d->pick_scratch};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
@@ -89,6 +100,9 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
     if (!st) st = pasm_cuda_to_device(d->ctx, d->plans, plans, (size_t)n * sizeof *plans);
     if (!st) st = pasm_cuda_sync(d->ctx, "preparing the attack's GPU scorer"); /* plans freed */
     free(plans);
+    const char *env = getenv("PASM_PATCH"); /* 0: every candidate a whole forward */
+    if (!st && !(env && !strcmp(env, "0")))
+        st = pasm_cuda_patch_create(net, table, PATCH_BUDGET, &d->patch);
     if (st) {
         scorer_device_free(d);
         return st;
@@ -147,18 +161,23 @@ pasm_status scorer_device_salient(scorer_device *d, const float *dlogits, const 
 
 pasm_status scorer_device_bind(scorer_device *d, const uint8_t *images, int n) {
     d->bound_n = 0;
+    d->bound_host = NULL;
     if (!images || n <= 0) return PASM_OK;
     const size_t per_image = (size_t)d->channels * d->size * d->size;
     if (n > d->bound_cap) {
         pasm_cuda_free(d->bound);
+        free(d->seen);
         d->bound = NULL;
+        d->seen = NULL;
         d->bound_cap = 0;
         pasm_status st = alloc(&d->bound, (size_t)n * per_image, "the faces attacked");
         if (st) return st;
+        if (!(d->seen = calloc((size_t)n, 1)))
+            return pasm_errorf(PASM_ERR_NOMEM, "out of memory binding %d faces", n);
         d->bound_cap = n;
     }
     pasm_status st = pasm_cuda_to_device(d->ctx, d->bound, images, (size_t)n * per_image);
-    if (!st) d->bound_n = n;
+    if (!st) d->bound_n = n, d->bound_host = images;
     return st;
 }
 
@@ -176,6 +195,19 @@ pasm_status scorer_device_changed(scorer_device *d, int m, const int *img, const
         pasm_cuda_pixel *it = &d->host_items[j];
         it->img = img[j], it->row = row[j], it->col = col[j];
         memcpy(it->value, values + (size_t)j * C, (size_t)C);
+    }
+    if (d->patch) { /* on windows when the call's faces have candidates enough */
+        int faces = 0;
+        for (int j = 0; j < m; j++)
+            if (!d->seen[img[j]]) d->seen[img[j]] = 1, faces++;
+        for (int j = 0; j < m; j++) d->seen[img[j]] = 0;
+        double clean, cand = pasm_cuda_patch_cost(d->patch, &clean);
+        if (faces * clean + m * cand <= PATCH_WORTH * m) {
+            d->last_n = 0; /* no salient pick follows these */
+            *logits = d->logits;
+            return pasm_cuda_patch_forward(d->patch, d->bound, d->bound_host, d->bound_n,
+                                           d->table, m, img, row, col, values, d->logits);
+        }
     }
     st = pasm_cuda_to_device(d->ctx, d->items, d->host_items, (size_t)m * sizeof *d->items);
     if (!st) st = pasm_cuda_pixel_batch(d->ctx, m, C, S, d->bound, d->items, d->table, d->x);

@@ -375,7 +375,8 @@ static pasm_scorer attack_scorer(pasm_net *net, int expect_device) {
     pasm_scorer sc;
     if (pasm_scorer_net(&sc, net, mean, std)) fail_msg("scorer: %s", pasm_last_error());
     /* the device path is the GPU scorer's own: picks and candidates */
-    assert_int_equal(sc.salient != NULL, expect_device);
+    assert_int_equal(sc.salient != NULL,
+                     expect_device && pasm_net_get_mode(net) != PASM_NET_EVAL);
     assert_int_equal(sc.changed != NULL && sc.bind != NULL, expect_device);
     return sc;
 }
@@ -437,6 +438,7 @@ static void test_attack_paths(void **unused) {
     pasm_scorer_net_free(&sc);
     const pasm_attack_kind kinds[] = {PASM_ATTACK_DE, PASM_ATTACK_GRAD, PASM_ATTACK_ITER,
                                       PASM_ATTACK_RANDOM, PASM_ATTACK_CAM};
+    setenv("PASM_PATCH", "0", 1); /* whole forwards: test_attack_windows has the windows */
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         pasm_point dev[AT_N], host[AT_N];
         attack_with(net, images, labels, kinds[k], 1, dev);
@@ -454,7 +456,110 @@ static void test_attack_paths(void **unused) {
         assert_memory_equal(dev, host, sizeof dev);
         assert_true(moved > 0); /* the attacks did something */
     }
+    unsetenv("PASM_PATCH");
     pasm_net_free(net);
+}
+
+/* The GPU scorer's candidates on windows (src/cuda/net_patch.c) against its
+ * whole forwards (PASM_PATCH=0), fp32 and bf16, on RGB faces: calls of 8
+ * candidates a face (every corner and edge among them) agree to rounding,
+ * a call of one candidate a face runs whole forwards (byte for byte), and
+ * de and random choose the same points. */
+enum { AW_N = 8, AW_BATCH = 32, AW_M = 32 };
+
+static void attack_windows(pasm_precision precision) {
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = AT_C,
+                           .num_classes = 7, .input_size = AT_SIZE, .device = PASM_DEVICE_CUDA,
+                           .precision = precision};
+    pasm_net *net = NULL;
+    if (pasm_net_create_mode(&net, &cfg, AW_BATCH, PASM_NET_EVAL))
+        fail_msg("%s", pasm_last_error());
+    pasm_net_init(net, 4);
+    enum { PER = AT_C * AT_SIZE * AT_SIZE };
+    static uint8_t images[AW_N * PER];
+    int32_t labels[AW_N];
+    pasm_rng rng;
+    pasm_rng_init(&rng, 6, 91, 0, 0);
+    for (size_t i = 0; i < sizeof images; i++) images[i] = (uint8_t)pasm_rng_u32(&rng);
+    pasm_scorer win = attack_scorer(net, 1), whole;
+    setenv("PASM_PATCH", "0", 1);
+    whole = attack_scorer(net, 1);
+    unsetenv("PASM_PATCH");
+    float pw[AW_M * 7], pf[AW_M * 7];
+    assert_int_equal(whole.probs(whole.ctx, images, AW_N, pw), PASM_OK);
+    for (int i = 0; i < AW_N; i++) { /* each face's label: the class the network gives it */
+        labels[i] = 0;
+        for (int c = 1; c < 7; c++)
+            if (pw[i * 7 + c] > pw[i * 7 + labels[i]]) labels[i] = c;
+    }
+    const int E = AT_SIZE - 1, H = AT_SIZE / 2;
+    const int edge[8][2] = {{0, 0}, {0, E}, {E, 0}, {E, E}, {0, H}, {H, 0}, {E, H}, {H, E}};
+    int img[AW_M], row[AW_M], col[AW_M];
+    uint8_t values[AW_M * AT_C];
+    for (int pass = 0; pass < 2; pass++) {
+        const int m = pass ? AW_N : AW_M; /* 4 faces x 8, then one each */
+        assert_int_equal(win.bind(win.ctx, images, AW_N), PASM_OK);
+        assert_int_equal(whole.bind(whole.ctx, images, AW_N), PASM_OK);
+        for (int j = 0; j < m; j++) {
+            img[j] = pass ? j : 1 + 2 * (j / 8);
+            row[j] = pass ? (int)pasm_rng_below(&rng, AT_SIZE) : edge[j % 8][0];
+            col[j] = pass ? (int)pasm_rng_below(&rng, AT_SIZE) : edge[j % 8][1];
+            if (!pass && j % 8 == 7) row[j] = H + 1, col[j] = H - 3; /* and inside */
+            for (int c = 0; c < AT_C; c++) values[j * AT_C + c] = (uint8_t)pasm_rng_u32(&rng);
+        }
+        assert_int_equal(win.changed(win.ctx, m, img, row, col, values, pw), PASM_OK);
+        assert_int_equal(whole.changed(whole.ctx, m, img, row, col, values, pf), PASM_OK);
+        if (pass) {
+            assert_memory_equal(pw, pf, sizeof(float) * m * 7);
+        } else {
+            char what[64];
+            snprintf(what, sizeof what, "%s windows, 8 candidates a face",
+                     pasm_precision_name(precision));
+            /* bf16 rounds each activation to 8 bits: on a GPU, where the
+             * windows' convolutions may sum in another order than the
+             * whole map's, that shows; the emulation sums alike */
+            const int loose = precision && test_cuda_device() == 1;
+            test_assert_close(what, pw, pf, m * 7, loose ? 2e-3 : 1e-6, loose ? 2e-2 : 1e-5);
+        }
+    }
+    assert_int_equal(win.bind(win.ctx, NULL, 0), PASM_OK);
+    assert_int_equal(whole.bind(whole.ctx, NULL, 0), PASM_OK);
+    pasm_scorer_net_free(&win);
+    pasm_scorer_net_free(&whole);
+    /* the attacks: the same points (fp32; bf16 rounds its windows otherwise) */
+    if (precision == PASM_PRECISION_FP32) {
+        const pasm_attack_kind kinds[2] = {PASM_ATTACK_DE, PASM_ATTACK_RANDOM};
+        for (int k = 0; k < 2; k++) {
+            pasm_point a[AW_N], b[AW_N];
+            pasm_attack_options o;
+            pasm_attack_defaults(&o);
+            o.kind = kinds[k], o.de_pop = 8, o.de_gens = 3, o.attack_batch = AW_BATCH, o.seed = 2;
+            int64_t index[AW_N];
+            for (int i = 0; i < AW_N; i++) index[i] = i;
+            pasm_scorer s1 = attack_scorer(net, 1);
+            assert_int_equal(pasm_attack_images(&s1, &o, images, labels, index, AW_N, a), PASM_OK);
+            pasm_scorer_net_free(&s1);
+            setenv("PASM_PATCH", "0", 1);
+            pasm_scorer s2 = attack_scorer(net, 1);
+            unsetenv("PASM_PATCH");
+            assert_int_equal(pasm_attack_images(&s2, &o, images, labels, index, AW_N, b), PASM_OK);
+            pasm_scorer_net_free(&s2);
+            int same = 0;
+            for (int i = 0; i < AW_N; i++)
+                same += a[i].row == b[i].row && a[i].col == b[i].col &&
+                        fabsf(a[i].p_true_after - b[i].p_true_after) <= 1e-5f;
+            printf("  %-6s: %d of %d points the same on windows\n", pasm_attack_name(o.kind),
+                   same, AW_N);
+            assert_true(same >= AW_N - 1);
+        }
+    }
+    pasm_net_free(net);
+}
+
+static void test_attack_windows(void **unused) {
+    if (!test_cuda_device()) skip();
+    attack_windows(PASM_PRECISION_FP32);
+    attack_windows(PASM_PRECISION_BF16);
 }
 
 /* No GPU (or no CUDA in this build): building a GPU network fails with a
@@ -480,6 +585,7 @@ int main(void) {
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_trainer_paths),
         cmocka_unit_test(test_attack_paths),
+        cmocka_unit_test(test_attack_windows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

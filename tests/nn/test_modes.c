@@ -132,24 +132,6 @@ static void ref_forward(pasm_net *net, const float *x, int n, float *logits) {
     free(h);
 }
 
-/* Random weights and BN statistics far from the identity, so folding matters. */
-static void randomise(pasm_net *net, uint64_t seed) {
-    pasm_net_init(net, seed);
-    pasm_rng r;
-    pasm_rng_init(&r, seed, PASM_RNG_SYNTH, 1, 0);
-    for (int i = 0; i < pasm_net_n_state(net); i++) {
-        pasm_tensor *t = pasm_net_state(net, i);
-        if (t->ndim != 1 || strncmp(t->name, "fc.", 3) == 0) continue;
-        float *d = t->data;
-        const int var = strstr(t->name, "running_var") != NULL;
-        const int weight = strstr(t->name, ".weight") != NULL;
-        for (int64_t j = 0; j < t->shape[0]; j++) {
-            float u = pasm_rng_uniform(&r);
-            d[j] = var ? 0.3f + 1.5f * u : weight ? 0.6f + 0.8f * u : 0.4f * (u - 0.5f);
-        }
-    }
-}
-
 /* ---- tests ---- */
 
 /* Planned bytes of the three modes: printed, and their ratios to TRAIN's
@@ -278,7 +260,7 @@ static void test_modes_odd_size(void **unused) {
     pasm_net *train = make_net(32, 3, S, N, PASM_NET_TRAIN);
     pasm_net *eval = make_net(32, 3, S, N, PASM_NET_EVAL);
     pasm_net *grad = make_net(32, 3, S, N, PASM_NET_EVAL_GRAD);
-    randomise(train, 5);
+    test_randomise_net(train, 5, 1);
     assert_int_equal(pasm_net_copy_state(eval, train), PASM_OK);
     assert_int_equal(pasm_net_copy_state(grad, eval), PASM_OK);
     int32_t labels[N];
@@ -314,7 +296,7 @@ static void test_writes_between_forwards(void **unused) {
     enum { N = 2, S = 32, K = 7 };
     pasm_net *train = make_net(16, 1, S, N, PASM_NET_TRAIN);
     pasm_net *eval = make_net(16, 1, S, N, PASM_NET_EVAL);
-    randomise(train, 9);
+    test_randomise_net(train, 9, 1);
     assert_int_equal(pasm_net_copy_state(eval, train), PASM_OK);
     int32_t labels[N];
     float *x = load_faces(N, S, 1, labels);
@@ -371,7 +353,7 @@ static void test_no_allocation(void **unused) {
     enum { N = 4, S = 32 };
     pasm_net *eval = make_net(16, 1, S, N, PASM_NET_EVAL);
     pasm_net *grad = make_net(16, 1, S, N, PASM_NET_EVAL_GRAD);
-    randomise(eval, 3);
+    test_randomise_net(eval, 3, 1);
     assert_int_equal(pasm_net_copy_state(grad, eval), PASM_OK);
     int32_t labels[N];
     float *x = load_faces(N, S, 1, labels);

@@ -21,24 +21,6 @@ static pasm_net *make_net(int width, int channels, int size, int batch, pasm_net
     return net;
 }
 
-/* Random weights and BN statistics far from the identity. */
-static void randomise(pasm_net *net, uint64_t seed) {
-    pasm_net_init(net, seed);
-    pasm_rng r;
-    pasm_rng_init(&r, seed, PASM_RNG_SYNTH, 2, 0);
-    for (int i = 0; i < pasm_net_n_state(net); i++) {
-        pasm_tensor *t = pasm_net_state(net, i);
-        if (t->ndim != 1 || strncmp(t->name, "fc.", 3) == 0) continue;
-        float *d = t->data;
-        const int var = strstr(t->name, "running_var") != NULL;
-        const int weight = strstr(t->name, ".weight") != NULL;
-        for (int64_t j = 0; j < t->shape[0]; j++) {
-            float u = pasm_rng_uniform(&r);
-            d[j] = var ? 0.3f + 1.5f * u : weight ? 0.6f + 0.8f * u : 0.4f * (u - 0.5f);
-        }
-    }
-}
-
 /* n faces (n, C, S, S): real faces of fer2013-mini for one channel, smooth
  * random ones for three, normalised (mean 0.5, std 0.25). */
 static float *faces(int n, int channels, int size, uint64_t seed) {
@@ -118,7 +100,7 @@ static void reference(pasm_net *net, const float *x, int m, const int *img, cons
 static double check_config(int width, int channels, int size, int n_faces, int m, size_t budget,
                            uint64_t seed) {
     pasm_net *net = make_net(width, channels, size, 32, PASM_NET_EVAL, 0);
-    randomise(net, seed);
+    test_randomise_net(net, seed, 2);
     float *x = faces(n_faces, channels, size, seed);
     int *img = malloc((size_t)m * sizeof(int)), *row = malloc((size_t)m * sizeof(int)),
         *col = malloc((size_t)m * sizeof(int));
@@ -193,7 +175,7 @@ static void test_errors(void **state) {
     pasm_net_free(net);
 
     net = make_net(16, 1, 32, 4, PASM_NET_EVAL_GRAD, 0);
-    randomise(net, 5);
+    test_randomise_net(net, 5, 2);
     assert_int_equal(pasm_net_patch_create(net, 1u << 20, &p), PASM_OK);
     assert_non_null(p);
     int img = 0, row = 3, col = 4;

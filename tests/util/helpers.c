@@ -5,6 +5,7 @@
 #include <cJSON.h>
 
 #include "pasm/io.h"
+#include "pasm/nn.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -162,4 +163,21 @@ double test_cosine(const float *a, const float *b, int64_t n) {
         bb += (double)b[i] * b[i];
     }
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1 : 0);
+}
+
+void test_randomise_net(pasm_net *net, uint64_t seed, uint64_t stream) {
+    pasm_net_init(net, seed);
+    pasm_rng r;
+    pasm_rng_init(&r, seed, PASM_RNG_SYNTH, stream, 0);
+    for (int i = 0; i < pasm_net_n_state(net); i++) {
+        pasm_tensor *t = pasm_net_state(net, i);
+        if (t->ndim != 1 || strncmp(t->name, "fc.", 3) == 0) continue;
+        float *d = t->data;
+        const int var = strstr(t->name, "running_var") != NULL;
+        const int weight = strstr(t->name, ".weight") != NULL;
+        for (int64_t j = 0; j < t->shape[0]; j++) {
+            float u = pasm_rng_uniform(&r);
+            d[j] = var ? 0.3f + 1.5f * u : weight ? 0.6f + 0.8f * u : 0.4f * (u - 0.5f);
+        }
+    }
 }

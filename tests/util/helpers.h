@@ -38,6 +38,11 @@ int test_files_equal(const char *a, const char *b);
  * position `entry` (-1: the last entry). Fails the test when it is missing. */
 double test_summary_value(const char *run, int entry, const char *key);
 
+/* pasm_net_init(net, seed), then BN weights, biases and running statistics
+ * far from the identity (so folding matters), drawn from stream. */
+struct pasm_net;
+void test_randomise_net(struct pasm_net *net, uint64_t seed, uint64_t stream);
+
 /* Where the GPU tests run: 1 on a real GPU; 2 where this build has the CUDA
  * backend but the machine no GPU: the backend's host emulation
  * (PASM_CUDA_EMULATE=1, set here for this process and its children), so the

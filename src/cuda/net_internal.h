@@ -1,0 +1,67 @@
+/* The GPU network's structure (src/cuda/net.c), shared with the one-pixel
+ * candidates' windows on the GPU (src/cuda/net_patch.c). */
+#ifndef PASM_CUDA_NET_INTERNAL_H
+#define PASM_CUDA_NET_INTERNAL_H
+
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_net.h"
+
+typedef struct {
+    pasm_conv2d_shape shape;
+    pasm_cuda_conv *plan;
+    int64_t w_off; /* the weight's offset in the parameter block */
+    void *w_packed, *out;
+    int own_out; /* out is this layer's alone (training), else shared */
+} gconv;
+
+typedef struct {
+    int c;
+    int64_t hw;    /* rows an image: H*W */
+    int64_t m_max; /* rows (N*H*W) at the largest batch */
+    int64_t gamma_off, beta_off, mean_off, var_off;
+    float *save_mean, *save_invstd, *scale, *shift;
+    void *out;
+    int own_out;
+} gbn;
+
+typedef struct {
+    gconv conv1, conv2, down;
+    gbn bn1, bn2, down_bn;
+    int has_down;
+    const void *in;
+} gblock;
+
+struct pasm_cuda_net {
+    pasm_cuda_ctx *ctx;
+    pasm_cuda_dtype t;
+    size_t esize;
+    float *param, *grad, *buffer, *momentum;
+    float *x_nchw;  /* the host input, as sent */
+    void *x_in;     /* ... in NHWC of t */
+    void *dx_in;    /* the input gradient in NHWC of t */
+    float *dx_nchw; /* ... and as the host wants it */
+    gconv stem;
+    gbn stem_bn;
+    gblock blocks[8];
+    float *pooled, *dpooled, *logits, *dlogits;
+    void *scratch[4];
+    void *dw_packed; /* one weight gradient at a time, before unpacking */
+    /* The evaluation modes keep less: every convolution writes conv_tmp
+     * (its BN reads it at once); PASM_NET_EVAL's BN outputs take turns in
+     * three slots (EVAL_GRAD keeps them: its backward needs the ReLUs). */
+    void *conv_tmp, *slots[3];
+    float *staging; /* the last block's output as fp32 NCHW, for class maps */
+    void *ws;
+    size_t ws_bytes;
+    double *partial;
+    float *coef;
+    int64_t in_count; /* C*S*S */
+    int last_n, last_train, have_forward;
+    int packed; /* w_packed holds the current parameters (cleared by push and SGD) */
+    size_t bytes; /* GPU memory it holds */
+};
+
+/* Packs every convolution's weights to KRSC in the compute type. */
+pasm_status pasm_cuda_net_pack(pasm_cuda_net *g);
+
+#endif
