@@ -361,6 +361,10 @@ if [ "$MODE" = quick ]; then
     step pasm_attack_de 30 required needs:attack_model,data \
         build-gpu/bench/attack_bench de "$ATTACK_MODEL" "$TIMING_CSV" $N_DE --device cuda \
         --precision bf16
+    # de with whole forwards (no windows): what the windows gain on the GPU
+    step pasm_attack_de_whole 30 optional needs:attack_model,data env PASM_PATCH=0 \
+        build-gpu/bench/attack_bench de "$ATTACK_MODEL" "$TIMING_CSV" $N_DE --device cuda \
+        --precision bf16 --tag de_whole
     step torch_attacks 75 required needs:attack_model,data \
         "${TORCH[@]}" grad,iter,de "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD,$N_ITER,$N_DE \
         --precision bf16

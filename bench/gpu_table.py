@@ -136,15 +136,18 @@ def main():
         w("| attack | faces | pasm images/s | PyTorch images/s | pasm / PyTorch | "
           "pasm peak MiB | PyTorch peak MiB |")
         w("| --- | --- | --- | --- | --- | --- | --- |")
-        for kind, target in (("grad", 2), ("iter", None), ("de", 10)):
+        for kind, target in (("grad", 2), ("iter", None), ("de", 10), ("de_whole", None)):
             k = "attack_%s_w64" % kind
-            p, t = get("pasm_attack_" + kind, k), get("torch_attacks", k)
-            faces = get("pasm_attack_" + kind, k + "_faces") or get("torch_attacks", k + "_faces")
-            w("| %s%s | %s | %s | %s | %s | %s | %s |" % (
-                kind, " (32x8)" if kind == "de" else "", fmt(faces), fmt(p, digits=1),
+            tk = "attack_%s_w64" % kind.replace("_whole", "")  # PyTorch: whole forwards
+            p, t = get("pasm_attack_" + kind, k), get("torch_attacks", tk)
+            faces = get("pasm_attack_" + kind, k + "_faces") or get("torch_attacks", tk + "_faces")
+            label = {"de": "de (32x8, windows)",
+                     "de_whole": "de (32x8, whole forwards: PASM_PATCH=0)"}.get(kind, kind)
+            w("| %s | %s | %s | %s | %s | %s | %s |" % (
+                label, fmt(faces), fmt(p, digits=1),
                 fmt(t, digits=1), ratio(p, t, target),
                 fmt(get("pasm_attack_" + kind, k + "_gpu_peak_mb")),
-                fmt(get("torch_attacks", k + "_gpu_peak_mb"))))
+                fmt(get("torch_attacks", tk + "_gpu_peak_mb"))))
         w()
         w("### Training loss against PyTorch's on the GPU")
         w()
