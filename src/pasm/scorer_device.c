@@ -10,9 +10,9 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_net.h"
 
-/* Windows pay when a call's faces have candidates enough (scorer.c's rule)
- * and have this much GPU memory at most. */
-#define PATCH_WORTH 0.9
+/* Windows pay when a call's faces have candidates enough (scorer.c's rule
+ * and threshold) and have this much GPU memory at most. */
+#define PATCH_WORTH 0.75
 #define PATCH_BUDGET ((size_t)2 << 30)
 
 /* The picks come back as int32_t into the caller's int. */
