@@ -308,8 +308,9 @@ static void conv_windows(pasm_net_patch *p, int g, const pasm_conv2d_shape *s, c
                                  (size_t)(j - j0) * wo2;
                     if (st == 1) /* contiguous rows: vectorised copies */
                         for (int u = 0; u < wo; u++) {
-                            const float *src = crop + (u + kh) * hc + kw;
-                            float *d = row + u * wo;
+                            const float *restrict src = crop + (u + kh) * hc + kw;
+                            float *restrict d = row + u * wo;
+#pragma omp simd
                             for (int v = 0; v < wo; v++) d[v] = src[v];
                         }
                     else
@@ -328,13 +329,21 @@ static void epilogue(pasm_net_patch *p, int cout, size_t len, const float *scale
                      const float *shift, const float *res, int relu, float *y) {
 #pragma omp parallel for schedule(static) num_threads(p->threads)
     for (int co = 0; co < cout; co++) {
-        float *row = y + (size_t)co * len;
+        float *restrict row = y + (size_t)co * len;
         const float a = scale[co], b = shift[co];
-        const float *r = res ? res + (size_t)co * len : NULL;
-        for (size_t i = 0; i < len; i++) {
-            float v = row[i] * a + b;
-            if (r) v += r[i];
-            row[i] = relu && !(v > 0.0f) ? 0.0f : v;
+        const float *restrict r = res ? res + (size_t)co * len : NULL;
+        if (r) {
+#pragma omp simd
+            for (size_t i = 0; i < len; i++) {
+                const float v = row[i] * a + b + r[i];
+                row[i] = relu && !(v > 0.0f) ? 0.0f : v;
+            }
+        } else {
+#pragma omp simd
+            for (size_t i = 0; i < len; i++) {
+                const float v = row[i] * a + b;
+                row[i] = relu && !(v > 0.0f) ? 0.0f : v;
+            }
         }
     }
 }
