@@ -43,12 +43,12 @@ pasm_status pasm_cuda_net_forward_tail_dev(pasm_net *net, int first, const void 
  * copy the caller passes to forward. forward: logits (m, K) on the host of
  * candidate j = face img[j] of faces (device uint8 (n_bound, C, S, S),
  * faces_host its host copy) with pixel (row[j], col[j]) set to
- * values[j * C ..]; candidates checked by the caller. */
+ * values[j * C ..]; candidates checked by the caller, faces_host unchanged
+ * while in use. Free it before its network. */
 typedef struct pasm_cuda_patch pasm_cuda_patch;
 pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t budget_bytes,
                                    pasm_cuda_patch **out);
 void pasm_cuda_patch_free(pasm_cuda_patch *p);
-double pasm_cuda_patch_cost(const pasm_cuda_patch *p, double *clean_cost);
 pasm_status pasm_cuda_patch_forward(pasm_cuda_patch *p, const uint8_t *faces,
                                     const uint8_t *faces_host, int n_bound,
                                     const float *table_dev, int m, const int *img, const int *row,

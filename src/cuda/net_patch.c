@@ -94,7 +94,8 @@ pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t bud
                                    pasm_cuda_patch **out) {
     *out = NULL;
     pasm_cuda_net *g = net->gpu;
-    if (!g || net->mode == PASM_NET_TRAIN) return PASM_OK; /* TRAIN: no conv_tmp */
+    if (!g || net->mode == PASM_NET_TRAIN || net->cfg.in_channels > 3)
+        return PASM_OK; /* TRAIN: no conv_tmp; a candidate record holds 3 values */
     pasm_cuda_patch *p = calloc(1, sizeof *p);
     if (!p) return pasm_errorf(PASM_ERR_NOMEM, "out of memory for the GPU candidate windows");
     p->net = net;
@@ -179,11 +180,6 @@ pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t bud
     }
     *out = p;
     return PASM_OK;
-}
-
-double pasm_cuda_patch_cost(const pasm_cuda_patch *p, double *clean_cost) {
-    if (clean_cost) *clean_cost = p->plan.clean_cost;
-    return p->plan.cand_cost;
 }
 
 /* out = relu?(BN(x) + residual) in the evaluation BN's map (as net.c). */

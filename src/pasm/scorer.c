@@ -272,9 +272,9 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
     }
     const char *env = getenv("PASM_PATCH"); /* 0: every candidate a whole forward */
     if (env && !strcmp(env, "0")) return PASM_OK;
-    if ((st = pasm_net_patch_create(net, PATCH_BUDGET, &c->patch))) {
-        pasm_scorer_net_free(s);
-        return st;
+    if (pasm_net_patch_create(net, PATCH_BUDGET, &c->patch)) {
+        pasm_clear_error(); /* no memory for windows: whole forwards */
+        c->patch = NULL;
     }
     if (!c->patch) return PASM_OK; /* windows do not apply to this network */
     c->cand = malloc((size_t)batch * per_image);

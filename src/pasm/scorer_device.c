@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "nn/nn_device.h"
+#include "nn/patch_plan.h"
 #include "pasm/scorer_device.h"
 #include "train/device_step.h"
 
@@ -35,7 +36,14 @@ struct scorer_device {
     int bound_n, bound_cap;
     const uint8_t *bound_host; /* ... the caller's copy */
     uint8_t *seen;            /* bound_cap: faces met in one changed call */
-    pasm_cuda_patch *patch;   /* candidates on windows (NULL: whole forwards) */
+    /* candidates on windows: made at the first call that gains by them
+     * (their memory is not taken for attacks that never do); windows 0
+     * when off (PASM_PATCH=0, nothing to window) or when making them
+     * failed (whole forwards then) */
+    pasm_cuda_patch *patch;
+    int windows;
+    double clean_cost, cand_cost;
+    float table_host[3 * 256];
     /* host */
     pasm_cuda_pixel *host_items;
     float *logits;
@@ -101,8 +109,15 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
     if (!st) st = pasm_cuda_sync(d->ctx, "preparing the attack's GPU scorer"); /* plans freed */
     free(plans);
     const char *env = getenv("PASM_PATCH"); /* 0: every candidate a whole forward */
-    if (!st && !(env && !strcmp(env, "0")))
-        st = pasm_cuda_patch_create(net, table, PATCH_BUDGET, &d->patch);
+    pasm_patch_plan plan;
+    if (!st && !(env && !strcmp(env, "0")) && pasm_net_get_mode(net) != PASM_NET_TRAIN &&
+        !(st = pasm_patch_plan_make(net, &plan))) {
+        d->windows = plan.n_blocks > 0;
+        d->clean_cost = plan.clean_cost;
+        d->cand_cost = plan.cand_cost;
+        memcpy(d->table_host, table, (size_t)C * 256 * sizeof(float));
+        pasm_patch_plan_free(&plan);
+    }
     if (st) {
         scorer_device_free(d);
         return st;
@@ -196,13 +211,18 @@ pasm_status scorer_device_changed(scorer_device *d, int m, const int *img, const
         it->img = img[j], it->row = row[j], it->col = col[j];
         memcpy(it->value, values + (size_t)j * C, (size_t)C);
     }
-    if (d->patch) { /* on windows when the call's faces have candidates enough */
+    if (d->windows) { /* on windows when the call's faces have candidates enough */
         int faces = 0;
         for (int j = 0; j < m; j++)
             if (!d->seen[img[j]]) d->seen[img[j]] = 1, faces++;
         for (int j = 0; j < m; j++) d->seen[img[j]] = 0;
-        double clean, cand = pasm_cuda_patch_cost(d->patch, &clean);
-        if (faces * clean + m * cand <= PATCH_WORTH * m) {
+        if (faces * d->clean_cost + m * d->cand_cost <= PATCH_WORTH * m && !d->patch &&
+            (pasm_cuda_patch_create(d->net, d->table_host, PATCH_BUDGET, &d->patch) ||
+             !d->patch)) {
+            pasm_clear_error(); /* no room for them (or no plan): whole forwards */
+            d->windows = 0;
+        }
+        if (d->patch && faces * d->clean_cost + m * d->cand_cost <= PATCH_WORTH * m) {
             d->last_n = 0; /* no salient pick follows these */
             *logits = d->logits;
             return pasm_cuda_patch_forward(d->patch, d->bound, d->bound_host, d->bound_n,
