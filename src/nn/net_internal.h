@@ -88,6 +88,12 @@ struct pasm_net {
  * the input-gradient backward of EVAL_GRAD. */
 void pasm_net_forward_eval(pasm_net *net, const float *x, int n);
 void pasm_net_backward_input(pasm_net *net, const float *dlogits, float *dx);
+/* A BN layer's evaluation map (scale, shift) from its current statistics;
+ * y = relu?(bn(conv(x)) + residual) for n images with that map fused in
+ * (the evaluation forward's arithmetic, into any y). */
+void pasm_net_fold_bn(const bn_layer *b);
+void pasm_net_conv_bn_eval(pasm_net *net, const conv_layer *c, const bn_layer *b, const float *x,
+                           const float *residual, int relu, int n, float *y);
 /* The evaluation forward from block first on, h (n, ...) its input: the
  * logits into net->logits (patch.c's candidates run their tail here, with
  * masks 0: no ReLU bits for a backward). */

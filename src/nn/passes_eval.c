@@ -15,20 +15,25 @@
  * through the three forward slots, which the forward no longer needs. */
 #include "nn/net_internal.h"
 
-static void fold(bn_layer *b) {
+void pasm_net_fold_bn(const bn_layer *b) {
     pasm_batchnorm_fold(&b->shape, b->gamma, b->beta, b->running_mean, b->running_var, b->scale,
                         b->shift);
+}
+
+void pasm_net_conv_bn_eval(pasm_net *net, const conv_layer *c, const bn_layer *b, const float *x,
+                           const float *residual, int relu, int n, float *y) {
+    pasm_conv2d_shape s = c->shape;
+    s.n = n;
+    pasm_net_fold_bn(b);
+    const pasm_conv2d_epilogue ep = {.scale = b->scale, .shift = b->shift,
+                                     .residual = residual, .relu = relu};
+    pasm_conv2d_forward_fused(&s, x, c->weight, &ep, y, net->workspace);
 }
 
 /* b->out = relu?(bn(conv(x)) + residual) for n images. */
 static void conv_bn(pasm_net *net, conv_layer *c, bn_layer *b, const float *x,
                     const float *residual, int relu, int n) {
-    pasm_conv2d_shape s = c->shape;
-    s.n = n;
-    fold(b);
-    const pasm_conv2d_epilogue ep = {.scale = b->scale, .shift = b->shift,
-                                     .residual = residual, .relu = relu};
-    pasm_conv2d_forward_fused(&s, x, c->weight, &ep, b->out, net->workspace);
+    pasm_net_conv_bn_eval(net, c, b, x, residual, relu, n, b->out);
 }
 
 static int64_t bn_count(const bn_layer *b, int n) {

@@ -43,12 +43,10 @@ typedef struct {
 
 struct pasm_net_patch {
     pasm_net *net;
-    pasm_patch_plan plan;
-    int n_blocks;   /* blocks computed on windows: blocks[0, n_blocks) */
-    int n_tensors;  /* 0: input, 1: stem, 2 + 2b: block b's mid, 3 + 2b: its output */
+    pasm_patch_plan plan; /* blocks, tensors (0: input, 1: stem, 2 + 2b: block b's mid,
+                             3 + 2b: its output), windows, costs */
     ptensor t[PASM_PATCH_TENSORS];
     int max_faces, max_group;
-    double clean_cost, cand_cost; /* per face / per candidate, in full forwards */
     /* buffers */
     float *xin;      /* max_faces inputs of the clean pass */
     float *res;      /* a block's residual at its output window */
@@ -70,7 +68,7 @@ struct pasm_net_patch {
 
 void pasm_net_patch_free(pasm_net_patch *p) {
     if (!p) return;
-    for (int i = 0; i < p->n_tensors; i++) {
+    for (int i = 0; i < p->plan.n_tensors; i++) {
         if (i > 0) free(p->t[i].clean);
         free(p->t[i].w);
         free(p->t[i].oy);
@@ -102,11 +100,7 @@ pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_p
         pasm_net_patch_free(p);
         return st;
     }
-    p->n_blocks = p->plan.n_blocks;
-    p->n_tensors = p->plan.n_tensors;
-    p->clean_cost = p->plan.clean_cost;
-    p->cand_cost = p->plan.cand_cost;
-    for (int i = 0; i < p->n_tensors; i++) {
+    for (int i = 0; i < p->plan.n_tensors; i++) {
         ptensor *t = &p->t[i];
         t->c = p->plan.c[i], t->h = p->plan.h[i], t->win = p->plan.win[i];
         t->lo = p->plan.lo + (size_t)i * p->plan.size;
@@ -114,22 +108,22 @@ pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_p
     /* sizes: per face its clean activations, per candidate its windows and
      * the tail's input; half the budget each */
     size_t per_face = 0, per_cand = 0, down = 0, res = 0;
-    for (int i = 1; i < p->n_tensors; i++) {
+    for (int i = 1; i < p->plan.n_tensors; i++) {
         const ptensor *t = &p->t[i];
         per_face += (size_t)t->c * t->h * t->h * sizeof(float);
         per_cand += (size_t)t->c * t->win * t->win * sizeof(float);
     }
-    for (int b = 0; b < p->n_blocks; b++) {
+    for (int b = 0; b < p->plan.n_blocks; b++) {
         const block *k = &net->blocks[b];
         const ptensor *o = &p->t[3 + 2 * b];
         size_t r = (size_t)o->c * o->win * o->win;
         if (r > res) res = r;
         if (k->has_downsample && (size_t)o->c * o->h * o->h > down) down = (size_t)o->c * o->h * o->h;
     }
-    const ptensor *last = &p->t[p->n_tensors - 1];
+    const ptensor *last = &p->t[p->plan.n_tensors - 1];
     const size_t tail = (size_t)last->c * last->h * last->h;
     per_face += down * sizeof(float);
-    per_cand += (res + tail) * sizeof(float) + 3 * sizeof(int) * (size_t)p->n_tensors;
+    per_cand += (res + tail) * sizeof(float) + 3 * sizeof(int) * (size_t)p->plan.n_tensors;
     size_t half = budget_bytes / 2;
     p->max_faces = (int)(half / per_face > 256 ? 256 : half / per_face);
     if (p->max_faces < 1) p->max_faces = 1;
@@ -140,7 +134,7 @@ pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_p
     /* the largest crop, and the largest im2col of one candidate */
     size_t col1 = 0;
     int crop = 1;
-    for (int b = -1; b < p->n_blocks; b++) {
+    for (int b = -1; b < p->plan.n_blocks; b++) {
         const pasm_conv2d_shape *cs[3] = {b < 0 ? &net->stem_conv.shape : &net->blocks[b].conv1.shape,
                                           b < 0 ? NULL : &net->blocks[b].conv2.shape,
                                           b >= 0 && net->blocks[b].has_downsample
@@ -170,7 +164,7 @@ pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_p
     p->slot_face = malloc((size_t)F * sizeof(int));
     int ok = p->col && p->crop && p->xin && p->res && (!down || p->down) && p->tail && p->face_of &&
              p->slot_face;
-    for (int i = 0; i < p->n_tensors && ok; i++) {
+    for (int i = 0; i < p->plan.n_tensors && ok; i++) {
         ptensor *t = &p->t[i];
         if (i > 0) ok = (t->clean = malloc((size_t)F * t->c * t->h * t->h * sizeof(float))) != NULL;
         ok = ok && (t->w = malloc((size_t)G * t->c * t->win * t->win * sizeof(float))) &&
@@ -187,8 +181,8 @@ pasm_status pasm_net_patch_create(pasm_net *net, size_t budget_bytes, pasm_net_p
 }
 
 double pasm_net_patch_cost(const pasm_net_patch *p, double *clean_cost) {
-    if (clean_cost) *clean_cost = p->clean_cost;
-    return p->cand_cost;
+    if (clean_cost) *clean_cost = p->plan.clean_cost;
+    return p->plan.cand_cost;
 }
 
 pasm_status pasm_net_patch_bind(pasm_net_patch *p, const float *x, int n) {
@@ -207,54 +201,30 @@ pasm_status pasm_net_patch_bind(pasm_net_patch *p, const float *x, int n) {
 
 /* ---- the clean pass ---- */
 
-static void fused(pasm_net *net, const conv_layer *c, const bn_layer *b, const float *x,
-                  const float *residual, int relu, int n, float *y) {
-    pasm_conv2d_shape s = c->shape;
-    s.n = n;
-    pasm_batchnorm_fold(&b->shape, b->gamma, b->beta, b->running_mean, b->running_var, b->scale,
-                        b->shift);
-    const pasm_conv2d_epilogue ep = {.scale = b->scale, .shift = b->shift, .residual = residual,
-                                     .relu = relu};
-    pasm_conv2d_forward_fused(&s, x, c->weight, &ep, y, net->workspace);
-}
-
 /* The clean activations of the faces in slots [0, f), from their inputs
  * gathered into xin. */
 static void clean_pass(pasm_net_patch *p, int f) {
     pasm_net *net = p->net;
-    fused(net, &net->stem_conv, &net->stem_bn, p->xin, NULL, 1, f, p->t[1].clean);
-    for (int b = 0; b < p->n_blocks; b++) {
+    pasm_net_conv_bn_eval(net, &net->stem_conv, &net->stem_bn, p->xin, NULL, 1, f, p->t[1].clean);
+    for (int b = 0; b < p->plan.n_blocks; b++) {
         const block *k = &net->blocks[b];
         const float *in = p->t[1 + 2 * b].clean;
         float *mid = p->t[2 + 2 * b].clean, *out = p->t[3 + 2 * b].clean;
-        fused(net, &k->conv1, &k->bn1, in, NULL, 1, f, mid);
+        pasm_net_conv_bn_eval(net, &k->conv1, &k->bn1, in, NULL, 1, f, mid);
         const float *shortcut = in;
         if (k->has_downsample) {
-            fused(net, &k->down_conv, &k->down_bn, in, NULL, 0, f, p->down);
+            pasm_net_conv_bn_eval(net, &k->down_conv, &k->down_bn, in, NULL, 0, f, p->down);
             shortcut = p->down;
         }
-        fused(net, &k->conv2, &k->bn2, mid, shortcut, 1, f, out);
+        pasm_net_conv_bn_eval(net, &k->conv2, &k->bn2, mid, shortcut, 1, f, out);
     }
 }
 
 /* ---- the windowed layers ---- */
 
-/* Tensor t's value for item j at channel ch, row y, column x (any y, x:
- * zero outside the map, the window inside it, else the clean face's). */
-static inline float tval(const pasm_net_patch *p, const ptensor *t, int g, int j, int ch, int y,
-                         int x) {
-    if (y < 0 || x < 0 || y >= t->h || x >= t->h) return 0.0f;
-    int wy = y - t->oy[j], wx = x - t->ox[j];
-    if (wy >= 0 && wx >= 0 && wy < t->win && wx < t->win)
-        return t->w[(((size_t)ch * g + j) * t->win + wy) * t->win + wx];
-    const size_t per = (size_t)t->c * t->h * t->h;
-    const float *clean = t == &p->t[0] ? p->x + (size_t)p->slot_face[p->face_of[j]] * per
-                                       : t->clean + (size_t)p->face_of[j] * per;
-    return clean[((size_t)ch * t->h + y) * t->h + x];
-}
-
-/* crop (hc, hc) = tensor t's channel ch for item j from row y0, column x0
- * (tval's values, a row at a time). */
+/* crop (hc, hc) = tensor t's channel ch for item j from row y0, column x0:
+ * zero outside the map, the item's window inside it, else its face's clean
+ * values (a row at a time). */
 static void fill_crop(const pasm_net_patch *p, const ptensor *t, int g, int j, int ch, int y0,
                       int x0, int hc, float *crop) {
     const size_t per = (size_t)t->c * t->h * t->h;
@@ -348,11 +318,6 @@ static void epilogue(pasm_net_patch *p, int cout, size_t len, const float *scale
     }
 }
 
-static void fold(const bn_layer *b) {
-    pasm_batchnorm_fold(&b->shape, b->gamma, b->beta, b->running_mean, b->running_var, b->scale,
-                        b->shift);
-}
-
 /* Window origins of tensor t for the group's items. */
 static void place(ptensor *t, int g, const int *row, const int *col) {
     for (int j = 0; j < g; j++) {
@@ -364,7 +329,7 @@ static void place(ptensor *t, int g, const int *row, const int *col) {
 static void layer(pasm_net_patch *p, int g, const conv_layer *c, const bn_layer *b,
                   const ptensor *in, ptensor *out, const float *res, int relu) {
     conv_windows(p, g, &c->shape, c->weight, in, out->win, out->oy, out->ox, out->w);
-    fold(b);
+    pasm_net_fold_bn(b);
     epilogue(p, out->c, (size_t)g * out->win * out->win, b->scale, b->shift, res, relu, out->w);
 }
 
@@ -374,11 +339,11 @@ static void group_forward(pasm_net_patch *p, int g, const int *row, const int *c
                           const float *values, float *logits) {
     pasm_net *net = p->net;
     ptensor *t0 = &p->t[0];
-    for (int i = 0; i < p->n_tensors; i++) place(&p->t[i], g, row, col);
+    for (int i = 0; i < p->plan.n_tensors; i++) place(&p->t[i], g, row, col);
     for (int j = 0; j < g; j++)
         for (int ch = 0; ch < t0->c; ch++) t0->w[(size_t)ch * g + j] = values[(size_t)j * t0->c + ch];
     layer(p, g, &net->stem_conv, &net->stem_bn, t0, &p->t[1], NULL, 1);
-    for (int b = 0; b < p->n_blocks; b++) {
+    for (int b = 0; b < p->plan.n_blocks; b++) {
         const block *k = &net->blocks[b];
         const ptensor *in = &p->t[1 + 2 * b];
         ptensor *mid = &p->t[2 + 2 * b], *out = &p->t[3 + 2 * b];
@@ -387,23 +352,20 @@ static void group_forward(pasm_net_patch *p, int g, const int *row, const int *c
         if (k->has_downsample) {
             conv_windows(p, g, &k->down_conv.shape, k->down_conv.weight, in, wo, out->oy, out->ox,
                          p->res);
-            fold(&k->down_bn);
+            pasm_net_fold_bn(&k->down_bn);
             epilogue(p, out->c, (size_t)g * wo2, k->down_bn.scale, k->down_bn.shift, NULL, 0,
                      p->res);
         } else {
 #pragma omp parallel for schedule(static) num_threads(p->threads)
             for (int q = 0; q < out->c * g; q++) {
                 const int co = q / g, j = q % g;
-                float *r = p->res + (size_t)q * wo2;
-                for (int u = 0; u < wo; u++)
-                    for (int v = 0; v < wo; v++)
-                        r[u * wo + v] = tval(p, in, g, j, co, out->oy[j] + u, out->ox[j] + v);
+                fill_crop(p, in, g, j, co, out->oy[j], out->ox[j], wo, p->res + (size_t)q * wo2);
             }
         }
         layer(p, g, &k->conv2, &k->bn2, mid, out, p->res, 1);
     }
     /* the tail's input: each item's last window on its clean face */
-    const ptensor *last = &p->t[p->n_tensors - 1];
+    const ptensor *last = &p->t[p->plan.n_tensors - 1];
     const size_t plane = (size_t)last->h * last->h, per = (size_t)last->c * plane;
 #pragma omp parallel for schedule(static) num_threads(p->threads)
     for (int j = 0; j < g; j++) {
@@ -415,7 +377,7 @@ static void group_forward(pasm_net_patch *p, int g, const int *row, const int *c
                        last->w + (((size_t)ch * g + j) * last->win + u) * last->win,
                        (size_t)last->win * sizeof(float));
     }
-    pasm_net_forward_eval_tail(net, p->n_blocks, p->tail, g, 0);
+    pasm_net_forward_eval_tail(net, p->plan.n_blocks, p->tail, g, 0);
     memcpy(logits, net->logits, (size_t)g * net->cfg.num_classes * sizeof(float));
 }
 
