@@ -261,14 +261,19 @@ static pasm_status conv_fwd(pasm_cuda_net *g, gconv *c, const void *x, int n) {
 static pasm_status bn_fwd(pasm_cuda_net *g, gbn *b, const void *x, const void *residual, int relu,
                           int n, int train) {
     const int64_t m = (int64_t)n * b->hw;
-    const float *gamma = g->param + b->gamma_off, *beta = g->param + b->beta_off;
-    float *rmean = g->buffer + b->mean_off, *rvar = g->buffer + b->var_off;
-    if (train)
-        TRY(pasm_cuda_bn_stats(g->ctx, m, b->c, x, g->t, 1e-5f, 0.1f, gamma, beta, rmean, rvar,
-                               b->save_mean, b->save_invstd, b->scale, b->shift, g->partial));
-    else
-        TRY(pasm_cuda_bn_fold(g->ctx, b->c, 1e-5f, gamma, beta, rmean, rvar, b->scale, b->shift));
+    if (!train) return pasm_cuda_net_bn_eval(g, b, m, x, residual, relu, b->out);
+    TRY(pasm_cuda_bn_stats(g->ctx, m, b->c, x, g->t, 1e-5f, 0.1f, g->param + b->gamma_off,
+                           g->param + b->beta_off, g->buffer + b->mean_off,
+                           g->buffer + b->var_off, b->save_mean, b->save_invstd, b->scale,
+                           b->shift, g->partial));
     return pasm_cuda_affine(g->ctx, m, b->c, x, b->scale, b->shift, residual, relu, b->out, g->t);
+}
+
+pasm_status pasm_cuda_net_bn_eval(pasm_cuda_net *g, gbn *b, int64_t rows, const void *x,
+                                  const void *residual, int relu, void *out) {
+    TRY(pasm_cuda_bn_fold(g->ctx, b->c, 1e-5f, g->param + b->gamma_off, g->param + b->beta_off,
+                          g->buffer + b->mean_off, g->buffer + b->var_off, b->scale, b->shift));
+    return pasm_cuda_affine(g->ctx, rows, b->c, x, b->scale, b->shift, residual, relu, out, g->t);
 }
 
 static pasm_status pack(pasm_cuda_net *g, gconv *c) {

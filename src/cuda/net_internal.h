@@ -61,6 +61,10 @@ struct pasm_cuda_net {
     size_t bytes; /* GPU memory it holds */
 };
 
+/* out = relu?(bn(x) + residual) over rows NHWC rows, in b's evaluation map
+ * (running statistics), as the evaluation forward applies it. */
+pasm_status pasm_cuda_net_bn_eval(pasm_cuda_net *g, gbn *b, int64_t rows, const void *x,
+                                  const void *residual, int relu, void *out);
 /* Packs every convolution's weights to KRSC in the compute type. */
 pasm_status pasm_cuda_net_pack(pasm_cuda_net *g);
 

@@ -182,17 +182,6 @@ pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t bud
     return PASM_OK;
 }
 
-/* out = relu?(BN(x) + residual) in the evaluation BN's map (as net.c). */
-static pasm_status bn_map(pasm_cuda_net *g, gbn *b, int64_t rows, const void *x,
-                          const void *residual, int relu, void *out) {
-    pasm_status st = pasm_cuda_bn_fold(g->ctx, b->c, 1e-5f, g->param + b->gamma_off,
-                                       g->param + b->beta_off, g->buffer + b->mean_off,
-                                       g->buffer + b->var_off, b->scale, b->shift);
-    return st ? st
-              : pasm_cuda_affine(g->ctx, rows, b->c, x, b->scale, b->shift, residual, relu, out,
-                                 g->t);
-}
-
 /* The clean activations of the faces in slots [0, f). */
 static pasm_status clean_pass(pasm_cuda_patch *p, int f, const uint8_t *faces,
                               const float *table_dev) {
@@ -212,7 +201,7 @@ static pasm_status clean_pass(pasm_cuda_patch *p, int f, const uint8_t *faces,
         const int64_t rows1 = (int64_t)f * c1->shape.h_out * c1->shape.w_out;
         st = pasm_cuda_conv_forward(c1->plan, f, p->clean[in], c1->w_packed, g->conv_tmp, g->ws,
                                     g->ws_bytes);
-        if (!st) st = bn_map(g, b1, rows1, g->conv_tmp, NULL, 1, o1);
+        if (!st) st = pasm_cuda_net_bn_eval(g, b1, rows1, g->conv_tmp, NULL, 1, o1);
         if (b < 0 || st) continue;
         gblock *gb = &g->blocks[b];
         const int64_t rows2 = (int64_t)f * gb->conv2.shape.h_out * gb->conv2.shape.w_out;
@@ -220,13 +209,13 @@ static pasm_status clean_pass(pasm_cuda_patch *p, int f, const uint8_t *faces,
         if (gb->has_down) {
             st = pasm_cuda_conv_forward(gb->down.plan, f, p->clean[in], gb->down.w_packed,
                                         g->conv_tmp, g->ws, g->ws_bytes);
-            if (!st) st = bn_map(g, &gb->down_bn, rows2, g->conv_tmp, NULL, 0, p->down);
+            if (!st) st = pasm_cuda_net_bn_eval(g, &gb->down_bn, rows2, g->conv_tmp, NULL, 0, p->down);
             shortcut = p->down;
         }
         if (!st)
             st = pasm_cuda_conv_forward(gb->conv2.plan, f, p->clean[2 + 2 * b], gb->conv2.w_packed,
                                         g->conv_tmp, g->ws, g->ws_bytes);
-        if (!st) st = bn_map(g, &gb->bn2, rows2, g->conv_tmp, shortcut, 1, p->clean[3 + 2 * b]);
+        if (!st) st = pasm_cuda_net_bn_eval(g, &gb->bn2, rows2, g->conv_tmp, shortcut, 1, p->clean[3 + 2 * b]);
     }
     return st;
 }
@@ -253,7 +242,7 @@ static pasm_status window_layer(pasm_cuda_patch *p, int i, int n, const void *re
     if (!st)
         st = pasm_cuda_conv_forward(p->conv[i], n, p->crop, l.conv->w_packed, out, p->ws,
                                     p->ws_bytes);
-    return st ? st : bn_map(g, l.bn, (int64_t)n * wo * wo, out, residual, relu, out);
+    return st ? st : pasm_cuda_net_bn_eval(g, l.bn, (int64_t)n * wo * wo, out, residual, relu, out);
 }
 
 static pasm_status group_forward(pasm_cuda_patch *p, int n, float *logits) {
