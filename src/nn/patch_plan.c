@@ -117,3 +117,11 @@ void pasm_patch_plan_free(pasm_patch_plan *pl) {
     pl->lo = NULL;
 }
 
+
+int pasm_patch_worth(double clean_cost, double cand_cost, int m, const int *img, uint8_t *seen) {
+    int faces = 0;
+    for (int j = 0; j < m; j++)
+        if (!seen[img[j]]) seen[img[j]] = 1, faces++;
+    for (int j = 0; j < m; j++) seen[img[j]] = 0;
+    return faces * clean_cost + m * cand_cost <= 0.75 * m;
+}

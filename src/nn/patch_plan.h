@@ -22,6 +22,16 @@ typedef struct {
 } pasm_patch_plan;
 
 pasm_status pasm_patch_plan_make(const pasm_net *net, pasm_patch_plan *pl);
+
+/* Whether m candidates (item j a change of face img[j]) are worth windows:
+ * their faces' clean passes and their windows cost at most 0.75 of m whole
+ * forwards in multiply-adds. The windows' gathers and small sgemms take
+ * back part of the saving (de at 48x48, width 16: 0.52 of the
+ * multiply-adds, 0.6 of the time), so a saving under a quarter is not
+ * taken: de's populations qualify (0.52 at 48x48 with 32 a face, 0.74 at
+ * 32x32 with 4); random's and cam's two a face (0.81) do not. seen: a
+ * zeroed byte per face, left zeroed. */
+int pasm_patch_worth(double clean_cost, double cand_cost, int m, const int *img, uint8_t *seen);
 void pasm_patch_plan_free(pasm_patch_plan *pl);
 
 #endif

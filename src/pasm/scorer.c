@@ -11,6 +11,7 @@
 #include "pasm/ops.h"
 #include "pasm/pasm_method.h"
 #include "pasm/scorer_device.h"
+#include "nn/patch_plan.h"
 
 typedef struct {
     pasm_net *net;
@@ -27,15 +28,7 @@ typedef struct {
     float *values, *logits;    /* batch x C normalised values, batch x K logits */
 } net_ctx;
 
-/* Candidates on windows cost this much of whole forwards, or less, before
- * they are worth it: f faces' clean passes and m windowed candidates,
- * against m forwards, in multiply-adds. The windows' gathers and small
- * sgemms take back part of the saving (de at 48x48, width 16: 0.52 of the
- * multiply-adds, 0.6 of the time), so a saving under a quarter is not
- * taken: de's populations qualify (0.52 at 48x48 with 32 a face, 0.74 at
- * 32x32 with 4); random's and cam's two a face (0.81) do not. */
-#define PATCH_WORTH 0.75
-#define PATCH_BUDGET ((size_t)256 << 20)
+#define PATCH_BUDGET ((size_t)256 << 20) /* the windows' memory */
 
 static void normalise(const net_ctx *c, const uint8_t *images, int n, int channels, int size,
                       float *x) {
@@ -166,18 +159,14 @@ static pasm_status host_changed(void *ctx, int m, const int *img, const int *row
     if (m > pasm_net_max_batch(c->net))
         return pasm_errorf(PASM_ERR_INVALID, "scorer: %d candidates over the batch of %d", m,
                            pasm_net_max_batch(c->net));
-    int faces = 0;
-    for (int j = 0; j < m; j++) {
+    for (int j = 0; j < m; j++)
         if (img[j] < 0 || img[j] >= c->n_bound || row[j] < 0 || row[j] >= S || col[j] < 0 ||
             col[j] >= S)
             return pasm_errorf(PASM_ERR_INVALID, "scorer: candidate %d is face %d pixel (%d, %d), "
                                                  "outside %d faces of %dx%d",
                                j, img[j], row[j], col[j], c->n_bound, S, S);
-        if (!c->seen[img[j]]) c->seen[img[j]] = 1, faces++;
-    }
-    for (int j = 0; j < m; j++) c->seen[img[j]] = 0;
     double clean, cand = pasm_net_patch_cost(c->patch, &clean);
-    if (faces * clean + m * cand > PATCH_WORTH * m) {
+    if (!pasm_patch_worth(clean, cand, m, img, c->seen)) {
         for (int j = 0; j < m; j++) {
             uint8_t *dst = c->cand + j * per;
             memcpy(dst, c->bound + (int64_t)img[j] * per, (size_t)per);

@@ -11,9 +11,7 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_net.h"
 
-/* Windows pay when a call's faces have candidates enough (scorer.c's rule
- * and threshold) and have this much GPU memory at most. */
-#define PATCH_WORTH 0.75
+/* The windows' GPU memory at most (pasm_patch_worth says when they pay) */
 #define PATCH_BUDGET ((size_t)2 << 30)
 
 /* The picks come back as int32_t into the caller's int. */
@@ -212,17 +210,14 @@ pasm_status scorer_device_changed(scorer_device *d, int m, const int *img, const
         memcpy(it->value, values + (size_t)j * C, (size_t)C);
     }
     if (d->windows) { /* on windows when the call's faces have candidates enough */
-        int faces = 0;
-        for (int j = 0; j < m; j++)
-            if (!d->seen[img[j]]) d->seen[img[j]] = 1, faces++;
-        for (int j = 0; j < m; j++) d->seen[img[j]] = 0;
-        if (faces * d->clean_cost + m * d->cand_cost <= PATCH_WORTH * m && !d->patch &&
+        const int worth = pasm_patch_worth(d->clean_cost, d->cand_cost, m, img, d->seen);
+        if (worth && !d->patch &&
             (pasm_cuda_patch_create(d->net, d->table_host, PATCH_BUDGET, &d->patch) ||
              !d->patch)) {
             pasm_clear_error(); /* no room for them (or no plan): whole forwards */
             d->windows = 0;
         }
-        if (d->patch && faces * d->clean_cost + m * d->cand_cost <= PATCH_WORTH * m) {
+        if (d->patch && worth) {
             d->last_n = 0; /* no salient pick follows these */
             *logits = d->logits;
             return pasm_cuda_patch_forward(d->patch, d->bound, d->bound_host, d->bound_n,
