@@ -282,13 +282,15 @@ static pasm_status pack(pasm_cuda_net *g, gconv *c) {
                                  g->param + c->w_off, c->w_packed, g->t);
 }
 
-pasm_status pasm_cuda_net_pack(pasm_cuda_net *g) {
+pasm_status pasm_cuda_net_packed(pasm_cuda_net *g) {
+    if (g->packed) return PASM_OK;
     TRY(pack(g, &g->stem));
     for (int i = 0; i < 8; i++) {
         TRY(pack(g, &g->blocks[i].conv1));
         TRY(pack(g, &g->blocks[i].conv2));
         if (g->blocks[i].has_down) TRY(pack(g, &g->blocks[i].down));
     }
+    g->packed = 1;
     return PASM_OK;
 }
 
@@ -325,10 +327,8 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
     const pasm_net_config *cfg = &net->cfg;
     const int hw = cfg->input_size * cfg->input_size;
     TRY(pasm_cuda_nchw_to_nhwc(g->ctx, n, cfg->in_channels, hw, x, g->x_in, g->t));
-    if (train || !g->packed) { /* a training step always packs: a graph of it must */
-        TRY(pasm_cuda_net_pack(g));
-        g->packed = 1;
-    }
+    if (train) g->packed = 0; /* a training step always packs: a graph of it must */
+    TRY(pasm_cuda_net_packed(g));
     TRY(conv_fwd(g, &g->stem, g->x_in, n));
     TRY(bn_fwd(g, &g->stem_bn, g->stem.out, NULL, 1, n, train));
     TRY(forward_from(net, 0, g->stem_bn.out, n, train));
@@ -340,10 +340,7 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
 
 pasm_status pasm_cuda_net_forward_tail_dev(pasm_net *net, int first, const void *h, int n) {
     pasm_cuda_net *g = net->gpu;
-    if (!g->packed) {
-        TRY(pasm_cuda_net_pack(g));
-        g->packed = 1;
-    }
+    TRY(pasm_cuda_net_packed(g));
     g->have_forward = 0; /* the activations are the candidates': no backward */
     return forward_from(net, first, h, n, 0);
 }

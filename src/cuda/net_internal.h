@@ -65,7 +65,8 @@ struct pasm_cuda_net {
  * (running statistics), as the evaluation forward applies it. */
 pasm_status pasm_cuda_net_bn_eval(pasm_cuda_net *g, gbn *b, int64_t rows, const void *x,
                                   const void *residual, int relu, void *out);
-/* Packs every convolution's weights to KRSC in the compute type. */
-pasm_status pasm_cuda_net_pack(pasm_cuda_net *g);
+/* Every convolution's weights packed to KRSC in the compute type, unless
+ * they are already (g->packed). */
+pasm_status pasm_cuda_net_packed(pasm_cuda_net *g);
 
 #endif

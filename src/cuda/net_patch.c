@@ -40,7 +40,7 @@ struct pasm_cuda_patch {
     int32_t *meta_host;
     pasm_cuda_pixel *face_items_host;
     float *values_host;
-    int *slot_face, *slot_of;
+    int *slot_face, *slot_of, *face_of; /* pasm_patch_group's */
     int slot_cap;
 };
 
@@ -60,6 +60,7 @@ void pasm_cuda_patch_free(pasm_cuda_patch *p) {
     free(p->values_host);
     free(p->slot_face);
     free(p->slot_of);
+    free(p->face_of);
     free(p);
 }
 
@@ -172,7 +173,9 @@ pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t bud
     p->face_items_host = calloc((size_t)F, sizeof(pasm_cuda_pixel));
     p->values_host = malloc((size_t)G * C * sizeof(float));
     p->slot_face = malloc((size_t)F * sizeof(int));
-    if (!st && (!p->meta_host || !p->face_items_host || !p->values_host || !p->slot_face))
+    p->face_of = malloc((size_t)G * sizeof(int));
+    if (!st && (!p->meta_host || !p->face_items_host || !p->values_host || !p->slot_face ||
+                !p->face_of))
         st = pasm_errorf(PASM_ERR_NOMEM, "out of memory for the GPU candidate windows");
     if (st) {
         pasm_cuda_patch_free(p);
@@ -281,37 +284,30 @@ pasm_status pasm_cuda_patch_forward(pasm_cuda_patch *p, const uint8_t *faces,
     const int64_t per = (int64_t)C * S * S;
     pasm_status st = pasm_net_device_ready(net);
     if (st) return st;
-    if (!g->packed) {
-        if ((st = pasm_cuda_net_pack(g))) return st;
-        g->packed = 1;
-    }
-    if (n_bound > p->slot_cap) {
+    if ((st = pasm_cuda_net_packed(g))) return st;
+    if (n_bound > p->slot_cap) { /* -1 throughout, as pasm_patch_group leaves it */
         free(p->slot_of);
         p->slot_cap = 0;
         if (!(p->slot_of = malloc((size_t)n_bound * sizeof(int))))
             return pasm_errorf(PASM_ERR_NOMEM, "out of memory for %d faces", n_bound);
         p->slot_cap = n_bound;
+        for (int i = 0; i < n_bound; i++) p->slot_of[i] = -1;
     }
-    for (int i = 0; i < n_bound; i++) p->slot_of[i] = -1;
     net->last_n = 0; /* the network's activations become the candidates' */
     for (int start = 0; start < m && !st;) {
-        int n = 0, f = 0;
-        while (start + n < m && n < p->max_group) {
-            const int j = start + n, face = img[j];
-            if (p->slot_of[face] < 0) {
-                if (f == p->max_faces) break;
-                p->slot_of[face] = f;
-                p->slot_face[f++] = face;
-            }
-            int32_t *mj = p->meta_host + (size_t)n * p->ms;
-            mj[0] = p->slot_of[face];
+        int f;
+        const int n = pasm_patch_group(img, start, m, p->max_group, p->max_faces, p->slot_of,
+                                       p->slot_face, p->face_of, &f);
+        for (int i = 0; i < n; i++) {
+            const int j = start + i;
+            int32_t *mj = p->meta_host + (size_t)i * p->ms;
+            mj[0] = p->face_of[i];
             for (int t = 0; t < pl->n_tensors; t++) {
                 mj[1 + 2 * t] = pl->lo[t * S + row[j]];
                 mj[2 + 2 * t] = pl->lo[t * S + col[j]];
             }
             for (int ch = 0; ch < C; ch++)
-                p->values_host[n * C + ch] = p->table[ch * 256 + values[(size_t)j * C + ch]];
-            n++;
+                p->values_host[i * C + ch] = p->table[ch * 256 + values[(size_t)j * C + ch]];
         }
         for (int s = 0; s < f; s++) {
             pasm_cuda_pixel *it = &p->face_items_host[s];
@@ -325,7 +321,6 @@ pasm_status pasm_cuda_patch_forward(pasm_cuda_patch *p, const uint8_t *faces,
                                      (size_t)f * sizeof(pasm_cuda_pixel));
         if (!st) st = clean_pass(p, f, faces, table_dev);
         if (!st) st = group_forward(p, n, logits + (size_t)start * K); /* waits: the logits */
-        for (int s = 0; s < f; s++) p->slot_of[p->slot_face[s]] = -1;
         start += n;
     }
     return st;

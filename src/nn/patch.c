@@ -395,25 +395,15 @@ pasm_status pasm_net_patch_forward(pasm_net_patch *p, int m, const int *img, con
     const size_t per_image = (size_t)C * S * S;
     const int K = p->net->cfg.num_classes;
     for (int start = 0; start < m;) {
-        /* a group: items in order while they fit, at most max_faces faces */
-        int g = 0, f = 0;
-        while (start + g < m && g < p->max_group) {
-            int face = img[start + g];
-            if (p->slot_of[face] < 0) {
-                if (f == p->max_faces) break;
-                p->slot_of[face] = f;
-                p->slot_face[f++] = face;
-            }
-            p->face_of[g] = p->slot_of[face];
-            g++;
-        }
+        int f;
+        const int g = pasm_patch_group(img, start, m, p->max_group, p->max_faces, p->slot_of,
+                                       p->slot_face, p->face_of, &f);
         for (int s = 0; s < f; s++)
             memcpy(p->xin + s * per_image, p->x + (size_t)p->slot_face[s] * per_image,
                    per_image * sizeof(float));
         clean_pass(p, f);
         group_forward(p, g, row + start, col + start, values + (size_t)start * C,
                       logits + (size_t)start * K);
-        for (int s = 0; s < f; s++) p->slot_of[p->slot_face[s]] = -1;
         start += g;
     }
     p->net->last_n = 0; /* the activations are the candidates' now: no backward */

@@ -125,3 +125,20 @@ int pasm_patch_worth(double clean_cost, double cand_cost, int m, const int *img,
     for (int j = 0; j < m; j++) seen[img[j]] = 0;
     return faces * clean_cost + m * cand_cost <= 0.75 * m;
 }
+
+int pasm_patch_group(const int *img, int start, int m, int max_group, int max_faces, int *slot_of,
+                     int *slot_face, int *face_of, int *faces) {
+    int g = 0, f = 0;
+    while (start + g < m && g < max_group) {
+        const int face = img[start + g];
+        if (slot_of[face] < 0) {
+            if (f == max_faces) break;
+            slot_of[face] = f;
+            slot_face[f++] = face;
+        }
+        face_of[g++] = slot_of[face];
+    }
+    for (int s = 0; s < f; s++) slot_of[slot_face[s]] = -1;
+    *faces = f;
+    return g;
+}

@@ -32,6 +32,14 @@ pasm_status pasm_patch_plan_make(const pasm_net *net, pasm_patch_plan *pl);
  * 32x32 with 4); random's and cam's two a face (0.81) do not. seen: a
  * zeroed byte per face, left zeroed. */
 int pasm_patch_worth(double clean_cost, double cand_cost, int m, const int *img, uint8_t *seen);
+
+/* The next group of candidates img[start, m): items in order while there
+ * are at most max_group of them over at most max_faces faces. Each face
+ * gets a slot: slot_face[s] is the face in slot s (*faces of them), and
+ * face_of[j] the slot of item start + j. slot_of (a slot per bound face)
+ * is -1 throughout on entry and on return. Returns the group's size. */
+int pasm_patch_group(const int *img, int start, int m, int max_group, int max_faces, int *slot_of,
+                     int *slot_face, int *face_of, int *faces);
 void pasm_patch_plan_free(pasm_patch_plan *pl);
 
 #endif
