@@ -73,6 +73,14 @@ typedef struct {
  * PASM_NET_EVAL gives probabilities only (grad is NULL), enough for de. */
 pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, const float *std);
 void pasm_scorer_net_free(pasm_scorer *s);
+/* The one-pixel candidates of changed's items, assembled whole: out
+ * (m, C, S, S) item j = image img[j] of images (n, C, S, S) with pixel
+ * (row[j], col[j]) set to values[j * C ..]. What the attacks send to probs
+ * when the scorer has no bind/changed, and what a scorer's changed may do
+ * when it has nothing faster; the indices are the caller's to check. */
+void pasm_candidates_assemble(int channels, int size, const uint8_t *images, int m,
+                              const int *img, const int *row, const int *col,
+                              const uint8_t *values, uint8_t *out);
 
 /* ---- attacks ---- */
 /* de, grad and iter are the point attacks; random and cam place the point

@@ -112,6 +112,17 @@ static void set_pixel(uint8_t *image, int channels, int size, int row, int col,
         image[(int64_t)ch * size * size + row * size + col] = values[ch];
 }
 
+void pasm_candidates_assemble(int channels, int size, const uint8_t *images, int m,
+                              const int *img, const int *row, const int *col,
+                              const uint8_t *values, uint8_t *out) {
+    const int64_t per = (int64_t)channels * size * size;
+    for (int j = 0; j < m; j++) {
+        uint8_t *dst = out + j * per;
+        memcpy(dst, images + (int64_t)img[j] * per, (size_t)per);
+        set_pixel(dst, channels, size, row[j], col[j], values + (int64_t)j * channels);
+    }
+}
+
 /* A list of one-pixel changes: m items, item j sets pixel (row[j], col[j])
  * of image img[j] to values[j * C ..]. Evaluates them all in batches:
  * p_true[j] and pred[j]. */
@@ -134,13 +145,9 @@ static pasm_status eval_changes(work *w, const uint8_t *images, const int32_t *l
             st = s->changed(s->ctx, n, ch->img + start, ch->row + start, ch->col + start,
                             ch->values + (int64_t)start * s->channels, w->probs);
         } else {
-            for (int b = 0; b < n; b++) {
-                int j = start + b;
-                uint8_t *dst = w->images + (int64_t)b * w->per_image;
-                memcpy(dst, images + (int64_t)ch->img[j] * w->per_image, (size_t)w->per_image);
-                set_pixel(dst, s->channels, s->size, ch->row[j], ch->col[j],
-                          ch->values + (int64_t)j * s->channels);
-            }
+            pasm_candidates_assemble(s->channels, s->size, images, n, ch->img + start,
+                                     ch->row + start, ch->col + start,
+                                     ch->values + (int64_t)start * s->channels, w->images);
             st = s->probs(s->ctx, w->images, n, w->probs);
         }
         if (st) return st;

@@ -154,7 +154,6 @@ static pasm_status host_changed(void *ctx, int m, const int *img, const int *row
     net_ctx *c = ctx;
     const pasm_net_config *cfg = pasm_net_get_config(c->net);
     const int C = cfg->in_channels, S = cfg->input_size, K = cfg->num_classes;
-    const int64_t per = (int64_t)C * S * S;
     if (!c->bound) return pasm_errorf(PASM_ERR_INVALID, "scorer: no faces bound");
     if (m > pasm_net_max_batch(c->net))
         return pasm_errorf(PASM_ERR_INVALID, "scorer: %d candidates over the batch of %d", m,
@@ -167,12 +166,7 @@ static pasm_status host_changed(void *ctx, int m, const int *img, const int *row
                                j, img[j], row[j], col[j], c->n_bound, S, S);
     double clean, cand = pasm_net_patch_cost(c->patch, &clean);
     if (!pasm_patch_worth(clean, cand, m, img, c->seen)) {
-        for (int j = 0; j < m; j++) {
-            uint8_t *dst = c->cand + j * per;
-            memcpy(dst, c->bound + (int64_t)img[j] * per, (size_t)per);
-            for (int ch = 0; ch < C; ch++)
-                dst[(int64_t)ch * S * S + row[j] * S + col[j]] = values[(int64_t)j * C + ch];
-        }
+        pasm_candidates_assemble(C, S, c->bound, m, img, row, col, values, c->cand);
         return net_probs(ctx, c->cand, m, probs);
     }
     for (int j = 0; j < m; j++)

@@ -498,10 +498,11 @@ static void test_net_scorer_windows(void **state) {
                                   &net, &meta))
         fail_msg("%s", pasm_last_error());
     pasm_scorer win, whole;
+    char *saved = test_env_set("PASM_PATCH", NULL); /* windows, whatever the caller's */
     assert_int_equal(pasm_scorer_net(&win, net, meta.norm_mean, meta.norm_std), PASM_OK);
     setenv("PASM_PATCH", "0", 1);
     assert_int_equal(pasm_scorer_net(&whole, net, meta.norm_mean, meta.norm_std), PASM_OK);
-    unsetenv("PASM_PATCH");
+    test_env_restore("PASM_PATCH", saved);
     assert_non_null(win.bind);
     assert_non_null(win.changed);
     assert_null(whole.bind);

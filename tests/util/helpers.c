@@ -181,3 +181,17 @@ void test_randomise_net(pasm_net *net, uint64_t seed, uint64_t stream) {
         }
     }
 }
+
+char *test_env_set(const char *name, const char *value) {
+    const char *was = getenv(name);
+    char *saved = was ? strdup(was) : NULL;
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+    return saved;
+}
+
+void test_env_restore(const char *name, char *saved) {
+    if (saved) setenv(name, saved, 1);
+    else unsetenv(name);
+    free(saved);
+}

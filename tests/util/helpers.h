@@ -43,6 +43,12 @@ double test_summary_value(const char *run, int entry, const char *key);
 struct pasm_net;
 void test_randomise_net(struct pasm_net *net, uint64_t seed, uint64_t stream);
 
+/* Sets (value NULL: unsets) an environment variable for a part of a test,
+ * whatever the caller's environment says; returns what it was, for
+ * test_env_restore (which frees it). */
+char *test_env_set(const char *name, const char *value);
+void test_env_restore(const char *name, char *saved);
+
 /* Where the GPU tests run: 1 on a real GPU; 2 where this build has the CUDA
  * backend but the machine no GPU: the backend's host emulation
  * (PASM_CUDA_EMULATE=1, set here for this process and its children), so the
