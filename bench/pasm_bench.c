@@ -9,6 +9,13 @@
  *                           network's own convolution and linear shapes
  *   pasm_bench load PATH    seconds to load a FER2013 CSV (gzip) completely
  *   pasm_bench sgemm        OpenBLAS sgemm 2048^3 GFLOPS, best of several
+ *   pasm_bench ckpt W DIR   checkpoint I/O of a width-W network in DIR, medians
+ *                           in ms: save (pasm_checkpoint_save: a temporary
+ *                           file, fsync, rename, the folder fsynced) and load
+ *                           (pasm_checkpoint_load_mode: read, validate, build
+ *                           a PASM_NET_EVAL network for batch 1 and fill it);
+ *                           and the load of DIR/torch_wW.safetensors, PyTorch's
+ *                           file (torch_bench.py ckpt), when it is there
  *   pasm_bench bf16native   1 when bf16 convolutions run on AMX here
  * train, infer1 and infer128 take "bf16" after W: the same with
  * --precision bf16's convolutions (keys end in _bf16).
@@ -427,6 +434,80 @@ static int run_load(const char *path) {
 }
 
 /* The practical fp32 peak: the best of several 2048^3 sgemm calls. */
+typedef struct {
+    const char *path;
+    pasm_net *net;
+    pasm_model_meta meta;
+} ckpt_ctx;
+
+static pasm_status ckpt_save(void *p) {
+    ckpt_ctx *c = p;
+    return pasm_checkpoint_save(c->path, c->net, &c->meta);
+}
+
+static pasm_status ckpt_load(void *p) {
+    ckpt_ctx *c = p;
+    pasm_load_options lo = {.norm = "0.5,0.25"}; /* for PyTorch's file, which has none */
+    pasm_net *net = NULL;
+    pasm_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    pasm_status st = pasm_checkpoint_load_mode(c->path, &lo, 1, PASM_NET_EVAL, &net, &meta);
+    pasm_net_free(net);
+    pasm_model_meta_free(&meta);
+    return st;
+}
+
+/* Median ms of step's reps after one warm-up: at least 5 reps and 3 s, at
+ * most 200 (the disk's cache is part of what a user meets, so warm). */
+static double median_ms(step_fn step, void *ctx) {
+    enum { MAX_REPS = 200 };
+    static double lat[MAX_REPS];
+    if (step(ctx)) return -1.0;
+    int reps = 0;
+    for (double t_start = now_s(); reps < MAX_REPS && (reps < 5 || now_s() - t_start < 3.0);) {
+        double t0 = now_s();
+        if (step(ctx)) return -1.0;
+        lat[reps++] = now_s() - t0;
+    }
+    qsort(lat, (size_t)reps, sizeof lat[0], cmp_double);
+    return 1e3 * lat[reps / 2];
+}
+
+static int run_ckpt(int width, const char *dir) {
+    char path[4096], torch_path[4096];
+    snprintf(path, sizeof path, "%s/pasm_w%d.safetensors", dir, width);
+    snprintf(torch_path, sizeof torch_path, "%s/torch_w%d.safetensors", dir, width);
+    ckpt_ctx c = {.path = path};
+    if (make_net(&c.net, width, 1, PASM_NET_EVAL)) return fail("network");
+    c.meta.net = *pasm_net_get_config(c.net);
+    c.meta.n_norm = 1, c.meta.norm_mean[0] = 0.5f, c.meta.norm_std[0] = 0.25f;
+    snprintf(c.meta.created_by, sizeof c.meta.created_by, "pasm_bench");
+    int rc = 0;
+    if (pasm_model_meta_default_classes(&c.meta, CLASSES)) rc = fail("class names");
+    double save = rc ? -1.0 : median_ms(ckpt_save, &c);
+    double load = save < 0 ? -1.0 : median_ms(ckpt_load, &c);
+    if (!rc && (save < 0 || load < 0)) rc = fail(path);
+    FILE *f = rc ? NULL : fopen(path, "rb");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        printf("ckpt_save_ms_w%d %.2f\nckpt_load_ms_w%d %.2f\nckpt_mib_w%d %.1f\n", width, save,
+               width, load, width, (double)ftell(f) / (1 << 20));
+        fclose(f);
+    }
+    FILE *t = rc ? NULL : fopen(torch_path, "rb");
+    if (t) {
+        fclose(t);
+        c.path = torch_path;
+        double ms = median_ms(ckpt_load, &c);
+        if (ms < 0) rc = fail(torch_path);
+        else printf("ckpt_load_torch_ms_w%d %.2f\n", width, ms);
+    }
+    printf("ckpt_w%d_rss_mb %.0f\n", width, peak_rss_mb());
+    pasm_model_meta_free(&c.meta);
+    pasm_net_free(c.net);
+    return rc;
+}
+
 static int run_sgemm(void) {
     const int n = 2048;
     float *a = pasm_alloc(sizeof(float) * n * n, "A"), *b = pasm_alloc(sizeof(float) * n * n, "B");
@@ -482,6 +563,13 @@ int main(int argc, char **argv) {
         }
         precision = argc > 4 && !strcmp(argv[4], "fp32") ? PASM_PRECISION_FP32 : PASM_PRECISION_BF16;
         return run_gpu_train(width, atoi(argv[3]));
+    }
+    if (strcmp(mode, "ckpt") == 0) {
+        if (argc < 4) {
+            fprintf(stderr, "usage: pasm_bench ckpt WIDTH DIR\n");
+            return 2;
+        }
+        return run_ckpt(width, argv[3]);
     }
     if (argc > 3 && strcmp(argv[3], "bf16") == 0) {
         precision = PASM_PRECISION_BF16;

@@ -4,6 +4,8 @@ one per process (bench/run.sh runs each), printed as "key value" lines.
 
     torch_bench.py train|infer1|infer128 WIDTH nchw|channels_last|compiled|bf16   (2 threads)
     torch_bench.py load PATH                       (gzip + csv + torch.tensor)
+    torch_bench.py ckpt WIDTH DIR                  (checkpoint save and load)
+    torch_bench.py ckpt-read WIDTH DIR             (loads pasm's checkpoint, strictly)
     torch_bench.py version
 
 The network is pasm's ResNet-18 (python/pasm_torch.py's structure, written out
@@ -20,6 +22,7 @@ the counterpart of pasm's --precision bf16; its keys end in "_bf16".
 import csv
 import gzip
 import io
+import os
 import resource
 import statistics
 import sys
@@ -167,6 +170,81 @@ def load(path):
     print("load_s %.3f\nload_images %d\nload_rss_mb %.0f" % (t, labels.numel(), peak_rss_mb()))
 
 
+def median_ms(step):
+    """Median ms of step's reps after one warm-up: at least 5 reps and 3 s, at most 200,
+    as pasm_bench's median_ms."""
+    step()
+    lat, t_start = [], time.perf_counter()
+    while len(lat) < 200 and (len(lat) < 5 or time.perf_counter() - t_start < 3.0):
+        t0 = time.perf_counter()
+        step()
+        lat.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(lat)
+
+
+def pasm_resnet():
+    """python/pasm_torch.py's ResNet-18: pasm's tensor names (torchvision's)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    import pasm_torch
+    return pasm_torch.ResNet
+
+
+def ckpt(width, folder):
+    """A PyTorch user's checkpoint I/O of the same network, medians in ms, keys with the
+    way appended: save_file(state_dict) (safetensors, as pasm's files; "+fsync": then the
+    file fsynced, the durability pasm_checkpoint_save gives) and torch.save (.pt);
+    load: build the model, read the file (load_file; torch.load(weights_only=True)) and
+    load_state_dict, as loading a model for inference takes. Writes DIR/torch_wW.safetensors
+    for pasm_bench ckpt to load."""
+    from safetensors.torch import load_file, save_file
+    resnet = pasm_resnet()
+    model = resnet(width=width, in_channels=1, num_classes=CLASSES)
+    st_path = os.path.join(folder, "torch_w%d.safetensors" % width)
+    pt_path = os.path.join(folder, "torch_w%d.pt" % width)
+
+    def save_st():
+        save_file(model.state_dict(), st_path)
+
+    def save_st_fsync():
+        save_file(model.state_dict(), st_path)
+        fd = os.open(st_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def save_pt():
+        torch.save(model.state_dict(), pt_path)
+
+    def load_st():
+        m = resnet(width=width, in_channels=1, num_classes=CLASSES)
+        m.load_state_dict(load_file(st_path))
+        m.eval()
+
+    def load_pt():
+        m = resnet(width=width, in_channels=1, num_classes=CLASSES)
+        m.load_state_dict(torch.load(pt_path, weights_only=True))
+        m.eval()
+
+    key = "ckpt_%%s_ms_w%d@%%s" % width
+    for what, way, step in (("save", "safetensors", save_st), ("save", "pt", save_pt),
+                            ("load", "safetensors", load_st), ("load", "pt", load_pt),
+                            ("savesync", "safetensors", save_st_fsync)):
+        print(key % (what, way), "%.2f" % median_ms(step))
+    os.remove(pt_path)
+    print("ckpt_w%d_rss_mb %.0f" % (width, peak_rss_mb()))
+
+
+def ckpt_read(width, folder):
+    """pasm's checkpoint (pasm_bench ckpt) into PyTorch's model, strictly: every tensor
+    name and shape must match; prints ckpt_read_pasm_wW 1 (or fails)."""
+    from safetensors.torch import load_file
+    model = pasm_resnet()(width=width, in_channels=1, num_classes=CLASSES)
+    model.load_state_dict(load_file(os.path.join(folder, "pasm_w%d.safetensors" % width)),
+                          strict=True)
+    print("ckpt_read_pasm_w%d 1" % width)
+
+
 def main():
     torch.set_num_threads(THREADS)
     mode = sys.argv[1]
@@ -175,6 +253,9 @@ def main():
         return
     if mode == "load":
         load(sys.argv[2])
+        return
+    if mode in ("ckpt", "ckpt-read"):
+        (ckpt if mode == "ckpt" else ckpt_read)(int(sys.argv[2]), sys.argv[3])
         return
     width, fmt_name = int(sys.argv[2]), sys.argv[3]
     global COMPILED, AUTOCAST

@@ -15,6 +15,10 @@ extern "C" {
  * Writes to "<path>.tmp.<pid>" in the same folder, fsyncs, renames over path,
  * fsyncs the folder. On any failure the old file at path is untouched. */
 pasm_status pasm_write_file_atomic(const char *path, const void *data, size_t size);
+/* The same for a file made of n parts written one after the other (part i:
+ * size[i] bytes at data[i]), so a caller need not copy them into one buffer. */
+pasm_status pasm_write_file_atomic_parts(const char *path, int n, const void *const *data,
+                                         const size_t *size);
 /* Reads a whole file into a malloc'd buffer (caller frees with free()). */
 pasm_status pasm_read_file(const char *path, unsigned char **data, size_t *size);
 

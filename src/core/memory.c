@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "pasm/core.h"
@@ -13,7 +14,18 @@ static atomic_uint_fast64_t alloc_count;
 void *pasm_alloc(size_t bytes, const char *what) {
     size_t rounded = (bytes + 63) / 64 * 64;
     if (rounded == 0) rounded = 64;
-    void *p = aligned_alloc(64, rounded);
+    /* Large blocks (a network's parameters, activations, workspace) on
+     * transparent huge pages where the kernel offers them on request: 512x
+     * fewer page faults when they are first touched, fewer TLB misses after */
+    const size_t huge = (size_t)2 << 20;
+    void *p;
+    if (rounded >= 2 * huge) {
+        rounded = (rounded + huge - 1) / huge * huge;
+        p = aligned_alloc(huge, rounded);
+        if (p) madvise(p, rounded, MADV_HUGEPAGE); /* advice only */
+    } else {
+        p = aligned_alloc(64, rounded);
+    }
     if (!p) {
         pasm_errorf(PASM_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes,
                     what ? what : "buffer");

@@ -541,28 +541,27 @@ pasm_status pasm_safetensors_write(const char *path, const pasm_tensor *tensors,
         (n_meta > 0 && (!meta_keys || !meta_values)))
         return pasm_errorf(PASM_ERR_INVALID, "%s: bad tensor or metadata list", path);
     text_buf header = {0};
-    unsigned char *file = NULL;
     size_t data_bytes = 0;
-    pasm_status st = build_header(path, tensors, n_tensors, meta_keys, meta_values, n_meta,
-                                  &header, &data_bytes);
+    /* the file's parts: the length, the header, then each tensor's bytes
+     * straight from the tensor (no copy of the whole file) */
+    const void **part = malloc((size_t)(n_tensors + 2) * sizeof *part);
+    size_t *bytes = malloc((size_t)(n_tensors + 2) * sizeof *bytes);
+    pasm_status st = part && bytes ? build_header(path, tensors, n_tensors, meta_keys,
+                                                  meta_values, n_meta, &header, &data_bytes)
+                                   : pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", path);
     if (st != PASM_OK) goto done;
-    size_t total = 8 + header.len + data_bytes;
-    file = malloc(total);
-    if (!file) {
-        st = pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory for %zu bytes", path, total);
-        goto done;
-    }
-    for (int i = 0; i < 8; i++) file[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
-    memcpy(file + 8, header.text, header.len);
-    unsigned char *at = file + 8 + header.len;
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++) len[i] = (unsigned char)((uint64_t)header.len >> (8 * i));
+    part[0] = len, bytes[0] = 8;
+    part[1] = header.text, bytes[1] = header.len;
     for (int i = 0; i < n_tensors; i++) {
-        size_t bytes = pasm_tensor_bytes(&tensors[i]);
-        if (bytes) memcpy(at, tensors[i].data, bytes);
-        at += bytes;
+        part[i + 2] = tensors[i].data;
+        bytes[i + 2] = pasm_tensor_bytes(&tensors[i]);
     }
-    st = pasm_write_file_atomic(path, file, total);
+    st = pasm_write_file_atomic_parts(path, n_tensors + 2, part, bytes);
 done:
     free(header.text);
-    free(file);
+    free(part);
+    free(bytes);
     return st;
 }

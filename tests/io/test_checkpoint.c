@@ -460,13 +460,23 @@ static void test_non_finite_weights(void **state) {
     variant_from_good(&v);
     pasm_tensor *t = variant_tensor(&v, "layer3.1.conv2.weight");
     static float poisoned[64 * 64 * 9];
-    assert_true(pasm_tensor_numel(t) <= 64 * 64 * 9);
-    memcpy(poisoned, t->data, pasm_tensor_bytes(t));
-    poisoned[5] = NAN;
+    const int64_t n = pasm_tensor_numel(t);
+    assert_true(n <= 64 * 64 * 9 && n > 4097);
+    const void *clean = t->data;
     t->data = poisoned;
-    const char *path = variant_write(&v, "nan.safetensors");
-    expect_load_fails(path, NULL, PASM_ERR_NUMERIC, "tensor 'layer3.1.conv2.weight' holds NaN",
-                      "element 5");
+    /* the first element, each side of the checker's 4096-value blocks, the last */
+    const int64_t at[] = {0, 5, 4095, 4096, n - 1};
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        memcpy(poisoned, clean, pasm_tensor_bytes(t));
+        poisoned[at[k]] = k % 2 ? NAN : -INFINITY;
+        const char *path = variant_write(&v, "nan.safetensors");
+        char where[64];
+        snprintf(where, sizeof where, "at element %lld", (long long)at[k]);
+        expect_load_fails(path, NULL, PASM_ERR_NUMERIC,
+                          k % 2 ? "tensor 'layer3.1.conv2.weight' holds NaN"
+                                : "tensor 'layer3.1.conv2.weight' holds an infinite value",
+                          where);
+    }
 }
 
 static void test_truncated_checkpoint(void **state) {

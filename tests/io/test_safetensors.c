@@ -392,6 +392,38 @@ static void test_atomic_overwrite(void **state) {
     assert_int_equal(count_temp_files(scratch), 0);
 }
 
+/* A file written in parts is their concatenation; empty parts (NULL or
+ * not) add nothing, no parts make an empty file, and a NULL part with bytes
+ * is refused before anything is written. */
+static void test_atomic_parts(void **state) {
+    (void)state;
+    const char *path = scratch_path("parts.txt");
+    const void *part[] = {"ab", NULL, "", "cde", "f"};
+    const size_t size[] = {2, 0, 0, 3, 1};
+    assert_int_equal(pasm_write_file_atomic_parts(path, 5, part, size), PASM_OK);
+    unsigned char *data;
+    size_t got;
+    assert_int_equal(pasm_read_file(path, &data, &got), PASM_OK);
+    assert_int_equal(got, 6);
+    assert_memory_equal(data, "abcdef", 6);
+    free(data);
+    assert_int_equal(pasm_write_file_atomic_parts(path, 0, NULL, NULL), PASM_OK);
+    assert_int_equal(pasm_read_file(path, &data, &got), PASM_OK);
+    assert_int_equal(got, 0);
+    free(data);
+    const void *bad[] = {"new", NULL};
+    const size_t bad_size[] = {3, 4};
+    assert_int_equal(pasm_write_file_atomic(path, "kept", 4), PASM_OK);
+    assert_int_equal(pasm_write_file_atomic_parts(path, 2, bad, bad_size), PASM_ERR_INVALID);
+    assert_error_has("part 1");
+    assert_int_equal(pasm_write_file_atomic_parts(path, -1, bad, bad_size), PASM_ERR_INVALID);
+    assert_int_equal(pasm_read_file(path, &data, &got), PASM_OK);
+    assert_int_equal(got, 4);
+    assert_memory_equal(data, "kept", 4);
+    free(data);
+    assert_int_equal(count_temp_files(scratch), 0);
+}
+
 static void test_atomic_failure_keeps_old(void **state) {
     (void)state;
     /* A folder that does not exist: nothing can be created. */
@@ -449,6 +481,7 @@ int main(void) {
         cmocka_unit_test(test_metadata_errors),
         cmocka_unit_test(test_write_rejects_bad_input),
         cmocka_unit_test(test_atomic_overwrite),
+        cmocka_unit_test(test_atomic_parts),
         cmocka_unit_test(test_atomic_failure_keeps_old),
     };
     return cmocka_run_group_tests(tests, make_scratch, remove_scratch);
