@@ -171,8 +171,8 @@ clean:
 # The CPU benchmark against PyTorch (bench/run.sh): writes docs/benchmarks.md.
 # PyTorch comes from PyPI into $(BENCH_VENV), created on first use.
 BENCH_VENV ?= .venv-bench
-# BENCH_ONLY=nets or BENCH_ONLY=attacks runs one part (the report keeps the
-# other part's last results).
+# BENCH_ONLY=nets, attacks or ckpt runs one part (the report keeps the other
+# parts' text from docs/benchmarks.md).
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libpasm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpasm.a $(LDLIBS) $(LDFLAGS)

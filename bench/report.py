@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Turns the "key value" lines of bench/pasm_bench.c and bench/torch_bench.py
-(the networks) and of bench/attack_bench.c and bench/torch_attack.py (the
-attacks) into docs/benchmarks.md (and prints it). Standard library only, so
+(the networks; their ckpt modes: the checkpoints) and of bench/attack_bench.c
+and bench/torch_attack.py (the attacks) into docs/benchmarks.md (and prints it). Standard library only, so
 the tables are written without PyTorch too (pasm's column alone).
 
 Torch keys may carry "@nchw" / "@channels_last": the faster format wins and
 its own peak RSS is the one reported. Each part's files carry their own date
-and load averages (bench_* and attacks_* keys), since bench/run.sh can rerun
+and load averages (bench_*, attacks_* and ckpt_* keys), since bench/run.sh can rerun
 one part alone.
 """
 
@@ -83,17 +83,81 @@ def fmt(v, digits):
 
 
 def previous_parts(path):
-    """The networks' part (up to the first "## " heading) and the "## Attacks"
-    section of an existing document, or None each."""
+    """The networks' part (up to the first "## " heading), the "## Attacks"
+    and the "## Checkpoints" sections of an existing document, or None each."""
     if not os.path.exists(path):
-        return None, None
+        return None, None, None
     with open(path) as f:
         text = f.read()
     nets, sep, rest = text.partition("\n## ")
-    attacks = None
-    if sep and rest.startswith("Attacks\n"):
-        attacks = "## " + rest.partition("\n## ")[0]
-    return (nets if sep else None), attacks
+    sections = {}
+    for part in ("## " + rest).split("\n## ") if sep else []:
+        part = part if part.startswith("## ") else "## " + part
+        sections.setdefault(part[3:].partition("\n")[0].strip(), part)
+    return (nets if sep else None), sections.get("Attacks"), sections.get("Checkpoints")
+
+
+def ckpt_section(p, t):
+    """The "Checkpoints" section: save and load times of each width's
+    checkpoint, pasm's (always durable: fsync) against PyTorch's ways, and
+    whether each side loaded the other's file."""
+    widths = sorted(int(k.rsplit("_w", 1)[1]) for k in p if k.startswith("ckpt_save_ms_w"))
+    if not widths:
+        return []
+    for w in widths:
+        best_format(t, "ckpt_save_ms_w%d" % w, True)
+        best_format(t, "ckpt_load_ms_w%d" % w, True)
+    lines = ["## Checkpoints", ""]
+    lines.append("- measured: %s; files in %s (filesystem, as `stat -f` names it: %s); load average before / after: %s"
+                 % (str(p.get("ckpt_date", "?")).replace("T", " "), "$BENCH_OUT/ckpt",
+                    p.get("ckpt_fs", "?"), load_text(p, "ckpt")))
+    lines.append("- reproduce this part alone: `make bench BENCH_ONLY=ckpt`")
+    lines.append("")
+    lines.append("Saving and loading ResNet-18 (48x48, 1 channel, 7 classes) as a safetensors "
+                 "checkpoint. pasm: `pasm_checkpoint_save` (every tensor checked finite, written "
+                 "straight from the network into a temporary file, fsynced, renamed over the "
+                 "target, the folder fsynced: a crash never leaves a torn checkpoint) and "
+                 "`pasm_checkpoint_load_mode` (read, validate every tensor's name, shape, dtype "
+                 "and finiteness and the metadata, build an evaluation network for batch 1, fill "
+                 "it). PyTorch, as its users write it, with python/pasm_torch.py's model (pasm's "
+                 "tensor names): `safetensors.torch.save_file(model.state_dict())` or "
+                 "`torch.save` (.pt), neither of which fsyncs, so the durable row adds an fsync "
+                 "of the file to save_file; loading builds the model and calls "
+                 "`load_state_dict` on `load_file` or `torch.load(weights_only=True)`. The faster "
+                 "of PyTorch's ways is shown (last column). Medians of at least 5 repetitions and "
+                 "3 s, warm page cache. Ratio: pasm / PyTorch (>1 = pasm faster).")
+    lines.append("")
+    lines.append("| measure | width | pasm | PyTorch | ratio | PyTorch way |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | --- |")
+
+    def row(label, w, pv, tv, way):
+        ratio = "%.2fx" % (tv / pv) if pv and tv else "-"
+        lines.append("| %s | %d | %s | %s | %s | %s |" % (label, w, fmt(pv, 1), fmt(tv, 1), ratio,
+                                                          way))
+
+    for w in widths:
+        row("save (ms)", w, p.get("ckpt_save_ms_w%d" % w), t.get("ckpt_save_ms_w%d" % w),
+            t.get("ckpt_save_ms_w%d_format" % w, ""))
+        row("save, durable (ms)", w, p.get("ckpt_save_ms_w%d" % w),
+            t.get("ckpt_savesync_ms_w%d@safetensors" % w), "save_file + fsync")
+        row("load (ms)", w, p.get("ckpt_load_ms_w%d" % w), t.get("ckpt_load_ms_w%d" % w),
+            t.get("ckpt_load_ms_w%d_format" % w, ""))
+        row("load PyTorch's safetensors file (ms)", w, p.get("ckpt_load_torch_ms_w%d" % w),
+            None, "")
+    lines.append("")
+    sizes = ", ".join("w%d %.1f MiB" % (w, p["ckpt_mib_w%d" % w]) for w in widths
+                      if p.get("ckpt_mib_w%d" % w))
+    rss = ", ".join("w%d %s / %s" % (w, fmt(p.get("ckpt_w%d_rss_mb" % w), 0),
+                                     fmt(t.get("ckpt_w%d_rss_mb" % w), 0)) for w in widths)
+    cross = ", ".join("w%d %s / %s" % (
+        w, "yes" if p.get("ckpt_load_torch_ms_w%d" % w) else "not measured",
+        "yes" if t.get("ckpt_read_pasm_w%d" % w) == 1 else "no") for w in widths)
+    lines.append("File sizes: %s. Peak RSS of the process, MiB, pasm / PyTorch: %s. Each side "
+                 "loaded the other's file (pasm loaded PyTorch's save_file output; PyTorch "
+                 "loaded pasm's with `load_state_dict(strict=True)`), pasm / PyTorch: %s."
+                 % (sizes or "?", rss, cross))
+    lines.append("")
+    return lines
 
 
 ATTACK_TAGS = ("grad", "iter", "de", "de_paper")
@@ -240,6 +304,11 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--attacks-pasm")
     ap.add_argument("--attacks-torch")
+    ap.add_argument("--ckpt-pasm")
+    ap.add_argument("--ckpt-torch")
+    ap.add_argument("--only", default="all",
+                    help="the part just measured (nets, attacks, ckpt; all): the others keep "
+                         "their text from --out where it has them")
     args = ap.parse_args()
     p, t = read(args.pasm), read(args.torch)
     ap_, at = read(args.attacks_pasm), read(args.attacks_torch)
@@ -342,13 +411,20 @@ def main():
     lines.append("")
     # A part that was not measured (BENCH_ONLY, no earlier results in
     # $BENCH_OUT) keeps its text from the current document.
-    old_nets, old_attacks = previous_parts(args.out)
-    if not widths and old_nets:
-        lines = old_nets.rstrip("\n").split("\n") + [""]
-    attack_lines = attack_section(ap_, at)
-    if not attack_lines and old_attacks:
-        attack_lines = old_attacks.rstrip("\n").split("\n") + [""]
-    lines += attack_lines
+    # A part not measured in this run (BENCH_ONLY) keeps its text from the
+    # current document, even where $BENCH_OUT holds other (older or newer,
+    # unpublished) results of it; a part the document lacks is written from
+    # $BENCH_OUT's files if they are there.
+    old_nets, old_attacks, old_ckpt = previous_parts(args.out)
+
+    def keep(part, old, new):
+        if old and (not new or args.only not in ("all", part)):
+            return old.rstrip("\n").split("\n") + [""]
+        return new
+
+    lines = keep("nets", old_nets, lines if widths else [])
+    lines += keep("attacks", old_attacks, attack_section(ap_, at))
+    lines += keep("ckpt", old_ckpt, ckpt_section(read(args.ckpt_pasm), read(args.ckpt_torch)))
     text = "\n".join(lines)
     extra = os.environ.get("BENCH_APPENDIX")
     if extra and os.path.exists(extra):

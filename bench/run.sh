@@ -2,8 +2,9 @@
 # Runs the pasm-vs-PyTorch benchmark and writes docs/benchmarks.md through
 # bench/report.py. Two parts: the network measurements (bench/pasm_bench.c,
 # bench/torch_bench.py) and the point attacks (bench/attack_bench.c,
-# bench/torch_attack.py). BENCH_ONLY=nets or BENCH_ONLY=attacks runs one part;
-# the report keeps the other part's last results (from $BENCH_OUT).
+# bench/torch_attack.py), and checkpoint I/O (pasm_bench ckpt, torch_bench.py
+# ckpt). BENCH_ONLY=nets, attacks or ckpt runs one part; the report keeps the
+# other parts' text from the current docs/benchmarks.md.
 # Every measurement is its own process, so each peak RSS is that work's own.
 # PyTorch comes from PyPI in the virtual environment $BENCH_VENV (created on
 # first use; TORCH_PYTHON=path/to/python uses an existing one); when that
@@ -23,9 +24,10 @@ export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
 mkdir -p "$OUT"
 PASM_TXT=$OUT/pasm.txt TORCH_TXT=$OUT/torch.txt
 ATTACK_PASM_TXT=$OUT/attacks_pasm.txt ATTACK_TORCH_TXT=$OUT/attacks_torch.txt
+CKPT_PASM_TXT=$OUT/ckpt_pasm.txt CKPT_TORCH_TXT=$OUT/ckpt_torch.txt
 case $ONLY in
-all | nets | attacks) ;;
-*) echo "bench: BENCH_ONLY=$ONLY: expected nets or attacks" >&2; exit 2 ;;
+all | nets | attacks | ckpt) ;;
+*) echo "bench: BENCH_ONLY=$ONLY: expected nets, attacks or ckpt" >&2; exit 2 ;;
 esac
 
 PY=""
@@ -33,9 +35,13 @@ if [ -n "${TORCH_PYTHON:-}" ]; then
     PY=$TORCH_PYTHON
 elif [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     PY=$VENV/bin/python
+    # the checkpoint part needs safetensors (and python/pasm_torch.py numpy)
+    "$VENV/bin/python" -c 'import safetensors, numpy' 2>/dev/null ||
+        "$VENV/bin/pip" install --quiet safetensors numpy ||
+        echo "bench: no safetensors in $VENV; PyTorch's checkpoint rows will be empty" >&2
 else
     echo "bench: creating $VENV with PyTorch from PyPI (once; a few GB)" >&2
-    if python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet torch &&
+    if python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet torch safetensors numpy &&
         "$VENV/bin/python" -c 'import torch'; then
         PY=$VENV/bin/python
     else
@@ -166,8 +172,40 @@ run_attacks() {
     echo "attacks_total_s $((SECONDS - t0))" >>"$ATTACK_PASM_TXT"
 }
 
-[ "$ONLY" != attacks ] && run_nets
-[ "$ONLY" != nets ] && run_attacks
+# ---- checkpoints: save and load of each width's network, both sides, in
+# $OUT/ckpt (its filesystem is in the table: fsync's cost depends on it);
+# PyTorch's file goes to pasm and pasm's to PyTorch (strict load_state_dict).
+run_ckpt() {
+    : >"$CKPT_PASM_TXT"
+    : >"$CKPT_TORCH_TXT"
+    local dir=$OUT/ckpt
+    rm -rf "$dir" && mkdir -p "$dir" || return 0
+    {
+        echo "ckpt_date $(date +%Y-%m-%dT%H:%M)"
+        echo "ckpt_load_before $(loadavg)"
+        echo "ckpt_fs $(stat -f -c %T "$dir")"
+    } >>"$CKPT_PASM_TXT"
+    for w in $WIDTHS; do
+        if [ -n "$PY" ]; then
+            echo "bench: torch ckpt $w" >&2
+            "$PY" bench/torch_bench.py ckpt "$w" "$dir" >>"$CKPT_TORCH_TXT" ||
+                echo "bench: torch ckpt $w failed" >&2
+        fi
+        pasm ckpt "$w" "$dir"
+        if [ -n "$PY" ]; then
+            "$PY" bench/torch_bench.py ckpt-read "$w" "$dir" >>"$CKPT_TORCH_TXT" ||
+                echo "bench: PyTorch could not load pasm's width-$w checkpoint" >&2
+        fi
+    done
+    [ -n "$PY" ] && "$PY" bench/torch_bench.py version >>"$CKPT_TORCH_TXT"
+    echo "ckpt_load_after $(loadavg)" >>"$CKPT_PASM_TXT"
+    rm -rf "$dir"
+}
+
+case $ONLY in all | nets) run_nets ;; esac
+case $ONLY in all | attacks) run_attacks ;; esac
+# pasm() appends to $PASM_TXT: the checkpoint part points it at its own file
+case $ONLY in all | ckpt) PASM_TXT=$CKPT_PASM_TXT run_ckpt ;; esac
 BENCH_APPENDIX=${BENCH_APPENDIX:-bench/notes.md} python3 bench/report.py --pasm "$PASM_TXT" \
     --torch "$TORCH_TXT" --attacks-pasm "$ATTACK_PASM_TXT" --attacks-torch "$ATTACK_TORCH_TXT" \
-    --out docs/benchmarks.md
+    --ckpt-pasm "$CKPT_PASM_TXT" --ckpt-torch "$CKPT_TORCH_TXT" --only "$ONLY" --out docs/benchmarks.md
