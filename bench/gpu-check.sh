@@ -358,7 +358,9 @@ if [ "$MODE" = quick ]; then
     step pasm_attack_iter 30 required needs:attack_model,data \
         build-gpu/bench/attack_bench iter "$ATTACK_MODEL" "$TIMING_CSV" $N_ITER --device cuda \
         --precision bf16
-    step pasm_attack_de 30 required needs:attack_model,data \
+    # de on windows, required: were they not to come up (cuDNN, memory), the
+    # scorer would fall back to whole forwards and this row would not say so
+    step pasm_attack_de 30 required needs:attack_model,data env PASM_PATCH=require \
         build-gpu/bench/attack_bench de "$ATTACK_MODEL" "$TIMING_CSV" $N_DE --device cuda \
         --precision bf16
     # de with whole forwards (no windows): what the windows gain on the GPU

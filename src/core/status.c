@@ -9,10 +9,14 @@
 static _Thread_local char error_message[1024];
 
 pasm_status pasm_errorf(pasm_status code, const char *fmt, ...) {
+    /* formatted aside first: an argument may be the message itself (a
+     * context added to pasm_last_error()) */
+    char text[sizeof error_message];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_message, sizeof error_message, fmt, ap);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    memcpy(error_message, text, sizeof text);
     return code;
 }
 

@@ -33,6 +33,7 @@ struct pasm_cuda_conv {
     int desc_n;           /* the batch xd and yd describe (0: none yet) */
     cudnnMathType_t query_math; /* the descriptor's math type when asking cuDNN */
     int nondeterministic; /* some algorithm chosen is (cuDNN offered no other) */
+    int default_math;     /* no kernel in the preferred math: cuDNN's default (fp32: maybe TF32) */
     size_t ws_max;
     conv_algos cache[ALGO_CACHE]; /* [0]: the largest batch; others round-robin */
     int n_cached, next_slot;
@@ -190,6 +191,7 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
         char first[512];
         snprintf(first, sizeof first, "%s", pasm_last_error());
         c->query_math = CUDNN_DEFAULT_MATH;
+        c->default_math = 1;
         c->n_cached = 0;
         if ((st = set_batch(c, s->n, WS_LIMIT)))
             return pasm_errorf(st, "%s (and with cuDNN's default math: %s)", first,
@@ -306,6 +308,8 @@ void pasm_cuda_conv_free(pasm_cuda_conv *c) {
 }
 
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c) { return c->ws_max; }
+
+int pasm_cuda_conv_default_math(const pasm_cuda_conv *c) { return c->default_math; }
 
 static pasm_status check_batch(pasm_cuda_conv *c, int n, size_t ws_bytes, unsigned dir) {
     if (n < 1 || n > c->s.n)

@@ -84,6 +84,9 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
 void pasm_cuda_conv_free(pasm_cuda_conv *c);
 /* Workspace bytes the algorithms chosen for the largest batch need. */
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c);
+/* 1 when cuDNN had no kernel for the plan in the preferred math (bf16:
+ * tensor cores; fp32: plain FMA, no TF32) and the plan uses its default. */
+int pasm_cuda_conv_default_math(const pasm_cuda_conv *c);
 pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, const void *w,
                                    void *y, void *ws, size_t ws_bytes);
 pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *dy,

@@ -150,6 +150,14 @@ pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t bud
             st = pasm_errorf(PASM_ERR_SHAPE, "candidate windows: layer %d gives %d, not %d", i,
                              s.h_out, pl->win[l.dst]);
         if (!st) st = pasm_cuda_conv_create(g->ctx, &s, g->t, PASM_CUDA_CONV_FORWARD, &p->conv[i]);
+        /* fp32 crops that only cuDNN's default math (TF32) takes, where the
+         * whole map runs on FMA, would part the windows from whole forwards
+         * by far more than rounding: whole forwards then */
+        if (!st && g->t == PASM_CUDA_F32 && pasm_cuda_conv_default_math(p->conv[i]) &&
+            !pasm_cuda_conv_default_math(l.conv->plan))
+            st = pasm_errorf(PASM_ERR_UNSUPPORTED, "candidate windows: cuDNN has no FMA kernel "
+                                                   "for layer %d's fp32 %dx%d crops",
+                             i, hc, hc);
         if (!st && pasm_cuda_conv_workspace(p->conv[i]) > p->ws_bytes)
             p->ws_bytes = pasm_cuda_conv_workspace(p->conv[i]);
     }
@@ -282,6 +290,12 @@ pasm_status pasm_cuda_patch_forward(pasm_cuda_patch *p, const uint8_t *faces,
     const pasm_patch_plan *pl = &p->plan;
     const int C = net->cfg.in_channels, S = net->cfg.input_size, K = net->cfg.num_classes;
     const int64_t per = (int64_t)C * S * S;
+    /* PASM_CUDA_PATCH_FAIL=1 (tests): fail as a window convolution that
+     * cuDNN chose but could not run would, so the scorer's fallback runs */
+    const char *fail = getenv("PASM_CUDA_PATCH_FAIL");
+    if (fail && !strcmp(fail, "1"))
+        return pasm_errorf(PASM_ERR_UNSUPPORTED, "candidate windows: a convolution could not "
+                                                 "run (PASM_CUDA_PATCH_FAIL=1)");
     pasm_status st = pasm_net_device_ready(net);
     if (st) return st;
     if ((st = pasm_cuda_net_packed(g))) return st;

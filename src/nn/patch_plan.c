@@ -118,6 +118,13 @@ void pasm_patch_plan_free(pasm_patch_plan *pl) {
 }
 
 
+pasm_patch_use pasm_patch_env(void) {
+    const char *env = getenv("PASM_PATCH");
+    if (env && !strcmp(env, "0")) return PASM_PATCH_OFF;
+    if (env && !strcmp(env, "require")) return PASM_PATCH_REQUIRE;
+    return PASM_PATCH_AUTO;
+}
+
 int pasm_patch_worth(double clean_cost, double cand_cost, int m, const int *img, uint8_t *seen) {
     int faces = 0;
     for (int j = 0; j < m; j++)

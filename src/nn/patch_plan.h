@@ -23,6 +23,14 @@ typedef struct {
 
 pasm_status pasm_patch_plan_make(const pasm_net *net, pasm_patch_plan *pl);
 
+/* The environment's say (PASM_PATCH): "0" turns the windows off (every
+ * candidate a whole forward), "require" makes a scorer that cannot have
+ * them fail with the reason instead of falling back to whole forwards (for
+ * the tests and benchmarks that must measure them); anything else, or
+ * unset, uses them where they apply and pay. */
+typedef enum { PASM_PATCH_OFF = 0, PASM_PATCH_AUTO = 1, PASM_PATCH_REQUIRE = 2 } pasm_patch_use;
+pasm_patch_use pasm_patch_env(void);
+
 /* Whether m candidates (item j a change of face img[j]) are worth windows:
  * their faces' clean passes and their windows cost at most 0.75 of m whole
  * forwards in multiply-adds. The windows' gathers and small sgemms take

@@ -5,6 +5,7 @@
  * A PASM_NET_EVAL network (no backward planned) gives a scorer without
  * gradients, for de, random and cam; grad and iter need PASM_NET_EVAL_GRAD. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -253,13 +254,25 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
         s->changed = dev_changed;
         return PASM_OK;
     }
-    const char *env = getenv("PASM_PATCH"); /* 0: every candidate a whole forward */
-    if (env && !strcmp(env, "0")) return PASM_OK;
-    if (pasm_net_patch_create(net, PATCH_BUDGET, &c->patch)) {
-        pasm_clear_error(); /* no memory for windows: whole forwards */
+    const pasm_patch_use use = pasm_patch_env();
+    if (use == PASM_PATCH_OFF) return PASM_OK;
+    if ((st = pasm_net_patch_create(net, PATCH_BUDGET, &c->patch)) || !c->patch) {
         c->patch = NULL;
+        if (use == PASM_PATCH_REQUIRE) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", st ? pasm_last_error()
+                                               : cfg->precision != PASM_PRECISION_FP32
+                                                     ? "they are fp32 code"
+                                                     : "nothing in this network is worth them");
+            pasm_scorer_net_free(s);
+            return pasm_errorf(st ? st : PASM_ERR_INVALID,
+                               "PASM_PATCH=require: no candidate windows for the attack's "
+                               "scorer (%s)",
+                               why);
+        }
+        pasm_clear_error(); /* no memory for them, or they do not apply: whole forwards */
+        return PASM_OK;
     }
-    if (!c->patch) return PASM_OK; /* windows do not apply to this network */
     c->cand = malloc((size_t)batch * per_image);
     c->values = malloc((size_t)batch * cfg->in_channels * sizeof(float));
     c->logits = malloc((size_t)batch * cfg->num_classes * sizeof(float));

@@ -35,9 +35,10 @@ struct scorer_device {
     const uint8_t *bound_host; /* ... the caller's copy */
     uint8_t *seen;            /* bound_cap: faces met in one changed call */
     /* candidates on windows: made at the first call that gains by them
-     * (their memory is not taken for attacks that never do); windows 0
-     * when off (PASM_PATCH=0, nothing to window) or when making them
-     * failed (whole forwards then) */
+     * (their memory is not taken for attacks that never do); windows a
+     * pasm_patch_use, 0 when off (PASM_PATCH=0, nothing to window) or when
+     * making or running them failed (whole forwards then; with
+     * PASM_PATCH=require such a failure is the call's error) */
     pasm_cuda_patch *patch;
     int windows;
     double clean_cost, cand_cost;
@@ -106,11 +107,11 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
     if (!st) st = pasm_cuda_to_device(d->ctx, d->plans, plans, (size_t)n * sizeof *plans);
     if (!st) st = pasm_cuda_sync(d->ctx, "preparing the attack's GPU scorer"); /* plans freed */
     free(plans);
-    const char *env = getenv("PASM_PATCH"); /* 0: every candidate a whole forward */
+    const pasm_patch_use use = pasm_patch_env();
     pasm_patch_plan plan;
-    if (!st && !(env && !strcmp(env, "0")) && pasm_net_get_mode(net) != PASM_NET_TRAIN &&
+    if (!st && use != PASM_PATCH_OFF && pasm_net_get_mode(net) != PASM_NET_TRAIN &&
         !(st = pasm_patch_plan_make(net, &plan))) {
-        d->windows = plan.n_blocks > 0;
+        d->windows = plan.n_blocks > 0 ? (int)use : 0;
         d->clean_cost = plan.clean_cost;
         d->cand_cost = plan.cand_cost;
         memcpy(d->table_host, table, (size_t)C * 256 * sizeof(float));
@@ -211,17 +212,33 @@ pasm_status scorer_device_changed(scorer_device *d, int m, const int *img, const
     }
     if (d->windows) { /* on windows when the call's faces have candidates enough */
         const int worth = pasm_patch_worth(d->clean_cost, d->cand_cost, m, img, d->seen);
-        if (worth && !d->patch &&
-            (pasm_cuda_patch_create(d->net, d->table_host, PATCH_BUDGET, &d->patch) ||
-             !d->patch)) {
-            pasm_clear_error(); /* no room for them (or no plan): whole forwards */
-            d->windows = 0;
+        if (worth && !d->patch) {
+            st = pasm_cuda_patch_create(d->net, d->table_host, PATCH_BUDGET, &d->patch);
+            if (!st && !d->patch)
+                st = pasm_errorf(PASM_ERR_INVALID, "no plan for this network's windows");
+            if (st && d->windows == PASM_PATCH_REQUIRE)
+                return pasm_errorf(st, "PASM_PATCH=require: no candidate windows on the GPU "
+                                       "(%s)",
+                                   pasm_last_error());
+            if (st) { /* no room for them: whole forwards */
+                pasm_clear_error();
+                d->windows = 0;
+            }
         }
         if (d->patch && worth) {
             d->last_n = 0; /* no salient pick follows these */
             *logits = d->logits;
-            return pasm_cuda_patch_forward(d->patch, d->bound, d->bound_host, d->bound_n,
-                                           d->table, m, img, row, col, values, d->logits);
+            st = pasm_cuda_patch_forward(d->patch, d->bound, d->bound_host, d->bound_n, d->table,
+                                         m, img, row, col, values, d->logits);
+            if (!st || d->windows == PASM_PATCH_REQUIRE) return st;
+            /* A window convolution cuDNN chose but could not run: whole
+             * forwards from here on, this call's included (its candidates
+             * are independent of each other). An error that broke the
+             * context fails them too, and is reported then. */
+            pasm_clear_error();
+            pasm_cuda_patch_free(d->patch);
+            d->patch = NULL;
+            d->windows = 0;
         }
     }
     st = pasm_cuda_to_device(d->ctx, d->items, d->host_items, (size_t)m * sizeof *d->items);

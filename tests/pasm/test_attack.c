@@ -498,7 +498,8 @@ static void test_net_scorer_windows(void **state) {
                                   &net, &meta))
         fail_msg("%s", pasm_last_error());
     pasm_scorer win, whole;
-    char *saved = test_env_set("PASM_PATCH", NULL); /* windows, whatever the caller's */
+    /* windows, whatever the caller's PASM_PATCH, and no silent fallback */
+    char *saved = test_env_set("PASM_PATCH", "require");
     assert_int_equal(pasm_scorer_net(&win, net, meta.norm_mean, meta.norm_std), PASM_OK);
     setenv("PASM_PATCH", "0", 1);
     assert_int_equal(pasm_scorer_net(&whole, net, meta.norm_mean, meta.norm_std), PASM_OK);
@@ -570,9 +571,48 @@ static void test_net_scorer_windows(void **state) {
     pasm_dataset_free(&ds);
 }
 
+/* PASM_PATCH=require: a scorer that cannot have windows (a bf16 network:
+ * they are fp32 code) is refused with the reason; without it the same
+ * scorer runs whole forwards; PASM_PATCH=0 has none either way. */
+static void test_windows_required(void **state) {
+    (void)state;
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = 1, .num_classes = 4,
+                           .input_size = 48};
+    const float mean = 0.5f, std = 0.25f;
+    pasm_scorer s;
+    for (int bf16 = 0; bf16 < 2; bf16++) {
+        cfg.precision = bf16 ? PASM_PRECISION_BF16 : PASM_PRECISION_FP32;
+        pasm_net *net;
+        if (pasm_net_create_mode(&net, &cfg, 8, PASM_NET_EVAL)) fail_msg("%s", pasm_last_error());
+        pasm_net_init(net, 2);
+        char *saved = test_env_set("PASM_PATCH", "require");
+        pasm_status st = pasm_scorer_net(&s, net, &mean, &std);
+        if (bf16) {
+            assert_int_equal(st, PASM_ERR_INVALID);
+            assert_non_null(strstr(pasm_last_error(), "PASM_PATCH=require: no candidate windows"));
+            assert_non_null(strstr(pasm_last_error(), "fp32 code"));
+            assert_null(s.ctx);
+        } else {
+            assert_int_equal(st, PASM_OK);
+            assert_non_null(s.changed);
+            pasm_scorer_net_free(&s);
+        }
+        for (int off = 0; off < 2; off++) {
+            setenv("PASM_PATCH", off ? "0" : "yes", 1); /* anything else: auto */
+            assert_int_equal(pasm_scorer_net(&s, net, &mean, &std), PASM_OK);
+            if (off || bf16) assert_null(s.changed);
+            else assert_non_null(s.changed);
+            pasm_scorer_net_free(&s);
+        }
+        test_env_restore("PASM_PATCH", saved);
+        pasm_net_free(net);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cam_and_random_points),
+        cmocka_unit_test(test_windows_required),
         cmocka_unit_test(test_net_class_map),
         cmocka_unit_test(test_grad_finds_the_peak),
         cmocka_unit_test(test_iter_finds_the_peak_and_stops_on_the_flip),
