@@ -574,30 +574,46 @@ static void test_attack_windows(void **unused) {
 /* The GPU windows under budgets that split a call into groups (down to one
  * face and one candidate a group), faces interleaved and repeated, corners
  * and edges among the pixels, against the scorer's whole forwards: fp32 and
- * bf16, calls of 1 to 32 candidates. */
+ * bf16, calls of 1, 3, 13 and 32 candidates. */
 enum { AG_N = 8, AG_B = 32 };
 
-static void windows_in_groups(pasm_precision precision) {
+/* A width-16 evaluation network on the GPU, AG_N random RGB faces and AG_B
+ * candidates of them: interleaved and repeated faces with corners and edges
+ * among the pixels, or (grouped) 8 candidates for each of the first 4 faces. */
+typedef struct {
+    pasm_net *net;
+    uint8_t images[AG_N * AT_C * AT_SIZE * AT_SIZE];
+    int img[AG_B], row[AG_B], col[AG_B];
+    uint8_t values[AG_B * AT_C];
+} ag_case;
+
+static void ag_make(ag_case *k, pasm_precision precision, uint64_t seed, int grouped) {
     pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = AT_C,
                            .num_classes = 7, .input_size = AT_SIZE, .device = PASM_DEVICE_CUDA,
                            .precision = precision};
-    pasm_net *net = NULL;
-    if (pasm_net_create_mode(&net, &cfg, AG_B, PASM_NET_EVAL)) fail_msg("%s", pasm_last_error());
-    pasm_net_init(net, 4);
-    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.2f, 0.3f};
-    enum { PER = AT_C * AT_SIZE * AT_SIZE };
-    static uint8_t images[AG_N * PER];
+    k->net = NULL;
+    if (pasm_net_create_mode(&k->net, &cfg, AG_B, PASM_NET_EVAL))
+        fail_msg("%s", pasm_last_error());
+    pasm_net_init(k->net, seed);
     pasm_rng rng;
-    pasm_rng_init(&rng, 8, 91, 0, 0);
-    for (size_t i = 0; i < sizeof images; i++) images[i] = (uint8_t)pasm_rng_u32(&rng);
-    int img[AG_B], row[AG_B], col[AG_B];
-    uint8_t values[AG_B * AT_C];
+    pasm_rng_init(&rng, seed, 91, 0, 0);
+    for (size_t i = 0; i < sizeof k->images; i++) k->images[i] = (uint8_t)pasm_rng_u32(&rng);
     for (int j = 0; j < AG_B; j++) {
-        img[j] = (j * 5 + j / 7) % AG_N;
-        row[j] = j % 5 ? (int)pasm_rng_below(&rng, AT_SIZE) : 0;
-        col[j] = j % 7 ? (int)pasm_rng_below(&rng, AT_SIZE) : AT_SIZE - 1;
-        for (int c = 0; c < AT_C; c++) values[j * AT_C + c] = (uint8_t)pasm_rng_u32(&rng);
+        k->img[j] = grouped ? j / 8 : (j * 5 + j / 7) % AG_N;
+        k->row[j] = grouped || j % 5 ? (int)pasm_rng_below(&rng, AT_SIZE) : 0;
+        k->col[j] = grouped || j % 7 ? (int)pasm_rng_below(&rng, AT_SIZE) : AT_SIZE - 1;
+        for (int c = 0; c < AT_C; c++) k->values[j * AT_C + c] = (uint8_t)pasm_rng_u32(&rng);
     }
+}
+
+static void windows_in_groups(pasm_precision precision) {
+    static ag_case k;
+    ag_make(&k, precision, 8, 0);
+    pasm_net *net = k.net;
+    const uint8_t *images = k.images;
+    const int *img = k.img, *row = k.row, *col = k.col;
+    const uint8_t *values = k.values;
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.2f, 0.3f};
     char *saved = test_env_set("PASM_PATCH", "0");
     pasm_scorer whole = attack_scorer(net, 1);
     test_env_restore("PASM_PATCH", saved);
@@ -609,18 +625,22 @@ static void windows_in_groups(pasm_precision precision) {
     pasm_cuda_ctx *ctx = NULL;
     void *faces = NULL, *table_dev = NULL;
     assert_int_equal(pasm_cuda_ctx_create(&ctx), PASM_OK);
-    assert_int_equal(pasm_cuda_alloc(&faces, sizeof images, "faces"), PASM_OK);
+    assert_int_equal(pasm_cuda_alloc(&faces, sizeof k.images, "faces"), PASM_OK);
     assert_int_equal(pasm_cuda_alloc(&table_dev, sizeof table, "table"), PASM_OK);
-    assert_int_equal(pasm_cuda_to_device(ctx, faces, images, sizeof images), PASM_OK);
+    assert_int_equal(pasm_cuda_to_device(ctx, faces, images, sizeof k.images), PASM_OK);
     assert_int_equal(pasm_cuda_to_device(ctx, table_dev, table, sizeof table), PASM_OK);
     assert_int_equal(pasm_cuda_sync(ctx, "test"), PASM_OK);
-    const size_t budgets[] = {1, 200000, 1000000, (size_t)2 << 30};
+    /* fp32 the extremes too (a group a candidate; one group); bf16's
+     * grouping is fp32's, its rounding is what differs */
+    const size_t budgets[] = {1000000, 1, (size_t)2 << 30};
     const int gpu = test_cuda_device() == 1;
-    for (size_t b = 0; b < sizeof budgets / sizeof budgets[0]; b++) {
+    for (size_t b = 0; b < (precision ? 1 : sizeof budgets / sizeof budgets[0]); b++) {
         pasm_cuda_patch *p = NULL;
         if (pasm_cuda_patch_create(net, table, budgets[b], &p)) fail_msg("%s", pasm_last_error());
         assert_non_null(p);
-        for (int m = 1; m <= AG_B; m += m < 4 ? 1 : 9) {
+        const int calls[] = {1, 3, 13, AG_B};
+        for (size_t c = 0; c < sizeof calls / sizeof calls[0]; c++) {
+            const int m = calls[c];
             if (pasm_cuda_patch_forward(p, faces, images, AG_N, table_dev, m, img, row, col,
                                         values, lw))
                 fail_msg("%s", pasm_last_error());
@@ -646,24 +666,12 @@ static void windows_in_groups(pasm_precision precision) {
  * call with whole forwards and keeps to them, the same bytes as a scorer
  * without windows; with PASM_PATCH=require the failure is the call's error. */
 static void windows_that_fail(void) {
-    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = AT_C,
-                           .num_classes = 7, .input_size = AT_SIZE, .device = PASM_DEVICE_CUDA};
-    pasm_net *net = NULL;
-    if (pasm_net_create_mode(&net, &cfg, AG_B, PASM_NET_EVAL)) fail_msg("%s", pasm_last_error());
-    pasm_net_init(net, 5);
-    enum { PER = AT_C * AT_SIZE * AT_SIZE };
-    static uint8_t images[AG_N * PER];
-    pasm_rng rng;
-    pasm_rng_init(&rng, 9, 91, 0, 0);
-    for (size_t i = 0; i < sizeof images; i++) images[i] = (uint8_t)pasm_rng_u32(&rng);
-    int img[AG_B], row[AG_B], col[AG_B];
-    uint8_t values[AG_B * AT_C];
-    for (int j = 0; j < AG_B; j++) { /* 8 candidates for each of 4 faces: worth windows */
-        img[j] = j / 8;
-        row[j] = (int)pasm_rng_below(&rng, AT_SIZE);
-        col[j] = (int)pasm_rng_below(&rng, AT_SIZE);
-        for (int c = 0; c < AT_C; c++) values[j * AT_C + c] = (uint8_t)pasm_rng_u32(&rng);
-    }
+    static ag_case k; /* 8 candidates for each of 4 faces: worth windows */
+    ag_make(&k, PASM_PRECISION_FP32, 9, 1);
+    pasm_net *net = k.net;
+    const uint8_t *images = k.images;
+    const int *img = k.img, *row = k.row, *col = k.col;
+    const uint8_t *values = k.values;
     char *saved_patch = test_env_set("PASM_PATCH", "0");
     pasm_scorer whole = attack_scorer(net, 1);
     setenv("PASM_PATCH", "1", 1);
