@@ -433,7 +433,8 @@ static int run_load(const char *path) {
     return 0;
 }
 
-/* The practical fp32 peak: the best of several 2048^3 sgemm calls. */
+/* Checkpoint I/O (pasm_bench ckpt): one network and its metadata, saved to
+ * and loaded from path. */
 typedef struct {
     const char *path;
     pasm_net *net;
@@ -499,6 +500,7 @@ static int run_ckpt(int width, const char *dir) {
         fclose(t);
         c.path = torch_path;
         double ms = median_ms(ckpt_load, &c);
+        printf("ckpt_load_torch_ok_w%d %d\n", width, ms >= 0);
         if (ms < 0) rc = fail(torch_path);
         else printf("ckpt_load_torch_ms_w%d %.2f\n", width, ms);
     }
@@ -508,6 +510,7 @@ static int run_ckpt(int width, const char *dir) {
     return rc;
 }
 
+/* The practical fp32 peak: the best of several 2048^3 sgemm calls. */
 static int run_sgemm(void) {
     const int n = 2048;
     float *a = pasm_alloc(sizeof(float) * n * n, "A"), *b = pasm_alloc(sizeof(float) * n * n, "B");

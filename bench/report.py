@@ -150,7 +150,7 @@ def ckpt_section(p, t):
     rss = ", ".join("w%d %s / %s" % (w, fmt(p.get("ckpt_w%d_rss_mb" % w), 0),
                                      fmt(t.get("ckpt_w%d_rss_mb" % w), 0)) for w in widths)
     cross = ", ".join("w%d %s / %s" % (
-        w, "yes" if p.get("ckpt_load_torch_ms_w%d" % w) else "not measured",
+        w, {1: "yes", 0: "no"}.get(p.get("ckpt_load_torch_ok_w%d" % w), "not measured"),
         "yes" if t.get("ckpt_read_pasm_w%d" % w) == 1 else "no") for w in widths)
     lines.append("File sizes: %s. Peak RSS of the process, MiB, pasm / PyTorch: %s. Each side "
                  "loaded the other's file (pasm loaded PyTorch's save_file output; PyTorch "
@@ -409,8 +409,6 @@ def main():
                  "torch.tensor), as a PyTorch user would write it."
                  % ("%d" % p["load_images"] if p.get("load_images") else "?"))
     lines.append("")
-    # A part that was not measured (BENCH_ONLY, no earlier results in
-    # $BENCH_OUT) keeps its text from the current document.
     # A part not measured in this run (BENCH_ONLY) keeps its text from the
     # current document, even where $BENCH_OUT holds other (older or newer,
     # unpublished) results of it; a part the document lacks is written from

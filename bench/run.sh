@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the pasm-vs-PyTorch benchmark and writes docs/benchmarks.md through
-# bench/report.py. Two parts: the network measurements (bench/pasm_bench.c,
-# bench/torch_bench.py) and the point attacks (bench/attack_bench.c,
-# bench/torch_attack.py), and checkpoint I/O (pasm_bench ckpt, torch_bench.py
+# bench/report.py. Three parts: the network measurements (bench/pasm_bench.c,
+# bench/torch_bench.py), the point attacks (bench/attack_bench.c,
+# bench/torch_attack.py) and checkpoint I/O (pasm_bench ckpt, torch_bench.py
 # ckpt). BENCH_ONLY=nets, attacks or ckpt runs one part; the report keeps the
 # other parts' text from the current docs/benchmarks.md.
 # Every measurement is its own process, so each peak RSS is that work's own.

@@ -77,10 +77,11 @@ void pasm_scorer_net_free(pasm_scorer *s);
  * (m, C, S, S) item j = image img[j] of images (n, C, S, S) with pixel
  * (row[j], col[j]) set to values[j * C ..]. What the attacks send to probs
  * when the scorer has no bind/changed, and what a scorer's changed may do
- * when it has nothing faster; the indices are the caller's to check. */
-void pasm_candidates_assemble(int channels, int size, const uint8_t *images, int m,
-                              const int *img, const int *row, const int *col,
-                              const uint8_t *values, uint8_t *out);
+ * when it has nothing faster. PASM_ERR_INVALID, naming the item, for an
+ * image or pixel outside (out then holds the items before it). */
+pasm_status pasm_candidates_assemble(int channels, int size, const uint8_t *images, int n,
+                                     int m, const int *img, const int *row, const int *col,
+                                     const uint8_t *values, uint8_t *out);
 
 /* ---- attacks ---- */
 /* de, grad and iter are the point attacks; random and cam place the point

@@ -2,6 +2,7 @@
  * allocate nothing), the arena that networks plan their memory in, and
  * small helpers (monotonic clock). */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,17 +13,19 @@
 static atomic_uint_fast64_t alloc_count;
 
 void *pasm_alloc(size_t bytes, const char *what) {
+    const size_t huge = (size_t)2 << 20;
     size_t rounded = (bytes + 63) / 64 * 64;
     if (rounded == 0) rounded = 64;
-    /* Large blocks (a network's parameters, activations, workspace) on
-     * transparent huge pages where the kernel offers them on request: 512x
-     * fewer page faults when they are first touched, fewer TLB misses after */
-    const size_t huge = (size_t)2 << 20;
-    void *p;
-    if (rounded >= 2 * huge) {
-        rounded = (rounded + huge - 1) / huge * huge;
-        p = aligned_alloc(huge, rounded);
-        if (p) madvise(p, rounded, MADV_HUGEPAGE); /* advice only */
+    void *p = NULL;
+    if (bytes > SIZE_MAX - huge) { /* no rounding up past the end */
+    } else if (rounded >= 2 * huge) {
+        /* Large blocks (a network's parameters, activations, workspace)
+         * on transparent huge pages where the kernel offers them on
+         * request: 512x fewer page faults when first touched, fewer TLB
+         * misses after. Only the bytes asked for are zeroed (below). */
+        const size_t whole = (rounded + huge - 1) / huge * huge;
+        p = aligned_alloc(huge, whole);
+        if (p) madvise(p, whole, MADV_HUGEPAGE); /* advice only */
     } else {
         p = aligned_alloc(64, rounded);
     }

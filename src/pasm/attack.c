@@ -60,6 +60,7 @@ typedef struct {
     uint8_t *values;    /* batch x C: their values */
     uint8_t *skip;      /* batch x S x S: pixels not to pick (iter only) */
     int bound;          /* the images attacked are bound to the scorer (s->bind) */
+    int n_images;       /* how many images are attacked (changes' img indices) */
 } work;
 
 static void work_free(work *w) {
@@ -112,15 +113,21 @@ static void set_pixel(uint8_t *image, int channels, int size, int row, int col,
         image[(int64_t)ch * size * size + row * size + col] = values[ch];
 }
 
-void pasm_candidates_assemble(int channels, int size, const uint8_t *images, int m,
-                              const int *img, const int *row, const int *col,
-                              const uint8_t *values, uint8_t *out) {
+pasm_status pasm_candidates_assemble(int channels, int size, const uint8_t *images, int n,
+                                     int m, const int *img, const int *row, const int *col,
+                                     const uint8_t *values, uint8_t *out) {
     const int64_t per = (int64_t)channels * size * size;
     for (int j = 0; j < m; j++) {
+        if (img[j] < 0 || img[j] >= n || row[j] < 0 || row[j] >= size || col[j] < 0 ||
+            col[j] >= size)
+            return pasm_errorf(PASM_ERR_INVALID, "one-pixel candidate %d: pixel (%d, %d) of "
+                                                 "image %d, outside %d images of %dx%d",
+                               j, row[j], col[j], img[j], n, size, size);
         uint8_t *dst = out + j * per;
         memcpy(dst, images + (int64_t)img[j] * per, (size_t)per);
         set_pixel(dst, channels, size, row[j], col[j], values + (int64_t)j * channels);
     }
+    return PASM_OK;
 }
 
 /* A list of one-pixel changes: m items, item j sets pixel (row[j], col[j])
@@ -145,10 +152,10 @@ static pasm_status eval_changes(work *w, const uint8_t *images, const int32_t *l
             st = s->changed(s->ctx, n, ch->img + start, ch->row + start, ch->col + start,
                             ch->values + (int64_t)start * s->channels, w->probs);
         } else {
-            pasm_candidates_assemble(s->channels, s->size, images, n, ch->img + start,
-                                     ch->row + start, ch->col + start,
-                                     ch->values + (int64_t)start * s->channels, w->images);
-            st = s->probs(s->ctx, w->images, n, w->probs);
+            st = pasm_candidates_assemble(s->channels, s->size, images, w->n_images, n,
+                                          ch->img + start, ch->row + start, ch->col + start,
+                                          ch->values + (int64_t)start * s->channels, w->images);
+            if (!st) st = s->probs(s->ctx, w->images, n, w->probs);
         }
         if (st) return st;
         for (int b = 0; b < n; b++) {
@@ -577,6 +584,7 @@ pasm_status pasm_attack_images(const pasm_scorer *s, const pasm_attack_options *
     work w;
     if ((st = work_init(&w, s, o, o->kind != PASM_ATTACK_DE && o->kind != PASM_ATTACK_RANDOM)))
         return st;
+    w.n_images = n;
     /* every attack but iter evaluates one-pixel changes of these images */
     if (o->kind != PASM_ATTACK_ITER && s->bind && s->changed) {
         w.bound = s->bind(s->ctx, images, n) == PASM_OK;

@@ -167,8 +167,9 @@ static pasm_status host_changed(void *ctx, int m, const int *img, const int *row
                                j, img[j], row[j], col[j], c->n_bound, S, S);
     double clean, cand = pasm_net_patch_cost(c->patch, &clean);
     if (!pasm_patch_worth(clean, cand, m, img, c->seen)) {
-        pasm_candidates_assemble(C, S, c->bound, m, img, row, col, values, c->cand);
-        return net_probs(ctx, c->cand, m, probs);
+        pasm_status st = pasm_candidates_assemble(C, S, c->bound, c->n_bound, m, img, row, col,
+                                                  values, c->cand);
+        return st ? st : net_probs(ctx, c->cand, m, probs);
     }
     for (int j = 0; j < m; j++)
         for (int ch = 0; ch < C; ch++) /* the same float expression as normalise */
@@ -260,10 +261,13 @@ pasm_status pasm_scorer_net(pasm_scorer *s, pasm_net *net, const float *mean, co
         c->patch = NULL;
         if (use == PASM_PATCH_REQUIRE) {
             char why[256];
-            snprintf(why, sizeof why, "%s", st ? pasm_last_error()
-                                               : cfg->precision != PASM_PRECISION_FP32
-                                                     ? "they are fp32 code"
-                                                     : "nothing in this network is worth them");
+            snprintf(why, sizeof why, "%s",
+                     st                                       ? pasm_last_error()
+                     : cfg->device != PASM_DEVICE_CPU         ? "they are CPU code, for a network "
+                                                                "on the CPU"
+                     : cfg->precision != PASM_PRECISION_FP32  ? "they are fp32 code"
+                                                              : "nothing in this network is "
+                                                                "worth them");
             pasm_scorer_net_free(s);
             return pasm_errorf(st ? st : PASM_ERR_INVALID,
                                "PASM_PATCH=require: no candidate windows for the attack's "
@@ -301,5 +305,5 @@ void pasm_scorer_net_free(pasm_scorer *s) {
         free(c->maps);
         free(c);
     }
-    s->ctx = NULL;
+    memset(s, 0, sizeof *s); /* nothing left to call: probs and the rest are gone too */
 }

@@ -1,4 +1,5 @@
 /* The attack scorer's GPU side: see scorer_device.h. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,6 +110,11 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
     free(plans);
     const pasm_patch_use use = pasm_patch_env();
     pasm_patch_plan plan;
+    if (!st && use != PASM_PATCH_OFF && pasm_net_get_mode(net) == PASM_NET_TRAIN &&
+        use == PASM_PATCH_REQUIRE)
+        st = pasm_errorf(PASM_ERR_INVALID, "PASM_PATCH=require: no candidate windows for a "
+                                           "training network on the GPU (they are built for "
+                                           "evaluation networks)");
     if (!st && use != PASM_PATCH_OFF && pasm_net_get_mode(net) != PASM_NET_TRAIN &&
         !(st = pasm_patch_plan_make(net, &plan))) {
         d->windows = plan.n_blocks > 0 ? (int)use : 0;
@@ -116,6 +122,9 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
         d->cand_cost = plan.cand_cost;
         memcpy(d->table_host, table, (size_t)C * 256 * sizeof(float));
         pasm_patch_plan_free(&plan);
+        if (!d->windows && use == PASM_PATCH_REQUIRE)
+            st = pasm_errorf(PASM_ERR_INVALID, "PASM_PATCH=require: no candidate windows on the "
+                                               "GPU (nothing in this network is worth them)");
     }
     if (st) {
         scorer_device_free(d);
@@ -200,6 +209,7 @@ pasm_status scorer_device_changed(scorer_device *d, int m, const int *img, const
     pasm_status st = batch_size(d, m);
     if (st) return st;
     const int C = d->channels, S = d->size;
+    char window_error[512] = "";
     for (int j = 0; j < m; j++) {
         if (img[j] < 0 || img[j] >= d->bound_n || row[j] < 0 || row[j] >= S || col[j] < 0 ||
             col[j] >= S)
@@ -230,11 +240,13 @@ pasm_status scorer_device_changed(scorer_device *d, int m, const int *img, const
             *logits = d->logits;
             st = pasm_cuda_patch_forward(d->patch, d->bound, d->bound_host, d->bound_n, d->table,
                                          m, img, row, col, values, d->logits);
-            if (!st || d->windows == PASM_PATCH_REQUIRE) return st;
-            /* A window convolution cuDNN chose but could not run: whole
-             * forwards from here on, this call's included (its candidates
-             * are independent of each other). An error that broke the
-             * context fails them too, and is reported then. */
+            if (!st || d->windows == PASM_PATCH_REQUIRE || st != PASM_ERR_UNSUPPORTED) return st;
+            /* CUDA or cuDNN refused (a window convolution cuDNN chose but
+             * could not run): whole forwards from here on, this call's
+             * included (its candidates are independent of each other). An
+             * error that broke the context fails them too: then both
+             * messages are the call's. */
+            snprintf(window_error, sizeof window_error, "%s", pasm_last_error());
             pasm_clear_error();
             pasm_cuda_patch_free(d->patch);
             d->patch = NULL;
@@ -244,6 +256,9 @@ pasm_status scorer_device_changed(scorer_device *d, int m, const int *img, const
     st = pasm_cuda_to_device(d->ctx, d->items, d->host_items, (size_t)m * sizeof *d->items);
     if (!st) st = pasm_cuda_pixel_batch(d->ctx, m, C, S, d->bound, d->items, d->table, d->x);
     if (!st) st = forward(d, m, logits);
+    if (st && window_error[0])
+        st = pasm_errorf(st, "%s (after the candidate windows failed: %s)", pasm_last_error(),
+                         window_error);
     return st;
 }
 

@@ -442,7 +442,8 @@ static void test_attack_paths(void **unused) {
     pasm_scorer_net_free(&sc);
     const pasm_attack_kind kinds[] = {PASM_ATTACK_DE, PASM_ATTACK_GRAD, PASM_ATTACK_ITER,
                                       PASM_ATTACK_RANDOM, PASM_ATTACK_CAM};
-    setenv("PASM_PATCH", "0", 1); /* whole forwards: test_attack_windows has the windows */
+    /* whole forwards: test_attack_windows has the windows */
+    char *saved = test_env_set("PASM_PATCH", "0");
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         pasm_point dev[AT_N], host[AT_N];
         attack_with(net, images, labels, kinds[k], 1, dev);
@@ -460,7 +461,7 @@ static void test_attack_paths(void **unused) {
         assert_memory_equal(dev, host, sizeof dev);
         assert_true(moved > 0); /* the attacks did something */
     }
-    unsetenv("PASM_PATCH");
+    test_env_restore("PASM_PATCH", saved);
     pasm_net_free(net);
 }
 
@@ -544,12 +545,13 @@ static void attack_windows(pasm_precision precision) {
             o.kind = kinds[k], o.de_pop = 8, o.de_gens = 3, o.attack_batch = AW_BATCH, o.seed = 2;
             int64_t index[AW_N];
             for (int i = 0; i < AW_N; i++) index[i] = i;
+            char *was = test_env_set("PASM_PATCH", "require");
             pasm_scorer s1 = attack_scorer(net, 1);
             assert_int_equal(pasm_attack_images(&s1, &o, images, labels, index, AW_N, a), PASM_OK);
             pasm_scorer_net_free(&s1);
             setenv("PASM_PATCH", "0", 1);
             pasm_scorer s2 = attack_scorer(net, 1);
-            unsetenv("PASM_PATCH");
+            test_env_restore("PASM_PATCH", was);
             assert_int_equal(pasm_attack_images(&s2, &o, images, labels, index, AW_N, b), PASM_OK);
             pasm_scorer_net_free(&s2);
             int same = 0;
@@ -692,10 +694,31 @@ static void windows_that_fail(void) {
                      PASM_ERR_UNSUPPORTED);
     assert_non_null(strstr(pasm_last_error(), "could not run"));
     test_env_restore("PASM_CUDA_PATCH_FAIL", saved_fail);
+    /* the windows, when they run, sum in another order than whole forwards
+     * (these bytes differ), and the scorer that fell back does not try them
+     * again (its bytes stay whole forwards') */
+    float pr[AG_B * 7];
+    assert_int_equal(required.changed(required.ctx, AG_B, img, row, col, values, pr), PASM_OK);
+    assert_true(memcmp(pr, pf, sizeof pf) != 0);
+    assert_int_equal(fallback.changed(fallback.ctx, AG_B, img, row, col, values, pb), PASM_OK);
+    assert_memory_equal(pb, pf, sizeof pf);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(all[i]->bind(all[i]->ctx, NULL, 0), PASM_OK);
         pasm_scorer_net_free(all[i]);
     }
+    pasm_net_free(net);
+    /* a training network has no windows: require refuses its scorer at once */
+    pasm_net_config cfg = {.arch = "resnet18", .width = 16, .in_channels = AT_C,
+                           .num_classes = 7, .input_size = AT_SIZE, .device = PASM_DEVICE_CUDA};
+    if (pasm_net_create_mode(&net, &cfg, 4, PASM_NET_TRAIN)) fail_msg("%s", pasm_last_error());
+    const float mean[3] = {0.5f, 0.4f, 0.3f}, std[3] = {0.25f, 0.2f, 0.3f};
+    saved_patch = test_env_set("PASM_PATCH", "require");
+    pasm_scorer sc;
+    assert_int_equal(pasm_scorer_net(&sc, net, mean, std), PASM_ERR_INVALID);
+    assert_non_null(strstr(pasm_last_error(), "PASM_PATCH=require: no candidate windows for a "
+                                              "training network"));
+    assert_null(sc.probs); /* nothing half-built to call */
+    test_env_restore("PASM_PATCH", saved_patch);
     pasm_net_free(net);
 }
 #endif

@@ -571,6 +571,37 @@ static void test_net_scorer_windows(void **state) {
     pasm_dataset_free(&ds);
 }
 
+/* pasm_candidates_assemble: each item its image with its one pixel set (RGB,
+ * channel-major), and an item outside the images refused, naming it. */
+static void test_candidates_assemble(void **state) {
+    (void)state;
+    enum { C = 3, S = 4, PER = C * S * S };
+    uint8_t images[2 * PER], out[3 * PER];
+    for (int i = 0; i < 2 * PER; i++) images[i] = (uint8_t)i;
+    const int img[3] = {1, 0, 1}, row[3] = {0, 3, 2}, col[3] = {3, 0, 1};
+    const uint8_t values[3 * C] = {10, 11, 12, 20, 21, 22, 30, 31, 32};
+    assert_int_equal(pasm_candidates_assemble(C, S, images, 2, 3, img, row, col, values, out),
+                     PASM_OK);
+    for (int j = 0; j < 3; j++)
+        for (int ch = 0; ch < C; ch++)
+            for (int p = 0; p < S * S; p++) {
+                const int at = ch * S * S + p;
+                const int want = p == row[j] * S + col[j] ? values[j * C + ch]
+                                                          : images[img[j] * PER + at];
+                assert_int_equal(out[j * PER + at], want);
+            }
+    const int bad_img[3] = {1, 2, 0}, bad_row[3] = {0, 4, 0}, bad_col[3] = {-1, 0, 0};
+    assert_int_equal(pasm_candidates_assemble(C, S, images, 2, 3, bad_img, row, col, values, out),
+                     PASM_ERR_INVALID);
+    assert_non_null(strstr(pasm_last_error(), "candidate 1: pixel (3, 0) of image 2, outside 2"));
+    assert_int_equal(pasm_candidates_assemble(C, S, images, 2, 3, img, bad_row, col, values, out),
+                     PASM_ERR_INVALID);
+    assert_non_null(strstr(pasm_last_error(), "candidate 1"));
+    assert_int_equal(pasm_candidates_assemble(C, S, images, 2, 3, img, row, bad_col, values, out),
+                     PASM_ERR_INVALID);
+    assert_non_null(strstr(pasm_last_error(), "candidate 0"));
+}
+
 /* PASM_PATCH=require: a scorer that cannot have windows (a bf16 network:
  * they are fp32 code) is refused with the reason; without it the same
  * scorer runs whole forwards; PASM_PATCH=0 has none either way. */
@@ -613,6 +644,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cam_and_random_points),
         cmocka_unit_test(test_windows_required),
+        cmocka_unit_test(test_candidates_assemble),
         cmocka_unit_test(test_net_class_map),
         cmocka_unit_test(test_grad_finds_the_peak),
         cmocka_unit_test(test_iter_finds_the_peak_and_stops_on_the_flip),
