@@ -378,17 +378,22 @@ static int count_temp_files(const char *folder) {
     return count;
 }
 
+/* The file at path holds exactly the n bytes of want. */
+static void expect_file(const char *path, const char *want, size_t n) {
+    unsigned char *data;
+    size_t size;
+    assert_int_equal(pasm_read_file(path, &data, &size), PASM_OK);
+    assert_int_equal(size, n);
+    if (n) assert_memory_equal(data, want, n);
+    free(data);
+}
+
 static void test_atomic_overwrite(void **state) {
     (void)state;
     const char *path = scratch_path("atomic.txt");
     assert_int_equal(pasm_write_file_atomic(path, "old contents", 12), PASM_OK);
     assert_int_equal(pasm_write_file_atomic(path, "new", 3), PASM_OK);
-    unsigned char *data;
-    size_t size;
-    assert_int_equal(pasm_read_file(path, &data, &size), PASM_OK);
-    assert_int_equal(size, 3);
-    assert_memory_equal(data, "new", 3);
-    free(data);
+    expect_file(path, "new", 3);
     assert_int_equal(count_temp_files(scratch), 0);
 }
 
@@ -401,26 +406,16 @@ static void test_atomic_parts(void **state) {
     const void *part[] = {"ab", NULL, "", "cde", "f"};
     const size_t size[] = {2, 0, 0, 3, 1};
     assert_int_equal(pasm_write_file_atomic_parts(path, 5, part, size), PASM_OK);
-    unsigned char *data;
-    size_t got;
-    assert_int_equal(pasm_read_file(path, &data, &got), PASM_OK);
-    assert_int_equal(got, 6);
-    assert_memory_equal(data, "abcdef", 6);
-    free(data);
+    expect_file(path, "abcdef", 6);
     assert_int_equal(pasm_write_file_atomic_parts(path, 0, NULL, NULL), PASM_OK);
-    assert_int_equal(pasm_read_file(path, &data, &got), PASM_OK);
-    assert_int_equal(got, 0);
-    free(data);
+    expect_file(path, "", 0);
     const void *bad[] = {"new", NULL};
     const size_t bad_size[] = {3, 4};
     assert_int_equal(pasm_write_file_atomic(path, "kept", 4), PASM_OK);
     assert_int_equal(pasm_write_file_atomic_parts(path, 2, bad, bad_size), PASM_ERR_INVALID);
     assert_error_has("part 1");
     assert_int_equal(pasm_write_file_atomic_parts(path, -1, bad, bad_size), PASM_ERR_INVALID);
-    assert_int_equal(pasm_read_file(path, &data, &got), PASM_OK);
-    assert_int_equal(got, 4);
-    assert_memory_equal(data, "kept", 4);
-    free(data);
+    expect_file(path, "kept", 4);
     assert_int_equal(count_temp_files(scratch), 0);
 }
 
