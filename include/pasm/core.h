@@ -40,6 +40,9 @@ const char *pasm_status_name(pasm_status code);
 /* malloc that returns NULL and sets an error naming `what` on failure.
  * Zeroed, 64-byte aligned. Free with pasm_free. */
 void *pasm_alloc(size_t bytes, const char *what);
+/* The same block, not zeroed and not counted (for buffers filled at once,
+ * such as a file read whole). Free with pasm_free. */
+void *pasm_alloc_uninit(size_t bytes, const char *what);
 void pasm_free(void *p);
 /* Counts of pasm_alloc calls since start (tests assert a step allocates nothing). */
 uint64_t pasm_alloc_count(void);

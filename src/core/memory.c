@@ -12,29 +12,33 @@
 
 static atomic_uint_fast64_t alloc_count;
 
-void *pasm_alloc(size_t bytes, const char *what) {
+void *pasm_alloc_uninit(size_t bytes, const char *what) {
     const size_t huge = (size_t)2 << 20;
     size_t rounded = (bytes + 63) / 64 * 64;
     if (rounded == 0) rounded = 64;
     void *p = NULL;
     if (bytes > SIZE_MAX - huge) { /* no rounding up past the end */
     } else if (rounded >= 2 * huge) {
-        /* Large blocks (a network's parameters, activations, workspace)
-         * on transparent huge pages where the kernel offers them on
-         * request: 512x fewer page faults when first touched, fewer TLB
-         * misses after. Only the bytes asked for are zeroed (below). */
+        /* Large blocks (a network's parameters, activations, workspace, a
+         * checkpoint read whole) on transparent huge pages where the
+         * kernel offers them on request: 512x fewer page faults when first
+         * touched, fewer TLB misses after. */
         const size_t whole = (rounded + huge - 1) / huge * huge;
         p = aligned_alloc(huge, whole);
         if (p) madvise(p, whole, MADV_HUGEPAGE); /* advice only */
     } else {
         p = aligned_alloc(64, rounded);
     }
-    if (!p) {
+    if (!p)
         pasm_errorf(PASM_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes,
                     what ? what : "buffer");
-        return NULL;
-    }
-    memset(p, 0, rounded);
+    return p;
+}
+
+void *pasm_alloc(size_t bytes, const char *what) {
+    void *p = pasm_alloc_uninit(bytes, what);
+    if (!p) return NULL;
+    memset(p, 0, bytes ? (bytes + 63) / 64 * 64 : 64); /* not the huge pages' padding */
     atomic_fetch_add(&alloc_count, 1);
     return p;
 }

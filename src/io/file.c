@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,18 +100,6 @@ done:
     return st;
 }
 
-/* A buffer for a whole file; a large one on transparent huge pages where
- * the kernel offers them on request (a 2 MiB page faults in once instead of
- * 512 times: the faults were a third of a width-64 checkpoint's load).
- * Freed with free(). */
-static unsigned char *big_buffer(size_t bytes) {
-    const size_t huge = (size_t)2 << 20;
-    if (bytes < 2 * huge) return malloc(bytes);
-    unsigned char *p = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
-    if (p) madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE); /* advice only */
-    return p;
-}
-
 pasm_status pasm_read_file(const char *path, unsigned char **data, size_t *size) {
     *data = NULL;
     *size = 0;
@@ -133,7 +120,7 @@ pasm_status pasm_read_file(const char *path, unsigned char **data, size_t *size)
     size_t expected = (size_t)info.st_size;
     /* One spare byte so an empty file still gets a buffer, and text readers
      * may NUL-terminate. */
-    buffer = big_buffer(expected + 1);
+    buffer = pasm_alloc_uninit(expected + 1, path); /* large ones on huge pages */
     if (!buffer) {
         st = pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, expected);
         goto done;

@@ -110,8 +110,7 @@ pasm_status scorer_device_create(scorer_device **out, pasm_net *net, const float
     free(plans);
     const pasm_patch_use use = pasm_patch_env();
     pasm_patch_plan plan;
-    if (!st && use != PASM_PATCH_OFF && pasm_net_get_mode(net) == PASM_NET_TRAIN &&
-        use == PASM_PATCH_REQUIRE)
+    if (!st && use == PASM_PATCH_REQUIRE && pasm_net_get_mode(net) == PASM_NET_TRAIN)
         st = pasm_errorf(PASM_ERR_INVALID, "PASM_PATCH=require: no candidate windows for a "
                                            "training network on the GPU (they are built for "
                                            "evaluation networks)");
