@@ -139,8 +139,13 @@ test: all cpu-only-check
 	  ASAN_OPTIONS=$${ASAN_OPTIONS:-protect_shadow_gap=0} \
 	  OMP_NUM_THREADS=2 ./tests/run-tests.sh $(TEST_BIN)
 
+# make check builds each build with one job a core (the test runs stay one
+# binary at a time: each already keeps both cores busy).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 check:
+	$(MAKE) -j$(JOBS) all
 	$(MAKE) test
+	$(MAKE) -j$(JOBS) SAN=1 all
 	$(MAKE) SAN=1 test
 
 install: $(BUILD)/libpasm.a $(BUILD)/libpasm.so $(BUILD)/pasm

@@ -241,6 +241,44 @@ static void emu_end(emu_conv *e) {
     free(e->x), free(e->gx), free(e->y), free(e->w), free(e->gw), free(e->ws);
 }
 
+/* The emulation's layout changes, between the backend's NHWC (or KRSC)
+ * operands and the CPU convolution's NCHW (KCRS): plain host loops, not the
+ * kernels' element lambdas, which the host calls through a wrapper one
+ * element at a time (they were half of an emulated training step). The
+ * values are the kernels' (a bf16 operand widened exactly, a result rounded
+ * to nearest even). */
+template <typename T>
+static void host_to_nchw(int n, int c, int hw, const T *x, float *y) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * c * hw >= 65536)
+    for (int img = 0; img < n; img++)
+        for (int p = 0; p < hw; p++) {
+            const T *src = x + ((int64_t)img * hw + p) * c;
+            float *dst = y + (int64_t)img * c * hw + p;
+            for (int ch = 0; ch < c; ch++) dst[(int64_t)ch * hw] = to_f(src[ch]);
+        }
+}
+
+template <typename T>
+static void host_to_nhwc(int n, int c, int hw, const float *x, T *y) {
+#pragma omp parallel for schedule(static) if ((int64_t)n * c * hw >= 65536)
+    for (int img = 0; img < n; img++)
+        for (int p = 0; p < hw; p++) {
+            const float *src = x + (int64_t)img * c * hw + p;
+            T *dst = y + ((int64_t)img * hw + p) * c;
+            for (int ch = 0; ch < c; ch++) dst[ch] = from_f<T>(src[(int64_t)ch * hw]);
+        }
+}
+
+static void emu_to_nchw(const pasm_cuda_conv *c, int n, int ch, int hw, const void *x, float *y) {
+    if (c->t == PASM_CUDA_BF16) host_to_nchw(n, ch, hw, (const bf16 *)x, y);
+    else host_to_nchw(n, ch, hw, (const float *)x, y);
+}
+
+static void emu_to_nhwc(const pasm_cuda_conv *c, int n, int ch, int hw, const float *x, void *y) {
+    if (c->t == PASM_CUDA_BF16) host_to_nhwc(n, ch, hw, x, (bf16 *)y);
+    else host_to_nhwc(n, ch, hw, x, (float *)y);
+}
+
 static int hw_in(const pasm_conv2d_shape *s) { return s->h_in * s->w_in; }
 static int hw_out(const pasm_conv2d_shape *s) { return s->h_out * s->w_out; }
 static int rs(const pasm_conv2d_shape *s) { return s->kernel * s->kernel; }
@@ -249,11 +287,11 @@ static pasm_status emu_forward(pasm_cuda_conv *c, int n, const void *x, const vo
     emu_conv e;
     pasm_status st = emu_begin(c, n, &e);
     const pasm_conv2d_shape *s = &e.s;
-    if (!st) st = pasm_cuda_nhwc_to_nchw(NULL, n, s->c_in, hw_in(s), x, c->t, e.x);
-    if (!st) st = pasm_cuda_unpack_weight(NULL, s->c_out, s->c_in, rs(s), w, c->t, e.w);
     if (!st) {
+        emu_to_nchw(c, n, s->c_in, hw_in(s), x, e.x);
+        emu_to_nchw(c, s->c_out, s->c_in, rs(s), w, e.w); /* KRSC -> KCRS */
         pasm_conv2d_forward(s, e.x, e.w, NULL, e.y, e.ws);
-        st = pasm_cuda_nchw_to_nhwc(NULL, n, s->c_out, hw_out(s), e.y, y, c->t);
+        emu_to_nhwc(c, n, s->c_out, hw_out(s), e.y, y);
     }
     emu_end(&e);
     return st;
@@ -264,13 +302,13 @@ static pasm_status emu_backward(pasm_cuda_conv *c, int n, const void *x, const v
     emu_conv e;
     pasm_status st = emu_begin(c, n, &e);
     const pasm_conv2d_shape *s = &e.s;
-    if (!st) st = pasm_cuda_nhwc_to_nchw(NULL, n, s->c_out, hw_out(s), dy, c->t, e.y);
-    if (!st && x) st = pasm_cuda_nhwc_to_nchw(NULL, n, s->c_in, hw_in(s), x, c->t, e.x);
-    if (!st && w) st = pasm_cuda_unpack_weight(NULL, s->c_out, s->c_in, rs(s), w, c->t, e.w);
     if (!st) {
+        emu_to_nchw(c, n, s->c_out, hw_out(s), dy, e.y);
+        if (x) emu_to_nchw(c, n, s->c_in, hw_in(s), x, e.x);
+        if (w) emu_to_nchw(c, s->c_out, s->c_in, rs(s), w, e.w);
         pasm_conv2d_backward(s, e.x, e.w, e.y, dx ? e.gx : NULL, dw ? e.gw : NULL, NULL, e.ws);
-        if (dx) st = pasm_cuda_nchw_to_nhwc(NULL, n, s->c_in, hw_in(s), e.gx, dx, c->t);
-        if (!st && dw) st = pasm_cuda_pack_weight(NULL, s->c_out, s->c_in, rs(s), e.gw, dw, c->t);
+        if (dx) emu_to_nhwc(c, n, s->c_in, hw_in(s), e.gx, dx);
+        if (dw) emu_to_nhwc(c, s->c_out, s->c_in, rs(s), e.gw, dw);
     }
     emu_end(&e);
     return st;
