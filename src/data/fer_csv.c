@@ -92,6 +92,13 @@ static inline unsigned token_value(const unsigned char *p, size_t len) {
     return (d & 0xFF) * 100 + ((d >> 16) & 0xFF);
 }
 
+/* The same value, one digit at a time, reading only the len digits. */
+static inline unsigned digits_value(const unsigned char *p, size_t len) {
+    unsigned v = 0;
+    for (size_t k = 0; k < len; k++) v = v * 10 + (unsigned)(p[k] - '0');
+    return v;
+}
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
@@ -139,7 +146,9 @@ static int parse_pixels_fast(const csv_field *f, uint8_t *out, size_t cap, size_
                 start = sep + 1;
                 continue;
             }
-            unsigned v = token_value(p + start, tok);
+            /* token_value reads 4 bytes: not past the field's end (a short
+             * token in the last 3 bytes of a file would read past it) */
+            unsigned v = start + 4 <= len ? token_value(p + start, tok) : digits_value(p + start, tok);
             if (v > 255 || n >= cap) return 0;
             out[n++] = (uint8_t)v;
             start = sep + 1;
@@ -152,9 +161,7 @@ static int parse_pixels_fast(const csv_field *f, uint8_t *out, size_t cap, size_
         size_t tok = i - start;
         if (tok > 0) {
             if (tok > 3 || n >= cap) return 0;
-            unsigned v = 0;
-            for (size_t k = start; k < i; k++)
-                v = v * 10 + (p[k] - '0');
+            unsigned v = digits_value(p + start, tok);
             if (v > 255) return 0;
             out[n++] = (uint8_t)v;
         }

@@ -394,13 +394,48 @@ static void test_fast_path_values(void **state) {
     free(text);
 }
 
+/* The last face of a file without a final newline, its pixels ending in a
+ * 1-digit value and a space exactly at the end of a 64-byte block: the fast
+ * path read 4 bytes from the value, 2 past the end of the buffer (found by
+ * fuzz_csv; the sanitizer build catches it, the buffer is malloc'd to size). */
+static void test_fast_path_at_the_end(void **state) {
+    (void)state;
+    size_t cap = 48 * 48 * 4 + 256;
+    char *field = malloc(cap);
+    size_t n = 0;
+    for (int k = 0; k < 48 * 48 - 1; k++)
+        n += (size_t)snprintf(field + n, cap - n, k ? " %d" : "%d", (k * 37) % 256);
+    n += (size_t)snprintf(field + n, cap - n, " 5 ");
+    /* pad after the first value (a double space is fine) to a whole block */
+    size_t pad = (64 - n % 64) % 64, first = strchr(field, ' ') - field;
+    memmove(field + first + pad, field + first, n - first);
+    memset(field + first, ' ', pad);
+    n += pad;
+    assert_int_equal(n % 64, 0);
+    const char *head = "emotion,pixels\n3,";
+    size_t size = strlen(head) + n;
+    char *text = malloc(size); /* exactly: no terminator, no slack */
+    memcpy(text, head, strlen(head));
+    memcpy(text + strlen(head), field, n);
+    pasm_load_spec spec = {.split = "all"};
+    pasm_dataset ds;
+    assert_int_equal(pasm_fer_csv_parse("end.csv", text, size, &spec, &ds), PASM_OK);
+    assert_int_equal(ds.n, 1);
+    assert_int_equal(ds.labels[0], 3);
+    for (int k = 0; k < 48 * 48 - 1; k++) assert_int_equal(ds.images[k], (k * 37) % 256);
+    assert_int_equal(ds.images[48 * 48 - 1], 5);
+    pasm_dataset_free(&ds);
+    free(text);
+    free(field);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_splits),     cmocka_unit_test(test_gzip_same_as_plain),
         cmocka_unit_test(test_kaggle_variants),  cmocka_unit_test(test_resize_and_channels),
         cmocka_unit_test(test_bad_rows),         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_bad_gzip),         cmocka_unit_test(test_bad_spec),
-        cmocka_unit_test(test_fast_path_values),
+        cmocka_unit_test(test_fast_path_values), cmocka_unit_test(test_fast_path_at_the_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
