@@ -139,13 +139,14 @@ test: all cpu-only-check
 	  ASAN_OPTIONS=$${ASAN_OPTIONS:-protect_shadow_gap=0} \
 	  OMP_NUM_THREADS=2 ./tests/run-tests.sh $(TEST_BIN)
 
-# make check builds each build with one job a core (the test runs stay one
-# binary at a time: each already keeps both cores busy).
+# make check builds each build with one job a core, or as make -jN says (the
+# test runs stay one binary at a time: each already keeps both cores busy).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD_JOBS = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(JOBS))
 check:
-	$(MAKE) -j$(JOBS) all
+	$(MAKE) $(BUILD_JOBS) all
 	$(MAKE) test
-	$(MAKE) -j$(JOBS) SAN=1 all
+	$(MAKE) $(BUILD_JOBS) SAN=1 all
 	$(MAKE) SAN=1 test
 
 install: $(BUILD)/libpasm.a $(BUILD)/libpasm.so $(BUILD)/pasm
