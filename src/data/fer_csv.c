@@ -146,8 +146,8 @@ static int parse_pixels_fast(const csv_field *f, uint8_t *out, size_t cap, size_
                 start = sep + 1;
                 continue;
             }
-            /* token_value reads 4 bytes: not past the field's end (a short
-             * token in the last 3 bytes of a file would read past it) */
+            /* token_value reads 4 bytes: never past the field's end, which
+             * may be the end of the buffer (a file without a final newline) */
             unsigned v = start + 4 <= len ? token_value(p + start, tok) : digits_value(p + start, tok);
             if (v > 255 || n >= cap) return 0;
             out[n++] = (uint8_t)v;
