@@ -12,10 +12,13 @@
 
 static atomic_uint_fast64_t alloc_count;
 
+/* The bytes of a block for a request: whole cache lines, at least one (the
+ * huge pages' padding beyond them is not part of it). */
+static size_t block_bytes(size_t bytes) { return bytes ? (bytes + 63) / 64 * 64 : 64; }
+
 void *pasm_alloc_uninit(size_t bytes, const char *what) {
     const size_t huge = (size_t)2 << 20;
-    size_t rounded = (bytes + 63) / 64 * 64;
-    if (rounded == 0) rounded = 64;
+    const size_t rounded = block_bytes(bytes);
     void *p = NULL;
     if (bytes > SIZE_MAX - huge) { /* no rounding up past the end */
     } else if (rounded >= 2 * huge) {
@@ -38,7 +41,7 @@ void *pasm_alloc_uninit(size_t bytes, const char *what) {
 void *pasm_alloc(size_t bytes, const char *what) {
     void *p = pasm_alloc_uninit(bytes, what);
     if (!p) return NULL;
-    memset(p, 0, bytes ? (bytes + 63) / 64 * 64 : 64); /* not the huge pages' padding */
+    memset(p, 0, block_bytes(bytes)); /* not the huge pages' padding */
     atomic_fetch_add(&alloc_count, 1);
     return p;
 }

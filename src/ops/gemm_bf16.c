@@ -372,11 +372,6 @@ static int has_avx512f(void) {
     return __atomic_load_n(&cached, __ATOMIC_RELAXED);
 }
 
-static inline float bits_float(uint32_t u) {
-    union { uint32_t u; float f; } v = {u};
-    return v.f;
-}
-
 /* dst[i] = widen(src[i]), i < n */
 __attribute__((target("avx512f"))) static size_t widen_avx512(float *dst, const uint16_t *src,
                                                               size_t n) {
@@ -409,8 +404,8 @@ __attribute__((target("avx512f"))) static int widen_pairs_avx512(float *even, fl
 static void widen_pairs(float *even, float *odd, const uint32_t *pairs, int n) {
     int i = has_avx512f() ? widen_pairs_avx512(even, odd, pairs, n) : 0;
     for (; i < n; i++) {
-        even[i] = bits_float(pairs[i] << 16);
-        odd[i] = bits_float(pairs[i] & 0xffff0000u);
+        even[i] = pasm_bf16_to_float((uint16_t)pairs[i]);
+        odd[i] = pasm_bf16_to_float((uint16_t)(pairs[i] >> 16));
     }
 }
 
