@@ -270,13 +270,13 @@ static void host_to_nhwc(int n, int c, int hw, const float *x, T *y) {
 }
 
 static void emu_to_nchw(const pasm_cuda_conv *c, int n, int ch, int hw, const void *x, float *y) {
-    if (c->t == PASM_CUDA_BF16) host_to_nchw(n, ch, hw, (const bf16 *)x, y);
-    else host_to_nchw(n, ch, hw, (const float *)x, y);
+    PASM_BY_DTYPE(c->t, host_to_nchw(n, ch, hw, (const float *)x, y),
+                  host_to_nchw(n, ch, hw, (const bf16 *)x, y));
 }
 
 static void emu_to_nhwc(const pasm_cuda_conv *c, int n, int ch, int hw, const float *x, void *y) {
-    if (c->t == PASM_CUDA_BF16) host_to_nhwc(n, ch, hw, x, (bf16 *)y);
-    else host_to_nhwc(n, ch, hw, x, (float *)y);
+    PASM_BY_DTYPE(c->t, host_to_nhwc(n, ch, hw, x, (float *)y),
+                  host_to_nhwc(n, ch, hw, x, (bf16 *)y));
 }
 
 static int hw_in(const pasm_conv2d_shape *s) { return s->h_in * s->w_in; }
