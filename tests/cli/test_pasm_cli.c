@@ -68,12 +68,20 @@ static void test_mine_seed_reproduces(void **state) {
     pasm_mined m;
     assert_int_equal(pasm_mined_read(a, 0, &m, NULL), PASM_OK);
     assert_int_equal(m.n, 98);
+    /* DE's answer is its population's best, and the clean face is not in
+     * the population: on a face where all 4 x 2 candidates raise the true
+     * class's probability, p after is above p before. On most it is lower. */
+    int lowered = 0;
     for (int i = 0; i < m.n; i++) {
         assert_int_equal(m.index[i], i);
         assert_in_range(m.row[i], 0, 31);
         assert_in_range(m.col[i], 0, 31);
-        assert_true(m.p_after[i] <= m.p_before[i] + 1e-6f); /* DE keeps its best */
+        assert_true(m.p_before[i] >= 0.0f && m.p_before[i] <= 1.0f);
+        assert_true(m.p_after[i] >= 0.0f && m.p_after[i] <= 1.0f);
+        lowered += m.p_after[i] <= m.p_before[i];
     }
+    printf("  de lowered p(true) on %d of %d faces\n", lowered, m.n);
+    assert_true(lowered >= m.n * 9 / 10);
     pasm_mined_free(&m);
 }
 

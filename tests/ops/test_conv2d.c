@@ -161,6 +161,19 @@ static void test_conv_direct_shapes(void **state) {
     check_case(1, 1, 35, 8, 3, 1, 1, 0);  /* 36 columns: three vectors, the last masked */
 }
 
+/* "Same" convolutions on flat planes, where vectors run across row ends:
+ * maps too small for one vector a row, tiles that end inside a row, planes
+ * of one partial vector and of several tiles, and the direct dx of each
+ * (Cin a multiple of 8). */
+static void test_conv_direct_flat(void **state) {
+    (void)state;
+    check_case(2, 8, 6, 8, 3, 1, 1, 1);   /* 6x7: 42 pixels, the third vector masked */
+    check_case(1, 8, 3, 16, 3, 1, 1, 0);  /* 3x4: 12 pixels, one partial vector */
+    check_case(1, 8, 7, 8, 5, 1, 2, 1);   /* K5 on 7x8: a tile of 48, then 8 pixels */
+    check_case(3, 16, 4, 8, 3, 1, 1, 0);  /* 4x5, three images, two channel blocks of dx */
+    check_case(1, 8, 1, 8, 3, 1, 1, 1);   /* 1x2: every tap but the centre row padded */
+}
+
 /* The split-batch path (n >= threads) and the image-by-image path
  * (threads = 1) agree to float rounding. */
 static void test_conv_paths_agree(void **state) {
@@ -234,7 +247,8 @@ static void test_conv_deterministic(void **state) {
 /* The fused evaluation epilogue against the layers it replaces: conv, then
  * batch norm with running statistics, the residual sum and ReLU, each as its
  * own op. Shapes for the direct kernel (stride 1, Cout % 8 == 0, 12+
- * columns), for im2col + sgemm (stride 2, narrow rows) and for the pointwise
+ * columns or a "same" padding), for im2col + sgemm (stride 2, narrow rows
+ * without the same padding) and for the pointwise
  * 1x1 shortcut; batches of one (threaded BLAS) and of several (split). A
  * shift alone must equal the bias of pasm_conv2d_forward bit for bit. */
 static void check_fused(int n, int c_in, int hw, int c_out, int k, int stride, int pad,
@@ -287,7 +301,8 @@ static void test_conv_fused_epilogue(void **state) {
     check_fused(1, 4, 20, 16, 3, 1, 1, 0, 1); /* direct, one image: BN + ReLU */
     check_fused(2, 3, 35, 8, 3, 1, 1, 1, 0);  /* direct, masked last vector */
     check_fused(3, 4, 9, 6, 3, 2, 1, 0, 1);   /* im2col + sgemm, stride 2 */
-    check_fused(1, 4, 6, 8, 3, 1, 1, 1, 1);   /* sgemm: rows too narrow for direct */
+    check_fused(1, 4, 6, 8, 3, 1, 1, 1, 1);   /* direct on the flat 6x7 plane */
+    check_fused(2, 4, 6, 8, 3, 1, 0, 1, 1);   /* sgemm: padding 0, rows too narrow for direct */
     check_fused(3, 4, 8, 8, 1, 2, 0, 0, 0);   /* 1x1 stride-2 shortcut + BN */
 }
 
@@ -325,7 +340,8 @@ static void test_conv_eval_workspace(void **state) {
     (void)state;
     check_eval_workspace(3, 8, 12, 8, 3, 1, 1);  /* direct forward and dx */
     check_eval_workspace(3, 2, 12, 8, 3, 1, 1);  /* direct forward, im2col dx (Cin 2) */
-    check_eval_workspace(1, 4, 6, 8, 3, 1, 1);   /* sgemm both, one image */
+    check_eval_workspace(1, 8, 6, 8, 3, 1, 1);   /* direct flat forward and dx, one image */
+    check_eval_workspace(1, 4, 6, 8, 3, 1, 0);   /* sgemm both (padding 0), one image */
     check_eval_workspace(3, 4, 9, 6, 3, 2, 1);   /* stride 2: col2im dx */
     check_eval_workspace(3, 4, 8, 8, 1, 2, 0);   /* 1x1 stride 2 */
     check_eval_workspace(2, 4, 7, 6, 1, 1, 0);   /* pointwise: no columns */
@@ -366,7 +382,8 @@ int main(void) {
         cmocka_unit_test(test_conv_1x1),         cmocka_unit_test(test_conv_other_kernels),
         cmocka_unit_test(test_conv_paths_agree), cmocka_unit_test(test_conv_null_grads),
         cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
-        cmocka_unit_test(test_conv_direct_shapes), cmocka_unit_test(test_conv_fused_epilogue),
+        cmocka_unit_test(test_conv_direct_shapes),
+        cmocka_unit_test(test_conv_direct_flat), cmocka_unit_test(test_conv_fused_epilogue),
         cmocka_unit_test(test_conv_eval_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
