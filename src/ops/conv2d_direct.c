@@ -141,42 +141,72 @@ tile(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv
 /* "Same" convolutions (input and output of one size: stride 1, 2P = K - 1)
  * are also taken as flat planes: output pixel f = oh * W + ow reads input
  * pixel f + (kh - P) * W + (kw - P), a fixed offset per tap, so a vector
- * may run on across row ends and a tile holds 48 consecutive pixels
- * whatever the row length. Masks zero the lanes whose input column or row
- * lies in the padding, and the lanes past the plane. At 24x24 and 12x12
- * rows this fills every lane where one vector per row would leave a quarter
- * idle, and it takes maps down to 6x6. */
+ * may run on across row ends. The planes of one channel over the batch are
+ * taken as one long plane, so a vector may also run on from one image into
+ * the next: a tile holds 48 consecutive pixels whatever the row length and
+ * the plane size. Masks zero the lanes whose input column or row lies in
+ * the padding, and the lanes past the batch. At 24x24 and 12x12 this fills
+ * every lane where one vector per row would leave a quarter idle, and at
+ * 6x6 (36 pixels an image) where a tile per image would. */
 static int flat_ok(const pasm_conv2d_shape *s) {
-    return s->h_in == s->h_out && s->w_in == s->w_out && s->w_out % 16 != 0;
+    /* 16+ pixels an image: a vector spans at most two images. */
+    return s->h_in == s->h_out && s->w_in == s->w_out && s->w_out % 16 != 0 &&
+           s->h_out * s->w_out >= 16;
 }
 
-/* One flat tile: output channels co0..co0+7, plane pixels f0..f0+16*NV-1
- * (clipped to the plane). NV is a compile-time constant at every call. */
+/* One vector of a flat tile: its lanes in image img (pixels f0..) and in
+ * image img + 1 (pixels 0..), each part's element offsets of lane 0 and, per
+ * tap column, its lanes whose input column is inside; per tap row, the
+ * lanes whose input row is inside. */
+typedef struct {
+    size_t x[2], y[2];
+    __mmask16 part[2];
+    __mmask16 col[2][MAX_K], row[MAX_K];
+} flat_vec;
+
+/* Lane j of the vector at batch pixel g0 is pixel g0 + j of the long plane
+ * of n images of HW pixels. */
+static void flat_vec_init(const pasm_conv2d_shape *s, int64_t g0, flat_vec *fv) {
+    const int K = s->kernel, P = s->pad, H = s->h_in, W = s->w_in, HW = H * W;
+    const int64_t total = (int64_t)s->n * HW;
+    const int img = (int)(g0 / HW), f0 = (int)(g0 % HW);
+    const size_t x_stride = (size_t)s->c_in * HW, y_stride = (size_t)s->c_out * HW;
+    fv->x[0] = (size_t)img * x_stride + (size_t)f0;
+    fv->y[0] = (size_t)img * y_stride + (size_t)f0;
+    /* lane j >= HW - f0 is pixel f0 + j - HW of the next image */
+    fv->x[1] = fv->x[0] + x_stride - (size_t)HW;
+    fv->y[1] = fv->y[0] + y_stride - (size_t)HW;
+    memset(fv->part, 0, sizeof fv->part);
+    memset(fv->col, 0, sizeof fv->col);
+    memset(fv->row, 0, sizeof fv->row);
+    int oh = f0 / W, ow = f0 % W, q = 0;
+    for (int j = 0; j < 16 && g0 + j < total; j++) {
+        const __mmask16 bit = (__mmask16)(1u << j);
+        if (j == HW - f0) q = 1, oh = ow = 0;
+        fv->part[q] |= bit;
+        for (int k = 0; k < K; k++) {
+            const int iw = ow + k - P, ih = oh + k - P;
+            if (iw >= 0 && iw < W) fv->col[q][k] |= bit;
+            if (ih >= 0 && ih < H) fv->row[k] |= bit;
+        }
+        if (++ow == W) ow = 0, oh++;
+    }
+}
+
+/* One flat tile: output channels co0..co0+7, batch pixels g0..g0+16*NV-1
+ * (clipped to the batch). NV and SPLIT (whether a vector runs into the next
+ * image) are compile-time constants at every call. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 tile_flat(const pasm_conv2d_shape *s, const float *x, const float *w,
-          const pasm_conv2d_epilogue *ep, const float *res, float *y, int co0, int f0,
-          const int NV) {
-    const int K = s->kernel, P = s->pad, H = s->h_in, W = s->w_in;
-    const int Cin = s->c_in, KK = K * K, HW = H * W;
+          const pasm_conv2d_epilogue *ep, float *y, int co0, int64_t g0, const int NV,
+          const int SPLIT) {
+    const int K = s->kernel, P = s->pad, W = s->w_in;
+    const int Cin = s->c_in, KK = K * K, HW = s->h_in * W;
     const size_t w_co = (size_t)Cin * KK;
     const float *scale = ep ? ep->scale : NULL, *shift = ep ? ep->shift : NULL;
-    const float *bias = scale ? NULL : shift;
-    /* Lane j of vector v is pixel f = f0 + 16v + j at (oh, ow): col[v][kw]
-     * has its bit when the pixel is in the plane and its input column
-     * ow + kw - P is inside, row[v][kh] when its input row oh + kh - P is. */
-    __mmask16 col[3][MAX_K], row[3][MAX_K];
-    for (int v = 0; v < NV; v++) {
-        for (int k = 0; k < K; k++) col[v][k] = row[v][k] = 0;
-        int f = f0 + 16 * v, oh = f / W, ow = f % W;
-        for (int j = 0; j < 16 && f < HW; j++, f++) {
-            for (int k = 0; k < K; k++) {
-                const int iw = ow + k - P, ih = oh + k - P;
-                if (iw >= 0 && iw < W) col[v][k] |= (__mmask16)(1u << j);
-                if (ih >= 0 && ih < H) row[v][k] |= (__mmask16)(1u << j);
-            }
-            if (++ow == W) ow = 0, oh++;
-        }
-    }
+    const float *bias = scale ? NULL : shift, *res = ep ? ep->residual : NULL;
+    flat_vec fv[3];
+    for (int v = 0; v < NV; v++) flat_vec_init(s, g0 + 16 * v, &fv[v]);
     __m512 acc[TILE_CO][3];
 #pragma GCC unroll 8
     for (int r = 0; r < TILE_CO; r++) {
@@ -186,17 +216,26 @@ tile_flat(const pasm_conv2d_shape *s, const float *x, const float *w,
     }
     const float *wb = w + (size_t)co0 * w_co;
     for (int ci = 0; ci < Cin; ci++) {
-        const float *xc = x + (size_t)ci * HW + f0;
+        const float *xc = x + (size_t)ci * HW;
         for (int kh = 0; kh < K; kh++) {
             const float *wk = wb + (size_t)ci * KK + kh * K;
             for (int kw = 0; kw < K; kw++) {
-                /* Masked-off lanes are not read, so the address may lie
-                 * outside the plane. */
-                const float *p = xc + (kh - P) * W + (kw - P);
+                /* Masked-off lanes are not read, so the addresses may lie
+                 * outside the planes; but a vector without lanes in the next
+                 * image does not load from it at all: a load whose lanes
+                 * are all masked off still costs a slow fault-suppression
+                 * assist when its address lies on an unmapped page (after
+                 * the last image), measured 7x slower. */
+                const ptrdiff_t off = (ptrdiff_t)(kh - P) * W + (kw - P);
                 __m512 in[3];
 #pragma GCC unroll 8
-                for (int v = 0; v < NV; v++)
-                    in[v] = _mm512_maskz_loadu_ps(col[v][kw] & row[v][kh], p + 16 * v);
+                for (int v = 0; v < NV; v++) {
+                    in[v] = _mm512_maskz_loadu_ps(fv[v].col[0][kw] & fv[v].row[kh],
+                                                  xc + fv[v].x[0] + off);
+                    if (SPLIT && fv[v].part[1])
+                        in[v] = _mm512_mask_loadu_ps(in[v], fv[v].col[1][kw] & fv[v].row[kh],
+                                                     xc + fv[v].x[1] + off);
+                }
 #pragma GCC unroll 8
                 for (int r = 0; r < TILE_CO; r++) {
                     __m512 wv = _mm512_set1_ps(wk[(size_t)r * w_co + kw]);
@@ -206,36 +245,72 @@ tile_flat(const pasm_conv2d_shape *s, const float *x, const float *w,
             }
         }
     }
+    /* The epilogue, in the unfused layers' order: scale and shift (a
+     * multiply and an add, not an FMA, to round as batch norm does), the
+     * residual, ReLU (max with 0 also maps NaN to 0, as pasm_relu_forward). */
     const int relu = ep && ep->relu;
 #pragma GCC unroll 8
     for (int r = 0; r < TILE_CO; r++) {
         const __m512 a = _mm512_set1_ps(scale ? scale[co0 + r] : 1.0f);
         const __m512 b = _mm512_set1_ps(scale && shift ? shift[co0 + r] : 0.0f);
+        const size_t at = (size_t)(co0 + r) * HW;
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
-            const int left = HW - f0 - 16 * v;
-            const __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-            const size_t at = (size_t)(co0 + r) * HW + f0 + 16 * v;
             __m512 out = acc[r][v];
             if (scale) out = _mm512_add_ps(_mm512_mul_ps(out, a), b);
-            if (res) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, res + at));
+            if (res) {
+                __m512 rv = _mm512_maskz_loadu_ps(fv[v].part[0], res + at + fv[v].y[0]);
+                if (SPLIT && fv[v].part[1])
+                    rv = _mm512_mask_loadu_ps(rv, fv[v].part[1], res + at + fv[v].y[1]);
+                out = _mm512_add_ps(out, rv);
+            }
             if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(y + at, m, out);
+            _mm512_mask_storeu_ps(y + at + fv[v].y[0], fv[v].part[0], out);
+            if (SPLIT && fv[v].part[1])
+                _mm512_mask_storeu_ps(y + at + fv[v].y[1], fv[v].part[1], out);
         }
     }
 }
 
-/* The flat tile at f0: three vectors, or what is left of the plane. */
+/* The flat tile at batch pixel g0: three vectors, or what is left of the
+ * batch; the variant with a second image's loads only where one begins
+ * inside the tile. */
 __attribute__((target("avx512f"))) static void
 flat(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv2d_epilogue *ep,
-     const float *res, float *y, int co0, int f0) {
-    const int left = s->h_out * s->w_out - f0;
-    if (left > 32)
-        tile_flat(s, x, w, ep, res, y, co0, f0, 3);
-    else if (left > 16)
-        tile_flat(s, x, w, ep, res, y, co0, f0, 2);
-    else
-        tile_flat(s, x, w, ep, res, y, co0, f0, 1);
+     float *y, int co0, int64_t g0) {
+    const int64_t HW = (int64_t)s->h_out * s->w_out, left = s->n * HW - g0;
+    const int nv = left > 32 ? 3 : left > 16 ? 2 : 1;
+    const int64_t last = g0 + (16 * nv < left ? 16 * nv : left) - 1;
+    if (g0 / HW == last / HW) {
+        if (nv == 3) tile_flat(s, x, w, ep, y, co0, g0, 3, 0);
+        else if (nv == 2) tile_flat(s, x, w, ep, y, co0, g0, 2, 0);
+        else tile_flat(s, x, w, ep, y, co0, g0, 1, 0);
+    } else {
+        if (nv == 3) tile_flat(s, x, w, ep, y, co0, g0, 3, 1);
+        else if (nv == 2) tile_flat(s, x, w, ep, y, co0, g0, 2, 1);
+        else tile_flat(s, x, w, ep, y, co0, g0, 1, 1);
+    }
+}
+
+/* The flat convolution over the whole batch. Work items run through runs
+ * of tiles, within a run through the channel blocks and within a block
+ * through the run's tiles, so a block's weights serve the run from cache:
+ * a run is an image's tiles when images hold whole vectors (the input of a
+ * tile is then read again from cache by every block), else one tile (a
+ * tile's input then serves every block while the weights stream). */
+static void flat_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                         const pasm_conv2d_epilogue *ep, float *y) {
+    const int hw = s->h_out * s->w_out, blocks = s->c_out / TILE_CO;
+    const int64_t tiles = ((int64_t)s->n * hw + 47) / 48;
+    const int64_t run = hw % 16 == 0 ? (hw + 47) / 48 : 1;
+    const int64_t items = (tiles + run - 1) / run * run * blocks;
+    const int64_t flops_per_item = (int64_t)TILE_CO * 48 * s->c_in * s->kernel * s->kernel;
+#pragma omp parallel for schedule(static) if (items * flops_per_item >= ((int64_t)1 << 17))
+    for (int64_t it = 0; it < items; it++) {
+        const int64_t t = it / (run * blocks) * run + it % run;
+        const int b = (int)(it / run % blocks);
+        if (t < tiles) flat(s, x, weight, ep, y, b * TILE_CO, t * 48);
+    }
 }
 
 /* Output rows per work item: three when a row fits one vector (the weight
@@ -272,25 +347,25 @@ rows(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv
 
 void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                                 const pasm_conv2d_epilogue *ep, float *y) {
-    const int blocks = s->c_out / TILE_CO, per = rows_per_item(s), is_flat = flat_ok(s);
-    /* Work items: groups of rows, or flat tiles of 48 pixels. */
-    const int groups = is_flat ? (s->h_out * s->w_out + 47) / 48 : (s->h_out + per - 1) / per;
+    if (flat_ok(s)) {
+        flat_forward(s, x, weight, ep, y);
+        return;
+    }
+    const int blocks = s->c_out / TILE_CO, per = rows_per_item(s);
+    const int groups = (s->h_out + per - 1) / per;
     const int64_t items = (int64_t)s->n * blocks * groups;
     const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in;
     const size_t y_stride = (size_t)s->c_out * s->h_out * s->w_out;
     /* Rows of one image and block stay together on a thread (input rows
      * reused from cache); a team starts only when there is work for it. */
-    const int64_t flops_per_item = (int64_t)TILE_CO * (is_flat ? 48 : per * s->w_out) * s->c_in *
-                                   s->kernel * s->kernel;
+    const int64_t flops_per_item =
+        (int64_t)TILE_CO * per * s->w_out * s->c_in * s->kernel * s->kernel;
 #pragma omp parallel for schedule(static) if (items * flops_per_item >= ((int64_t)1 << 17))
     for (int64_t it = 0; it < items; it++) {
         const int g = (int)(it % groups);
         const int b = (int)((it / groups) % blocks);
         const int i = (int)(it / ((int64_t)groups * blocks));
         const float *res = ep && ep->residual ? ep->residual + i * y_stride : NULL;
-        if (is_flat)
-            flat(s, x + i * x_stride, weight, ep, res, y + i * y_stride, b * TILE_CO, g * 48);
-        else
-            rows(s, x + i * x_stride, weight, ep, res, y + i * y_stride, b * TILE_CO, g * per);
+        rows(s, x + i * x_stride, weight, ep, res, y + i * y_stride, b * TILE_CO, g * per);
     }
 }

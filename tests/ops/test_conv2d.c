@@ -161,17 +161,20 @@ static void test_conv_direct_shapes(void **state) {
     check_case(1, 1, 35, 8, 3, 1, 1, 0);  /* 36 columns: three vectors, the last masked */
 }
 
-/* "Same" convolutions on flat planes, where vectors run across row ends:
- * maps too small for one vector a row, tiles that end inside a row, planes
- * of one partial vector and of several tiles, and the direct dx of each
- * (Cin a multiple of 8). */
+/* "Same" convolutions on flat planes, where vectors run across row ends
+ * and from one image into the next: maps too small for one vector a row,
+ * vectors split between two images, tiles that end inside a row, a partial
+ * vector at the end of the batch, and the direct dx of each (Cin a multiple
+ * of 8); maps under 16 pixels take im2col + sgemm. */
 static void test_conv_direct_flat(void **state) {
     (void)state;
-    check_case(2, 8, 6, 8, 3, 1, 1, 1);   /* 6x7: 42 pixels, the third vector masked */
-    check_case(1, 8, 3, 16, 3, 1, 1, 0);  /* 3x4: 12 pixels, one partial vector */
+    check_case(2, 8, 6, 8, 3, 1, 1, 1);   /* 6x7: 42 pixels, a vector split at 42 */
+    check_case(1, 8, 4, 8, 3, 1, 1, 0);   /* 4x5, one image: a vector and 4 pixels */
     check_case(1, 8, 7, 8, 5, 1, 2, 1);   /* K5 on 7x8: a tile of 48, then 8 pixels */
-    check_case(3, 16, 4, 8, 3, 1, 1, 0);  /* 4x5, three images, two channel blocks of dx */
-    check_case(1, 8, 1, 8, 3, 1, 1, 1);   /* 1x2: every tap but the centre row padded */
+    check_case(3, 16, 4, 8, 3, 1, 1, 0);  /* 4x5, three images: two vectors split */
+    check_case(5, 8, 4, 8, 3, 1, 1, 1);   /* 100 pixels: tiles of 48, 48, then 4 */
+    check_case(2, 8, 3, 16, 3, 1, 1, 0);  /* 3x4: 12 pixels, im2col + sgemm */
+    check_case(1, 8, 1, 8, 3, 1, 1, 1);   /* 1x2: im2col + sgemm */
 }
 
 /* The split-batch path (n >= threads) and the image-by-image path
@@ -301,7 +304,7 @@ static void test_conv_fused_epilogue(void **state) {
     check_fused(1, 4, 20, 16, 3, 1, 1, 0, 1); /* direct, one image: BN + ReLU */
     check_fused(2, 3, 35, 8, 3, 1, 1, 1, 0);  /* direct, masked last vector */
     check_fused(3, 4, 9, 6, 3, 2, 1, 0, 1);   /* im2col + sgemm, stride 2 */
-    check_fused(1, 4, 6, 8, 3, 1, 1, 1, 1);   /* direct on the flat 6x7 plane */
+    check_fused(3, 4, 6, 8, 3, 1, 1, 1, 1);   /* direct on flat 6x7 planes, split vectors */
     check_fused(2, 4, 6, 8, 3, 1, 0, 1, 1);   /* sgemm: padding 0, rows too narrow for direct */
     check_fused(3, 4, 8, 8, 1, 2, 0, 0, 0);   /* 1x1 stride-2 shortcut + BN */
 }
