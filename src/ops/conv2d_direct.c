@@ -4,6 +4,8 @@
  * row accumulates, for every input channel and kernel tap, one masked load of
  * the shifted input row times 8 broadcast weights. Masks zero the lanes that
  * fall into the padding or past the row's end, so borders need no copies.
+ * "Same" convolutions whose rows are not whole vectors take the same tile
+ * over 48 consecutive pixels of a flat plane instead (flat_ok, below).
  * The tile loops carry unroll pragmas: at -O2 GCC would otherwise keep the
  * accumulators in memory. Compiled for AVX-512F through target attributes
  * and chosen at run time (__builtin_cpu_supports), so the library still runs
@@ -150,7 +152,7 @@ tile(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv
  * 6x6 (36 pixels an image) where a tile per image would. */
 static int flat_ok(const pasm_conv2d_shape *s) {
     /* 16+ pixels an image: a vector spans at most two images. */
-    return s->h_in == s->h_out && s->w_in == s->w_out && s->w_out % 16 != 0 &&
+    return s->stride == 1 && s->h_in == s->h_out && s->w_in == s->w_out && s->w_out % 16 != 0 &&
            s->h_out * s->w_out >= 16;
 }
 
@@ -225,7 +227,9 @@ tile_flat(const pasm_conv2d_shape *s, const float *x, const float *w,
                  * image does not load from it at all: a load whose lanes
                  * are all masked off still costs a slow fault-suppression
                  * assist when its address lies on an unmapped page (after
-                 * the last image), measured 7x slower. */
+                 * the last image), measured 7x slower. The first load can
+                 * be all off outside x only for the outer taps of the first
+                 * and last channel planes of the batch: a few loads a block. */
                 const ptrdiff_t off = (ptrdiff_t)(kh - P) * W + (kw - P);
                 __m512 in[3];
 #pragma GCC unroll 8
@@ -273,31 +277,44 @@ tile_flat(const pasm_conv2d_shape *s, const float *x, const float *w,
 }
 
 /* The flat tile at batch pixel g0: three vectors, or what is left of the
- * batch; the variant with a second image's loads only where one begins
- * inside the tile. */
+ * batch; the variant with a second image's loads only where a vector runs
+ * into the next image. */
 __attribute__((target("avx512f"))) static void
 flat(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv2d_epilogue *ep,
      float *y, int co0, int64_t g0) {
     const int64_t HW = (int64_t)s->h_out * s->w_out, left = s->n * HW - g0;
     const int nv = left > 32 ? 3 : left > 16 ? 2 : 1;
-    const int64_t last = g0 + (16 * nv < left ? 16 * nv : left) - 1;
-    if (g0 / HW == last / HW) {
-        if (nv == 3) tile_flat(s, x, w, ep, y, co0, g0, 3, 0);
-        else if (nv == 2) tile_flat(s, x, w, ep, y, co0, g0, 2, 0);
-        else tile_flat(s, x, w, ep, y, co0, g0, 1, 0);
+    int split = 0;
+    for (int v = 0; v < nv; v++) {
+        const int64_t first = g0 + 16 * v;
+        const int64_t last = first + (left - 16 * v < 16 ? left - 16 * v : 16) - 1;
+        split |= first / HW != last / HW;
+    }
+    if (nv == 3) {
+        if (split)
+            tile_flat(s, x, w, ep, y, co0, g0, 3, 1);
+        else
+            tile_flat(s, x, w, ep, y, co0, g0, 3, 0);
+    } else if (nv == 2) {
+        if (split)
+            tile_flat(s, x, w, ep, y, co0, g0, 2, 1);
+        else
+            tile_flat(s, x, w, ep, y, co0, g0, 2, 0);
     } else {
-        if (nv == 3) tile_flat(s, x, w, ep, y, co0, g0, 3, 1);
-        else if (nv == 2) tile_flat(s, x, w, ep, y, co0, g0, 2, 1);
-        else tile_flat(s, x, w, ep, y, co0, g0, 1, 1);
+        if (split)
+            tile_flat(s, x, w, ep, y, co0, g0, 1, 1);
+        else
+            tile_flat(s, x, w, ep, y, co0, g0, 1, 0);
     }
 }
 
 /* The flat convolution over the whole batch. Work items run through runs
  * of tiles, within a run through the channel blocks and within a block
  * through the run's tiles, so a block's weights serve the run from cache:
- * a run is an image's tiles when images hold whole vectors (the input of a
- * tile is then read again from cache by every block), else one tile (a
- * tile's input then serves every block while the weights stream). */
+ * a run is as many tiles as an image has (ceil(HW / 48), counted from the
+ * batch's start) when images hold whole vectors, and the run's input is read
+ * again from cache by every block; else one tile, whose input serves every
+ * block while the weights stream. */
 static void flat_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                          const pasm_conv2d_epilogue *ep, float *y) {
     const int hw = s->h_out * s->w_out, blocks = s->c_out / TILE_CO;

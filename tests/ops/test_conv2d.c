@@ -150,15 +150,19 @@ static void test_conv_other_kernels(void **state) {
 }
 
 /* Shapes the direct AVX-512 kernel takes (stride 1, Cout a multiple of 8,
- * rows of 12+ columns): one, two and three 16-lane vectors per row, padding
- * 0 to K-1, and dx through the direct kernel where Cin is a multiple of 8.
- * On CPUs without AVX-512 they run the im2col path, equally checked. */
+ * rows of 12+ columns or a "same" padding): the row kernel with one, two
+ * and three 16-lane vectors per row (rows that are whole vectors, or no
+ * "same" padding), padding 0 to K-1, and dx through the direct kernel where
+ * Cin is a multiple of 8. On CPUs without AVX-512 they run the im2col path,
+ * equally checked. */
 static void test_conv_direct_shapes(void **state) {
     (void)state;
-    check_case(2, 2, 12, 8, 3, 1, 1, 1);  /* direct forward, im2col dx (Cin 2) */
-    check_case(1, 8, 13, 8, 3, 1, 0, 0);  /* direct dx with padding 2 */
+    check_case(2, 2, 12, 8, 3, 1, 1, 1);  /* flat forward, im2col dx (Cin 2) */
+    check_case(1, 8, 13, 8, 3, 1, 0, 0);  /* rows: one vector; direct dx with padding 2 */
     check_case(1, 1, 11, 16, 5, 1, 2, 1); /* K5, one image, 16 output channels */
-    check_case(1, 1, 35, 8, 3, 1, 1, 0);  /* 36 columns: three vectors, the last masked */
+    check_case(1, 1, 35, 8, 3, 1, 1, 0);  /* 36 columns (flat) */
+    check_case(1, 1, 31, 8, 3, 1, 1, 0);  /* rows of 32 columns: two vectors */
+    check_case(1, 1, 35, 8, 3, 1, 0, 0);  /* rows of 34 columns: three, the last masked */
 }
 
 /* "Same" convolutions on flat planes, where vectors run across row ends
@@ -173,8 +177,30 @@ static void test_conv_direct_flat(void **state) {
     check_case(1, 8, 7, 8, 5, 1, 2, 1);   /* K5 on 7x8: a tile of 48, then 8 pixels */
     check_case(3, 16, 4, 8, 3, 1, 1, 0);  /* 4x5, three images: two vectors split */
     check_case(5, 8, 4, 8, 3, 1, 1, 1);   /* 100 pixels: tiles of 48, 48, then 4 */
+    check_case(2, 8, 4, 8, 7, 1, 3, 0);   /* K7 on 4x5: taps reach past both images' edges */
+    check_case(2, 8, 6, 8, 5, 1, 2, 1);   /* K5 on 6x7: a split vector */
     check_case(2, 8, 3, 16, 3, 1, 1, 0);  /* 3x4: 12 pixels, im2col + sgemm */
     check_case(1, 8, 1, 8, 3, 1, 1, 1);   /* 1x2: im2col + sgemm */
+}
+
+/* A flat convolution large enough for a team of threads, against the
+ * reference, and bit for bit the same on one thread. */
+static void test_conv_direct_flat_threads(void **state) {
+    (void)state;
+    const int saved = omp_get_max_threads();
+    conv_case c;
+    case_init(&c, 6, 16, 6, 24, 3, 1, 1, 1, 91); /* 6x7 maps: 6 tiles x 3 blocks */
+    pasm_set_threads(2);
+    pasm_conv2d_forward(&c.s, c.x, c.w, c.b, c.y, c.ws);
+    case_loss(&c);
+    assert_true(compare_forward("y (2 threads)", c.ny, c.y, c.yd, FWD_ATOL, FWD_RTOL));
+    float *y1 = zeroed(c.ny, sizeof(float));
+    pasm_set_threads(1);
+    pasm_conv2d_forward(&c.s, c.x, c.w, c.b, y1, c.ws);
+    assert_memory_equal(y1, c.y, c.ny * sizeof(float));
+    pasm_set_threads(saved);
+    free(y1);
+    case_free(&c);
 }
 
 /* The split-batch path (n >= threads) and the image-by-image path
@@ -302,7 +328,8 @@ static void test_conv_fused_epilogue(void **state) {
     (void)state;
     check_fused(3, 4, 12, 8, 3, 1, 1, 1, 1);  /* direct: BN + residual + ReLU */
     check_fused(1, 4, 20, 16, 3, 1, 1, 0, 1); /* direct, one image: BN + ReLU */
-    check_fused(2, 3, 35, 8, 3, 1, 1, 1, 0);  /* direct, masked last vector */
+    check_fused(2, 3, 35, 8, 3, 1, 1, 1, 0);  /* direct flat, 35x36 */
+    check_fused(2, 3, 33, 8, 3, 1, 0, 1, 1);  /* direct rows, masked last vector */
     check_fused(3, 4, 9, 6, 3, 2, 1, 0, 1);   /* im2col + sgemm, stride 2 */
     check_fused(3, 4, 6, 8, 3, 1, 1, 1, 1);   /* direct on flat 6x7 planes, split vectors */
     check_fused(2, 4, 6, 8, 3, 1, 0, 1, 1);   /* sgemm: padding 0, rows too narrow for direct */
@@ -386,7 +413,8 @@ int main(void) {
         cmocka_unit_test(test_conv_paths_agree), cmocka_unit_test(test_conv_null_grads),
         cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
         cmocka_unit_test(test_conv_direct_shapes),
-        cmocka_unit_test(test_conv_direct_flat), cmocka_unit_test(test_conv_fused_epilogue),
+        cmocka_unit_test(test_conv_direct_flat), cmocka_unit_test(test_conv_direct_flat_threads),
+        cmocka_unit_test(test_conv_fused_epilogue),
         cmocka_unit_test(test_conv_eval_workspace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
