@@ -17,6 +17,12 @@
  *                           and the load of DIR/torch_wW.safetensors, PyTorch's
  *                           file (torch_bench.py ckpt), when it is there
  *   pasm_bench bf16native   1 when bf16 convolutions run on AMX here
+ *   pasm_bench conv N CIN COUT HW K S [dx|dw]   one fp32 convolution of a
+ *                           batch of N, CIN -> COUT channels at HWxHW, kernel
+ *                           K, stride S, padding K/2: GFLOPS of the forward
+ *                           (or of the input or the weight gradient), best
+ *                           of the reps in 1.5 s ("conv_gflops");
+ *                           PASM_CONV_DIRECT=0 forces im2col + sgemm
  * train, infer1 and infer128 take "bf16" after W: the same with
  * --precision bf16's convolutions (keys end in _bf16).
  *   pasm_bench gpu-train W B [fp32|bf16]   training images/s of pasm_train on
@@ -535,9 +541,57 @@ static int run_sgemm(void) {
     return 0;
 }
 
+/* The best time of one convolution direction over 1.5 s of reps. */
+static int run_conv(int argc, char **argv) {
+    if (argc < 8) {
+        fprintf(stderr, "usage: pasm_bench conv N CIN COUT HW K STRIDE [dx|dw]\n");
+        return 2;
+    }
+    const char *dir = argc > 8 ? argv[8] : "forward";
+    pasm_conv2d_shape s = {.n = atoi(argv[2]), .c_in = atoi(argv[3]), .c_out = atoi(argv[4]),
+                           .h_in = atoi(argv[5]), .w_in = atoi(argv[5]), .kernel = atoi(argv[6]),
+                           .stride = atoi(argv[7])};
+    s.pad = s.kernel / 2;
+    if (pasm_conv2d_shape_init(&s)) return fail("conv");
+    if (strcmp(dir, "forward") && strcmp(dir, "dx") && strcmp(dir, "dw")) {
+        fprintf(stderr, "pasm_bench: conv: unknown direction '%s' (dx, dw)\n", dir);
+        return 2;
+    }
+    const size_t nx = (size_t)s.n * s.c_in * s.h_in * s.w_in;
+    const size_t ny = (size_t)s.n * s.c_out * s.h_out * s.w_out;
+    const size_t nw = (size_t)s.c_out * s.c_in * s.kernel * s.kernel;
+    const size_t ws = pasm_conv2d_workspace_size(&s);
+    float *x = pasm_alloc(nx * sizeof(float), "x"), *dx = pasm_alloc(nx * sizeof(float), "dx");
+    float *y = pasm_alloc(ny * sizeof(float), "y"), *w = pasm_alloc(nw * sizeof(float), "w");
+    float *dw = pasm_alloc(nw * sizeof(float), "dw");
+    void *work = pasm_alloc(ws ? ws : 1, "workspace");
+    int rc = 0;
+    if (!x || !dx || !y || !w || !dw || !work) rc = fail("allocating the convolution");
+    for (size_t i = 0; !rc && i < nx; i++) x[i] = (float)(i % 17) / 17.0f - 0.5f;
+    for (size_t i = 0; !rc && i < ny; i++) y[i] = (float)(i % 19) / 19.0f - 0.5f;
+    for (size_t i = 0; !rc && i < nw; i++) w[i] = (float)(i % 13) / 13.0f - 0.5f;
+    double best = INFINITY, t0 = now_s();
+    for (int reps = 0; !rc && (reps < 3 || now_s() - t0 < 1.5); reps++) {
+        const double a = now_s();
+        if (dir[0] == 'f')
+            pasm_conv2d_forward(&s, x, w, NULL, y, work);
+        else /* y serves as dy */
+            pasm_conv2d_backward(&s, x, w, y, dir[1] == 'x' ? dx : NULL, dir[1] == 'w' ? dw : NULL,
+                                 NULL, work);
+        const double t = now_s() - a;
+        if (t < best) best = t;
+    }
+    if (!rc)
+        printf("conv_gflops %.1f\n", 2.0 * nw * s.h_out * s.w_out * (double)s.n / best / 1e9);
+    float *blocks[] = {x, dx, y, w, dw};
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) pasm_free(blocks[i]);
+    pasm_free(work);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: pasm_bench train|infer1|infer128 WIDTH [bf16] | flops WIDTH | load PATH | sgemm\n");
+        fprintf(stderr, "usage: pasm_bench train|infer1|infer128 WIDTH [bf16] | flops WIDTH | load PATH | sgemm | conv N CIN COUT HW K STRIDE [dx|dw]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -551,6 +605,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(mode, "load") == 0) return run_load(argv[2]);
+    if (strcmp(mode, "conv") == 0) return run_conv(argc, argv);
     if (strcmp(mode, "curve") == 0) {
         if (argc < 6) {
             fprintf(stderr, "usage: pasm_bench curve MODEL CSV STEPS BATCH [cpu|cuda]\n");
