@@ -16,7 +16,8 @@
  *                           a PASM_NET_EVAL network for batch 1 and fill it);
  *                           and the load of DIR/torch_wW.safetensors, PyTorch's
  *                           file (torch_bench.py ckpt), when it is there
- *   pasm_bench bf16native   1 when bf16 convolutions run on AMX here
+ *   pasm_bench bf16native   how bf16 convolutions run here: 1 AMX, 2 AVX512-BF16
+ *                           dot products, 0 widened to fp32 sgemm
  *   pasm_bench conv N CIN COUT HW K S [dx|dw]   one fp32 convolution of a
  *                           batch of N, CIN -> COUT channels at HWxHW, kernel
  *                           K, stride S, padding K/2: GFLOPS of the forward

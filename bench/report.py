@@ -279,8 +279,10 @@ def bf16_section(p, t, widths):
                  "dtype=torch.bfloat16)` in channels-last, eager. Ratios as above, against "
                  "PyTorch fp32 (its faster format, from the table above) and against PyTorch "
                  "bf16." % ("AMX tiles" if native == 1 else
-                            "emulated with fp32 sgemm: this CPU has no AMX-BF16"
-                            if native == 0 else "kernel not recorded"))
+                            "AVX512-BF16 dot products: this CPU has no AMX-BF16"
+                            if native == 2 else
+                            "emulated with fp32 sgemm: this CPU has neither AMX-BF16 nor "
+                            "AVX512-BF16" if native == 0 else "kernel not recorded"))
     lines.append("")
     lines.append("| measure | pasm bf16 | PyTorch fp32 | ratio | PyTorch bf16 | ratio | "
                  "peak MiB pasm / PyTorch bf16 |")

@@ -28,8 +28,8 @@ typedef enum { PASM_PRECISION_FP32 = 0, PASM_PRECISION_BF16 = 1 } pasm_precision
 /* "fp32" / "bf16" -> *out; PASM_ERR_INVALID naming the text otherwise. */
 pasm_status pasm_precision_parse(const char *text, pasm_precision *out);
 const char *pasm_precision_name(pasm_precision p);
-/* Whether bf16 convolutions run on AMX tiles here (1), or are emulated
- * exactly but slowly with fp32 sgemm (0). */
+/* How bf16 convolutions run here: on AMX tiles (1), as AVX512-BF16 dot
+ * products (2), or emulated exactly but slowly with fp32 sgemm (0). */
 int pasm_precision_bf16_native(void);
 
 typedef struct {

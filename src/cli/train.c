@@ -421,9 +421,11 @@ static int run(train_args *a, int resume, int stop_after, int device) {
     if (precision == PASM_PRECISION_BF16)
         printf("precision bf16: convolutions with bf16 operands and fp32 sums, %s\n",
                device == PASM_DEVICE_CUDA ? "on the GPU's tensor cores"
-               : pasm_precision_bf16_native()
-                   ? "on AMX tiles"
-                   : "emulated with fp32 sgemm (this CPU has no AMX-BF16: slower than fp32)");
+               : pasm_precision_bf16_native() == 1 ? "on AMX tiles"
+               : pasm_precision_bf16_native() == 2
+                   ? "as AVX512-BF16 dot products (this CPU has no AMX-BF16)"
+                   : "emulated with fp32 sgemm (this CPU has neither AMX-BF16 nor AVX512-BF16: "
+                     "slower than fp32)");
     fflush(stdout);
     cli_progress progress;
     cli_progress_init(&progress, cli_stderr_is_tty());

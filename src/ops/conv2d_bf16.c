@@ -33,7 +33,7 @@ const char *pasm_precision_name(pasm_precision p) {
     return p == PASM_PRECISION_BF16 ? "bf16" : "fp32";
 }
 
-int pasm_precision_bf16_native(void) { return pasm_bf16_amx(); }
+int pasm_precision_bf16_native(void) { return pasm_bf16_kernel(); }
 
 static size_t align64(size_t bytes) { return (bytes + 63) / 64 * 64; }
 

@@ -1,5 +1,5 @@
 /* The bf16 matrix product (see gemm_bf16.h): packers from fp32, an AMX
- * kernel and the sgemm fallback.
+ * kernel, an AVX512-BF16 dot-product kernel and the sgemm fallback.
  *
  * AMX: eight tile registers of 16 rows x 64 bytes. A block of 32 x 32
  * outputs keeps four fp32 accumulator tiles (0-3); each step of 32 along
@@ -49,13 +49,6 @@ int pasm_bf16_use_amx(int on) {
     return was;
 }
 
-size_t pasm_bf16_gemm_scratch(int Mp, int Np, int Kp) {
-    if (pasm_bf16_amx()) return 0;
-    return ((size_t)Mp * Kp + (size_t)Kp * Np) * sizeof(float);
-}
-
-/* ---- conversion ---- */
-
 static int has_avx512bf16(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -67,6 +60,34 @@ static int has_avx512bf16(void) {
     }
     return __atomic_load_n(&cached, __ATOMIC_RELAXED);
 }
+
+static int dot_off = -1; /* -1: PASM_BF16_DOT not read yet */
+
+static int dot_enabled(void) {
+    if (__atomic_load_n(&dot_off, __ATOMIC_RELAXED) < 0) {
+        const char *env = getenv("PASM_BF16_DOT");
+        __atomic_store_n(&dot_off, env && strcmp(env, "0") == 0, __ATOMIC_RELAXED);
+    }
+    return has_avx512bf16() && !__atomic_load_n(&dot_off, __ATOMIC_RELAXED);
+}
+
+int pasm_bf16_kernel(void) {
+    if (pasm_bf16_amx()) return PASM_BF16_AMX;
+    return dot_enabled() ? PASM_BF16_DOT : PASM_BF16_WIDENED;
+}
+
+int pasm_bf16_use_dot(int on) {
+    int was = dot_enabled();
+    __atomic_store_n(&dot_off, !on, __ATOMIC_RELAXED);
+    return was;
+}
+
+size_t pasm_bf16_gemm_scratch(int Mp, int Np, int Kp) {
+    if (pasm_bf16_kernel() != PASM_BF16_WIDENED) return 0;
+    return ((size_t)Mp * Kp + (size_t)Kp * Np) * sizeof(float);
+}
+
+/* ---- conversion ---- */
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
@@ -356,6 +377,92 @@ AMX static void gemm_amx(int M, int N, int Kp, const uint16_t *a, const uint16_t
     _tile_release();
 }
 
+/* ---- AVX512-BF16 dot products (no AMX) ----
+ * VDPBF16PS adds to each of 16 fp32 lanes the products of one pair of bf16
+ * values from each operand: B's pair rows are exactly its operand (16
+ * columns' pairs, one 64-byte row of the packed layout), A's pair (m, k..k+1)
+ * is broadcast. A register block of DOT_MR rows x 32 columns (24
+ * accumulators) runs down the whole depth; outputs past N are masked, rows
+ * past M are not computed. */
+
+enum { DOT_MR = 12 };
+
+/* Rows m0..m0+MR-1, columns n0..n0+16*NV-1 (the last vector masked by
+ * last). MR and NV are compile-time constants at every call. */
+__attribute__((target("avx512f,avx512bf16"), always_inline)) static inline void
+dot_block(int Kp, int Np, const uint16_t *a, const uint16_t *b, float *c, size_t ldc,
+          int accumulate, int m0, int n0, __mmask16 last, const int MR, const int NV) {
+    __m512 acc[DOT_MR][2];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) {
+            const __mmask16 m = v == NV - 1 ? last : (__mmask16)0xFFFF;
+            acc[r][v] = accumulate
+                            ? _mm512_maskz_loadu_ps(m, c + (size_t)(m0 + r) * ldc + n0 + 16 * v)
+                            : _mm512_setzero_ps();
+        }
+    const uint16_t *ar = a + (size_t)m0 * Kp;
+    const uint32_t *bp = (const uint32_t *)b + n0;
+    for (int k = 0; k < Kp; k += 2, bp += Np) {
+        __m512bh bv[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_loadu_si512(bp + 16 * v);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            uint32_t pair;
+            memcpy(&pair, ar + (size_t)r * Kp + k, sizeof pair);
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; v++)
+            _mm512_mask_storeu_ps(c + (size_t)(m0 + r) * ldc + n0 + 16 * v,
+                                  v == NV - 1 ? last : (__mmask16)0xFFFF, acc[r][v]);
+}
+
+#define DOT_ROWS(NV)                                                                             \
+    switch (mr) {                                                                                \
+    case 12: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 12, NV); break;          \
+    case 11: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 11, NV); break;          \
+    case 10: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 10, NV); break;          \
+    case 9: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 9, NV); break;            \
+    case 8: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 8, NV); break;            \
+    case 7: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 7, NV); break;            \
+    case 6: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 6, NV); break;            \
+    case 5: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 5, NV); break;            \
+    case 4: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 4, NV); break;            \
+    case 3: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 3, NV); break;            \
+    case 2: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 2, NV); break;            \
+    default: dot_block(Kp, Np, a, b, c, ldc, accumulate, m0, n0, last, 1, NV); break;           \
+    }
+
+/* Column blocks of 32 outside, row blocks inside: a block's B columns
+ * (Kp/2 x 32 pairs) stay in cache while the rows of A stream past. */
+__attribute__((target("avx512f,avx512bf16"))) static void
+gemm_dot(int M, int N, int Kp, const uint16_t *a, const uint16_t *b, float *c, size_t ldc,
+         int accumulate) {
+    const int Np = pasm_bf16_rows(N);
+    for (int n0 = 0; n0 < N; n0 += 32) {
+        const int left = N - n0, two = left > 16;
+        const int in_last = two ? left - 16 : left; /* columns of the last vector */
+        const __mmask16 last =
+            in_last >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << in_last) - 1u);
+        for (int m0 = 0; m0 < M; m0 += DOT_MR) {
+            const int mr = M - m0 < DOT_MR ? M - m0 : DOT_MR;
+            if (two) {
+                DOT_ROWS(2)
+            } else {
+                DOT_ROWS(1)
+            }
+        }
+    }
+}
+
 /* ---- fallback: widen to fp32 (exact) and call sgemm ----
  * A bf16 value is the top half of its fp32: widening is a shift (A's
  * elements; B's even rows, the low halves of its 32-bit pairs) or a mask
@@ -424,8 +531,9 @@ static void gemm_widened(int M, int N, int Kp, const uint16_t *a, const uint16_t
 void pasm_bf16_gemm(int M, int N, int Kp, const uint16_t *a, const uint16_t *b, float *c,
                     size_t ldc, int accumulate, float *scratch) {
     if (M <= 0 || N <= 0) return;
-    if (pasm_bf16_amx())
-        gemm_amx(M, N, Kp, a, b, c, ldc, accumulate);
-    else
-        gemm_widened(M, N, Kp, a, b, c, ldc, accumulate, scratch);
+    switch (pasm_bf16_kernel()) {
+    case PASM_BF16_AMX: gemm_amx(M, N, Kp, a, b, c, ldc, accumulate); break;
+    case PASM_BF16_DOT: gemm_dot(M, N, Kp, a, b, c, ldc, accumulate); break;
+    default: gemm_widened(M, N, Kp, a, b, c, ldc, accumulate, scratch); break;
+    }
 }

@@ -3,8 +3,11 @@
  * when they are packed; products and sums are fp32, as in PyTorch's bf16
  * autocast. OpenBLAS as Debian builds it has no bf16 GEMM (no sbgemm), so
  * this is our own: Intel AMX tiles where the CPU has AMX-BF16 and the kernel
- * grants them, otherwise the packed operands widened back to fp32 (exactly)
- * and multiplied by OpenBLAS sgemm, which gives the same products.
+ * grants them, else AVX512-BF16 dot products (VDPBF16PS) where the CPU has
+ * those, otherwise the packed operands widened back to fp32 (exactly) and
+ * multiplied by OpenBLAS sgemm, which gives the same products. The three
+ * differ only in the order of the fp32 sums (and the first two flush
+ * denormal values to zero).
  *
  * Layouts (bf16 as uint16_t):
  *   A, "rows":  [Mp][Kp], Mp = pasm_bf16_rows(M), Kp = pasm_bf16_depth(K);
@@ -42,8 +45,18 @@ int pasm_bf16_amx(void);
  * sizes depend on it: plan after switching. */
 int pasm_bf16_use_amx(int on);
 
+/* The kernel pasm_bf16_gemm runs now (and pasm_precision_bf16_native
+ * reports). */
+enum { PASM_BF16_WIDENED = 0, PASM_BF16_AMX = 1, PASM_BF16_DOT = 2 };
+int pasm_bf16_kernel(void);
+/* For tests, as pasm_bf16_use_amx: where AMX is off, the dot-product kernel
+ * (on != 0; only where the CPU has AVX512-BF16) or the widened sgemm from
+ * now on, whatever PASM_BF16_DOT says; returns whether the dot-product
+ * kernel was on. */
+int pasm_bf16_use_dot(int on);
+
 /* Bytes of fp32 scratch pasm_bf16_gemm needs for these padded sizes: 0 with
- * AMX, the widened operands otherwise. */
+ * AMX or dot products, the widened operands otherwise. */
 size_t pasm_bf16_gemm_scratch(int Mp, int Np, int Kp);
 
 /* dst[i] = bf16(src[i]), i < n. */

@@ -345,7 +345,9 @@ static void test_gray48_bf16(void **unused) {
     read_faces(x, pc.batch, pc.mean, pc.std);
     const float *logits;
     printf(" case gray48, pasm bf16 against PyTorch fp32 (%s)\n",
-           pasm_precision_bf16_native() ? "AMX" : "emulated");
+           pasm_precision_bf16_native() == 1   ? "AMX"
+           : pasm_precision_bf16_native() == 2 ? "AVX512-BF16 dot products"
+                                               : "emulated");
     assert_int_equal(pasm_net_forward(net, x, pc.batch, 0, &logits), PASM_OK);
     double d = rel_diff(&ref, "eval_logits", logits, (int64_t)pc.batch * k);
     printf("  %-34s max|diff|/max|ref| %.3g (limit 3e-2)\n", "eval_logits", d);

@@ -1,6 +1,6 @@
 /* Tests of --precision bf16's convolutions and the bf16 matrix product under
- * them, on the AMX kernel where this CPU has it and on the fallback
- * (widened operands + sgemm) always:
+ * them, on the AMX kernel and on the AVX512-BF16 dot-product kernel where
+ * this CPU has them, and on the fallback (widened operands + sgemm) always:
  *   - the rounding to bf16 (nearest even, NaN kept);
  *   - pasm_bf16_gemm over edge sizes (M, N not multiples of 16, depths not of
  *     32, accumulate or overwrite) against a double product of the rounded
@@ -28,6 +28,15 @@
 #include "pasm/ops.h"
 
 static double r16(float v) { return pasm_bf16_to_float(pasm_bf16_from_float(v)); }
+
+/* The kernel pasm_bf16_gemm runs now, for the printed lines. */
+static const char *kernel_name(void) {
+    switch (pasm_bf16_kernel()) {
+    case PASM_BF16_AMX: return "amx";
+    case PASM_BF16_DOT: return "dot";
+    default: return "widened";
+    }
+}
 
 static void test_rounding(void **state) {
     (void)state;
@@ -125,7 +134,7 @@ static void check_gemm(int M, int N, int K, int accumulate) {
     for (int i = 0; i < guard; i++) assert_true(cbuf[i] == 42.0f);
     for (int64_t i = (int64_t)M * ldc; i < (int64_t)(M + 2) * ldc + guard; i++)
         assert_true(c[i] == 42.0f);
-    printf("gemm %s M%d N%d K%d%s: max rel %.2e\n", pasm_bf16_amx() ? "amx" : "widened", M, N,
+    printf("gemm %s M%d N%d K%d%s: max rel %.2e\n", kernel_name(), M, N,
            K, accumulate ? " +=" : "", worst);
     free(a), free(b), free(bt), free(ap), free(bp), free(bp2), free(cbuf), free(scratch);
 }
@@ -153,10 +162,26 @@ static void test_gemm_amx(void **state) {
     pasm_bf16_use_amx(was);
 }
 
+static void test_gemm_dot(void **state) {
+    (void)state;
+    int was = pasm_bf16_use_amx(0), was_dot = pasm_bf16_use_dot(1);
+    if (pasm_bf16_kernel() != PASM_BF16_DOT) {
+        printf("no AVX512-BF16 here: the dot-product kernel is not tested\n");
+        pasm_bf16_use_dot(was_dot);
+        pasm_bf16_use_amx(was);
+        skip();
+    }
+    gemm_shapes();
+    pasm_bf16_use_dot(was_dot);
+    pasm_bf16_use_amx(was);
+}
+
 static void test_gemm_widened(void **state) {
     (void)state;
-    int was = pasm_bf16_use_amx(0);
+    int was = pasm_bf16_use_amx(0), was_dot = pasm_bf16_use_dot(0);
+    assert_int_equal(pasm_bf16_kernel(), PASM_BF16_WIDENED);
     gemm_shapes();
+    pasm_bf16_use_dot(was_dot);
     pasm_bf16_use_amx(was);
 }
 
@@ -252,7 +277,7 @@ static int close_to(const char *what, int64_t count, const float *got, const dou
 static void check_conv(int n, int c_in, int hw, int c_out, int k, int stride, int pad) {
     bf_case c;
     bf_init(&c, n, c_in, hw, c_out, k, stride, pad, 300 + 7 * hw + k + stride);
-    printf("bf16 %s conv n%d c%d->%d %dx%d K%d S%d P%d\n", pasm_bf16_amx() ? "amx" : "widened", n,
+    printf("bf16 %s conv n%d c%d->%d %dx%d K%d S%d P%d\n", kernel_name(), n,
            c_in, c_out, hw, hw + 1, k, stride, pad);
     double *y = zeroed(c.ny, sizeof(double)), *ym = zeroed(c.ny, sizeof(double));
     double *dx = zeroed(c.nx, sizeof(double)), *dxm = zeroed(c.nx, sizeof(double));
@@ -309,10 +334,24 @@ static void test_conv_amx(void **state) {
     pasm_bf16_use_amx(was);
 }
 
+static void test_conv_dot(void **state) {
+    (void)state;
+    int was = pasm_bf16_use_amx(0), was_dot = pasm_bf16_use_dot(1);
+    if (pasm_bf16_kernel() != PASM_BF16_DOT) {
+        pasm_bf16_use_dot(was_dot);
+        pasm_bf16_use_amx(was);
+        skip();
+    }
+    conv_shapes();
+    pasm_bf16_use_dot(was_dot);
+    pasm_bf16_use_amx(was);
+}
+
 static void test_conv_widened(void **state) {
     (void)state;
-    int was = pasm_bf16_use_amx(0);
+    int was = pasm_bf16_use_amx(0), was_dot = pasm_bf16_use_dot(0);
     conv_shapes();
+    pasm_bf16_use_dot(was_dot);
     pasm_bf16_use_amx(was);
 }
 
@@ -360,15 +399,19 @@ static void test_precision_names(void **state) {
     assert_int_equal(pasm_precision_parse("fp16", &p), PASM_ERR_INVALID);
     assert_non_null(strstr(pasm_last_error(), "fp16"));
     assert_string_equal(pasm_precision_name(PASM_PRECISION_BF16), "bf16");
-    printf("bf16 convolutions here: %s\n",
-           pasm_precision_bf16_native() ? "AMX tiles" : "emulated with fp32 sgemm");
+    const int native = pasm_precision_bf16_native();
+    assert_int_equal(native, pasm_bf16_kernel());
+    printf("bf16 convolutions here: %s\n", native == 1   ? "AMX tiles"
+                                           : native == 2 ? "AVX512-BF16 dot products"
+                                                         : "emulated with fp32 sgemm");
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rounding),        cmocka_unit_test(test_convert_matches_scalar),
         cmocka_unit_test(test_gemm_amx),
-        cmocka_unit_test(test_gemm_widened),    cmocka_unit_test(test_conv_amx),
+        cmocka_unit_test(test_gemm_dot),        cmocka_unit_test(test_gemm_widened),
+        cmocka_unit_test(test_conv_amx),        cmocka_unit_test(test_conv_dot),
         cmocka_unit_test(test_conv_widened),    cmocka_unit_test(test_conv_bf16_fused),
         cmocka_unit_test(test_precision_names),
     };
