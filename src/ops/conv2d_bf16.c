@@ -1,7 +1,8 @@
 /* Convolutions in bf16 (--precision bf16): every convolution product as a
  * bf16 matrix product with fp32 sums (pasm_bf16_gemm: AMX tiles where the
- * CPU has them). The layers around the convolutions and the weights
- * themselves stay fp32; operands are rounded to bf16 as they are packed.
+ * CPU has them, else AVX512-BF16 dot products where it has those). The
+ * layers around the convolutions and the weights themselves stay fp32;
+ * operands are rounded to bf16 as they are packed.
  *
  *   forward  y_i  (Cout x HW)  = W (Cout x CKK) . col_i (CKK x HW)
  *   weights  dW^T (CKK x Cout) = sum_i col_i (CKK x HW) . dy_i^T (HW x Cout)

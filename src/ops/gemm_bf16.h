@@ -51,8 +51,8 @@ enum { PASM_BF16_WIDENED = 0, PASM_BF16_AMX = 1, PASM_BF16_DOT = 2 };
 int pasm_bf16_kernel(void);
 /* For tests, as pasm_bf16_use_amx: where AMX is off, the dot-product kernel
  * (on != 0; only where the CPU has AVX512-BF16) or the widened sgemm from
- * now on, whatever PASM_BF16_DOT says; returns whether the dot-product
- * kernel was on. */
+ * now on, whatever PASM_BF16_DOT says; returns the previous setting (on
+ * an AMX machine, the setting, not the kernel that ran). */
 int pasm_bf16_use_dot(int on);
 
 /* Bytes of fp32 scratch pasm_bf16_gemm needs for these padded sizes: 0 with

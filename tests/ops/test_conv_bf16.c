@@ -148,6 +148,8 @@ static void gemm_shapes(void) {
     check_gemm(9, 130, 9, 1);
     check_gemm(64, 36, 577, 0);
     check_gemm(100, 17, 300, 1);
+    check_gemm(23, 48, 40, 1); /* the dot kernel's row blocks of 12 and 11; 32 + 16 columns */
+    check_gemm(30, 33, 64, 0); /* rows 12, 12 and 6 */
 }
 
 static void test_gemm_amx(void **state) {
