@@ -419,14 +419,19 @@ static int run(train_args *a, int resume, int stop_after, int device) {
            a->schedule, (double)a->lr);
     printf("memory planned for the network: %.1f MiB\n", pasm_net_memory_bytes(net) / 1048576.0);
     cli_print_device(device);
-    if (precision == PASM_PRECISION_BF16)
-        printf("precision bf16: convolutions with bf16 operands and fp32 sums, %s\n",
-               device == PASM_DEVICE_CUDA ? "on the GPU's tensor cores"
-               : pasm_precision_bf16_native() == 1 ? "on AMX tiles"
-               : pasm_precision_bf16_native() == 2
-                   ? "as AVX512-BF16 dot products (this CPU has no AMX-BF16)"
-                   : "emulated with fp32 sgemm (this CPU has neither AMX-BF16 nor AVX512-BF16: "
-                     "slower than fp32)");
+    if (precision == PASM_PRECISION_BF16) {
+        const char *how = "on the GPU's tensor cores";
+        if (device != PASM_DEVICE_CUDA) {
+            switch (pasm_precision_bf16_native()) {
+            case 1: how = "on AMX tiles"; break;
+            case 2: how = "as AVX512-BF16 dot products (this CPU has no AMX-BF16)"; break;
+            default:
+                how = "emulated with fp32 sgemm (neither AMX-BF16 nor AVX512-BF16 in use here: "
+                      "slower than fp32)";
+            }
+        }
+        printf("precision bf16: convolutions with bf16 operands and fp32 sums, %s\n", how);
+    }
     fflush(stdout);
     cli_progress progress;
     cli_progress_init(&progress, cli_stderr_is_tty());

@@ -51,6 +51,18 @@ static __mmask16 lane_mask(int oc, int kw, int pad, int w_in, int w_out) {
     return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
 }
 
+/* The epilogue on one vector of sums, in the unfused layers' order: scale
+ * and shift a, b (when scaled; a multiply and an add, not an FMA, to round
+ * as batch norm does), the residual's values rv (when has_res), ReLU (max
+ * with 0 also maps NaN to 0, as pasm_relu_forward). Both tiles end with it. */
+__attribute__((target("avx512f"), always_inline)) static inline __m512
+epilogue_vec(__m512 out, int scaled, __m512 a, __m512 b, int has_res, __m512 rv, int relu) {
+    if (scaled) out = _mm512_add_ps(_mm512_mul_ps(out, a), b);
+    if (has_res) out = _mm512_add_ps(out, rv);
+    if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
+    return out;
+}
+
 /* One tile: output channels co0..co0+7, rows oh..oh+NR-1, columns
  * c0..c0+16*NV-1 (NR * NV <= 3 vectors per channel, 24 accumulators at
  * most). NR and NV are compile-time constants at every call, so acc stays
@@ -114,9 +126,6 @@ tile(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv
             }
         }
     }
-    /* The epilogue, in the unfused layers' order: scale and shift (a
-     * multiply and an add, not an FMA, to round as batch norm does), the
-     * residual, ReLU (max with 0 also maps NaN to 0, as pasm_relu_forward). */
     const size_t plane = (size_t)s->h_out * Wo;
     const int relu = ep && ep->relu;
 #pragma GCC unroll 8
@@ -130,10 +139,10 @@ tile(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv
             for (int v = 0; v < NV; v++) {
                 int left = Wo - c0 - 16 * v;
                 __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
-                __m512 out = acc[r][rr * NV + v];
-                if (scale) out = _mm512_add_ps(_mm512_mul_ps(out, a), b);
-                if (res) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, res + at + 16 * v));
-                if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
+                const __m512 rv =
+                    res ? _mm512_maskz_loadu_ps(m, res + at + 16 * v) : _mm512_setzero_ps();
+                const __m512 out =
+                    epilogue_vec(acc[r][rr * NV + v], scale != NULL, a, b, res != NULL, rv, relu);
                 _mm512_mask_storeu_ps(y + at + 16 * v, m, out);
             }
         }
@@ -249,9 +258,6 @@ tile_flat(const pasm_conv2d_shape *s, const float *x, const float *w,
             }
         }
     }
-    /* The epilogue, in the unfused layers' order: scale and shift (a
-     * multiply and an add, not an FMA, to round as batch norm does), the
-     * residual, ReLU (max with 0 also maps NaN to 0, as pasm_relu_forward). */
     const int relu = ep && ep->relu;
 #pragma GCC unroll 8
     for (int r = 0; r < TILE_CO; r++) {
@@ -260,15 +266,13 @@ tile_flat(const pasm_conv2d_shape *s, const float *x, const float *w,
         const size_t at = (size_t)(co0 + r) * HW;
 #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) {
-            __m512 out = acc[r][v];
-            if (scale) out = _mm512_add_ps(_mm512_mul_ps(out, a), b);
+            __m512 rv = _mm512_setzero_ps();
             if (res) {
-                __m512 rv = _mm512_maskz_loadu_ps(fv[v].part[0], res + at + fv[v].y[0]);
+                rv = _mm512_maskz_loadu_ps(fv[v].part[0], res + at + fv[v].y[0]);
                 if (SPLIT && fv[v].part[1])
                     rv = _mm512_mask_loadu_ps(rv, fv[v].part[1], res + at + fv[v].y[1]);
-                out = _mm512_add_ps(out, rv);
             }
-            if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
+            const __m512 out = epilogue_vec(acc[r][v], scale != NULL, a, b, res != NULL, rv, relu);
             _mm512_mask_storeu_ps(y + at + fv[v].y[0], fv[v].part[0], out);
             if (SPLIT && fv[v].part[1])
                 _mm512_mask_storeu_ps(y + at + fv[v].y[1], fv[v].part[1], out);
