@@ -8,7 +8,9 @@
  * a sgemm with a short summed dimension (Cout) followed by a scatter-add
  * (col2im). Backward accumulates the
  * weight gradient per thread and sums the partials in thread order, so the
- * result is bit-identical run to run for a given thread count.
+ * result is bit-identical run to run for a given thread count; "same" 3x3
+ * convolutions of up to 64 channels take it directly from x and dy instead
+ * (conv2d_wgrad.c).
  *
  * The evaluation-mode forward fuses batch norm, the residual sum and ReLU
  * into the store of the output (pasm_conv2d_forward_fused).
@@ -93,10 +95,21 @@ static size_t flip_floats(const pasm_conv2d_shape *s) {
 /* Workspace layout: the flipped kernel of the dx convolution (when dx is one);
  * per thread one column buffer; per thread but the first one partial weight
  * gradient (thread 0 accumulates straight into dweight). The forward uses
- * the front of it alone. */
+ * the front of it alone. Where the weight gradient runs directly
+ * (conv2d_wgrad.c), it runs first, with its table at the front, and the
+ * rest holds what the forward and the input gradient need: no partials, and
+ * no column buffers when both of those run directly too. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
     if (s->precision == PASM_PRECISION_BF16) return pasm_conv2d_bf16_workspace(s, 1, 1);
     size_t threads = (size_t)omp_get_max_threads();
+    if (pasm_conv2d_wgrad_ok(s)) {
+        const pasm_conv2d_shape t = pasm_conv2d_dx_shape(s); /* K3 P1 S1: dx is a convolution */
+        const size_t fwd = pasm_conv2d_direct_ok(s) ? 0 : threads * forward_col_floats(s);
+        const size_t dx = flip_floats(s) + (pasm_conv2d_direct_ok(&t) ? 0 : threads * col_floats(s));
+        const size_t bytes = sizeof(float) * (fwd > dx ? fwd : dx);
+        const size_t table = pasm_conv2d_wgrad_workspace(s);
+        return table > bytes ? table : bytes;
+    }
     size_t floats = flip_floats(s) + threads * col_floats(s) + (threads - 1) * weight_floats(s);
     return floats * sizeof(float);
 }
@@ -380,6 +393,12 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
     if (s->precision == PASM_PRECISION_BF16) {
         pasm_conv2d_bf16_backward(s, x, weight, dy, dx, dweight, workspace);
         return;
+    }
+    if (dweight && pasm_conv2d_wgrad_ok(s)) {
+        /* directly from x and dy, before the rest uses the workspace */
+        pasm_conv2d_wgrad(s, x, dy, dweight, workspace);
+        if (!dx) return;
+        dweight = NULL;
     }
     float *ws = workspace;
     const int threads = omp_get_max_threads();

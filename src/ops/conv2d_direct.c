@@ -19,7 +19,7 @@
 #define TILE_CO 8
 #define MAX_K 7
 
-static int cpu_has_avx512(void) {
+int pasm_conv2d_avx512(void) {
     static int cached = -1;
     if (cached < 0) {
         const char *env = getenv("PASM_CONV_DIRECT");
@@ -37,7 +37,7 @@ int pasm_conv2d_direct_ok(const pasm_conv2d_shape *s) {
      * vectors run on across rows (flat_ok): the im2col + sgemm path is
      * faster there. */
     return s->stride == 1 && s->kernel <= MAX_K && s->c_out % TILE_CO == 0 &&
-           (s->w_out >= 12 || flat_ok(s)) && cpu_has_avx512();
+           (s->w_out >= 12 || flat_ok(s)) && pasm_conv2d_avx512();
 }
 
 /* Lanes j of the vector starting at output column oc whose input column

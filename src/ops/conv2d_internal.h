@@ -5,6 +5,9 @@
 
 #include "pasm/ops.h"
 
+/* Non-zero when the CPU has AVX-512F and PASM_CONV_DIRECT is not set to 0:
+ * the direct kernels may run. */
+int pasm_conv2d_avx512(void);
 /* Non-zero when the CPU has AVX-512F, the shape is one the direct kernel
  * handles (stride 1, K <= 7, Cout a multiple of 8, and rows wide enough to
  * fill most of a 16-lane vector or a "same" padding with planes of 16+
@@ -19,6 +22,16 @@ int pasm_conv2d_direct_ok(const pasm_conv2d_shape *s);
 void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                                 const pasm_conv2d_epilogue *ep, float *y);
 
+/* The weight gradient of a "same" 3x3 stride-1 fp32 convolution (padding 1,
+ * 16+ pixels an image) straight from x and dy (conv2d_wgrad.c): whether it
+ * runs for this shape (AVX-512F, PASM_CONV_DIRECT not 0), the workspace it
+ * needs (bytes, from the start of the convolution's workspace; 0 when it
+ * does not run), and dw = the gradient, summed in an order that does not
+ * depend on the thread count. */
+int pasm_conv2d_wgrad_ok(const pasm_conv2d_shape *s);
+size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s);
+void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *dy, float *dw,
+                       void *workspace);
 
 /* Shared by the fp32 and bf16 paths (conv2d.c). im2col: x (C,H,W) -> col
  * (C*K*K, Ho*Wo); col2im: the sum back; threaded: channels in parallel (only

@@ -4,7 +4,9 @@
  * 64x64 batch (case rgb64), and saved PyTorch's logits, loss, input gradient,
  * every parameter gradient, BN running statistics, 5 SGD steps (momentum
  * 0.9, Nesterov, weight decay 5e-4) and the eval-mode input gradient after them. pasm repeats all of it from the same
- * initial weights and must match every tensor within the stated tolerances.
+ * initial weights and must match every tensor within the stated tolerances
+ * (a multiple of PyTorch's own float32 error, or of its spread over
+ * summation orders, CASE_order.safetensors, where that is larger).
  * Faces are read from ../shared at run time; only PyTorch's outputs are
  * committed. */
 #include <math.h>
@@ -78,14 +80,29 @@ static const pasm_tensor *ref_tensor(const pasm_safetensors *ref, const char *na
     return t;
 }
 
+/* The case's CASE_order.safetensors: PyTorch's spread over summation orders
+ * (max |channels-last float32 - NCHW float32| of the same sequence). */
+static pasm_safetensors g_order;
+
+static double fixture_scalar(const pasm_safetensors *f, const char *prefix, const char *name) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", prefix, name);
+    const pasm_tensor *t = pasm_safetensors_find(f, key);
+    return t && t->dtype == PASM_F32 && pasm_tensor_numel(t) == 1 ? *(const float *)t->data : 0;
+}
+
 /* PyTorch's own float32 error for a tensor (max |float32 - float64| of the
  * same sequence, measured by the fixture script), or 0 when not recorded. */
 static double torch_error(const pasm_safetensors *ref, const char *name) {
-    char key[160];
-    snprintf(key, sizeof key, "f32_error.%s", name);
-    const pasm_tensor *t = pasm_safetensors_find(ref, key);
-    return t && t->dtype == PASM_F32 && pasm_tensor_numel(t) == 1 ? *(const float *)t->data : 0;
+    return fixture_scalar(ref, "f32_error", name);
 }
+
+/* PyTorch's spread over summation orders for a tensor, or 0. The five SGD
+ * steps amplify rounding unevenly (near-empty BN channels): on rgb64 the
+ * float64 run agrees with NCHW float32 to 3.8e-6 in the losses while
+ * channels-last float32 is 4.7e-4 away, so a float32 error alone would
+ * fail any other summation order (pasm's direct weight gradient, say). */
+static double order_error(const char *name) { return fixture_scalar(&g_order, "order_error", name); }
 
 /* max|pasm - PyTorch| must stay within rel * max|PyTorch| or, for tensors
  * that float32 cannot pin down that well, within 3x PyTorch's own float32
@@ -100,11 +117,12 @@ static double check(const pasm_safetensors *ref, const char *name, const float *
         double d = fabs((double)mine[i] - r[i]);
         if (d > diff || isnan(d)) diff = isnan(d) ? INFINITY : d;
     }
-    double own = torch_error(ref, name);
-    double allowed = g_slack * fmax(rel * (scale > 0 ? scale : 1), 3 * own);
+    double own = torch_error(ref, name), order = order_error(name);
+    double allowed = g_slack * fmax(fmax(rel * (scale > 0 ? scale : 1), 3 * own), 2 * order);
     if (verbose)
-        printf("  %-34s max|diff| %.3g  max|ref| %.3g  PyTorch f32 error %.2g  allowed %.2g\n",
-               name, diff, scale, own, allowed);
+        printf("  %-34s max|diff| %.3g  max|ref| %.3g  PyTorch f32 error %.2g, order spread "
+               "%.2g  allowed %.2g\n",
+               name, diff, scale, own, order, allowed);
     if (!(diff <= allowed))
         fail_msg("%s: max|pasm - PyTorch| %.3g exceeds %.3g (max|ref| %.3g, PyTorch's own "
                  "float32 error %.3g)",
@@ -135,6 +153,8 @@ static void run_case(const parity_case *pc) {
     pasm_safetensors ref;
     snprintf(path, sizeof path, FIXTURES "%s_ref.safetensors", pc->name);
     if (pasm_safetensors_read(path, &ref)) fail_msg("%s", pasm_last_error());
+    snprintf(path, sizeof path, FIXTURES "%s_order.safetensors", pc->name);
+    if (pasm_safetensors_read(path, &g_order)) fail_msg("%s", pasm_last_error());
 
     int64_t in_count = (int64_t)pc->batch * pc->channels * pc->size * pc->size;
     int k = pc->classes;
@@ -222,7 +242,8 @@ static void run_case(const parity_case *pc) {
         assert_int_equal(torch_meta.net.input_size, 48);
         assert_int_equal(torch_meta.n_classes, 7);
         assert_string_equal(torch_meta.class_names[3], "Happy");
-        double worst_after = 0, allowed = fmax(1e-6, 3 * torch_error(&ref, "after_weights"));
+        double worst_after = 0, allowed = fmax(fmax(1e-6, 3 * torch_error(&ref, "after_weights")),
+                                               2 * order_error("after_weights"));
         for (int i = 0; i < pasm_net_n_state(net); i++) {
             pasm_tensor *mine = pasm_net_state(net, i);
             pasm_tensor *theirs = pasm_net_find(torch_net, mine->name);
@@ -237,7 +258,8 @@ static void run_case(const parity_case *pc) {
             if (d > allowed)
                 fail_msg("%s after 5 steps: max|diff| %.3g exceeds %.3g", mine->name, d, allowed);
         }
-        printf("  %-34s max|diff| %.3g  allowed %.2g (3x PyTorch's own float32 error)\n",
+        printf("  %-34s max|diff| %.3g  allowed %.2g (3x PyTorch's own float32 error or 2x "
+               "its order spread)\n",
                "weights after 5 SGD steps", worst_after, allowed);
         /* PyTorch's file predicts PyTorch's labels in pasm. */
         const float *torch_logits;
@@ -274,6 +296,7 @@ static void run_case(const parity_case *pc) {
     free(dx);
     free(dlogits);
     pasm_safetensors_free(&ref);
+    pasm_safetensors_free(&g_order);
     pasm_model_meta_free(&meta);
     pasm_net_free(net);
 }

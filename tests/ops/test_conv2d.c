@@ -17,6 +17,7 @@
 #include <omp.h>
 
 #include "opcheck.h"
+#include "ops/conv2d_internal.h"
 #include "pasm/ops.h"
 
 /* Double-precision reference: plain loops over the definition. */
@@ -215,6 +216,81 @@ static void test_conv_direct_flat_threads(void **state) {
     pasm_set_threads(saved);
     free(y1);
     case_free(&c);
+}
+
+/* The weight gradient of one case against plain double loops (dW = the
+ * sum of r * shifted x over the batch), each weight within 1e-5 of the sum
+ * of its terms' magnitudes: for shapes too large for finite differences. */
+static void check_wgrad_case(conv_case *c, const char *what) {
+    const pasm_conv2d_shape *s = &c->s;
+    const int K = s->kernel;
+    double worst = 0.0;
+    for (int co = 0; co < s->c_out; co++)
+        for (int ci = 0; ci < s->c_in; ci++)
+            for (int kh = 0; kh < K; kh++)
+                for (int kw = 0; kw < K; kw++) {
+                    double sum = 0.0, mag = 0.0;
+                    for (int i = 0; i < s->n; i++)
+                        for (int oh = 0; oh < s->h_out; oh++)
+                            for (int ow = 0; ow < s->w_out; ow++) {
+                                const int ih = oh * s->stride - s->pad + kh;
+                                const int iw = ow * s->stride - s->pad + kw;
+                                if (ih < 0 || ih >= s->h_in || iw < 0 || iw >= s->w_in) continue;
+                                const double t =
+                                    c->rd[((int64_t)(i * s->c_out + co) * s->h_out + oh) * s->w_out + ow] *
+                                    c->xd[((int64_t)(i * s->c_in + ci) * s->h_in + ih) * s->w_in + iw];
+                                sum += t, mag += fabs(t);
+                            }
+                    const float got = c->dw[((co * s->c_in + ci) * K + kh) * K + kw];
+                    const double err = fabs(got - sum) / (mag > 1e-30 ? mag : 1e-30);
+                    if (!(err <= 1e-5))
+                        fail_msg("%s: dweight[%d][%d][%d][%d] %.9g, reference %.9g (sum of |terms| %.3g)",
+                                 what, co, ci, kh, kw, got, sum, mag);
+                    if (err > worst) worst = err;
+                }
+    printf("  %s: dweight within %.2g of the sum of |terms|\n", what, worst);
+}
+
+/* The direct weight gradient of "same" 3x3 convolutions (conv2d_wgrad.c,
+ * where the CPU has AVX-512; the im2col path elsewhere, equally checked):
+ * output-channel counts that end in blocks of 3, 2 + 2, 2 and 1; one input
+ * channel (the stem); planes of exactly 16 pixels; vectors split between two
+ * images; a batch that ends inside a vector; several chunks of the batch;
+ * and the same bits on one thread and two. */
+static void test_conv_wgrad_direct(void **state) {
+    (void)state;
+    static const int shapes[][4] = {
+        /* n, c_in, h (w = h + 1), c_out */
+        {3, 4, 6, 1},  {2, 3, 6, 2},  {2, 2, 6, 3},  {3, 5, 4, 4},  {2, 4, 5, 5},
+        {1, 1, 12, 16}, {5, 3, 3, 7}, {1, 2, 4, 8},  {4, 8, 36, 8}, {3, 6, 7, 64},
+    };
+    const int saved = omp_get_max_threads();
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int *sh = shapes[k];
+        conv_case c;
+        case_init(&c, sh[0], sh[1], sh[2], sh[3], 3, 1, 1, 0, 700 + k);
+        char what[96];
+        snprintf(what, sizeof what, "n%d c%d->%d %dx%d", sh[0], sh[1], sh[3], sh[2], sh[2] + 1);
+        for (int64_t i = 0; i < c.nw; i++) c.dw[i] = NAN;
+        pasm_set_threads(2);
+        pasm_conv2d_backward(&c.s, c.x, c.w, c.r, NULL, c.dw, NULL, c.ws);
+        check_wgrad_case(&c, what);
+        float *dw1 = zeroed(c.nw, sizeof(float));
+        pasm_set_threads(1);
+        pasm_conv2d_backward(&c.s, c.x, c.w, c.r, NULL, dw1, NULL, c.ws);
+        if (pasm_conv2d_wgrad_ok(&c.s))
+            assert_memory_equal(dw1, c.dw, c.nw * sizeof(float));
+        /* with dx too: the same weight gradient */
+        pasm_set_threads(saved);
+        float *dw2 = zeroed(c.nw, sizeof(float));
+        pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, dw2, NULL, c.ws);
+        if (pasm_conv2d_wgrad_ok(&c.s))
+            assert_memory_equal(dw2, dw1, c.nw * sizeof(float));
+        free(dw1);
+        free(dw2);
+        case_free(&c);
+    }
+    pasm_set_threads(saved);
 }
 
 /* The split-batch path (n >= threads) and the image-by-image path
@@ -428,6 +504,7 @@ int main(void) {
         cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
         cmocka_unit_test(test_conv_direct_shapes),
         cmocka_unit_test(test_conv_direct_flat), cmocka_unit_test(test_conv_direct_flat_threads),
+        cmocka_unit_test(test_conv_wgrad_direct),
         cmocka_unit_test(test_conv_fused_epilogue),
         cmocka_unit_test(test_conv_eval_workspace),
     };

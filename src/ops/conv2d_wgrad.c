@@ -1,0 +1,245 @@
+/* The weight gradient of "same" 3x3 stride-1 convolutions (padding 1, the
+ * ResNet's every stride-1 3x3) with AVX-512, straight from the NCHW input
+ * and output gradient, without im2col or packing:
+ *
+ *   dW[co][ci][kh][kw] = sum over the batch's pixels g of
+ *                        dy[co][g] * x[ci][g + (kh - 1) * W + (kw - 1)]
+ *
+ * taken over the long flat plane of each channel (all images one after
+ * another, as the direct forward's flat tiles, conv2d_direct.c): a vector
+ * of 16 consecutive pixels may run across row ends and from one image into
+ * the next, and per tap a mask keeps the lanes whose input pixel lies inside
+ * their own image. A work item holds up to 3 output channels x 1 input
+ * channel x the 9 taps in 27 accumulators: per 16 pixels 3 loads of dy, 9
+ * masked loads of x and 27 FMAs. Taken up to 64 channels each way, where it
+ * beats im2col + sgemm (the per-image sgemms are small there: 97 against 155
+ * GFLOPS at 16->16 48x48); past that sgemm's blocking wins (bench/notes.md).
+ *
+ * The masks of a vector depend only on where its first pixel falls in its
+ * image, so they repeat every lcm(H*W, 16) pixels: one table of that period
+ * (built per call, in the workspace) serves the whole batch.
+ *
+ * Order: the batch's pixels in chunks of WG_CHUNK vectors; in each chunk a
+ * thread runs its own contiguous range of items (one output-channel block
+ * and one input channel each), so a block's dy chunk stays in cache while the
+ * input channels pass. Every weight's sum is the chunks' partial sums (each
+ * a horizontal sum of its accumulator) added in chunk order by the one
+ * thread that owns it: the result does not depend on the thread count. */
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/conv2d_internal.h"
+
+#define WG_CO 3     /* output channels a work item holds */
+#define WG_TAPS 9   /* 3x3 */
+#define WG_CHUNK 256 /* vectors (of 16 pixels) per chunk of the batch */
+
+/* One vector of the period: lane 0's image (counted from the period's
+ * first) and pixel, its lanes in that image and in the next, and per part
+ * and tap the lanes whose input pixel lies inside. */
+typedef struct {
+    int32_t img, f0;
+    __mmask16 part[2];
+    __mmask16 tap[2][WG_TAPS];
+} wg_vec;
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        const int64_t t = a % b;
+        a = b, b = t;
+    }
+    return a;
+}
+
+/* Vectors in one period of the masks: lcm(HW, 16) / 16. */
+static int64_t period_vectors(const pasm_conv2d_shape *s) {
+    const int64_t hw = (int64_t)s->h_in * s->w_in;
+    return hw / gcd64(hw, 16);
+}
+
+/* PASM_CONV_WGRAD=0 keeps im2col + sgemm for every weight gradient. */
+static int wgrad_allowed(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *env = getenv("PASM_CONV_WGRAD");
+        cached = !(env && strcmp(env, "0") == 0);
+    }
+    return cached;
+}
+
+int pasm_conv2d_wgrad_ok(const pasm_conv2d_shape *s) {
+    /* 16+ pixels an image: a vector spans at most two images. Up to 64
+     * channels each way, where the per-image sgemms are small; with more,
+     * sgemm's blocking wins (bench/notes.md: 164 vs 187 GFLOPS at 256->256
+     * 12x12, 121 vs 173 at 512->512 6x6, a tie at 128->128 24x24). */
+    return s->precision != PASM_PRECISION_BF16 && s->kernel == 3 && s->stride == 1 &&
+           s->pad == 1 && (int64_t)s->h_in * s->w_in >= 16 && s->c_in <= 64 && s->c_out <= 64 &&
+           pasm_conv2d_avx512() && wgrad_allowed();
+}
+
+size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s) {
+    if (!pasm_conv2d_wgrad_ok(s)) return 0;
+    return (size_t)period_vectors(s) * sizeof(wg_vec);
+}
+
+/* The vector whose lane 0 is pixel 16 * e of the period (the period starts
+ * at an image's first pixel; the batch's end is not applied here). */
+static void wg_vec_init(const pasm_conv2d_shape *s, int64_t e, wg_vec *t) {
+    const int H = s->h_in, W = s->w_in, HW = H * W;
+    const int64_t g0 = 16 * e;
+    memset(t, 0, sizeof *t);
+    t->img = (int32_t)(g0 / HW);
+    t->f0 = (int32_t)(g0 % HW);
+    int q = 0, oh = t->f0 / W, ow = t->f0 % W;
+    for (int j = 0; j < 16; j++) {
+        const __mmask16 bit = (__mmask16)(1u << j);
+        if (j == HW - t->f0) q = 1, oh = ow = 0;
+        t->part[q] |= bit;
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+                const int ih = oh + kh - 1, iw = ow + kw - 1;
+                if (ih >= 0 && ih < H && iw >= 0 && iw < W) t->tap[q][kh * 3 + kw] |= bit;
+            }
+        if (++ow == W) ow = 0, oh++;
+    }
+}
+
+/* What every item needs: the operands, the table and where the batch ends. */
+typedef struct {
+    const pasm_conv2d_shape *s;
+    const float *x, *dy;
+    float *dw;
+    const wg_vec *table;
+    int64_t period, period_images, vectors;
+    int64_t tail_v; /* the last vector when it is cut short by the batch's end, else -1 */
+    wg_vec tail;    /* its entry with the lanes past the end removed */
+} wg_ctx;
+
+/* One vector: the dy vectors of NCO channels times the 9 shifted x vectors
+ * into acc; SPLIT: the vector runs into the next image (second loads). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+wg_vector(const wg_vec *t, const float *xb, const float *yb, size_t x_next, size_t y_next,
+          size_t hw, ptrdiff_t W, __m512 acc[WG_CO][WG_TAPS], const int NCO, const int SPLIT) {
+    __m512 d[WG_CO];
+#pragma GCC unroll 4
+    for (int r = 0; r < NCO; r++) {
+        d[r] = _mm512_maskz_loadu_ps(t->part[0], yb + r * hw);
+        if (SPLIT) d[r] = _mm512_mask_loadu_ps(d[r], t->part[1], yb + y_next + r * hw);
+    }
+#pragma GCC unroll 9
+    for (int k = 0; k < WG_TAPS; k++) {
+        /* Masked-off lanes are not read: the address may lie before the
+         * plane (the first row's upper taps) or past it. */
+        const ptrdiff_t off = (ptrdiff_t)(k / 3 - 1) * W + (k % 3 - 1);
+        __m512 xv = _mm512_maskz_loadu_ps(t->tap[0][k], xb + off);
+        if (SPLIT) xv = _mm512_mask_loadu_ps(xv, t->tap[1][k], xb + x_next + off);
+#pragma GCC unroll 4
+        for (int r = 0; r < NCO; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+    }
+}
+
+/* Item (co0, ci) over vectors v0..v1-1: the 9 * NCO partial sums added to
+ * (first: stored in) dw. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+wg_item(const wg_ctx *c, int co0, int ci, int64_t v0, int64_t v1, int first, const int NCO) {
+    const pasm_conv2d_shape *s = c->s;
+    const size_t hw = (size_t)s->h_in * s->w_in;
+    const size_t xs = (size_t)s->c_in * hw, ys = (size_t)s->c_out * hw;
+    const ptrdiff_t W = s->w_in;
+    __m512 acc[WG_CO][WG_TAPS];
+#pragma GCC unroll 4
+    for (int r = 0; r < NCO; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < WG_TAPS; k++) acc[r][k] = _mm512_setzero_ps();
+    int64_t e = v0 % c->period, img0 = v0 / c->period * c->period_images;
+    const float *xc = c->x + (size_t)ci * hw, *yc = c->dy + (size_t)co0 * hw;
+    for (int64_t v = v0; v < v1; v++) {
+        const wg_vec *t = v == c->tail_v ? &c->tail : &c->table[e];
+        const size_t img = (size_t)(img0 + t->img);
+        const float *xb = xc + img * xs + t->f0, *yb = yc + img * ys + t->f0;
+        if (t->part[1])
+            wg_vector(t, xb, yb, xs - hw, ys - hw, hw, W, acc, NCO, 1);
+        else
+            wg_vector(t, xb, yb, 0, 0, hw, W, acc, NCO, 0);
+        if (++e == c->period) e = 0, img0 += c->period_images;
+    }
+    const size_t w_co = (size_t)s->c_in * WG_TAPS;
+#pragma GCC unroll 4
+    for (int r = 0; r < NCO; r++) {
+        float *dst = c->dw + (size_t)(co0 + r) * w_co + (size_t)ci * WG_TAPS;
+#pragma GCC unroll 9
+        for (int k = 0; k < WG_TAPS; k++) {
+            const float sum = _mm512_reduce_add_ps(acc[r][k]);
+            dst[k] = first ? sum : dst[k] + sum;
+        }
+    }
+}
+
+/* Output-channel blocks: of 3, and when Cout % 3 == 1 the last four as two
+ * blocks of 2 (18 FMAs per 11 loads, where a block of 1 has 9 per 10). */
+static int wg_blocks(int cout) { return cout % 3 == 1 && cout > 1 ? cout / 3 + 1 : (cout + 2) / 3; }
+
+static void wg_block(int cout, int b, int *co0, int *nco) {
+    const int pairs = cout % 3 == 1 && cout > 1; /* the last two blocks hold 2 each */
+    const int threes = pairs ? cout / 3 - 1 : cout / 3;
+    if (b < threes) {
+        *co0 = 3 * b, *nco = 3;
+    } else if (pairs) {
+        *co0 = 3 * threes + 2 * (b - threes), *nco = 2;
+    } else {
+        *co0 = 3 * threes, *nco = cout - 3 * threes;
+    }
+}
+
+/* Items begin..end-1 (item = block * Cin + ci) over one chunk. */
+__attribute__((target("avx512f"))) static void wg_chunk(const wg_ctx *c, int64_t begin,
+                                                        int64_t end, int64_t v0, int64_t v1) {
+    const int cin = c->s->c_in, first = v0 == 0;
+    for (int64_t it = begin; it < end; it++) {
+        const int ci = (int)(it % cin);
+        int co0, nco;
+        wg_block(c->s->c_out, (int)(it / cin), &co0, &nco);
+        if (nco == 3)
+            wg_item(c, co0, ci, v0, v1, first, 3);
+        else if (nco == 2)
+            wg_item(c, co0, ci, v0, v1, first, 2);
+        else
+            wg_item(c, co0, ci, v0, v1, first, 1);
+    }
+}
+
+void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *dy, float *dw,
+                       void *workspace) {
+    wg_ctx c = {.s = s, .x = x, .dy = dy, .dw = dw, .table = workspace};
+    const int64_t hw = (int64_t)s->h_in * s->w_in, total = (int64_t)s->n * hw;
+    c.period = period_vectors(s);
+    c.period_images = c.period * 16 / hw;
+    c.vectors = (total + 15) / 16;
+    wg_vec *table = workspace;
+    for (int64_t e = 0; e < c.period; e++) wg_vec_init(s, e, &table[e]);
+    c.tail_v = -1;
+    if (total % 16) {
+        const int64_t v = c.vectors - 1;
+        const __mmask16 keep = (__mmask16)((1u << (total % 16)) - 1u);
+        c.tail_v = v;
+        c.tail = table[v % c.period];
+        for (int q = 0; q < 2; q++) {
+            c.tail.part[q] &= keep;
+            for (int k = 0; k < WG_TAPS; k++) c.tail.tap[q][k] &= keep;
+        }
+    }
+    const int64_t items = (int64_t)wg_blocks(s->c_out) * s->c_in;
+    const int64_t flops = 2 * WG_TAPS * (int64_t)s->c_out * s->c_in * total;
+#pragma omp parallel if (flops >= ((int64_t)1 << 20))
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        const int64_t begin = items * t / team, end = items * (t + 1) / team;
+        for (int64_t v0 = 0; v0 < c.vectors; v0 += WG_CHUNK) {
+            const int64_t v1 = v0 + WG_CHUNK < c.vectors ? v0 + WG_CHUNK : c.vectors;
+            wg_chunk(&c, begin, end, v0, v1);
+        }
+    }
+}
