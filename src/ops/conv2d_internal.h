@@ -23,8 +23,9 @@ void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, cons
                                 const pasm_conv2d_epilogue *ep, float *y);
 
 /* The weight gradient of a "same" 3x3 stride-1 fp32 convolution (padding 1,
- * 16+ pixels an image) straight from x and dy (conv2d_wgrad.c): whether it
- * runs for this shape (AVX-512F, PASM_CONV_DIRECT not 0), the workspace it
+ * 16+ pixels an image, up to 64 channels each way) straight from x and dy
+ * (conv2d_wgrad.c): whether it runs for this shape (AVX-512F, neither
+ * PASM_CONV_DIRECT nor PASM_CONV_WGRAD set to 0), the workspace it
  * needs (bytes, from the start of the convolution's workspace; 0 when it
  * does not run), and dw = the gradient, summed in an order that does not
  * depend on the thread count. */

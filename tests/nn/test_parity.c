@@ -5,8 +5,9 @@
  * every parameter gradient, BN running statistics, 5 SGD steps (momentum
  * 0.9, Nesterov, weight decay 5e-4) and the eval-mode input gradient after them. pasm repeats all of it from the same
  * initial weights and must match every tensor within the stated tolerances
- * (a multiple of PyTorch's own float32 error, or of its spread over
- * summation orders, CASE_order.safetensors, where that is larger).
+ * (after the SGD steps: a multiple of PyTorch's own float32 error, or of
+ * its channels-last float32 run's distance from float64,
+ * CASE_order.safetensors, where that is larger).
  * Faces are read from ../shared at run time; only PyTorch's outputs are
  * committed. */
 #include <math.h>
@@ -80,8 +81,9 @@ static const pasm_tensor *ref_tensor(const pasm_safetensors *ref, const char *na
     return t;
 }
 
-/* The case's CASE_order.safetensors: PyTorch's spread over summation orders
- * (max |channels-last float32 - NCHW float32| of the same sequence). */
+/* The case's CASE_order.safetensors: for the tensors recorded after the
+ * five SGD steps, max |channels-last float32 - float64| of the same
+ * sequence in PyTorch. */
 static pasm_safetensors g_order;
 
 static double fixture_scalar(const pasm_safetensors *f, const char *prefix, const char *name) {
@@ -97,11 +99,13 @@ static double torch_error(const pasm_safetensors *ref, const char *name) {
     return fixture_scalar(ref, "f32_error", name);
 }
 
-/* PyTorch's spread over summation orders for a tensor, or 0. The five SGD
- * steps amplify rounding unevenly (near-empty BN channels): on rgb64 the
- * float64 run agrees with NCHW float32 to 3.8e-6 in the losses while
- * channels-last float32 is 4.7e-4 away, so a float32 error alone would
- * fail any other summation order (pasm's direct weight gradient, say). */
+/* That distance for a tensor after the SGD steps, or 0 (every other
+ * tensor). The steps amplify rounding unevenly (near-empty BN channels,
+ * ReLU decisions that flip): on rgb64 NCHW float32 stays within 3.8e-6 of
+ * float64 in the losses while channels-last float32 lands 4.7e-4 away, so
+ * the float32 error alone would fail any other summation order (pasm's
+ * direct weight gradient's, say; even an exactly rounded weight gradient
+ * lands 1.65e-4 away). */
 static double order_error(const char *name) { return fixture_scalar(&g_order, "order_error", name); }
 
 /* max|pasm - PyTorch| must stay within rel * max|PyTorch| or, for tensors
@@ -120,7 +124,7 @@ static double check(const pasm_safetensors *ref, const char *name, const float *
     double own = torch_error(ref, name), order = order_error(name);
     double allowed = g_slack * fmax(fmax(rel * (scale > 0 ? scale : 1), 3 * own), 2 * order);
     if (verbose)
-        printf("  %-34s max|diff| %.3g  max|ref| %.3g  PyTorch f32 error %.2g, order spread "
+        printf("  %-34s max|diff| %.3g  max|ref| %.3g  PyTorch f32 error %.2g, channels-last "
                "%.2g  allowed %.2g\n",
                name, diff, scale, own, order, allowed);
     if (!(diff <= allowed))
@@ -259,7 +263,7 @@ static void run_case(const parity_case *pc) {
                 fail_msg("%s after 5 steps: max|diff| %.3g exceeds %.3g", mine->name, d, allowed);
         }
         printf("  %-34s max|diff| %.3g  allowed %.2g (3x PyTorch's own float32 error or 2x "
-               "its order spread)\n",
+               "its channels-last run's)\n",
                "weights after 5 SGD steps", worst_after, allowed);
         /* PyTorch's file predicts PyTorch's labels in pasm. */
         const float *torch_logits;

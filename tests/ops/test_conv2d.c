@@ -53,10 +53,11 @@ typedef struct {
     void *ws;
 } conv_case;
 
-static void case_init(conv_case *c, int n, int c_in, int hw, int c_out, int k, int stride, int pad,
-                      int has_bias, uint64_t seed) {
+/* An h x w input (case_init: hw x (hw + 1)). */
+static void case_init_hw(conv_case *c, int n, int c_in, int h, int w, int c_out, int k, int stride,
+                         int pad, int has_bias, uint64_t seed) {
     memset(c, 0, sizeof(*c));
-    c->s = (pasm_conv2d_shape){.n = n, .c_in = c_in, .h_in = hw, .w_in = hw + 1, .c_out = c_out,
+    c->s = (pasm_conv2d_shape){.n = n, .c_in = c_in, .h_in = h, .w_in = w, .c_out = c_out,
                                .kernel = k, .stride = stride, .pad = pad};
     assert_int_equal(pasm_conv2d_shape_init(&c->s), PASM_OK);
     c->has_bias = has_bias;
@@ -84,6 +85,11 @@ static void case_init(conv_case *c, int n, int c_in, int hw, int c_out, int k, i
      * any overrun; at least one byte so malloc never returns NULL. */
     size_t bytes = pasm_conv2d_workspace_size(&c->s);
     c->ws = zeroed((int64_t)(bytes ? bytes : 1), 1);
+}
+
+static void case_init(conv_case *c, int n, int c_in, int hw, int c_out, int k, int stride, int pad,
+                      int has_bias, uint64_t seed) {
+    case_init_hw(c, n, c_in, hw, hw + 1, c_out, k, stride, pad, has_bias, seed);
 }
 
 static void case_free(conv_case *c) {
@@ -253,24 +259,30 @@ static void check_wgrad_case(conv_case *c, const char *what) {
 
 /* The direct weight gradient of "same" 3x3 convolutions (conv2d_wgrad.c,
  * where the CPU has AVX-512; the im2col path elsewhere, equally checked):
- * output-channel counts that end in blocks of 3, 2 + 2, 2 and 1; one input
- * channel (the stem); planes of exactly 16 pixels; vectors split between two
- * images; a batch that ends inside a vector; several chunks of the batch;
- * and the same bits on one thread and two. */
+ * output-channel counts that end in blocks of 3, 2 + 2, 3 + 2 + 2, 2 and 1;
+ * one input channel (the stem); planes of exactly 16 pixels (4x4, 16x1) and
+ * single rows (1x17: every upper and lower tap off); vectors split between
+ * two images; a batch that ends inside a vector; two chunks of the batch,
+ * one whose period of masks wraps at a chunk's start; maps under 16 pixels
+ * (im2col); and, where the team runs (large shapes), the same bits on one
+ * thread and two. */
 static void test_conv_wgrad_direct(void **state) {
     (void)state;
-    static const int shapes[][4] = {
-        /* n, c_in, h (w = h + 1), c_out */
-        {3, 4, 6, 1},  {2, 3, 6, 2},  {2, 2, 6, 3},  {3, 5, 4, 4},  {2, 4, 5, 5},
-        {1, 1, 12, 16}, {5, 3, 3, 7}, {1, 2, 4, 8},  {4, 8, 36, 8}, {3, 6, 7, 64},
+    static const int shapes[][5] = {
+        /* n, c_in, h, w, c_out */
+        {3, 4, 6, 7, 1},   {2, 3, 6, 7, 2},   {2, 2, 6, 7, 3},     {3, 5, 4, 5, 4},
+        {2, 4, 5, 6, 5},   {1, 1, 12, 13, 16}, {5, 3, 3, 4, 7},    {1, 2, 4, 5, 8},
+        {4, 8, 36, 37, 8}, {3, 6, 7, 8, 64},  {2, 3, 4, 4, 5},     {3, 2, 16, 1, 4},
+        {2, 2, 1, 17, 3},  {2, 3, 5, 6, 7},   {100, 8, 6, 7, 8},
     };
     const int saved = omp_get_max_threads();
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         const int *sh = shapes[k];
         conv_case c;
-        case_init(&c, sh[0], sh[1], sh[2], sh[3], 3, 1, 1, 0, 700 + k);
+        case_init_hw(&c, sh[0], sh[1], sh[2], sh[3], sh[4], 3, 1, 1, 0, 700 + k);
         char what[96];
-        snprintf(what, sizeof what, "n%d c%d->%d %dx%d", sh[0], sh[1], sh[3], sh[2], sh[2] + 1);
+        snprintf(what, sizeof what, "n%d c%d->%d %dx%d%s", sh[0], sh[1], sh[4], sh[2], sh[3],
+                 pasm_conv2d_wgrad_ok(&c.s) ? " (direct)" : "");
         for (int64_t i = 0; i < c.nw; i++) c.dw[i] = NAN;
         pasm_set_threads(2);
         pasm_conv2d_backward(&c.s, c.x, c.w, c.r, NULL, c.dw, NULL, c.ws);
