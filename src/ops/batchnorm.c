@@ -12,8 +12,18 @@
 
 #include "pasm/ops.h"
 
+/* The per-channel loops in two builds, picked at load time: AVX-512 (eight
+ * doubles a vector for the sums) and the baseline (SSE2: two). Both sum in
+ * a fixed order, but not the same one: the last bits of a statistic may
+ * differ between CPUs, never between runs or thread counts. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define BN_CLONES __attribute__((target_clones("avx512f", "default")))
+#else
+#define BN_CLONES
+#endif
+
 /* Sum of x[i*stride + j] over images i and pixels j < hw, in double. */
-static double channel_sum(const float *x, int n, size_t stride, size_t hw) {
+BN_CLONES static double channel_sum(const float *x, int n, size_t stride, size_t hw) {
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         const float *row = x + (size_t)i * stride;
@@ -27,7 +37,7 @@ static double channel_sum(const float *x, int n, size_t stride, size_t hw) {
 
 /* Sum of (x - mean)^2 over the channel: the two-pass variance, which
  * stays accurate when |mean| >> std. */
-static double channel_sq_dev(const float *x, int n, size_t stride, size_t hw, double mean) {
+BN_CLONES static double channel_sq_dev(const float *x, int n, size_t stride, size_t hw, double mean) {
     double sum = 0.0;
     for (int i = 0; i < n; i++) {
         const float *row = x + (size_t)i * stride;
@@ -43,7 +53,7 @@ static double channel_sq_dev(const float *x, int n, size_t stride, size_t hw, do
 }
 
 /* y = x * scale + shift over one channel of every image. */
-static void channel_affine(const float *x, float *y, int n, size_t stride, size_t hw, float scale,
+BN_CLONES static void channel_affine(const float *x, float *y, int n, size_t stride, size_t hw, float scale,
                            float shift) {
     for (int i = 0; i < n; i++) {
         const float *src = x + (size_t)i * stride;
@@ -105,7 +115,7 @@ void pasm_batchnorm_fold(const pasm_bn_shape *s, const float *gamma, const float
 }
 
 /* sum(dy) and sum(dy * (x - mean)) over one channel, in double. */
-static void channel_grad_sums(const float *x, const float *dy, int n, size_t stride, size_t hw,
+BN_CLONES static void channel_grad_sums(const float *x, const float *dy, int n, size_t stride, size_t hw,
                               double mean, double *sum_dy, double *sum_dy_xc) {
     double a = 0.0, b = 0.0;
     for (int i = 0; i < n; i++) {
@@ -121,6 +131,17 @@ static void channel_grad_sums(const float *x, const float *dy, int n, size_t str
     }
     *sum_dy = a;
     *sum_dy_xc = b;
+}
+
+/* dx = k * dy + a * (x - mean) + b over one channel of every image. */
+BN_CLONES static void channel_dx(const float *x, const float *dy, float *dx, int n, size_t stride,
+                                 size_t hw, float k, float a, float b, float mean) {
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * stride, *dr = dy + (size_t)i * stride;
+        float *out = dx + (size_t)i * stride;
+#pragma omp simd
+        for (size_t j = 0; j < hw; j++) out[j] = k * dr[j] + a * (xr[j] - mean) + b;
+    }
 }
 
 /* Through the batch statistics, with xhat = (x - mean) * invstd and M
@@ -148,13 +169,8 @@ void pasm_batchnorm_backward(const pasm_bn_shape *s, const float *x, const float
         const double k = g * invstd;
         const double a = -k * invstd * sum_dy_xhat / count;
         const double b = -k * sum_dy / count;
-        const float kf = (float)k, af = (float)a, bf = (float)b, mf = (float)mean;
-        for (int i = 0; i < s->n; i++) {
-            const float *xr = x + off + (size_t)i * stride, *dr = dy + off + (size_t)i * stride;
-            float *out = dx + off + (size_t)i * stride;
-#pragma omp simd
-            for (size_t j = 0; j < hw; j++) out[j] = kf * dr[j] + af * (xr[j] - mf) + bf;
-        }
+        channel_dx(x + off, dy + off, dx + off, s->n, stride, hw, (float)k, (float)a, (float)b,
+                   (float)mean);
     }
 }
 
