@@ -3,6 +3,8 @@
 #ifndef PASM_OPS_CONV2D_INTERNAL_H
 #define PASM_OPS_CONV2D_INTERNAL_H
 
+#include <stdint.h>
+
 #include "pasm/ops.h"
 
 /* Non-zero when the CPU has AVX-512F and PASM_CONV_DIRECT is not set to 0:
@@ -21,6 +23,19 @@ int pasm_conv2d_direct_ok(const pasm_conv2d_shape *s);
  * thread count. */
 void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                                 const pasm_conv2d_epilogue *ep, float *y);
+
+/* Flat planes (a channel's images one after another, taken 16 pixels a
+ * vector from pixel 0): a vector's masks depend only on where its first
+ * pixel falls in its image, so they repeat every lcm(hw, 16) pixels, this
+ * many vectors (hw / 16 * period of them hold whole images). */
+static inline int64_t pasm_conv2d_flat_period(int64_t hw) {
+    int64_t a = hw, b = 16;
+    while (b) {
+        const int64_t t = a % b;
+        a = b, b = t;
+    }
+    return hw / a;
+}
 
 /* The weight gradient of a "same" 3x3 stride-1 fp32 convolution (padding 1,
  * 16+ pixels an image, up to 64 channels each way) straight from x and dy

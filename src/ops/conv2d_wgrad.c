@@ -33,8 +33,8 @@
 
 #include "ops/conv2d_internal.h"
 
-#define WG_CO 3     /* output channels a work item holds */
-#define WG_TAPS 9   /* 3x3 */
+#define WG_CO 3      /* output channels a work item holds */
+#define WG_TAPS 9    /* 3x3 */
 #define WG_CHUNK 256 /* vectors (of 16 pixels) per chunk of the batch */
 
 /* One vector of the period: lane 0's image (counted from the period's
@@ -46,18 +46,9 @@ typedef struct {
     __mmask16 tap[2][WG_TAPS];
 } wg_vec;
 
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        const int64_t t = a % b;
-        a = b, b = t;
-    }
-    return a;
-}
-
 /* Vectors in one period of the masks: lcm(HW, 16) / 16. */
 static int64_t period_vectors(const pasm_conv2d_shape *s) {
-    const int64_t hw = (int64_t)s->h_in * s->w_in;
-    return hw / gcd64(hw, 16);
+    return pasm_conv2d_flat_period((int64_t)s->h_in * s->w_in);
 }
 
 /* PASM_CONV_WGRAD=0 keeps im2col + sgemm for every weight gradient. */
@@ -75,8 +66,8 @@ int pasm_conv2d_wgrad_ok(const pasm_conv2d_shape *s) {
      * channels each way, where the per-image sgemms are small; with more,
      * sgemm's blocking wins (bench/notes.md: 164 vs 187 GFLOPS at 256->256
      * 12x12, 121 vs 173 at 512->512 6x6, a tie at 128->128 24x24). */
-    return s->precision != PASM_PRECISION_BF16 && s->kernel == 3 && s->stride == 1 &&
-           s->pad == 1 && (int64_t)s->h_in * s->w_in >= 16 && s->c_in <= 64 && s->c_out <= 64 &&
+    return s->precision != PASM_PRECISION_BF16 && s->kernel == 3 && s->stride == 1 && s->pad == 1 &&
+           (int64_t)s->h_in * s->w_in >= 16 && s->c_in <= 64 && s->c_out <= 64 &&
            pasm_conv2d_avx512() && wgrad_allowed();
 }
 
@@ -137,7 +128,8 @@ wg_vector(const wg_vec *t, const float *xb, const float *yb, size_t x_next, size
         __m512 xv = _mm512_maskz_loadu_ps(t->tap[0][k], xb + off);
         if (SPLIT) xv = _mm512_mask_loadu_ps(xv, t->tap[1][k], xb + x_next + off);
 #pragma GCC unroll 4
-        for (int r = 0; r < NCO; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+        for (int r = 0; r < NCO; r++)
+            acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
     }
 }
 
@@ -153,7 +145,8 @@ wg_item(const wg_ctx *c, int co0, int ci, int64_t v0, int64_t v1, int first, con
 #pragma GCC unroll 4
     for (int r = 0; r < NCO; r++)
 #pragma GCC unroll 9
-        for (int k = 0; k < WG_TAPS; k++) acc[r][k] = _mm512_setzero_ps();
+        for (int k = 0; k < WG_TAPS; k++)
+            acc[r][k] = _mm512_setzero_ps();
     int64_t e = v0 % c->period, img0 = v0 / c->period * c->period_images;
     const float *xc = c->x + (size_t)ci * hw, *yc = c->dy + (size_t)co0 * hw;
     for (int64_t v = v0; v < v1; v++) {
@@ -180,7 +173,9 @@ wg_item(const wg_ctx *c, int co0, int ci, int64_t v0, int64_t v1, int first, con
 
 /* Output-channel blocks: of 3, and when Cout % 3 == 1 the last four as two
  * blocks of 2 (18 FMAs per 11 loads, where a block of 1 has 9 per 10). */
-static int wg_blocks(int cout) { return cout % 3 == 1 && cout > 1 ? cout / 3 + 1 : (cout + 2) / 3; }
+static int wg_blocks(int cout) {
+    return cout % 3 == 1 && cout > 1 ? cout / 3 + 1 : (cout + 2) / 3;
+}
 
 static void wg_block(int cout, int b, int *co0, int *nco) {
     const int pairs = cout % 3 == 1 && cout > 1; /* the last two blocks hold 2 each */
@@ -195,8 +190,8 @@ static void wg_block(int cout, int b, int *co0, int *nco) {
 }
 
 /* Items begin..end-1 (item = block * Cin + ci) over one chunk. */
-__attribute__((target("avx512f"))) static void wg_chunk(const wg_ctx *c, int64_t begin,
-                                                        int64_t end, int64_t v0, int64_t v1) {
+__attribute__((target("avx512f"))) static void wg_chunk(const wg_ctx *c, int64_t begin, int64_t end,
+                                                        int64_t v0, int64_t v1) {
     const int cin = c->s->c_in, first = v0 == 0;
     for (int64_t it = begin; it < end; it++) {
         const int ci = (int)(it % cin);
@@ -219,7 +214,8 @@ void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *
     c.period_images = c.period * 16 / hw;
     c.vectors = (total + 15) / 16;
     wg_vec *table = workspace;
-    for (int64_t e = 0; e < c.period; e++) wg_vec_init(s, e, &table[e]);
+    for (int64_t e = 0; e < c.period; e++)
+        wg_vec_init(s, e, &table[e]);
     c.tail_v = -1;
     if (total % 16) {
         const int64_t v = c.vectors - 1;
@@ -228,7 +224,8 @@ void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *
         c.tail = table[v % c.period];
         for (int q = 0; q < 2; q++) {
             c.tail.part[q] &= keep;
-            for (int k = 0; k < WG_TAPS; k++) c.tail.tap[q][k] &= keep;
+            for (int k = 0; k < WG_TAPS; k++)
+                c.tail.tap[q][k] &= keep;
         }
     }
     const int64_t items = (int64_t)wg_blocks(s->c_out) * s->c_in;

@@ -200,6 +200,9 @@ static void test_conv_direct_flat(void **state) {
     check_grads(5, 8, 4, 8, 3, 1, 1, 1, WITH_DX);  /* 100 pixels: tiles of 48, 48, then 4 */
     check_grads(2, 8, 4, 8, 7, 1, 3, 0, WITH_DX);  /* K7 on 4x5: taps past both images' edges */
     check_grads(2, 8, 6, 8, 5, 1, 2, 1, WITH_DX);  /* K5 on 6x7: a split vector */
+    /* 41 images of 6x7: the vectors of one period of masks (21) built once
+     * and reused, the batch's last vector (10 pixels) built alone */
+    check_grads(41, 8, 6, 8, 3, 1, 1, 1, FORWARD_ONLY);
     check_case(2, 8, 3, 16, 3, 1, 1, 0);  /* 3x4: 12 pixels, im2col + sgemm */
     check_case(1, 8, 1, 8, 3, 1, 1, 1);   /* 1x2: im2col + sgemm */
 }
@@ -209,19 +212,22 @@ static void test_conv_direct_flat(void **state) {
 static void test_conv_direct_flat_threads(void **state) {
     (void)state;
     const int saved = omp_get_max_threads();
-    conv_case c;
-    case_init(&c, 6, 16, 6, 24, 3, 1, 1, 1, 91); /* 6x7 maps: 6 tiles x 3 blocks */
-    pasm_set_threads(2);
-    pasm_conv2d_forward(&c.s, c.x, c.w, c.b, c.y, c.ws);
-    case_loss(&c);
-    assert_true(compare_forward("y (2 threads)", c.ny, c.y, c.yd, FWD_ATOL, FWD_RTOL));
-    float *y1 = zeroed(c.ny, sizeof(float));
-    pasm_set_threads(1);
-    pasm_conv2d_forward(&c.s, c.x, c.w, c.b, y1, c.ws);
-    assert_memory_equal(y1, c.y, c.ny * sizeof(float));
-    pasm_set_threads(saved);
-    free(y1);
-    case_free(&c);
+    for (int big = 0; big < 2; big++) {
+        conv_case c;
+        /* 6x7 maps: 6 tiles x 3 blocks; or 41 images (the period table) */
+        case_init(&c, big ? 41 : 6, 16, 6, 24, 3, 1, 1, 1, 91);
+        pasm_set_threads(2);
+        pasm_conv2d_forward(&c.s, c.x, c.w, c.b, c.y, c.ws);
+        case_loss(&c);
+        assert_true(compare_forward("y (2 threads)", c.ny, c.y, c.yd, FWD_ATOL, FWD_RTOL));
+        float *y1 = zeroed(c.ny, sizeof(float));
+        pasm_set_threads(1);
+        pasm_conv2d_forward(&c.s, c.x, c.w, c.b, y1, c.ws);
+        assert_memory_equal(y1, c.y, c.ny * sizeof(float));
+        pasm_set_threads(saved);
+        free(y1);
+        case_free(&c);
+    }
 }
 
 /* The weight gradient of one case against plain double loops (dW = the
