@@ -159,13 +159,19 @@ static void valid_range(int out, int in, int stride, int pad, int k, int *lo, in
 /* Row k = (c*K + kh)*K + kw of the column matrix: row (Ho*Wo) = the input
  * channel c shifted by (kh, kw), zero outside the image. */
 void pasm_conv2d_im2col_row(const pasm_conv2d_shape *s, const float *x, int k, float *row) {
+    pasm_conv2d_im2col_rows(s, x, k, 0, s->h_out, row);
+}
+
+/* Output rows oh0..oh1-1 of that row ((oh1 - oh0) * Wo floats). */
+void pasm_conv2d_im2col_rows(const pasm_conv2d_shape *s, const float *x, int k, int oh0, int oh1,
+                             float *row) {
     const int H = s->h_in, W = s->w_in, K = s->kernel, S = s->stride, P = s->pad;
-    const int Ho = s->h_out, Wo = s->w_out;
+    const int Wo = s->w_out;
     const int c = k / (K * K), kh = k / K % K, kw = k % K;
     int lo, hi;
     valid_range(Wo, W, S, P, kw, &lo, &hi);
-    for (int oh = 0; oh < Ho; oh++) {
-        float *dst = row + (size_t)oh * Wo;
+    for (int oh = oh0; oh < oh1; oh++) {
+        float *dst = row + (size_t)(oh - oh0) * Wo;
         int ih = oh * S - P + kh;
         if (ih < 0 || ih >= H) {
             memset(dst, 0, sizeof(float) * Wo);
@@ -225,26 +231,32 @@ void pasm_conv2d_col2im(const pasm_conv2d_shape *s, const float *col, float *dx,
  * do. Each row is still in cache from the sgemm that wrote it. */
 void pasm_conv2d_epilogue_image(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
                                 const float *res_i, float *y_i) {
-    const size_t hw = (size_t)s->h_out * s->w_out;
+    pasm_conv2d_epilogue_pixels(s, ep, res_i, y_i, 0, (size_t)s->h_out * s->w_out);
+}
+
+/* The same on pixels p0..p1-1 of every channel. */
+void pasm_conv2d_epilogue_pixels(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
+                                 const float *res_i, float *y_i, size_t p0, size_t p1) {
+    const size_t hw = (size_t)s->h_out * s->w_out, n = p1 - p0;
     for (int co = 0; co < s->c_out; co++) {
-        float *row = y_i + (size_t)co * hw;
+        float *row = y_i + (size_t)co * hw + p0;
         const float b = ep->shift ? ep->shift[co] : 0.0f;
         if (ep->scale) {
             const float a = ep->scale[co];
 #pragma omp simd
-            for (size_t j = 0; j < hw; j++) row[j] = row[j] * a + b;
+            for (size_t j = 0; j < n; j++) row[j] = row[j] * a + b;
         } else if (ep->shift) {
 #pragma omp simd
-            for (size_t j = 0; j < hw; j++) row[j] += b;
+            for (size_t j = 0; j < n; j++) row[j] += b;
         }
         if (res_i) {
-            const float *r = res_i + (size_t)co * hw;
+            const float *r = res_i + (size_t)co * hw + p0;
 #pragma omp simd
-            for (size_t j = 0; j < hw; j++) row[j] += r[j];
+            for (size_t j = 0; j < n; j++) row[j] += r[j];
         }
         if (ep->relu) {
 #pragma omp simd
-            for (size_t j = 0; j < hw; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+            for (size_t j = 0; j < n; j++) row[j] = row[j] > 0.0f ? row[j] : 0.0f;
         }
     }
 }

@@ -9,7 +9,8 @@
  *   input    stride 1: a forward of dy by the flipped kernel (as in fp32);
  *            otherwise dcol_i (CKK x HW) = W^T . dy_i, then col2im.
  *
- * Images run in parallel, a contiguous share per thread. Small feature maps
+ * Images run in parallel, a contiguous share per thread (with fewer images
+ * than threads, the forward shares each image's output rows). Small feature maps
  * are grouped so a product is wide enough for the tiles: several images'
  * columns side by side along N in the forward, along the depth in the weight
  * gradient. Each thread sums its share of the weight gradient in its own
@@ -70,20 +71,22 @@ static size_t col_bytes(const pasm_conv2d_shape *s) {
     return align64((size_t)s->c_in * s->kernel * s->kernel * s->h_out * s->w_out * sizeof(float));
 }
 
-/* Image x_i's column matrix into B pairs at columns n0..n0+HW-1. */
-static void lower_pairs(const pasm_conv2d_shape *s, const float *x_i, uint16_t *bp, int Np, int n0,
-                        float *rows) {
+/* The columns of image x_i's output rows oh0..oh1-1 (all of them: 0, Ho)
+ * into B pairs at columns n0... */
+static void lower_pairs(const pasm_conv2d_shape *s, const float *x_i, int oh0, int oh1,
+                        uint16_t *bp, int Np, int n0, float *rows) {
     const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
+    const int cols = (oh1 - oh0) * s->w_out;
     if (is_pointwise(s)) {
-        pasm_bf16_pack_pairs(bp, Np, n0, x_i, ckk, hw, (size_t)hw);
+        pasm_bf16_pack_pairs(bp, Np, n0, x_i + (size_t)oh0 * s->w_out, ckk, cols, (size_t)hw);
         return;
     }
     float *r0 = rows, *r1 = rows + align64((size_t)hw * sizeof(float)) / sizeof(float);
     for (int k = 0; k < ckk; k += 2) {
-        pasm_conv2d_im2col_row(s, x_i, k, r0);
-        if (k + 1 < ckk) pasm_conv2d_im2col_row(s, x_i, k + 1, r1);
+        pasm_conv2d_im2col_rows(s, x_i, k, oh0, oh1, r0);
+        if (k + 1 < ckk) pasm_conv2d_im2col_rows(s, x_i, k + 1, oh0, oh1, r1);
         pasm_bf16_convert_pairs((uint32_t *)(bp + (size_t)(k / 2) * Np * 2) + n0, r0,
-                                k + 1 < ckk ? r1 : NULL, hw);
+                                k + 1 < ckk ? r1 : NULL, cols);
     }
 }
 
@@ -185,6 +188,57 @@ static void share(int n, int t, int team, int *begin, int *end) {
 
 /* ---- forward ---- */
 
+/* Thread t of team packs its share of W's rows (Cout x CKK) into wp, bf16
+ * rows zero-padded to Kp, the last thread the padding rows up to Mp; the
+ * team waits at a barrier before reading wp. At a batch of one, packing
+ * the weights on one thread was as long as the products (w64: 11M weights
+ * each forward). */
+static void pack_weight_share(const float *weight, int cout, int ckk, int Mp, int Kp, uint16_t *wp,
+                              int t, int team) {
+    int m0, m1;
+    share(cout, t, team, &m0, &m1);
+    if (m1 > m0) {
+        pasm_bf16_pack_rows(wp + (size_t)m0 * Kp, Kp, 0, weight + (size_t)m0 * ckk, m1 - m0, ckk,
+                            (size_t)ckk);
+        pasm_bf16_pad_rows(wp + (size_t)m0 * Kp, m1 - m0, ckk, m1 - m0, Kp);
+    }
+    if (t == team - 1 && Mp > cout) pasm_bf16_pad_rows(wp + (size_t)cout * Kp, 0, ckk, Mp - cout, Kp);
+}
+
+/* Fewer images than threads (a batch of one, say): each image's output rows
+ * shared among the team, every thread lowering the columns of its rows into
+ * its own B pairs and computing them for every output channel, so no thread
+ * waits. Every output is the dot product of the whole-image product, over
+ * the same depth in the same order: the same bits. */
+static void forward_rows(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                         uint16_t *wp, int Mp, int Kp, const pasm_conv2d_epilogue *ep, float *y,
+                         char *ws, const layout *l, int threads) {
+    const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out, wo = s->w_out;
+    const size_t x_stride = (size_t)s->c_in * s->h_in * s->w_in, y_stride = (size_t)s->c_out * hw;
+    const float *res = ep ? ep->residual : NULL;
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        pack_weight_share(weight, s->c_out, ckk, Mp, Kp, wp, t, team);
+#pragma omp barrier
+        int r0, r1;
+        share(s->h_out, t, team, &r0, &r1);
+        char *mine = ws + l->shared + (size_t)t * l->per_thread;
+        float *col = (float *)(mine + l->col), *scratch = (float *)(mine + l->scratch);
+        uint16_t *bp = (uint16_t *)(mine + l->packed);
+        const int p0 = r0 * wo, cols = (r1 - r0) * wo, Np = pasm_bf16_rows(cols);
+        for (int i = 0; i < s->n && cols > 0; i++) {
+            float *y_i = y + (size_t)i * y_stride;
+            lower_pairs(s, x + (size_t)i * x_stride, r0, r1, bp, Np, 0, col);
+            pasm_bf16_pad_pairs(bp, ckk, cols, Kp, Np);
+            pasm_bf16_gemm(s->c_out, cols, Kp, wp, bp, y_i + p0, (size_t)hw, 0, scratch);
+            if (ep)
+                pasm_conv2d_epilogue_pixels(s, ep, res ? res + (size_t)i * y_stride : NULL, y_i,
+                                            (size_t)p0, (size_t)(p0 + cols));
+        }
+    }
+}
+
 void pasm_conv2d_bf16_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                               const pasm_conv2d_epilogue *ep, float *y, void *workspace) {
     const int ckk = s->c_in * s->kernel * s->kernel, hw = s->h_out * s->w_out;
@@ -196,13 +250,17 @@ void pasm_conv2d_bf16_forward(const pasm_conv2d_shape *s, const float *x, const 
     const float *res = ep ? ep->residual : NULL;
     char *ws = workspace;
     uint16_t *wp = (uint16_t *)ws;
-    pasm_bf16_pack_rows(wp, Kp, 0, weight, s->c_out, ckk, (size_t)ckk);
-    pasm_bf16_pad_rows(wp, s->c_out, ckk, Mp, Kp);
+    if (s->n < threads && s->h_out > 1) {
+        forward_rows(s, x, weight, wp, Mp, Kp, ep, y, ws, &l, threads);
+        return;
+    }
 #pragma omp parallel num_threads(threads)
     {
-        const int t = omp_get_thread_num();
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        pack_weight_share(weight, s->c_out, ckk, Mp, Kp, wp, t, team);
+#pragma omp barrier
         int begin, end;
-        share(s->n, t, omp_get_num_threads(), &begin, &end);
+        share(s->n, t, team, &begin, &end);
         char *mine = ws + l.shared + (size_t)t * l.per_thread;
         float *col = (float *)(mine + l.col), *out = (float *)(mine + l.out);
         uint16_t *bp = (uint16_t *)(mine + l.packed);
@@ -210,7 +268,7 @@ void pasm_conv2d_bf16_forward(const pasm_conv2d_shape *s, const float *x, const 
         for (int i = begin; i < end; i += g) {
             const int gi = min_int(g, end - i), n_cols = gi * hw, Np = pasm_bf16_rows(n_cols);
             for (int j = 0; j < gi; j++)
-                lower_pairs(s, x + (size_t)(i + j) * x_stride, bp, Np, j * hw, col);
+                lower_pairs(s, x + (size_t)(i + j) * x_stride, 0, s->h_out, bp, Np, j * hw, col);
             pasm_bf16_pad_pairs(bp, ckk, n_cols, Kp, Np);
             if (gi == 1) {
                 float *y_i = y + (size_t)i * y_stride;

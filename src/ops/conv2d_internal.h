@@ -53,8 +53,11 @@ void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *
  * (C*K*K, Ho*Wo); col2im: the sum back; threaded: channels in parallel (only
  * outside a parallel region). */
 void pasm_conv2d_im2col(const pasm_conv2d_shape *s, const float *x, float *col, int threaded);
-/* One row k of im2col's output (Ho*Wo floats). */
+/* One row k of im2col's output (Ho*Wo floats); its output rows oh0..oh1-1
+ * alone ((oh1 - oh0) * Wo floats). */
 void pasm_conv2d_im2col_row(const pasm_conv2d_shape *s, const float *x, int k, float *row);
+void pasm_conv2d_im2col_rows(const pasm_conv2d_shape *s, const float *x, int k, int oh0, int oh1,
+                             float *row);
 void pasm_conv2d_col2im(const pasm_conv2d_shape *s, const float *col, float *dx, int threaded);
 /* Stride-1 input gradients run as a forward convolution of dy by the
  * flipped kernel: whether this shape's does, that convolution's shape, and
@@ -62,9 +65,12 @@ void pasm_conv2d_col2im(const pasm_conv2d_shape *s, const float *col, float *dx,
 int pasm_conv2d_dx_as_conv(const pasm_conv2d_shape *s);
 pasm_conv2d_shape pasm_conv2d_dx_shape(const pasm_conv2d_shape *s);
 void pasm_conv2d_flip_weight(const pasm_conv2d_shape *s, const float *w, float *wt);
-/* The epilogue on one image's output y_i (Cout, Ho*Wo); res_i its residual. */
+/* The epilogue on one image's output y_i (Cout, Ho*Wo); res_i its residual;
+ * on its pixels p0..p1-1 alone. */
 void pasm_conv2d_epilogue_image(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
                                 const float *res_i, float *y_i);
+void pasm_conv2d_epilogue_pixels(const pasm_conv2d_shape *s, const pasm_conv2d_epilogue *ep,
+                                 const float *res_i, float *y_i, size_t p0, size_t p1);
 
 /* The bf16 path (conv2d_bf16.c), taken when s->precision is
  * PASM_PRECISION_BF16: every product of the convolution in bf16 with fp32

@@ -391,6 +391,79 @@ static void test_conv_bf16_fused(void **state) {
     bf_free(&c);
 }
 
+/* Fewer images than threads: the forward shares each image's output rows
+ * among the team (conv2d_bf16.c forward_rows). One image, and two on a
+ * team of three, must give the bits that image gets inside a batch as
+ * large as the team (whole images per thread), with and without the fused
+ * epilogue; shapes: stride 1, stride 2, the 1x1 shortcut, and maps of one
+ * and two output rows (threads without rows). The widened kernel runs
+ * OpenBLAS, whose sums may be blocked by the width: within fp32 rounding. */
+static void one_image_case(int c_in, int h, int w, int c_out, int k, int stride, int pad, int team,
+                           int few) {
+    const int saved = omp_get_max_threads();
+    pasm_conv2d_shape big = {.n = team, .c_in = c_in, .h_in = h, .w_in = w, .c_out = c_out,
+                             .kernel = k, .stride = stride, .pad = pad,
+                             .precision = PASM_PRECISION_BF16};
+    assert_int_equal(pasm_conv2d_shape_init(&big), PASM_OK);
+    pasm_conv2d_shape small = big;
+    small.n = few;
+    const int64_t nx = (int64_t)team * c_in * h * w, nw = (int64_t)c_out * c_in * k * k;
+    const int64_t per_y = (int64_t)c_out * big.h_out * big.w_out, ny = team * per_y;
+    float *x = zeroed(nx, sizeof(float)), *wt = zeroed(nw, sizeof(float));
+    float *res = zeroed(ny, sizeof(float)), *ya = zeroed(ny, sizeof(float));
+    float *yb = zeroed(ny, sizeof(float)), *scale = zeroed(c_out, sizeof(float));
+    float *shift = zeroed(c_out, sizeof(float));
+    random_fill(41, 1, nx, -1.0f, 1.0f, x, NULL);
+    random_fill(41, 2, nw, -0.5f, 0.5f, wt, NULL);
+    random_fill(41, 3, ny, -1.0f, 1.0f, res, NULL);
+    random_fill(41, 4, c_out, 0.5f, 1.5f, scale, NULL);
+    random_fill(41, 5, c_out, -0.5f, 0.5f, shift, NULL);
+    pasm_set_threads(team);
+    const size_t bytes = pasm_conv2d_workspace_size(&big);
+    void *ws = zeroed((int64_t)(bytes ? bytes : 1), 1);
+    memset(ws, 0xff, bytes); /* NaNs: padding the kernel reads must be zeroed */
+    const int exact = pasm_bf16_kernel() != PASM_BF16_WIDENED;
+    for (int fused = 0; fused < 2; fused++) {
+        pasm_conv2d_epilogue ep = {.scale = scale, .shift = shift, .residual = res, .relu = 1};
+        pasm_conv2d_forward_fused(&big, x, wt, fused ? &ep : NULL, ya, ws);
+        for (int64_t i = 0; i < ny; i++) yb[i] = NAN;
+        pasm_conv2d_forward_fused(&small, x, wt, fused ? &ep : NULL, yb, ws);
+        double worst = 0;
+        for (int64_t i = 0; i < few * per_y; i++) {
+            const double d = fabs((double)ya[i] - yb[i]);
+            if (!(d <= worst)) worst = isnan(d) ? INFINITY : d;
+            if (exact ? !(ya[i] == yb[i] || (isnan(ya[i]) && isnan(yb[i])))
+                      : !(d <= 1e-5 * (1 + fabs(ya[i]))))
+                fail_msg("%d image(s) of %dx%d K%d S%d on %d threads%s: y[%lld] %.9g, in a batch "
+                         "of %d %.9g",
+                         few, h, w, k, stride, team, fused ? " (fused)" : "", (long long)i,
+                         yb[i], team, ya[i]);
+        }
+        printf("  %d of %d image(s) %dx%d->%dx%d K%d S%d%s: max |diff| %.3g against the batch\n",
+               few, team, h, w, big.h_out, big.w_out, k, stride, fused ? " fused" : "", worst);
+    }
+    pasm_set_threads(saved);
+    free(x), free(wt), free(res), free(ya), free(yb), free(scale), free(shift), free(ws);
+}
+
+static void test_conv_bf16_few_images(void **state) {
+    (void)state;
+    /* the kernel this CPU runs, then the widened one */
+    for (int pass = 0; pass < 2; pass++) {
+        const int was = pasm_bf16_use_amx(pass ? 0 : 1), was_dot = pasm_bf16_use_dot(pass ? 0 : 1);
+        printf(" kernel %s\n", kernel_name());
+        one_image_case(8, 12, 13, 24, 3, 1, 1, 2, 1); /* stride 1 */
+        one_image_case(6, 12, 12, 16, 3, 2, 1, 2, 1); /* stride 2 */
+        one_image_case(8, 9, 9, 16, 1, 2, 0, 2, 1);   /* the 1x1 shortcut */
+        one_image_case(16, 6, 6, 32, 1, 1, 0, 2, 1);  /* pointwise */
+        one_image_case(4, 1, 20, 16, 3, 1, 1, 2, 1);  /* one output row: the usual path */
+        one_image_case(4, 2, 20, 16, 3, 1, 1, 3, 2);  /* two rows on three threads */
+        one_image_case(5, 7, 8, 40, 3, 1, 1, 3, 2);   /* 7 rows on three threads, M edges */
+        pasm_bf16_use_dot(was_dot);
+        pasm_bf16_use_amx(was);
+    }
+}
+
 static void test_precision_names(void **state) {
     (void)state;
     pasm_precision p;
@@ -412,6 +485,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_dot),        cmocka_unit_test(test_gemm_widened),
         cmocka_unit_test(test_conv_amx),        cmocka_unit_test(test_conv_dot),
         cmocka_unit_test(test_conv_widened),    cmocka_unit_test(test_conv_bf16_fused),
+        cmocka_unit_test(test_conv_bf16_few_images),
         cmocka_unit_test(test_precision_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
