@@ -205,11 +205,12 @@ static void pack_weight_share(const float *weight, int cout, int ckk, int Mp, in
     if (t == team - 1 && Mp > cout) pasm_bf16_pad_rows(wp + (size_t)cout * Kp, 0, ckk, Mp - cout, Kp);
 }
 
-/* Fewer images than threads (a batch of one, say): each image's output rows
- * shared among the team, every thread lowering the columns of its rows into
- * its own B pairs and computing them for every output channel, so no thread
- * waits. Every output is the dot product of the whole-image product, over
- * the same depth in the same order: the same bits. */
+/* Fewer images than threads (a batch of one, say): the batch's output rows
+ * shared among the team (a contiguous run of (image, row) each), every
+ * thread lowering the columns of its rows into its own B pairs, a product
+ * per image its run touches, for every output channel, so no thread waits.
+ * Every output is the dot product of the whole-image product, over the same
+ * depth in the same order: the same bits. */
 static void forward_rows(const pasm_conv2d_shape *s, const float *x, const float *weight,
                          uint16_t *wp, int Mp, int Kp, const pasm_conv2d_epilogue *ep, float *y,
                          char *ws, const layout *l, int threads) {
@@ -221,13 +222,17 @@ static void forward_rows(const pasm_conv2d_shape *s, const float *x, const float
         const int t = omp_get_thread_num(), team = omp_get_num_threads();
         pack_weight_share(weight, s->c_out, ckk, Mp, Kp, wp, t, team);
 #pragma omp barrier
-        int r0, r1;
-        share(s->h_out, t, team, &r0, &r1);
+        /* the batch's output rows (image-major) in one contiguous share
+         * each, taken a product per image they touch */
+        int g0, g1;
+        share(s->n * s->h_out, t, team, &g0, &g1);
         char *mine = ws + l->shared + (size_t)t * l->per_thread;
         float *col = (float *)(mine + l->col), *scratch = (float *)(mine + l->scratch);
         uint16_t *bp = (uint16_t *)(mine + l->packed);
-        const int p0 = r0 * wo, cols = (r1 - r0) * wo, Np = pasm_bf16_rows(cols);
-        for (int i = 0; i < s->n && cols > 0; i++) {
+        while (g0 < g1) {
+            const int i = g0 / s->h_out, r0 = g0 % s->h_out;
+            const int r1 = g1 - i * s->h_out < s->h_out ? g1 - i * s->h_out : s->h_out;
+            const int p0 = r0 * wo, cols = (r1 - r0) * wo, Np = pasm_bf16_rows(cols);
             float *y_i = y + (size_t)i * y_stride;
             lower_pairs(s, x + (size_t)i * x_stride, r0, r1, bp, Np, 0, col);
             pasm_bf16_pad_pairs(bp, ckk, cols, Kp, Np);
@@ -235,6 +240,7 @@ static void forward_rows(const pasm_conv2d_shape *s, const float *x, const float
             if (ep)
                 pasm_conv2d_epilogue_pixels(s, ep, res ? res + (size_t)i * y_stride : NULL, y_i,
                                             (size_t)p0, (size_t)(p0 + cols));
+            g0 += r1 - r0;
         }
     }
 }
@@ -250,7 +256,7 @@ void pasm_conv2d_bf16_forward(const pasm_conv2d_shape *s, const float *x, const 
     const float *res = ep ? ep->residual : NULL;
     char *ws = workspace;
     uint16_t *wp = (uint16_t *)ws;
-    if (s->n < threads && s->h_out > 1) {
+    if (s->n < threads && s->n * s->h_out >= threads) {
         forward_rows(s, x, weight, wp, Mp, Kp, ep, y, ws, &l, threads);
         return;
     }

@@ -211,7 +211,9 @@ static void flat_vec_init(const pasm_conv2d_shape *s, int64_t g0, flat_vec *fv) 
  * inference when every tile built its own) and each tile takes copies,
  * moved to its images; the batch's last vectors, which the batch's end
  * cuts, are built as before. */
-enum { FLAT_PERIOD_MAX = 144 }; /* vectors: 24x24 has 36, 6x6 and 12x12 9 */
+/* vectors: 24x24 has 36, 6x6 and 12x12 9; a longer period (13x13: 169)
+ * builds every tile's own, as before */
+enum { FLAT_PERIOD_MAX = 144 };
 
 typedef struct {
     const flat_vec *vec; /* the period's vectors, or NULL: each tile builds its own */

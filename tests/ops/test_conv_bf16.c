@@ -391,13 +391,14 @@ static void test_conv_bf16_fused(void **state) {
     bf_free(&c);
 }
 
-/* Fewer images than threads: the forward shares each image's output rows
- * among the team (conv2d_bf16.c forward_rows). One image, and two on a
- * team of three, must give the bits that image gets inside a batch as
- * large as the team (whole images per thread), with and without the fused
- * epilogue; shapes: stride 1, stride 2, the 1x1 shortcut, and maps of one
- * and two output rows (threads without rows). The widened kernel runs
- * OpenBLAS, whose sums may be blocked by the width: within fp32 rounding. */
+/* Fewer images than threads: the forward shares the batch's output rows
+ * among the team (conv2d_bf16.c forward_rows). One image of two threads,
+ * two of three, four of five must give the bits those images get inside a
+ * batch as large as the team (whole images per thread), with and without
+ * the fused epilogue, and so must the input gradient; shapes: stride 1,
+ * stride 2, the 1x1 shortcut, pointwise, maps of one and two output rows,
+ * fewer output channels than threads. The widened kernel runs OpenBLAS,
+ * whose sums may be blocked by the width: within fp32 rounding. */
 static void one_image_case(int c_in, int h, int w, int c_out, int k, int stride, int pad, int team,
                            int few) {
     const int saved = omp_get_max_threads();
@@ -419,15 +420,20 @@ static void one_image_case(int c_in, int h, int w, int c_out, int k, int stride,
     random_fill(41, 4, c_out, 0.5f, 1.5f, scale, NULL);
     random_fill(41, 5, c_out, -0.5f, 0.5f, shift, NULL);
     pasm_set_threads(team);
+    /* each run with exactly the workspace its shape asks for (ASan sees an
+     * overrun), filled with NaNs: padding the kernel reads must be zeroed */
     const size_t bytes = pasm_conv2d_workspace_size(&big);
+    const size_t small_bytes = pasm_conv2d_workspace_size(&small);
     void *ws = zeroed((int64_t)(bytes ? bytes : 1), 1);
-    memset(ws, 0xff, bytes); /* NaNs: padding the kernel reads must be zeroed */
+    void *small_ws = zeroed((int64_t)(small_bytes ? small_bytes : 1), 1);
+    memset(ws, 0xff, bytes);
     const int exact = pasm_bf16_kernel() != PASM_BF16_WIDENED;
     for (int fused = 0; fused < 2; fused++) {
         pasm_conv2d_epilogue ep = {.scale = scale, .shift = shift, .residual = res, .relu = 1};
         pasm_conv2d_forward_fused(&big, x, wt, fused ? &ep : NULL, ya, ws);
         for (int64_t i = 0; i < ny; i++) yb[i] = NAN;
-        pasm_conv2d_forward_fused(&small, x, wt, fused ? &ep : NULL, yb, ws);
+        memset(small_ws, 0xff, small_bytes);
+        pasm_conv2d_forward_fused(&small, x, wt, fused ? &ep : NULL, yb, small_ws);
         double worst = 0;
         for (int64_t i = 0; i < few * per_y; i++) {
             const double d = fabs((double)ya[i] - yb[i]);
@@ -442,8 +448,21 @@ static void one_image_case(int c_in, int h, int w, int c_out, int k, int stride,
         printf("  %d of %d image(s) %dx%d->%dx%d K%d S%d%s: max |diff| %.3g against the batch\n",
                few, team, h, w, big.h_out, big.w_out, k, stride, fused ? " fused" : "", worst);
     }
+    /* the input gradient (stride 1: a forward of dy by the flipped kernel) */
+    const int64_t per_x = (int64_t)c_in * h * w;
+    float *dxa = zeroed(nx, sizeof(float)), *dxb = zeroed(nx, sizeof(float));
+    pasm_conv2d_backward(&big, x, wt, res, dxa, NULL, NULL, ws);
+    memset(small_ws, 0xff, small_bytes);
+    pasm_conv2d_backward(&small, x, wt, res, dxb, NULL, NULL, small_ws);
+    for (int64_t i = 0; i < few * per_x; i++) {
+        const double d = fabs((double)dxa[i] - dxb[i]);
+        if (exact ? !(dxa[i] == dxb[i]) : !(d <= 1e-5 * (1 + fabs(dxa[i]))))
+            fail_msg("%d image(s) of %dx%d K%d S%d on %d threads: dx[%lld] %.9g, in a batch %.9g",
+                     few, h, w, k, stride, team, (long long)i, dxb[i], dxa[i]);
+    }
     pasm_set_threads(saved);
     free(x), free(wt), free(res), free(ya), free(yb), free(scale), free(shift), free(ws);
+    free(small_ws), free(dxa), free(dxb);
 }
 
 static void test_conv_bf16_few_images(void **state) {
@@ -459,6 +478,8 @@ static void test_conv_bf16_few_images(void **state) {
         one_image_case(4, 1, 20, 16, 3, 1, 1, 2, 1);  /* one output row: the usual path */
         one_image_case(4, 2, 20, 16, 3, 1, 1, 3, 2);  /* two rows on three threads */
         one_image_case(5, 7, 8, 40, 3, 1, 1, 3, 2);   /* 7 rows on three threads, M edges */
+        one_image_case(3, 5, 6, 2, 3, 1, 1, 3, 1);    /* Cout 2 on three threads */
+        one_image_case(4, 3, 9, 16, 3, 1, 1, 5, 4);   /* 12 rows of 4 images on five */
         pasm_bf16_use_dot(was_dot);
         pasm_bf16_use_amx(was);
     }
