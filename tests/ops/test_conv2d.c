@@ -149,10 +149,27 @@ static void test_conv_3x3_s1_p1(void **state) {
     check_case(2, 3, 4, 2, 3, 1, 1, 0);
 }
 
+static void check_wgrad_case(conv_case *c, const char *what);
+
 static void test_conv_3x3_s2_p1(void **state) {
     (void)state;
     check_case(3, 2, 6, 3, 3, 2, 1, 0);
     check_case(2, 2, 7, 2, 3, 2, 1, 1);
+    /* rows of 41 and 40 (21 and 20 output columns), 3x3 and the 1x1
+     * shortcut: forward and dweight against plain loops */
+    for (int k = 1; k <= 3; k += 2)
+        for (int w = 40; w <= 41; w++) {
+            conv_case c;
+            case_init_hw(&c, 2, 3, 5, w, 4, k, 2, k / 2, 0, 60 + w + k);
+            char what[64];
+            snprintf(what, sizeof what, "n2 c3->4 5x%d K%d S2", w, k);
+            pasm_conv2d_forward(&c.s, c.x, c.w, NULL, c.y, c.ws);
+            case_loss(&c);
+            assert_true(compare_forward(what, c.ny, c.y, c.yd, FWD_ATOL, FWD_RTOL));
+            pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, c.dw, NULL, c.ws);
+            check_wgrad_case(&c, what);
+            case_free(&c);
+        }
 }
 
 static void test_conv_1x1(void **state) {
