@@ -87,6 +87,15 @@ typedef struct {
 void pasm_batchnorm_forward_train(const pasm_bn_shape *s, const float *x, const float *gamma,
                                   const float *beta, float *running_mean, float *running_var,
                                   float *y, float *save_mean, float *save_invstd);
+/* The same with the layers that follow it fused into its output pass:
+ * y = relu?(bn(x) + residual?) (residual NULL: none; relu 0: none), rounding
+ * as the separate ops (pasm_add_inplace, pasm_relu_forward) do; residual
+ * must not alias y. */
+void pasm_batchnorm_forward_train_fused(const pasm_bn_shape *s, const float *x,
+                                        const float *gamma, const float *beta,
+                                        float *running_mean, float *running_var,
+                                        const float *residual, int relu, float *y,
+                                        float *save_mean, float *save_invstd);
 void pasm_batchnorm_forward_eval(const pasm_bn_shape *s, const float *x, const float *gamma,
                                  const float *beta, const float *running_mean,
                                  const float *running_var, float *y);

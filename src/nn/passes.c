@@ -28,30 +28,31 @@ static void conv_forward(pasm_net *net, conv_layer *c, const float *x, int n) {
     pasm_conv2d_forward(&s, x, c->weight, NULL, c->out, net->workspace);
 }
 
-static void bn_forward(pasm_net *net, bn_layer *b, const float *x, int n, int relu) {
+/* Training-mode batch norm into b->out, then (fused into its output pass)
+ * the residual sum when residual is not NULL and ReLU when relu. */
+static void bn_forward(pasm_net *net, bn_layer *b, const float *x, int n, const float *residual,
+                       int relu) {
     pasm_bn_shape s = b->shape;
     s.n = n;
-    pasm_batchnorm_forward_train(&s, x, b->gamma, b->beta, b->running_mean, b->running_var,
-                                 b->out, b->save_mean, b->save_invstd);
+    pasm_batchnorm_forward_train_fused(&s, x, b->gamma, b->beta, b->running_mean,
+                                       b->running_var, residual, relu, b->out, b->save_mean,
+                                       b->save_invstd);
     (*b->batches_tracked)++;
-    if (relu) pasm_relu_forward((int64_t)n * s.c * s.h * s.w, b->out, b->out);
 }
 
 static void block_forward(pasm_net *net, block *b, const float *in, int n) {
     b->in = in;
     conv_forward(net, &b->conv1, in, n);
-    bn_forward(net, &b->bn1, b->conv1.out, n, 1);
+    bn_forward(net, &b->bn1, b->conv1.out, n, NULL, 1);
     conv_forward(net, &b->conv2, b->bn1.out, n);
-    bn_forward(net, &b->bn2, b->conv2.out, n, 0);
+    /* the shortcut first, so bn2's pass adds it and applies ReLU */
     const float *shortcut = in;
     if (b->has_downsample) {
         conv_forward(net, &b->down_conv, in, n);
-        bn_forward(net, &b->down_bn, b->down_conv.out, n, 0);
+        bn_forward(net, &b->down_bn, b->down_conv.out, n, NULL, 0);
         shortcut = b->down_bn.out;
     }
-    int64_t count = (int64_t)n * b->c_out * b->size_out * b->size_out;
-    pasm_add_inplace(count, b->bn2.out, shortcut);
-    pasm_relu_forward(count, b->bn2.out, b->bn2.out);
+    bn_forward(net, &b->bn2, b->conv2.out, n, shortcut, 1);
 }
 
 static const float *block_output(const block *b) { return b->bn2.out; }
@@ -96,7 +97,7 @@ pasm_status pasm_net_forward(pasm_net *net, const float *x, int n, int train,
         return PASM_OK;
     }
     conv_forward(net, &net->stem_conv, x, n);
-    bn_forward(net, &net->stem_bn, net->stem_conv.out, n, 1);
+    bn_forward(net, &net->stem_bn, net->stem_conv.out, n, NULL, 1);
     const float *h = net->stem_bn.out;
     for (int i = 0; i < 8; i++) {
         block_forward(net, &net->blocks[i], h, n);

@@ -52,20 +52,50 @@ BN_CLONES static double channel_sq_dev(const float *x, int n, size_t stride, siz
     return sum;
 }
 
-/* y = x * scale + shift over one channel of every image. */
-BN_CLONES static void channel_affine(const float *x, float *y, int n, size_t stride, size_t hw, float scale,
-                           float shift) {
+/* y = relu?(x * scale + shift + res?) over one channel of every image (the
+ * plain affine pass with neither res nor relu), in the separate ops'
+ * roundings (a multiply, an add, an add; ReLU maps NaN to 0 as
+ * pasm_relu_forward does). */
+BN_CLONES static void channel_affine(const float *x, float *y, int n, size_t stride, size_t hw,
+                                     float scale, float shift, const float *res, int relu) {
     for (int i = 0; i < n; i++) {
         const float *src = x + (size_t)i * stride;
         float *dst = y + (size_t)i * stride;
+        const float *r = res ? res + (size_t)i * stride : NULL;
+        if (r && relu) {
 #pragma omp simd
-        for (size_t j = 0; j < hw; j++) dst[j] = src[j] * scale + shift;
+            for (size_t j = 0; j < hw; j++) {
+                const float v = src[j] * scale + shift + r[j];
+                dst[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (r) {
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) dst[j] = src[j] * scale + shift + r[j];
+        } else if (relu) {
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) {
+                const float v = src[j] * scale + shift;
+                dst[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else {
+#pragma omp simd
+            for (size_t j = 0; j < hw; j++) dst[j] = src[j] * scale + shift;
+        }
     }
 }
 
 void pasm_batchnorm_forward_train(const pasm_bn_shape *s, const float *x, const float *gamma,
                                   const float *beta, float *running_mean, float *running_var,
                                   float *y, float *save_mean, float *save_invstd) {
+    pasm_batchnorm_forward_train_fused(s, x, gamma, beta, running_mean, running_var, NULL, 0, y,
+                                       save_mean, save_invstd);
+}
+
+void pasm_batchnorm_forward_train_fused(const pasm_bn_shape *s, const float *x,
+                                        const float *gamma, const float *beta,
+                                        float *running_mean, float *running_var,
+                                        const float *residual, int relu, float *y,
+                                        float *save_mean, float *save_invstd) {
     const size_t hw = (size_t)s->h * s->w, stride = (size_t)s->c * hw;
     const double count = (double)s->n * (double)hw;
     /* PyTorch refuses count == 1 in training; here the running variance
@@ -80,7 +110,8 @@ void pasm_batchnorm_forward_train(const pasm_bn_shape *s, const float *x, const 
         double invstd = 1.0 / sqrt(var + (double)s->eps);
         double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
         channel_affine(xc, y + (size_t)c * hw, s->n, stride, hw, (float)(g * invstd),
-                       (float)(b - mean * invstd * g));
+                             (float)(b - mean * invstd * g),
+                             residual ? residual + (size_t)c * hw : NULL, relu);
         if (running_mean) running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean);
         if (running_var) running_var[c] = (float)((1.0 - m) * running_var[c] + m * var * unbias);
         if (save_mean) save_mean[c] = (float)mean;
@@ -97,7 +128,7 @@ void pasm_batchnorm_forward_eval(const pasm_bn_shape *s, const float *x, const f
         double invstd = 1.0 / sqrt((double)running_var[c] + (double)s->eps);
         double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
         channel_affine(x + (size_t)c * hw, y + (size_t)c * hw, s->n, stride, hw,
-                       (float)(g * invstd), (float)(b - running_mean[c] * invstd * g));
+                       (float)(g * invstd), (float)(b - running_mean[c] * invstd * g), NULL, 0);
     }
 }
 

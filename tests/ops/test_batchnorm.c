@@ -212,6 +212,43 @@ static void test_bn_deterministic(void **state) {
     bn_free(&b);
 }
 
+/* The training forward with the residual sum and ReLU fused into its output
+ * pass equals batch norm, pasm_add_inplace and pasm_relu_forward run one
+ * after the other, bit for bit (outputs, running and saved statistics),
+ * for every combination; NaNs in the input map to 0 under ReLU as there. */
+static void test_bn_train_fused(void **state) {
+    (void)state;
+    const pasm_bn_shape s = {.n = 3, .c = 5, .h = 7, .w = 6, .eps = 1e-5f, .momentum = 0.1f};
+    const int64_t count = (int64_t)s.n * s.c * s.h * s.w;
+    float *x = zeroed(count, sizeof(float)), *res = zeroed(count, sizeof(float));
+    float *want = zeroed(count, sizeof(float)), *got = zeroed(count, sizeof(float));
+    float gamma[5], beta[5];
+    random_fill(21, 1, count, -2.0f, 3.0f, x, NULL);
+    random_fill(21, 2, count, -1.0f, 1.0f, res, NULL);
+    random_fill(21, 3, 5, 0.5f, 1.5f, gamma, NULL);
+    random_fill(21, 4, 5, -0.5f, 0.5f, beta, NULL);
+    res[7] = NAN; /* a NaN residual: ReLU gives 0, the plain sum NaN */
+    for (int mode = 0; mode < 4; mode++) {
+        const int with_res = mode & 1, relu = mode >> 1;
+        float rm1[5] = {0}, rv1[5] = {1, 1, 1, 1, 1}, sm1[5], si1[5];
+        float rm2[5] = {0}, rv2[5] = {1, 1, 1, 1, 1}, sm2[5], si2[5];
+        pasm_batchnorm_forward_train(&s, x, gamma, beta, rm1, rv1, want, sm1, si1);
+        if (with_res) pasm_add_inplace(count, want, res);
+        if (relu) pasm_relu_forward(count, want, want);
+        for (int64_t i = 0; i < count; i++) got[i] = -7.0f;
+        pasm_batchnorm_forward_train_fused(&s, x, gamma, beta, rm2, rv2, with_res ? res : NULL,
+                                           relu, got, sm2, si2);
+        assert_memory_equal(got, want, (size_t)count * sizeof(float));
+        assert_memory_equal(rm1, rm2, sizeof rm1);
+        assert_memory_equal(rv1, rv2, sizeof rv1);
+        assert_memory_equal(sm1, sm2, sizeof sm1);
+        assert_memory_equal(si1, si2, sizeof si1);
+        printf("  fused%s%s: bit-identical to the separate ops\n", with_res ? " + residual" : "",
+               relu ? " + relu" : "");
+    }
+    free(x), free(res), free(want), free(got);
+}
+
 int main(void) {
     pasm_set_threads(2);
     const struct CMUnitTest tests[] = {
@@ -219,6 +256,7 @@ int main(void) {
         cmocka_unit_test(test_bn_eval),
         cmocka_unit_test(test_bn_null_pointers),
         cmocka_unit_test(test_bn_deterministic),
+        cmocka_unit_test(test_bn_train_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
