@@ -36,6 +36,15 @@ const char *pasm_last_error(void);
 void pasm_clear_error(void);
 const char *pasm_status_name(pasm_status code);
 
+/* Notes: what the library says without failing (a GPU step that falls back
+ * from a CUDA graph, a convolution cuDNN computes in its default math). By
+ * default each goes to stderr as "pasm: note: TEXT"; a handler set here gets
+ * the text instead (NULL restores the default). The handler is process-wide
+ * and may be called from any thread. pasm_note formats one and delivers it. */
+typedef void (*pasm_note_handler)(const char *text, void *ctx);
+void pasm_set_note_handler(pasm_note_handler handler, void *ctx);
+void pasm_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- memory ---- */
 /* malloc that returns NULL and sets an error naming `what` on failure.
  * Zeroed, 64-byte aligned. Free with pasm_free. */

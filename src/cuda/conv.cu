@@ -196,15 +196,13 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
         if ((st = set_batch(c, s->n, WS_LIMIT)))
             return pasm_errorf(st, "%s (and with cuDNN's default math: %s)", first,
                                pasm_last_error());
-        fprintf(stderr, "pasm: note: a %dx%d convolution %d->%d (%s) uses cuDNN's default math "
-                        "(%s)\n",
-                s->kernel, s->kernel, s->c_in, s->c_out, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32",
-                first);
+        pasm_note("a %dx%d convolution %d->%d (%s) uses cuDNN's default math (%s)", s->kernel,
+                  s->kernel, s->c_in, s->c_out, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", first);
     }
     if (c->nondeterministic)
-        fprintf(stderr, "pasm: note: cuDNN offers only nondeterministic algorithms for a %dx%d "
-                        "convolution %d->%d: GPU runs may differ in the last bits\n",
-                s->kernel, s->kernel, s->c_in, s->c_out);
+        pasm_note("cuDNN offers only nondeterministic algorithms for a %dx%d convolution "
+                  "%d->%d: GPU runs may differ in the last bits",
+                  s->kernel, s->kernel, s->c_in, s->c_out);
     return PASM_OK;
 }
 

@@ -220,9 +220,8 @@ pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n) {
      * weights it packed) and run the step as it is */
     pasm_net_count_replayed_steps(d->net, -(int)(pasm_net_steps_counted(d->net) - counted));
     sgd->steps = steps;
-    fprintf(stderr, "note: a training step could not run as a CUDA graph (%s); steps run "
-                    "launch by launch\n",
-            st ? why : pasm_last_error());
+    pasm_note("a training step could not run as a CUDA graph (%s); steps run launch by launch",
+              st ? why : pasm_last_error());
     d->graph_failed = 1;
     pasm_cuda_graph_free(d->graph);
     d->graph = NULL;

@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -43,11 +45,58 @@ static void test_long_message_truncated(void **state) {
     assert_int_equal(pasm_last_error()[0], 'x');
 }
 
+/* Notes go to the handler with its context, formatted and cut to the
+ * buffer; without a handler, to stderr as "pasm: note: TEXT". */
+typedef struct {
+    int calls;
+    char last[2048];
+} note_sink;
+
+static void collect(const char *text, void *ctx) {
+    note_sink *sink = ctx;
+    sink->calls++;
+    snprintf(sink->last, sizeof sink->last, "%s", text);
+}
+
+static void test_notes(void **state) {
+    (void)state;
+    note_sink sink = {0};
+    pasm_set_note_handler(collect, &sink);
+    pasm_note("a %dx%d convolution uses %s", 3, 3, "the default math");
+    assert_int_equal(sink.calls, 1);
+    assert_string_equal(sink.last, "a 3x3 convolution uses the default math");
+    char big[3000];
+    memset(big, 'n', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    pasm_note("%s", big);
+    assert_int_equal(sink.calls, 2);
+    assert_int_equal((int)strlen(sink.last), 1023);
+    /* the default: stderr, captured through a temporary file */
+    pasm_set_note_handler(NULL, NULL);
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    const int saved = dup(fileno(stderr));
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), fileno(stderr)) >= 0);
+    pasm_note("steps run launch by launch (%s)", "graphs off");
+    fflush(stderr);
+    assert_true(dup2(saved, fileno(stderr)) >= 0);
+    close(saved);
+    char line[256] = {0};
+    rewind(tmp);
+    assert_non_null(fgets(line, sizeof line, tmp));
+    fclose(tmp);
+    assert_string_equal(line, "pasm: note: steps run launch by launch (graphs off)\n");
+    assert_int_equal(sink.calls, 2); /* the handler is gone */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_message_and_clear),
         cmocka_unit_test(test_context_on_itself),
         cmocka_unit_test(test_long_message_truncated),
+        cmocka_unit_test(test_notes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
