@@ -40,7 +40,10 @@ const char *pasm_status_name(pasm_status code);
  * from a CUDA graph, a convolution cuDNN computes in its default math). By
  * default each goes to stderr as "pasm: note: TEXT"; a handler set here gets
  * the text instead (NULL restores the default). The handler is process-wide
- * and may be called from any thread. pasm_note formats one and delivers it. */
+ * and may be called from any thread, outside any lock (it may itself call
+ * pasm_note); text is valid during the call only. A note already being
+ * delivered may still reach the previous handler: keep its ctx alive until
+ * no library call is running. pasm_note formats one and delivers it. */
 typedef void (*pasm_note_handler)(const char *text, void *ctx);
 void pasm_set_note_handler(pasm_note_handler handler, void *ctx);
 void pasm_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

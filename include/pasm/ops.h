@@ -88,9 +88,9 @@ void pasm_batchnorm_forward_train(const pasm_bn_shape *s, const float *x, const 
                                   const float *beta, float *running_mean, float *running_var,
                                   float *y, float *save_mean, float *save_invstd);
 /* The same with the layers that follow it fused into its output pass:
- * y = relu?(bn(x) + residual?) (residual NULL: none; relu 0: none), rounding
- * as the separate ops (pasm_add_inplace, pasm_relu_forward) do; residual
- * must not alias y. */
+ * y = relu?(bn(x) + residual?) (residual: NULL or a tensor of y's NCHW
+ * shape; relu 0: none), rounding as the separate ops (pasm_add_inplace,
+ * pasm_relu_forward) do; residual must not overlap y. */
 void pasm_batchnorm_forward_train_fused(const pasm_bn_shape *s, const float *x,
                                         const float *gamma, const float *beta,
                                         float *running_mean, float *running_var,

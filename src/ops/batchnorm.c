@@ -110,8 +110,8 @@ void pasm_batchnorm_forward_train_fused(const pasm_bn_shape *s, const float *x,
         double invstd = 1.0 / sqrt(var + (double)s->eps);
         double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
         channel_affine(xc, y + (size_t)c * hw, s->n, stride, hw, (float)(g * invstd),
-                             (float)(b - mean * invstd * g),
-                             residual ? residual + (size_t)c * hw : NULL, relu);
+                       (float)(b - mean * invstd * g), residual ? residual + (size_t)c * hw : NULL,
+                       relu);
         if (running_mean) running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean);
         if (running_var) running_var[c] = (float)((1.0 - m) * running_var[c] + m * var * unbias);
         if (save_mean) save_mean[c] = (float)mean;

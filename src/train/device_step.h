@@ -35,8 +35,8 @@ pasm_status device_step_epoch(device_step *d, const int *order, int n, int epoch
                               const float *lrs, const float *moms);
 /* Queues the epoch's next step, of n samples. Full batches after the first
  * run as one CUDA graph, captured once (PASM_CUDA_GRAPHS=0: never; a
- * capture that fails is said once on stderr and the steps run launch by
- * launch). */
+ * capture that fails is said once as a note, pasm_note, and the steps run
+ * launch by launch). */
 pasm_status device_step_run(device_step *d, pasm_sgd *sgd, int n);
 /* Steps run as a replayed graph so far (the captured one included). */
 int64_t device_step_graph_steps(const device_step *d);
