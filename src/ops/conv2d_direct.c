@@ -17,7 +17,7 @@
 #include "ops/conv2d_internal.h"
 
 #define TILE_CO 8
-#define MAX_K 7
+#define MAX_K PASM_CONV2D_FLAT_MAX_K
 
 int pasm_conv2d_avx512(void) {
     static int cached = -1;
@@ -165,19 +165,9 @@ static int flat_ok(const pasm_conv2d_shape *s) {
            s->h_out * s->w_out >= 16;
 }
 
-/* One vector of a flat tile: its lanes in image img (pixels f0..) and in
- * image img + 1 (pixels 0..), each part's element offsets of lane 0 and, per
- * tap column, its lanes whose input column is inside; per tap row, the
- * lanes whose input row is inside. */
-typedef struct {
-    size_t x[2], y[2];
-    __mmask16 part[2];
-    __mmask16 col[2][MAX_K], row[MAX_K];
-} flat_vec;
+typedef pasm_conv2d_flat_vec flat_vec;
 
-/* Lane j of the vector at batch pixel g0 is pixel g0 + j of the long plane
- * of n images of HW pixels. */
-static void flat_vec_init(const pasm_conv2d_shape *s, int64_t g0, flat_vec *fv) {
+void pasm_conv2d_flat_vec_init(const pasm_conv2d_shape *s, int64_t g0, flat_vec *fv) {
     const int K = s->kernel, P = s->pad, H = s->h_in, W = s->w_in, HW = H * W;
     const int64_t total = (int64_t)s->n * HW;
     const int img = (int)(g0 / HW), f0 = (int)(g0 % HW);
@@ -207,12 +197,12 @@ static void flat_vec_init(const pasm_conv2d_shape *s, int64_t g0, flat_vec *fv) 
 /* The masks of a flat vector depend only on where its first pixel falls in
  * its image, so they repeat every lcm(HW, 16) pixels (a period of whole
  * images). Where the batch holds several periods, flat_forward builds the
- * vectors of one period once (flat_vec_init cost 2.6% of a width-16
+ * vectors of one period once (building them cost 2.6% of a width-16
  * inference when every tile built its own) and each tile takes copies,
  * moved to its images; the batch's last vectors, which the batch's end
- * cuts, are built as before. */
-/* vectors: 24x24 has 36, 6x6 and 12x12 9; a longer period (13x13: 169)
- * builds every tile's own, as before */
+ * cuts, are built as before. Periods of up to FLAT_PERIOD_MAX vectors
+ * (24x24 has 36, 6x6 and 12x12 9); a longer one (13x13: 169) builds every
+ * tile's own, as before. */
 enum { FLAT_PERIOD_MAX = 144 };
 
 typedef struct {
@@ -232,7 +222,7 @@ static void flat_table_init(const pasm_conv2d_shape *s, flat_vec *vec, flat_tabl
     if (tab->period > FLAT_PERIOD_MAX || tab->period * 4 > tab->whole) return;
     pasm_conv2d_shape one = *s;
     one.n = (int)tab->period_images; /* exactly one period: no vector is cut */
-    for (int64_t e = 0; e < tab->period; e++) flat_vec_init(&one, 16 * e, &vec[e]);
+    for (int64_t e = 0; e < tab->period; e++) pasm_conv2d_flat_vec_init(&one, 16 * e, &vec[e]);
     tab->vec = vec;
 }
 
@@ -241,7 +231,7 @@ static inline void flat_vec_get(const pasm_conv2d_shape *s, const flat_table *ta
                                 flat_vec *fv) {
     const int64_t v = g0 / 16;
     if (!tab->vec || v >= tab->whole) {
-        flat_vec_init(s, g0, fv);
+        pasm_conv2d_flat_vec_init(s, g0, fv);
         return;
     }
     *fv = tab->vec[v % tab->period];

@@ -24,10 +24,24 @@ int pasm_conv2d_direct_ok(const pasm_conv2d_shape *s);
 void pasm_conv2d_direct_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                                 const pasm_conv2d_epilogue *ep, float *y);
 
-/* Flat planes (a channel's images one after another, taken 16 pixels a
- * vector from pixel 0): a vector's masks depend only on where its first
- * pixel falls in its image, so they repeat every lcm(hw, 16) pixels, this
- * many vectors (hw / 16 * period of them hold whole images). */
+/* One vector of a flat plane (a "same" convolution's channel planes over
+ * the batch one after another, 16 pixels a vector): its lanes in image img
+ * (pixels f0..) and in image img + 1 (pixels 0..), each part's element
+ * offsets of lane 0 in x and y, and per tap column the part's lanes whose
+ * input column is inside, per tap row the lanes whose input row is inside
+ * (masks as __mmask16 bits; kernels up to 7). conv2d_direct.c. */
+enum { PASM_CONV2D_FLAT_MAX_K = 7 };
+typedef struct {
+    size_t x[2], y[2];
+    uint16_t part[2];
+    uint16_t col[2][PASM_CONV2D_FLAT_MAX_K], row[PASM_CONV2D_FLAT_MAX_K];
+} pasm_conv2d_flat_vec;
+/* The vector whose lane 0 is pixel g0 of the batch's long plane (lanes past
+ * the batch's end off). */
+void pasm_conv2d_flat_vec_init(const pasm_conv2d_shape *s, int64_t g0, pasm_conv2d_flat_vec *fv);
+
+/* A vector's masks depend only on where its first pixel falls in its
+ * image, so they repeat every lcm(hw, 16) pixels, this many vectors. */
 static inline int64_t pasm_conv2d_flat_period(int64_t hw) {
     int64_t a = hw, b = 16;
     while (b) {

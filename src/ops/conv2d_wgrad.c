@@ -76,25 +76,21 @@ size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s) {
     return (size_t)period_vectors(s) * sizeof(wg_vec);
 }
 
-/* The vector whose lane 0 is pixel 16 * e of the period (the period starts
- * at an image's first pixel; the batch's end is not applied here). */
-static void wg_vec_init(const pasm_conv2d_shape *s, int64_t e, wg_vec *t) {
-    const int H = s->h_in, W = s->w_in, HW = H * W;
-    const int64_t g0 = 16 * e;
-    memset(t, 0, sizeof *t);
-    t->img = (int32_t)(g0 / HW);
-    t->f0 = (int32_t)(g0 % HW);
-    int q = 0, oh = t->f0 / W, ow = t->f0 % W;
-    for (int j = 0; j < 16; j++) {
-        const __mmask16 bit = (__mmask16)(1u << j);
-        if (j == HW - t->f0) q = 1, oh = ow = 0;
-        t->part[q] |= bit;
-        for (int kh = 0; kh < 3; kh++)
-            for (int kw = 0; kw < 3; kw++) {
-                const int ih = oh + kh - 1, iw = ow + kw - 1;
-                if (ih >= 0 && ih < H && iw >= 0 && iw < W) t->tap[q][kh * 3 + kw] |= bit;
-            }
-        if (++ow == W) ow = 0, oh++;
+/* The vector whose lane 0 is pixel 16 * e of the period: the flat forward's
+ * vector on a batch of exactly one period (the period starts at an image's
+ * first pixel and the batch's end cuts nothing), its column and row masks
+ * combined per tap. */
+static void wg_vec_init(const pasm_conv2d_shape *s, int64_t period_images, int64_t e, wg_vec *t) {
+    const int64_t hw = (int64_t)s->h_in * s->w_in, g0 = 16 * e;
+    pasm_conv2d_shape one = *s;
+    one.n = (int)period_images;
+    pasm_conv2d_flat_vec fv;
+    pasm_conv2d_flat_vec_init(&one, g0, &fv);
+    t->img = (int32_t)(g0 / hw);
+    t->f0 = (int32_t)(g0 % hw);
+    for (int q = 0; q < 2; q++) {
+        t->part[q] = fv.part[q];
+        for (int k = 0; k < WG_TAPS; k++) t->tap[q][k] = fv.col[q][k % 3] & fv.row[k / 3];
     }
 }
 
@@ -214,8 +210,7 @@ void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *
     c.period_images = c.period * 16 / hw;
     c.vectors = (total + 15) / 16;
     wg_vec *table = workspace;
-    for (int64_t e = 0; e < c.period; e++)
-        wg_vec_init(s, e, &table[e]);
+    for (int64_t e = 0; e < c.period; e++) wg_vec_init(s, c.period_images, e, &table[e]);
     c.tail_v = -1;
     if (total % 16) {
         const int64_t v = c.vectors - 1;
