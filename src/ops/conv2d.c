@@ -10,7 +10,8 @@
  * weight gradient per thread and sums the partials in thread order, so the
  * result is bit-identical run to run for a given thread count; "same" 3x3
  * convolutions of up to 64 channels take it directly from x and dy instead
- * (conv2d_wgrad.c).
+ * (conv2d_wgrad.c). 3x3 stride-2 convolutions with even input sizes run as
+ * four stride-1 convolutions on the input's phase planes (conv2d_s2.c).
  *
  * The evaluation-mode forward fuses batch norm, the residual sum and ReLU
  * into the store of the output (pasm_conv2d_forward_fused).
@@ -99,8 +100,7 @@ static size_t flip_floats(const pasm_conv2d_shape *s) {
  * (conv2d_wgrad.c), it runs first, with its table at the front, and the
  * rest holds what the forward and the input gradient need: no partials, and
  * no column buffers when both of those run directly too. */
-size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
-    if (s->precision == PASM_PRECISION_BF16) return pasm_conv2d_bf16_workspace(s, 1, 1);
+static size_t workspace_size(const pasm_conv2d_shape *s) {
     size_t threads = (size_t)omp_get_max_threads();
     if (pasm_conv2d_wgrad_ok(s)) {
         const pasm_conv2d_shape t = pasm_conv2d_dx_shape(s); /* K3 P1 S1: dx is a convolution */
@@ -114,8 +114,7 @@ size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
     return floats * sizeof(float);
 }
 
-size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_grad) {
-    if (s->precision == PASM_PRECISION_BF16) return pasm_conv2d_bf16_workspace(s, 0, input_grad);
+static size_t workspace_size_eval(const pasm_conv2d_shape *s, int input_grad) {
     size_t threads = (size_t)omp_get_max_threads();
     size_t floats = pasm_conv2d_direct_ok(s) ? 0 : threads * forward_col_floats(s);
     if (input_grad) {
@@ -127,6 +126,26 @@ size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_gra
         if (dx > floats) floats = dx;
     }
     return floats * sizeof(float);
+}
+
+/* Stride-2 3x3 convolutions run on phase planes (conv2d_s2.c) where they
+ * can: their workspace alone when every direction wanted does, else the
+ * larger of the two. */
+size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s) {
+    if (s->precision == PASM_PRECISION_BF16) return pasm_conv2d_bf16_workspace(s, 1, 1);
+    const size_t s2 = pasm_conv2d_s2_workspace(s, 1, 1, 1);
+    if (pasm_conv2d_s2_forward_ok(s) && pasm_conv2d_s2_dx_ok(s) && pasm_conv2d_s2_dw_ok(s))
+        return s2;
+    const size_t rest = workspace_size(s);
+    return s2 > rest ? s2 : rest;
+}
+
+size_t pasm_conv2d_workspace_size_eval(const pasm_conv2d_shape *s, int input_grad) {
+    if (s->precision == PASM_PRECISION_BF16) return pasm_conv2d_bf16_workspace(s, 0, input_grad);
+    const size_t s2 = pasm_conv2d_s2_workspace(s, 1, input_grad, 0);
+    if (pasm_conv2d_s2_forward_ok(s) && (!input_grad || pasm_conv2d_s2_dx_ok(s))) return s2;
+    const size_t rest = workspace_size_eval(s, input_grad);
+    return s2 > rest ? s2 : rest;
 }
 
 /* wt (Cin, Cout, K, K) = w (Cout, Cin, K, K) transposed in the channels and
@@ -297,6 +316,10 @@ void pasm_conv2d_forward_fused(const pasm_conv2d_shape *s, const float *x, const
         pasm_conv2d_direct_forward(s, x, weight, ep, y);
         return;
     }
+    if (pasm_conv2d_s2_forward_ok(s)) {
+        pasm_conv2d_s2_forward(s, x, weight, ep, y, workspace);
+        return;
+    }
     if (!split_batch(s->n, threads)) {
         for (int i = 0; i < s->n; i++)
             forward_image(s, x + i * x_stride, weight, ep, res ? res + i * y_stride : NULL,
@@ -404,6 +427,17 @@ void pasm_conv2d_backward(const pasm_conv2d_shape *s, const float *x, const floa
     if (!dx && !dweight) return;
     if (s->precision == PASM_PRECISION_BF16) {
         pasm_conv2d_bf16_backward(s, x, weight, dy, dx, dweight, workspace);
+        return;
+    }
+    float *s2_dx = dx && pasm_conv2d_s2_dx_ok(s) ? dx : NULL;
+    float *s2_dw = dweight && pasm_conv2d_s2_dw_ok(s) ? dweight : NULL;
+    if (s2_dx || s2_dw) {
+        /* the directions phase planes do not take first, through the rest
+         * of this function, then those that they do */
+        float *rest_dx = s2_dx ? NULL : dx, *rest_dw = s2_dw ? NULL : dweight;
+        if (rest_dx || rest_dw)
+            pasm_conv2d_backward(s, x, weight, dy, rest_dx, rest_dw, NULL, workspace);
+        pasm_conv2d_s2_backward(s, x, weight, dy, s2_dx, s2_dw, workspace);
         return;
     }
     if (dweight && pasm_conv2d_wgrad_ok(s)) {

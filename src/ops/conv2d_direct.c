@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/conv2d_internal.h"
+#include "ops/conv2d_flat.h"
 
 #define TILE_CO 8
 #define MAX_K PASM_CONV2D_FLAT_MAX_K
@@ -49,18 +49,6 @@ static __mmask16 lane_mask(int oc, int kw, int pad, int w_in, int w_out) {
     if (hi > w_out - oc) hi = w_out - oc;
     if (hi <= lo) return 0;
     return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
-
-/* The epilogue on one vector of sums, in the unfused layers' order: scale
- * and shift a, b (when scaled; a multiply and an add, not an FMA, to round
- * as batch norm does), the residual's values rv (when has_res), ReLU (max
- * with 0 also maps NaN to 0, as pasm_relu_forward). Both tiles end with it. */
-__attribute__((target("avx512f"), always_inline)) static inline __m512
-epilogue_vec(__m512 out, int scaled, __m512 a, __m512 b, int has_res, __m512 rv, int relu) {
-    if (scaled) out = _mm512_add_ps(_mm512_mul_ps(out, a), b);
-    if (has_res) out = _mm512_add_ps(out, rv);
-    if (relu) out = _mm512_max_ps(out, _mm512_setzero_ps());
-    return out;
 }
 
 /* One tile: output channels co0..co0+7, rows oh..oh+NR-1, columns
@@ -141,8 +129,8 @@ tile(const pasm_conv2d_shape *s, const float *x, const float *w, const pasm_conv
                 __mmask16 m = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
                 const __m512 rv =
                     res ? _mm512_maskz_loadu_ps(m, res + at + 16 * v) : _mm512_setzero_ps();
-                const __m512 out =
-                    epilogue_vec(acc[r][rr * NV + v], scale != NULL, a, b, res != NULL, rv, relu);
+                const __m512 out = pasm_conv2d_epilogue_vec(acc[r][rr * NV + v], scale != NULL, a,
+                                                            b, res != NULL, rv, relu);
                 _mm512_mask_storeu_ps(y + at + 16 * v, m, out);
             }
         }
@@ -199,19 +187,12 @@ void pasm_conv2d_flat_vec_init(const pasm_conv2d_shape *s, int64_t g0, flat_vec 
  * images). Where the batch holds several periods, flat_forward builds the
  * vectors of one period once (building them cost 2.6% of a width-16
  * inference when every tile built its own) and each tile takes copies,
- * moved to its images; the batch's last vectors, which the batch's end
- * cuts, are built as before. Periods of up to FLAT_PERIOD_MAX vectors
- * (24x24 has 36, 6x6 and 12x12 9); a longer one (13x13: 169) builds every
- * tile's own, as before. */
-enum { FLAT_PERIOD_MAX = 144 };
-
-typedef struct {
-    const flat_vec *vec; /* the period's vectors, or NULL: each tile builds its own */
-    int64_t period, period_images, whole; /* whole: vectors the batch's end does not cut */
-} flat_table;
-
-/* tab->vec = vec (FLAT_PERIOD_MAX entries) filled, when worth it. */
-static void flat_table_init(const pasm_conv2d_shape *s, flat_vec *vec, flat_table *tab) {
+ * moved to its images (pasm_conv2d_flat_vec_get); the batch's last
+ * vectors, which the batch's end cuts, are built as before. Periods of up
+ * to PASM_CONV2D_FLAT_PERIOD_MAX vectors (24x24 has 36, 6x6 and 12x12 9); a
+ * longer one (13x13: 169) builds every tile's own, as before. */
+void pasm_conv2d_flat_table_init(const pasm_conv2d_shape *s, flat_vec *vec,
+                                 pasm_conv2d_flat_table *tab) {
     const int64_t hw = (int64_t)s->h_in * s->w_in, total = (int64_t)s->n * hw;
     memset(tab, 0, sizeof *tab);
     tab->period = pasm_conv2d_flat_period(hw);
@@ -219,42 +200,27 @@ static void flat_table_init(const pasm_conv2d_shape *s, flat_vec *vec, flat_tabl
     tab->whole = total / 16;
     /* only when the batch holds four periods or more: else building them
      * costs what it saves */
-    if (tab->period > FLAT_PERIOD_MAX || tab->period * 4 > tab->whole) return;
+    if (tab->period > PASM_CONV2D_FLAT_PERIOD_MAX || tab->period * 4 > tab->whole) return;
     pasm_conv2d_shape one = *s;
     one.n = (int)tab->period_images; /* exactly one period: no vector is cut */
     for (int64_t e = 0; e < tab->period; e++) pasm_conv2d_flat_vec_init(&one, 16 * e, &vec[e]);
     tab->vec = vec;
 }
 
-/* The vector at batch pixel g0 (a multiple of 16). */
-static inline void flat_vec_get(const pasm_conv2d_shape *s, const flat_table *tab, int64_t g0,
-                                flat_vec *fv) {
-    const int64_t v = g0 / 16;
-    if (!tab->vec || v >= tab->whole) {
-        pasm_conv2d_flat_vec_init(s, g0, fv);
-        return;
-    }
-    *fv = tab->vec[v % tab->period];
-    const size_t hw = (size_t)s->h_in * s->w_in;
-    const size_t img = (size_t)(v / tab->period * tab->period_images);
-    const size_t dx = img * (size_t)s->c_in * hw, dy = img * (size_t)s->c_out * hw;
-    fv->x[0] += dx, fv->x[1] += dx, fv->y[0] += dy, fv->y[1] += dy;
-}
-
 /* One flat tile: output channels co0..co0+7, batch pixels g0..g0+16*NV-1
  * (clipped to the batch). NV and SPLIT (whether a vector runs into the next
  * image) are compile-time constants at every call. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-tile_flat(const pasm_conv2d_shape *s, const flat_table *tab, const float *x, const float *w,
-          const pasm_conv2d_epilogue *ep, float *y, int co0, int64_t g0, const int NV,
-          const int SPLIT) {
+tile_flat(const pasm_conv2d_shape *s, const pasm_conv2d_flat_table *tab, const float *x,
+          const float *w, const pasm_conv2d_epilogue *ep, float *y, int co0, int64_t g0,
+          const int NV, const int SPLIT) {
     const int K = s->kernel, P = s->pad, W = s->w_in;
     const int Cin = s->c_in, KK = K * K, HW = s->h_in * W;
     const size_t w_co = (size_t)Cin * KK;
     const float *scale = ep ? ep->scale : NULL, *shift = ep ? ep->shift : NULL;
-    const float *bias = scale ? NULL : shift, *res = ep ? ep->residual : NULL;
+    const float *bias = scale ? NULL : shift;
     flat_vec fv[3];
-    for (int v = 0; v < NV; v++) flat_vec_get(s, tab, g0 + 16 * v, &fv[v]);
+    for (int v = 0; v < NV; v++) pasm_conv2d_flat_vec_get(s, tab, g0 + 16 * v, &fv[v]);
     __m512 acc[TILE_CO][3];
 #pragma GCC unroll 8
     for (int r = 0; r < TILE_CO; r++) {
@@ -295,42 +261,17 @@ tile_flat(const pasm_conv2d_shape *s, const flat_table *tab, const float *x, con
             }
         }
     }
-    const int relu = ep && ep->relu;
-#pragma GCC unroll 8
-    for (int r = 0; r < TILE_CO; r++) {
-        const __m512 a = _mm512_set1_ps(scale ? scale[co0 + r] : 1.0f);
-        const __m512 b = _mm512_set1_ps(scale && shift ? shift[co0 + r] : 0.0f);
-        const size_t at = (size_t)(co0 + r) * HW;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; v++) {
-            __m512 rv = _mm512_setzero_ps();
-            if (res) {
-                rv = _mm512_maskz_loadu_ps(fv[v].part[0], res + at + fv[v].y[0]);
-                if (SPLIT && fv[v].part[1])
-                    rv = _mm512_mask_loadu_ps(rv, fv[v].part[1], res + at + fv[v].y[1]);
-            }
-            const __m512 out = epilogue_vec(acc[r][v], scale != NULL, a, b, res != NULL, rv, relu);
-            _mm512_mask_storeu_ps(y + at + fv[v].y[0], fv[v].part[0], out);
-            if (SPLIT && fv[v].part[1])
-                _mm512_mask_storeu_ps(y + at + fv[v].y[1], fv[v].part[1], out);
-        }
-    }
+    pasm_conv2d_flat_store(fv, acc, ep, co0, y, (size_t)co0 * HW, (size_t)HW, TILE_CO, NV, SPLIT);
 }
 
 /* The flat tile at batch pixel g0: three vectors, or what is left of the
  * batch; the variant with a second image's loads only where a vector runs
  * into the next image. */
 __attribute__((target("avx512f"))) static void
-flat(const pasm_conv2d_shape *s, const flat_table *tab, const float *x, const float *w,
+flat(const pasm_conv2d_shape *s, const pasm_conv2d_flat_table *tab, const float *x, const float *w,
      const pasm_conv2d_epilogue *ep, float *y, int co0, int64_t g0) {
-    const int64_t HW = (int64_t)s->h_out * s->w_out, left = s->n * HW - g0;
-    const int nv = left > 32 ? 3 : left > 16 ? 2 : 1;
-    int split = 0;
-    for (int v = 0; v < nv; v++) {
-        const int64_t first = g0 + 16 * v;
-        const int64_t last = first + (left - 16 * v < 16 ? left - 16 * v : 16) - 1;
-        split |= first / HW != last / HW;
-    }
+    int nv, split;
+    pasm_conv2d_flat_kind(s, g0, &nv, &split);
     if (nv == 3) {
         if (split)
             tile_flat(s, tab, x, w, ep, y, co0, g0, 3, 1);
@@ -360,12 +301,12 @@ static void flat_forward(const pasm_conv2d_shape *s, const float *x, const float
                          const pasm_conv2d_epilogue *ep, float *y) {
     const int hw = s->h_out * s->w_out, blocks = s->c_out / TILE_CO;
     const int64_t tiles = ((int64_t)s->n * hw + 47) / 48;
-    const int64_t run = hw % 16 == 0 ? (hw + 47) / 48 : 1;
+    const int64_t run = pasm_conv2d_flat_run(hw);
     const int64_t items = (tiles + run - 1) / run * run * blocks;
     const int64_t flops_per_item = (int64_t)TILE_CO * 48 * s->c_in * s->kernel * s->kernel;
-    flat_vec vec[FLAT_PERIOD_MAX];
-    flat_table tab;
-    flat_table_init(s, vec, &tab);
+    flat_vec vec[PASM_CONV2D_FLAT_PERIOD_MAX];
+    pasm_conv2d_flat_table tab;
+    pasm_conv2d_flat_table_init(s, vec, &tab);
 #pragma omp parallel for schedule(static) if (items * flops_per_item >= ((int64_t)1 << 17))
     for (int64_t it = 0; it < items; it++) {
         const int64_t t = it / (run * blocks) * run + it % run;

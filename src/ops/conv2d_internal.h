@@ -51,6 +51,42 @@ static inline int64_t pasm_conv2d_flat_period(int64_t hw) {
     return hw / a;
 }
 
+/* The vectors of one period, built once per call where the batch holds
+ * four periods or more (vec NULL: each tile builds its own), and how many
+ * vectors the batch's end does not cut. */
+enum { PASM_CONV2D_FLAT_PERIOD_MAX = 144 };
+typedef struct {
+    const pasm_conv2d_flat_vec *vec;
+    int64_t period, period_images, whole;
+} pasm_conv2d_flat_table;
+/* tab for the batch of s, its vectors in vec (PASM_CONV2D_FLAT_PERIOD_MAX
+ * entries) when worth it. */
+void pasm_conv2d_flat_table_init(const pasm_conv2d_shape *s, pasm_conv2d_flat_vec *vec,
+                                 pasm_conv2d_flat_table *tab);
+/* The vector at batch pixel g0 (a multiple of 16): a copy from the table,
+ * moved to its images, or built. */
+static inline void pasm_conv2d_flat_vec_get(const pasm_conv2d_shape *s,
+                                            const pasm_conv2d_flat_table *tab, int64_t g0,
+                                            pasm_conv2d_flat_vec *fv) {
+    const int64_t v = g0 / 16;
+    if (!tab->vec || v >= tab->whole) {
+        pasm_conv2d_flat_vec_init(s, g0, fv);
+        return;
+    }
+    *fv = tab->vec[v % tab->period];
+    const size_t hw = (size_t)s->h_in * s->w_in;
+    const size_t img = (size_t)(v / tab->period * tab->period_images);
+    const size_t dx = img * (size_t)s->c_in * hw, dy = img * (size_t)s->c_out * hw;
+    fv->x[0] += dx, fv->x[1] += dx, fv->y[0] += dy, fv->y[1] += dy;
+}
+
+/* Flat tiles of 48 pixels: runs of tiles that work items walk through
+ * together (flat_forward): as many as an image has when images hold whole
+ * vectors, else one. */
+static inline int64_t pasm_conv2d_flat_run(int64_t hw) {
+    return hw % 16 == 0 ? (hw + 47) / 48 : 1;
+}
+
 /* The weight gradient of a "same" 3x3 stride-1 fp32 convolution (padding 1,
  * 16+ pixels an image, up to 64 channels each way) straight from x and dy
  * (conv2d_wgrad.c): whether it runs for this shape (AVX-512F, neither
@@ -59,9 +95,34 @@ static inline int64_t pasm_conv2d_flat_period(int64_t hw) {
  * does not run), and dw = the gradient, summed in an order that does not
  * depend on the thread count. */
 int pasm_conv2d_wgrad_ok(const pasm_conv2d_shape *s);
+/* Whether PASM_CONV_WGRAD leaves the direct weight gradients on (read once). */
+int pasm_conv2d_wgrad_allowed(void);
 size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s);
 void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *dy, float *dw,
                        void *workspace);
+
+/* 3x3 stride-2 fp32 convolutions with padding 1 and even input sizes, as
+ * four stride-1 convolutions on the input's phase planes (conv2d_s2.c):
+ * whether the forward, the input gradient and the weight gradient of this
+ * shape run so (AVX-512F, phase planes of 16+ pixels, Cout resp. Cin a
+ * multiple of 8 for the first two; neither PASM_CONV_DIRECT nor PASM_CONV_S2
+ * set to 0, nor PASM_CONV_WGRAD for the weight gradient), the workspace
+ * they need (bytes; 0 when none runs), and the two directions. Results do
+ * not depend on the thread count. */
+int pasm_conv2d_s2_forward_ok(const pasm_conv2d_shape *s);
+int pasm_conv2d_s2_dx_ok(const pasm_conv2d_shape *s);
+int pasm_conv2d_s2_dw_ok(const pasm_conv2d_shape *s);
+size_t pasm_conv2d_s2_workspace(const pasm_conv2d_shape *s, int forward, int dx, int dw);
+void pasm_conv2d_s2_forward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                            const pasm_conv2d_epilogue *ep, float *y, void *workspace);
+/* dx and dw (either may be NULL) of the directions that run so. */
+void pasm_conv2d_s2_backward(const pasm_conv2d_shape *s, const float *x, const float *weight,
+                             const float *dy, float *dx, float *dw, void *workspace);
+/* The weight gradient from the phase planes xp of s's batch (conv2d_wgrad.c;
+ * accumulate: add to dw), and its table's bytes. */
+size_t pasm_conv2d_wgrad_s2_workspace(const pasm_conv2d_shape *s);
+void pasm_conv2d_wgrad_s2(const pasm_conv2d_shape *s, const float *xp, const float *dy, float *dw,
+                          int accumulate, void *workspace);
 
 /* Shared by the fp32 and bf16 paths (conv2d.c). im2col: x (C,H,W) -> col
  * (C*K*K, Ho*Wo); col2im: the sum back; threaded: channels in parallel (only

@@ -1,6 +1,8 @@
 /* The weight gradient of "same" 3x3 stride-1 convolutions (padding 1, the
  * ResNet's every stride-1 3x3) with AVX-512, straight from the NCHW input
- * and output gradient, without im2col or packing:
+ * and output gradient, without im2col or packing (and of 3x3 stride-2
+ * convolutions from their input's phase planes, conv2d_s2.c: the same
+ * kernel, each tap reading its phase plane, S2_PHASE below):
  *
  *   dW[co][ci][kh][kw] = sum over the batch's pixels g of
  *                        dy[co][g] * x[ci][g + (kh - 1) * W + (kw - 1)]
@@ -46,13 +48,20 @@ typedef struct {
     __mmask16 tap[2][WG_TAPS];
 } wg_vec;
 
+/* The planes the kernel walks: the input's for stride 1; for stride 2 the
+ * phase planes of the output's size (conv2d_s2.c), each input channel's
+ * four one after another. */
+static int64_t plane_pixels(const pasm_conv2d_shape *s) {
+    return s->stride == 2 ? (int64_t)s->h_out * s->w_out : (int64_t)s->h_in * s->w_in;
+}
+
 /* Vectors in one period of the masks: lcm(HW, 16) / 16. */
 static int64_t period_vectors(const pasm_conv2d_shape *s) {
-    return pasm_conv2d_flat_period((int64_t)s->h_in * s->w_in);
+    return pasm_conv2d_flat_period(plane_pixels(s));
 }
 
 /* PASM_CONV_WGRAD=0 keeps im2col + sgemm for every weight gradient. */
-static int wgrad_allowed(void) {
+int pasm_conv2d_wgrad_allowed(void) {
     static int cached = -1;
     if (cached < 0) {
         const char *env = getenv("PASM_CONV_WGRAD");
@@ -68,7 +77,7 @@ int pasm_conv2d_wgrad_ok(const pasm_conv2d_shape *s) {
      * 12x12, 121 vs 173 at 512->512 6x6, a tie at 128->128 24x24). */
     return s->precision != PASM_PRECISION_BF16 && s->kernel == 3 && s->stride == 1 && s->pad == 1 &&
            (int64_t)s->h_in * s->w_in >= 16 && s->c_in <= 64 && s->c_out <= 64 &&
-           pasm_conv2d_avx512() && wgrad_allowed();
+           pasm_conv2d_avx512() && pasm_conv2d_wgrad_allowed();
 }
 
 size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s) {
@@ -76,29 +85,50 @@ size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s) {
     return (size_t)period_vectors(s) * sizeof(wg_vec);
 }
 
+size_t pasm_conv2d_wgrad_s2_workspace(const pasm_conv2d_shape *s) {
+    return (size_t)period_vectors(s) * sizeof(wg_vec);
+}
+
+/* Tap k = 3 * kh + kw of a stride-2 convolution on the phase planes: phase
+ * plane ((kh + 1) & 1, (kw + 1) & 1), shifted one row up when kh = 0 and one
+ * column left when kw = 0 (conv2d_s2.c); its row and column masks are
+ * those of the "same" 3x3 tap (dh + 1, dw + 1). */
+#define S2_PHASE(k) ((((k) / 3 + 1) & 1) * 2 + (((k) % 3 + 1) & 1))
+#define S2_DH(k) ((k) / 3 == 0 ? -1 : 0)
+#define S2_DW(k) ((k) % 3 == 0 ? -1 : 0)
+
 /* The vector whose lane 0 is pixel 16 * e of the period: the flat forward's
  * vector on a batch of exactly one period (the period starts at an image's
- * first pixel and the batch's end cuts nothing), its column and row masks
- * combined per tap. */
+ * first pixel and the batch's end cuts nothing) of the "same" 3x3 shape on
+ * the planes, its column and row masks combined per tap. */
 static void wg_vec_init(const pasm_conv2d_shape *s, int64_t period_images, int64_t e, wg_vec *t) {
-    const int64_t hw = (int64_t)s->h_in * s->w_in, g0 = 16 * e;
+    const int64_t hw = plane_pixels(s), g0 = 16 * e;
+    const int s2 = s->stride == 2;
     pasm_conv2d_shape one = *s;
     one.n = (int)period_images;
+    if (s2) one.h_in = s->h_out, one.w_in = s->w_out, one.stride = 1;
     pasm_conv2d_flat_vec fv;
     pasm_conv2d_flat_vec_init(&one, g0, &fv);
     t->img = (int32_t)(g0 / hw);
     t->f0 = (int32_t)(g0 % hw);
     for (int q = 0; q < 2; q++) {
         t->part[q] = fv.part[q];
-        for (int k = 0; k < WG_TAPS; k++) t->tap[q][k] = fv.col[q][k % 3] & fv.row[k / 3];
+        for (int k = 0; k < WG_TAPS; k++)
+            t->tap[q][k] = s2 ? fv.col[q][S2_DW(k) + 1] & fv.row[S2_DH(k) + 1]
+                              : fv.col[q][k % 3] & fv.row[k / 3];
     }
 }
 
-/* What every item needs: the operands, the table and where the batch ends. */
+/* What every item needs: the operands, the planes' sizes and strides
+ * (x_ci: from one input channel's planes to the next; xs, ys: from one
+ * image to the next), the table and where the batch ends. */
 typedef struct {
     const pasm_conv2d_shape *s;
     const float *x, *dy;
     float *dw;
+    int accumulate; /* add to dw instead of storing the first chunk */
+    size_t hw, x_ci, xs, ys;
+    ptrdiff_t W;
     const wg_vec *table;
     int64_t period, period_images, vectors;
     int64_t tail_v; /* the last vector when it is cut short by the batch's end, else -1 */
@@ -106,10 +136,12 @@ typedef struct {
 } wg_ctx;
 
 /* One vector: the dy vectors of NCO channels times the 9 shifted x vectors
- * into acc; SPLIT: the vector runs into the next image (second loads). */
+ * into acc; SPLIT: the vector runs into the next image (second loads); S2:
+ * x is phase planes (taps as S2_PHASE). */
 __attribute__((target("avx512f"), always_inline)) static inline void
 wg_vector(const wg_vec *t, const float *xb, const float *yb, size_t x_next, size_t y_next,
-          size_t hw, ptrdiff_t W, __m512 acc[WG_CO][WG_TAPS], const int NCO, const int SPLIT) {
+          size_t hw, ptrdiff_t W, __m512 acc[WG_CO][WG_TAPS], const int NCO, const int SPLIT,
+          const int S2) {
     __m512 d[WG_CO];
 #pragma GCC unroll 4
     for (int r = 0; r < NCO; r++) {
@@ -120,7 +152,8 @@ wg_vector(const wg_vec *t, const float *xb, const float *yb, size_t x_next, size
     for (int k = 0; k < WG_TAPS; k++) {
         /* Masked-off lanes are not read: the address may lie before the
          * plane (the first row's upper taps) or past it. */
-        const ptrdiff_t off = (ptrdiff_t)(k / 3 - 1) * W + (k % 3 - 1);
+        const ptrdiff_t off = S2 ? (ptrdiff_t)S2_PHASE(k) * (ptrdiff_t)hw + S2_DH(k) * W + S2_DW(k)
+                                 : (ptrdiff_t)(k / 3 - 1) * W + (k % 3 - 1);
         __m512 xv = _mm512_maskz_loadu_ps(t->tap[0][k], xb + off);
         if (SPLIT) xv = _mm512_mask_loadu_ps(xv, t->tap[1][k], xb + x_next + off);
 #pragma GCC unroll 4
@@ -132,11 +165,11 @@ wg_vector(const wg_vec *t, const float *xb, const float *yb, size_t x_next, size
 /* Item (co0, ci) over vectors v0..v1-1: the 9 * NCO partial sums added to
  * (first: stored in) dw. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-wg_item(const wg_ctx *c, int co0, int ci, int64_t v0, int64_t v1, int first, const int NCO) {
+wg_item(const wg_ctx *c, int co0, int ci, int64_t v0, int64_t v1, int first, const int NCO,
+        const int S2) {
     const pasm_conv2d_shape *s = c->s;
-    const size_t hw = (size_t)s->h_in * s->w_in;
-    const size_t xs = (size_t)s->c_in * hw, ys = (size_t)s->c_out * hw;
-    const ptrdiff_t W = s->w_in;
+    const size_t hw = c->hw, xs = c->xs, ys = c->ys;
+    const ptrdiff_t W = c->W;
     __m512 acc[WG_CO][WG_TAPS];
 #pragma GCC unroll 4
     for (int r = 0; r < NCO; r++)
@@ -144,15 +177,15 @@ wg_item(const wg_ctx *c, int co0, int ci, int64_t v0, int64_t v1, int first, con
         for (int k = 0; k < WG_TAPS; k++)
             acc[r][k] = _mm512_setzero_ps();
     int64_t e = v0 % c->period, img0 = v0 / c->period * c->period_images;
-    const float *xc = c->x + (size_t)ci * hw, *yc = c->dy + (size_t)co0 * hw;
+    const float *xc = c->x + (size_t)ci * c->x_ci, *yc = c->dy + (size_t)co0 * hw;
     for (int64_t v = v0; v < v1; v++) {
         const wg_vec *t = v == c->tail_v ? &c->tail : &c->table[e];
         const size_t img = (size_t)(img0 + t->img);
         const float *xb = xc + img * xs + t->f0, *yb = yc + img * ys + t->f0;
         if (t->part[1])
-            wg_vector(t, xb, yb, xs - hw, ys - hw, hw, W, acc, NCO, 1);
+            wg_vector(t, xb, yb, xs - hw, ys - hw, hw, W, acc, NCO, 1, S2);
         else
-            wg_vector(t, xb, yb, 0, 0, hw, W, acc, NCO, 0);
+            wg_vector(t, xb, yb, 0, 0, hw, W, acc, NCO, 0, S2);
         if (++e == c->period) e = 0, img0 += c->period_images;
     }
     const size_t w_co = (size_t)s->c_in * WG_TAPS;
@@ -186,26 +219,43 @@ static void wg_block(int cout, int b, int *co0, int *nco) {
 }
 
 /* Items begin..end-1 (item = block * Cin + ci) over one chunk. */
-__attribute__((target("avx512f"))) static void wg_chunk(const wg_ctx *c, int64_t begin, int64_t end,
-                                                        int64_t v0, int64_t v1) {
-    const int cin = c->s->c_in, first = v0 == 0;
+__attribute__((target("avx512f"), always_inline)) static inline void
+wg_chunk_items(const wg_ctx *c, int64_t begin, int64_t end, int64_t v0, int64_t v1, const int S2) {
+    const int cin = c->s->c_in, first = v0 == 0 && !c->accumulate;
     for (int64_t it = begin; it < end; it++) {
         const int ci = (int)(it % cin);
         int co0, nco;
         wg_block(c->s->c_out, (int)(it / cin), &co0, &nco);
         if (nco == 3)
-            wg_item(c, co0, ci, v0, v1, first, 3);
+            wg_item(c, co0, ci, v0, v1, first, 3, S2);
         else if (nco == 2)
-            wg_item(c, co0, ci, v0, v1, first, 2);
+            wg_item(c, co0, ci, v0, v1, first, 2, S2);
         else
-            wg_item(c, co0, ci, v0, v1, first, 1);
+            wg_item(c, co0, ci, v0, v1, first, 1, S2);
     }
 }
 
-void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *dy, float *dw,
-                       void *workspace) {
-    wg_ctx c = {.s = s, .x = x, .dy = dy, .dw = dw, .table = workspace};
-    const int64_t hw = (int64_t)s->h_in * s->w_in, total = (int64_t)s->n * hw;
+__attribute__((target("avx512f"))) static void wg_chunk(const wg_ctx *c, int64_t begin, int64_t end,
+                                                        int64_t v0, int64_t v1) {
+    wg_chunk_items(c, begin, end, v0, v1, 0);
+}
+
+__attribute__((target("avx512f"))) static void wg_chunk_s2(const wg_ctx *c, int64_t begin,
+                                                           int64_t end, int64_t v0, int64_t v1) {
+    wg_chunk_items(c, begin, end, v0, v1, 1);
+}
+
+/* Both strides: s the convolution's shape, x its input (stride 1) or the
+ * phase planes of its input (stride 2). */
+static void wgrad(const pasm_conv2d_shape *s, const float *x, const float *dy, float *dw,
+                  int accumulate, void *workspace) {
+    const int s2 = s->stride == 2;
+    const int64_t hw = plane_pixels(s), total = (int64_t)s->n * hw;
+    wg_ctx c = {.s = s, .x = x, .dy = dy, .dw = dw, .table = workspace, .accumulate = accumulate,
+                .hw = (size_t)hw, .x_ci = (size_t)(s2 ? 4 : 1) * (size_t)hw,
+                .W = s2 ? s->w_out : s->w_in};
+    c.xs = (size_t)s->c_in * c.x_ci;
+    c.ys = (size_t)s->c_out * (size_t)hw;
     c.period = period_vectors(s);
     c.period_images = c.period * 16 / hw;
     c.vectors = (total + 15) / 16;
@@ -231,7 +281,20 @@ void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *
         const int64_t begin = items * t / team, end = items * (t + 1) / team;
         for (int64_t v0 = 0; v0 < c.vectors; v0 += WG_CHUNK) {
             const int64_t v1 = v0 + WG_CHUNK < c.vectors ? v0 + WG_CHUNK : c.vectors;
-            wg_chunk(&c, begin, end, v0, v1);
+            if (s2)
+                wg_chunk_s2(&c, begin, end, v0, v1);
+            else
+                wg_chunk(&c, begin, end, v0, v1);
         }
     }
+}
+
+void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *dy, float *dw,
+                       void *workspace) {
+    wgrad(s, x, dy, dw, 0, workspace);
+}
+
+void pasm_conv2d_wgrad_s2(const pasm_conv2d_shape *s, const float *xp, const float *dy, float *dw,
+                          int accumulate, void *workspace) {
+    wgrad(s, xp, dy, dw, accumulate, workspace);
 }

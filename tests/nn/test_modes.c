@@ -134,11 +134,24 @@ static void ref_forward(pasm_net *net, const float *x, int n, float *logits) {
 
 /* ---- tests ---- */
 
+/* Bytes of the workspace for stride-2 convolutions on phase planes
+ * (conv2d_s2.c) the evaluation modes may plan beyond their old share: one
+ * chunk of images of at most 4 MiB, when the CPU runs them. */
+static double s2_planes_bytes(void) {
+    pasm_conv2d_shape s = {.n = 32, .c_in = 16, .h_in = 48, .w_in = 48, .c_out = 32,
+                           .kernel = 3, .stride = 2, .pad = 1};
+    return pasm_conv2d_shape_init(&s) == PASM_OK && pasm_conv2d_s2_forward_ok(&s)
+               ? 4.0 * 1048576.0
+               : 0.0;
+}
+
 /* Planned bytes of the three modes: printed, and their ratios to TRAIN's
  * checked against what they were when the modes were written (2 threads,
  * 48x48, 1 channel, 7 classes; width 16 batch 32: EVAL 0.158, EVAL_GRAD
  * 0.186; width 64 batch 128: 0.155 and 0.171; width 64 batch 1024, the
- * attacks' default, 0.140 and 0.152), with a little room. */
+ * attacks' default, 0.140 and 0.152), with a little room, beside the
+ * stride-2 planes' chunk (s2_planes_bytes; with it, width 16 batch 32:
+ * 0.185 and 0.196). */
 static void check_ratios(int width, int batch, double eval_max, double grad_max) {
     pasm_net_config cfg = {.arch = "resnet18", .width = width, .in_channels = 1,
                            .num_classes = 7, .input_size = 48};
@@ -148,8 +161,9 @@ static void check_ratios(int width, int batch, double eval_max, double grad_max)
     double e = (double)b[1] / b[0], g = (double)b[2] / b[0];
     printf("  w%d b%d: train %.1f MiB, eval %.1f MiB (%.3f), eval-grad %.1f MiB (%.3f)\n", width,
            batch, b[0] / 1048576.0, b[1] / 1048576.0, e, b[2] / 1048576.0, g);
-    assert_true(e <= eval_max);
-    assert_true(g <= grad_max);
+    const double planes = s2_planes_bytes();
+    assert_true(b[1] <= eval_max * b[0] + planes);
+    assert_true(b[2] <= grad_max * b[0] + planes);
     assert_true(b[1] < b[2]);
 }
 

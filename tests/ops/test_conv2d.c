@@ -328,6 +328,96 @@ static void test_conv_wgrad_direct(void **state) {
     pasm_set_threads(saved);
 }
 
+/* dx of one case by plain double loops: every output's r times the weight
+ * added to the input it read. */
+static void ref_dx(const conv_case *c, double *dx) {
+    const pasm_conv2d_shape *s = &c->s;
+    const int K = s->kernel;
+    memset(dx, 0, sizeof(double) * (size_t)c->nx);
+    for (int i = 0; i < s->n; i++)
+        for (int co = 0; co < s->c_out; co++)
+            for (int oh = 0; oh < s->h_out; oh++)
+                for (int ow = 0; ow < s->w_out; ow++) {
+                    const double r =
+                        c->rd[((int64_t)(i * s->c_out + co) * s->h_out + oh) * s->w_out + ow];
+                    for (int ci = 0; ci < s->c_in; ci++)
+                        for (int kh = 0; kh < K; kh++)
+                            for (int kw = 0; kw < K; kw++) {
+                                const int ih = oh * s->stride - s->pad + kh;
+                                const int iw = ow * s->stride - s->pad + kw;
+                                if (ih < 0 || ih >= s->h_in || iw < 0 || iw >= s->w_in) continue;
+                                dx[((int64_t)(i * s->c_in + ci) * s->h_in + ih) * s->w_in + iw] +=
+                                    r * c->wd[((co * s->c_in + ci) * K + kh) * K + kw];
+                            }
+                }
+}
+
+/* 3x3 stride-2 convolutions on phase planes (conv2d_s2.c, where the CPU
+ * has AVX-512; im2col + sgemm elsewhere, equally checked): forward, dx and
+ * dweight against plain double loops. Phase planes of 4x5 (vectors split
+ * between images), 4x4 (exactly one vector), 6x6, one row of 32 (every
+ * upper tap off) and one column of 32; rows whose even/odd split and merge
+ * end in a partial vector (34 and 50 columns: phase rows of 17 and 25);
+ * channel counts the tiles do not take (3 -> 5: forward and dx through
+ * im2col, dweight on phase planes in blocks of 3 + 2) and 32 -> 8 (dweight
+ * through im2col + sgemm, the rest on phase planes); a batch of three
+ * chunks (images of 2 MiB; chunks of 4 MiB), whose weight gradient adds
+ * the chunks in order. Each on two threads and on one: the same bits. */
+static void test_conv_s2_phases(void **state) {
+    (void)state;
+    static const int shapes[][5] = {
+        /* n, c_in, h, w, c_out */
+        {2, 8, 8, 10, 8},  {5, 8, 8, 8, 16}, {3, 16, 12, 12, 8}, {2, 8, 2, 64, 8},
+        {1, 8, 64, 2, 16}, {2, 8, 6, 34, 8}, {1, 8, 4, 50, 8},   {2, 3, 10, 12, 5},
+        {5, 8, 256, 256, 8}, {2, 32, 8, 8, 8},
+    };
+    const int saved = omp_get_max_threads();
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int *sh = shapes[k];
+        conv_case c;
+        case_init_hw(&c, sh[0], sh[1], sh[2], sh[3], sh[4], 3, 2, 1, 1, 900 + k);
+        const int fwd = pasm_conv2d_s2_forward_ok(&c.s), dx = pasm_conv2d_s2_dx_ok(&c.s);
+        const int dw = pasm_conv2d_s2_dw_ok(&c.s);
+        const char *s2_env = getenv("PASM_CONV_S2"), *wg_env = getenv("PASM_CONV_WGRAD");
+        if (pasm_conv2d_avx512() && !(s2_env && !strcmp(s2_env, "0")) &&
+            !(wg_env && !strcmp(wg_env, "0"))) {
+            /* the phase planes run wherever the channels allow */
+            assert_int_equal(fwd, sh[4] % 8 == 0);
+            assert_int_equal(dx, sh[1] % 8 == 0);
+            assert_int_equal(dw, sh[1] <= 16 && sh[4] <= 64);
+        }
+        char what[96];
+        snprintf(what, sizeof what, "n%d c%d->%d %dx%d S2 (phase planes:%s%s%s)", sh[0], sh[1],
+                 sh[4], sh[2], sh[3], fwd ? " y" : "", dx ? " dx" : "", dw ? " dw" : "");
+        printf("%s\n", what);
+        pasm_set_threads(2);
+        for (int64_t i = 0; i < c.ny; i++) c.y[i] = NAN;
+        pasm_conv2d_forward(&c.s, c.x, c.w, c.b, c.y, c.ws);
+        case_loss(&c);
+        assert_true(compare_forward("y", c.ny, c.y, c.yd, FWD_ATOL, FWD_RTOL));
+        for (int64_t i = 0; i < c.nx; i++) c.dx[i] = NAN;
+        for (int64_t i = 0; i < c.nw; i++) c.dw[i] = NAN;
+        pasm_conv2d_backward(&c.s, c.x, c.w, c.r, c.dx, c.dw, NULL, c.ws);
+        double *dxd = zeroed(c.nx, sizeof(double));
+        ref_dx(&c, dxd);
+        assert_true(compare_forward("dx", c.nx, c.dx, dxd, FWD_ATOL, FWD_RTOL));
+        check_wgrad_case(&c, what);
+        /* one thread: the same bits; dweight alone and dx alone: the same */
+        float *y1 = zeroed(c.ny, sizeof(float)), *dx1 = zeroed(c.nx, sizeof(float));
+        float *dw1 = zeroed(c.nw, sizeof(float));
+        pasm_set_threads(1);
+        pasm_conv2d_forward(&c.s, c.x, c.w, c.b, y1, c.ws);
+        pasm_conv2d_backward(&c.s, c.x, c.w, c.r, NULL, dw1, NULL, c.ws);
+        pasm_conv2d_backward(&c.s, c.x, c.w, c.r, dx1, NULL, NULL, c.ws);
+        if (fwd) assert_memory_equal(y1, c.y, c.ny * sizeof(float));
+        if (dx) assert_memory_equal(dx1, c.dx, c.nx * sizeof(float));
+        if (dw) assert_memory_equal(dw1, c.dw, c.nw * sizeof(float));
+        pasm_set_threads(saved);
+        free(y1), free(dx1), free(dw1), free(dxd);
+        case_free(&c);
+    }
+}
+
 /* The split-batch path (n >= threads) and the image-by-image path
  * (threads = 1) agree to float rounding. */
 static void test_conv_paths_agree(void **state) {
@@ -405,10 +495,10 @@ static void test_conv_deterministic(void **state) {
  * without the same padding) and for the pointwise
  * 1x1 shortcut; batches of one (threaded BLAS) and of several (split). A
  * shift alone must equal the bias of pasm_conv2d_forward bit for bit. */
-static void check_fused(int n, int c_in, int hw, int c_out, int k, int stride, int pad,
-                        int residual, int relu) {
+static void check_fused_hw(int n, int c_in, int h, int w, int c_out, int k, int stride, int pad,
+                           int residual, int relu) {
     conv_case c;
-    case_init(&c, n, c_in, hw, c_out, k, stride, pad, 0, 4000 + 31 * hw + 7 * k + stride);
+    case_init_hw(&c, n, c_in, h, w, c_out, k, stride, pad, 0, 4000 + 31 * h + 7 * k + stride);
     pasm_bn_shape bs = {.n = n, .c = c_out, .h = c.s.h_out, .w = c.s.w_out, .eps = 1e-5f,
                         .momentum = 0.1f};
     float *gamma = zeroed(c_out, sizeof(float)), *beta = zeroed(c_out, sizeof(float));
@@ -436,7 +526,7 @@ static void check_fused(int n, int c_in, int hw, int c_out, int k, int stride, i
         if (d > worst || isnan(d)) worst = isnan(d) ? INFINITY : d;
     }
     printf("fused n%d c%d->%d %dx%d K%d S%d%s%s: max |diff|/(1+|ref|) %.2e%s\n", n, c_in, c_out,
-           hw, hw + 1, k, stride, residual ? " +res" : "", relu ? " relu" : "", worst,
+           h, w, k, stride, residual ? " +res" : "", relu ? " relu" : "", worst,
            memcmp(got, want, c.ny * sizeof(float)) ? "" : " (bit-identical)");
     assert_true(worst <= 1e-6);
     /* A shift alone is a bias. */
@@ -449,6 +539,11 @@ static void check_fused(int n, int c_in, int hw, int c_out, int k, int stride, i
     case_free(&c);
 }
 
+static void check_fused(int n, int c_in, int hw, int c_out, int k, int stride, int pad,
+                        int residual, int relu) {
+    check_fused_hw(n, c_in, hw, hw + 1, c_out, k, stride, pad, residual, relu);
+}
+
 static void test_conv_fused_epilogue(void **state) {
     (void)state;
     check_fused(3, 4, 12, 8, 3, 1, 1, 1, 1);  /* direct: BN + residual + ReLU */
@@ -459,6 +554,8 @@ static void test_conv_fused_epilogue(void **state) {
     check_fused(3, 4, 6, 8, 3, 1, 1, 1, 1);   /* direct on flat 6x7 planes, split vectors */
     check_fused(2, 4, 6, 8, 3, 1, 0, 1, 1);   /* sgemm: padding 0, rows too narrow for direct */
     check_fused(3, 4, 8, 8, 1, 2, 0, 0, 0);   /* 1x1 stride-2 shortcut + BN */
+    check_fused_hw(3, 4, 8, 10, 8, 3, 2, 1, 1, 1);  /* phase planes 4x5: BN + residual + ReLU */
+    check_fused_hw(2, 8, 12, 12, 16, 3, 2, 1, 0, 1); /* phase planes 6x6: BN + ReLU */
 }
 
 /* The evaluation workspace (no weight gradient) is no larger than the full
@@ -523,11 +620,25 @@ static void test_conv_shape_errors(void **state) {
     assert_int_equal(pasm_conv2d_shape_init(&r), PASM_OK);
     assert_int_equal(r.h_out, 24);
     assert_int_equal(r.w_out, 24);
-    /* The workspace does not depend on the batch: a network plans it once
-     * for its largest batch and runs smaller ones in it. */
-    size_t a = pasm_conv2d_workspace_size(&r);
-    r.n = 64;
-    assert_int_equal(pasm_conv2d_workspace_size(&r), a);
+    /* A network plans the workspace once for its largest batch and runs
+     * smaller ones in it: it never shrinks as the batch grows (stride-2
+     * convolutions split a chunk of images into phase planes, up to a bound;
+     * a batch of 1 needs less), for training and evaluation alike. */
+    for (int c = 0; c < 2; c++) {
+        r.c_in = c ? 64 : 3, r.c_out = c ? 64 : 4; /* phase planes (c 1) or im2col */
+        size_t last[3] = {0, 0, 0};
+        for (r.n = 1; r.n <= 256; r.n *= 2) {
+            const size_t now[3] = {pasm_conv2d_workspace_size(&r),
+                                   pasm_conv2d_workspace_size_eval(&r, 0),
+                                   pasm_conv2d_workspace_size_eval(&r, 1)};
+            for (int k = 0; k < 3; k++) {
+                assert_true(now[k] >= last[k]);
+                last[k] = now[k];
+            }
+        }
+        printf("  c%d->%d 48x48 K3 S2, batch 256: workspace %zu / %zu / %zu bytes\n", r.c_in,
+               r.c_out, last[0], last[1], last[2]);
+    }
 }
 
 int main(void) {
@@ -539,7 +650,7 @@ int main(void) {
         cmocka_unit_test(test_conv_deterministic), cmocka_unit_test(test_conv_shape_errors),
         cmocka_unit_test(test_conv_direct_shapes),
         cmocka_unit_test(test_conv_direct_flat), cmocka_unit_test(test_conv_direct_flat_threads),
-        cmocka_unit_test(test_conv_wgrad_direct),
+        cmocka_unit_test(test_conv_wgrad_direct), cmocka_unit_test(test_conv_s2_phases),
         cmocka_unit_test(test_conv_fused_epilogue),
         cmocka_unit_test(test_conv_eval_workspace),
     };
