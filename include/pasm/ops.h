@@ -44,9 +44,10 @@ typedef struct {
 
 /* Fills h_out/w_out; PASM_ERR_SHAPE when the output would be empty. */
 pasm_status pasm_conv2d_shape_init(pasm_conv2d_shape *s);
-/* Bytes of scratch both forward and backward need for this shape. It never
- * shrinks as s->n grows, so a workspace planned for a batch serves every
- * smaller one. */
+/* Bytes of scratch both forward and backward need for this shape, planned
+ * for the current thread count (pasm_set_threads; the count must not grow
+ * before the calls that use it). It never shrinks as s->n grows, so a
+ * workspace planned for a batch serves every smaller one. */
 size_t pasm_conv2d_workspace_size(const pasm_conv2d_shape *s);
 /* Less, for a caller that never asks for the weight gradient: the forward
  * alone (input_grad 0), or the forward and backward with dweight NULL

@@ -105,8 +105,9 @@ void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *
  * four stride-1 convolutions on the input's phase planes (conv2d_s2.c):
  * whether the forward, the input gradient and the weight gradient of this
  * shape run so (AVX-512F, phase planes of 16+ pixels, Cout resp. Cin a
- * multiple of 8 for the first two; neither PASM_CONV_DIRECT nor PASM_CONV_S2
- * set to 0, nor PASM_CONV_WGRAD for the weight gradient), the workspace
+ * multiple of 8 for the first two, up to 16 input and 64 output channels for
+ * the weight gradient; neither PASM_CONV_DIRECT nor PASM_CONV_S2 set to 0,
+ * nor PASM_CONV_WGRAD for the weight gradient), the workspace
  * they need (bytes; 0 when none runs), and the two directions. Results do
  * not depend on the thread count. */
 int pasm_conv2d_s2_forward_ok(const pasm_conv2d_shape *s);

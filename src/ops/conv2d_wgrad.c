@@ -13,8 +13,8 @@
  * the next, and per tap a mask keeps the lanes whose input pixel lies inside
  * their own image. A work item holds up to 3 output channels x 1 input
  * channel x the 9 taps in 27 accumulators: per 16 pixels 3 loads of dy, 9
- * masked loads of x and 27 FMAs. Taken up to 64 channels each way, where it
- * beats im2col + sgemm (the per-image sgemms are small there: 97 against 155
+ * masked loads of x and 27 FMAs. Taken up to 64 channels each way (stride 2:
+ * up to 16 input channels, conv2d_s2.c), where it beats im2col + sgemm (the per-image sgemms are small there: 97 against 155
  * GFLOPS at 16->16 48x48); past that sgemm's blocking wins (bench/notes.md).
  *
  * The masks of a vector depend only on where its first pixel falls in its

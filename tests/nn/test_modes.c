@@ -136,7 +136,8 @@ static void ref_forward(pasm_net *net, const float *x, int n, float *logits) {
 
 /* Bytes of the workspace for stride-2 convolutions on phase planes
  * (conv2d_s2.c) the evaluation modes may plan beyond their old share: one
- * chunk of images of at most 4 MiB, when the CPU runs them. */
+ * chunk of images of at most 4 MiB (or one image, when larger: not at these
+ * sizes), when the CPU runs them. */
 static double s2_planes_bytes(void) {
     pasm_conv2d_shape s = {.n = 32, .c_in = 16, .h_in = 48, .w_in = 48, .c_out = 32,
                            .kernel = 3, .stride = 2, .pad = 1};
