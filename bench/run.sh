@@ -68,25 +68,33 @@ run_nets() {
     echo "bench_date $(date +%Y-%m-%dT%H:%M)" >>"$PASM_TXT"
     echo "bench_load_before $(loadavg)" >>"$PASM_TXT"
     pasm sgemm
-    for w in $WIDTHS; do
-        pasm flops "$w"
-        for mode in train infer128 infer1; do
-            pasm "$mode" "$w"
-            torch_run "$mode" "$w" nchw
-            torch_run "$mode" "$w" channels_last
-            if [ "${BENCH_TORCH_COMPILE:-0}" = 1 ]; then torch_run "$mode" "$w" compiled; fi
-        done
-    done
-    # --precision bf16 against PyTorch's bf16 autocast (BENCH_BF16=0 skips)
-    if [ "${BENCH_BF16:-1}" = 1 ]; then
+    for w in $WIDTHS; do pasm flops "$w"; done
+    # BENCH_ROUNDS rounds (default 2), each measuring pasm and every PyTorch
+    # format once, one after another: the machine's speed drifts by 5-30%
+    # over minutes, so the report takes each side's best round
+    # (bench/report.py), measured close in time to the other side's.
+    echo "bench_rounds ${BENCH_ROUNDS:-2}" >>"$PASM_TXT"
+    for round in $(seq "${BENCH_ROUNDS:-2}"); do
+        echo "bench: round $round" >&2
         for w in $WIDTHS; do
             for mode in train infer128 infer1; do
-                pasm "$mode" "$w" bf16
-                torch_run "$mode" "$w" bf16
+                pasm "$mode" "$w"
+                torch_run "$mode" "$w" nchw
+                torch_run "$mode" "$w" channels_last
+                if [ "${BENCH_TORCH_COMPILE:-0}" = 1 ]; then torch_run "$mode" "$w" compiled; fi
             done
         done
-        pasm bf16native
-    fi
+        # --precision bf16 against PyTorch's bf16 autocast (BENCH_BF16=0 skips)
+        if [ "${BENCH_BF16:-1}" = 1 ]; then
+            for w in $WIDTHS; do
+                for mode in train infer128 infer1; do
+                    pasm "$mode" "$w" bf16
+                    torch_run "$mode" "$w" bf16
+                done
+            done
+        fi
+    done
+    [ "${BENCH_BF16:-1}" = 1 ] && pasm bf16native
     if [ -f "$FER" ]; then
         pasm load "$FER"
         torch_run load "$FER"
