@@ -51,10 +51,15 @@ fi
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg | tr ' ' ','; }
 
-pasm() { echo "bench: pasm $*" >&2; "$BIN" "$@" >>"$PASM_TXT" || echo "bench: pasm $* failed" >&2; }
+# Each measurement waits BENCH_SETTLE seconds (default 2) first: right after
+# a PyTorch process that freed gigabytes, pasm's batch-1 inference once took
+# 1.45 ms where it takes 0.98.
+settle() { sleep "${BENCH_SETTLE:-2}"; }
+pasm() { settle; echo "bench: pasm $*" >&2; "$BIN" "$@" >>"$PASM_TXT" || echo "bench: pasm $* failed" >&2; }
 # Torch lines get "@FORMAT" appended to their key when a format is given.
 torch_run() {
     [ -n "$PY" ] || return 0
+    settle
     echo "bench: torch $*" >&2
     local tag=""
     [ $# -ge 3 ] && tag="@$3"
