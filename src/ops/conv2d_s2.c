@@ -19,7 +19,8 @@
  *   dy shifted by (-dh, -dw) for each tap of that phase (1, 2, 2 or 4 of
  *   them); a tile holds 8 input channels x 48 pixels and runs the four
  *   phases one after another, then the phase planes are merged into dx;
- * - weight gradient: conv2d_wgrad.c's kernel on the phase planes.
+ * - weight gradient: conv2d_wgrad.c's kernel on the phase planes, up to 16
+ *   input channels (past that im2col + sgemm is faster: pasm_conv2d_s2_dw_ok).
  *
  * The input is split into phase planes (and dx's merged back) in chunks of
  * images (S2_CHUNK_BYTES of planes), a pass each, in the workspace; the
