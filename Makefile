@@ -178,7 +178,9 @@ clean:
 # PyTorch comes from PyPI into $(BENCH_VENV), created on first use.
 BENCH_VENV ?= .venv-bench
 # BENCH_ONLY=nets, attacks or ckpt runs one part (the report keeps the other
-# parts' text from docs/benchmarks.md).
+# parts' text from docs/benchmarks.md); BENCH_TORCH_COMPILE=1 adds PyTorch under
+# torch.compile, BENCH_BF16=0 leaves out bf16, BENCH_ROUNDS (2) and
+# BENCH_SETTLE (2 s) set the networks' rounds and the pause before each run.
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libpasm.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpasm.a $(LDLIBS) $(LDFLAGS)

@@ -4,7 +4,9 @@
 # bench/torch_bench.py), the point attacks (bench/attack_bench.c,
 # bench/torch_attack.py) and checkpoint I/O (pasm_bench ckpt, torch_bench.py
 # ckpt). BENCH_ONLY=nets, attacks or ckpt runs one part; the report keeps the
-# other parts' text from the current docs/benchmarks.md.
+# other parts' text from the current docs/benchmarks.md. The networks' part
+# runs BENCH_ROUNDS rounds (default 2) and every measurement waits
+# BENCH_SETTLE seconds (default 2) first.
 # Every measurement is its own process, so each peak RSS is that work's own.
 # PyTorch comes from PyPI in the virtual environment $BENCH_VENV (created on
 # first use; TORCH_PYTHON=path/to/python uses an existing one); when that
