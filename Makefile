@@ -38,8 +38,9 @@ endif
 # where they are; CUDA_ARCH the GPU code built (Hopper's sm_90 with PTX).
 CUDA_HOME ?= /usr/local/cuda
 NVCC := $(or $(NVCC),$(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null)))
-CUDNN_HOME ?= $(firstword $(patsubst %/include/cudnn.h,%,$(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h /usr/local/include/cudnn.h)) $(CUDA_HOME))
-CUDNN_H := $(wildcard $(CUDNN_HOME)/include/cudnn.h)
+# (Debian and Ubuntu's cuDNN packages put cudnn.h in /usr/include/x86_64-linux-gnu.)
+CUDNN_HOME ?= $(firstword $(patsubst %/include/cudnn.h,%,$(wildcard $(CUDA_HOME)/include/cudnn.h /usr/include/cudnn.h /usr/local/include/cudnn.h)) $(patsubst %/include/x86_64-linux-gnu/cudnn.h,%,$(wildcard /usr/include/x86_64-linux-gnu/cudnn.h)) $(CUDA_HOME))
+CUDNN_H := $(firstword $(wildcard $(CUDNN_HOME)/include/cudnn.h $(CUDNN_HOME)/include/x86_64-linux-gnu/cudnn.h))
 ifeq ($(CUDA),)
 CUDA := $(if $(and $(NVCC),$(CUDNN_H)),1,0)
 endif
@@ -54,7 +55,7 @@ CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=c
 CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib $(CUDNN_HOME)/lib64 $(CUDNN_HOME)/lib)
 CFLAGS += -DPASM_HAVE_CUDA
 # --fmad=false: the kernels round as the CPU ops do (a*b+c is not fused)
-NVCCFLAGS := -std=c++17 -O3 --extended-lambda --fmad=false $(CUDA_ARCH) -DPASM_HAVE_CUDA -Iinclude -Isrc -I$(CUDNN_HOME)/include \
+NVCCFLAGS := -std=c++17 -O3 --extended-lambda --fmad=false $(CUDA_ARCH) -DPASM_HAVE_CUDA -Iinclude -Isrc -I$(patsubst %/,%,$(dir $(CUDNN_H))) \
   -Xcompiler -fPIC,-fopenmp,-Wall,-Wextra,-Wno-unused-parameter -Werror all-warnings
 ifeq ($(SAN),1)
 NVCCFLAGS += -g -Xcompiler -fsanitize=address,-fsanitize=undefined,-fno-sanitize-recover=undefined,-fno-omit-frame-pointer

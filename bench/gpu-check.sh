@@ -72,7 +72,7 @@ sub_env() {
     echo "date $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "host $(hostname 2>/dev/null)"
     echo "cpus $(nproc)"
-    echo "git $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "git ${PASM_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
     local ok=0
     if command -v nvidia-smi >/dev/null 2>&1; then
         nvidia-smi || ok=1
@@ -272,6 +272,9 @@ fi
 CUDNN_HOME=${CUDNN_HOME:-}
 [ -z "$CUDNN_LIB" ] && [ -n "$CUDNN_HOME" ] && CUDNN_LIB=$CUDNN_HOME/lib64
 DEPS_LIB=$REPO/.gpu-deps/root/usr/lib/x86_64-linux-gnu
+# A system library folder stays off LD_LIBRARY_PATH: there it would come before
+# PyTorch's own cuDNN (seen: PyTorch built for cuDNN 9.19 refusing the system's 9.14).
+case $CUDNN_LIB in /usr/lib/x86_64-linux-gnu | /usr/lib | /usr/lib64 | /lib/x86_64-linux-gnu) CUDNN_LIB= ;; esac
 LD_LIBRARY_PATH=$DEPS_LIB:$DEPS_LIB/openblas-openmp${CUDNN_LIB:+:$CUDNN_LIB}${CUDA_HOME:+:$CUDA_HOME/lib64}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # exported only when known (an empty CUDA_HOME would defeat the Makefile's ?=)
 export PY NVCC LD_LIBRARY_PATH REPO
