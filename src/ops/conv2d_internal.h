@@ -110,6 +110,12 @@ void pasm_conv2d_wgrad(const pasm_conv2d_shape *s, const float *x, const float *
  * nor PASM_CONV_WGRAD for the weight gradient), the workspace
  * they need (bytes; 0 when none runs), and the two directions. Results do
  * not depend on the thread count. */
+/* Tap index kh (or kw) of such a convolution: output row oh reads input row
+ * 2 oh + kh - 1, which is row oh + SHIFT(kh) of the phase planes of row
+ * parity PHASE(kh) (columns likewise). Shared by the tiles (conv2d_s2.c) and
+ * the weight gradient (conv2d_wgrad.c). */
+#define PASM_CONV2D_S2_PHASE(k) (((k) + 1) & 1)
+#define PASM_CONV2D_S2_SHIFT(k) ((k) == 0 ? -1 : 0)
 int pasm_conv2d_s2_forward_ok(const pasm_conv2d_shape *s);
 int pasm_conv2d_s2_dx_ok(const pasm_conv2d_shape *s);
 int pasm_conv2d_s2_dw_ok(const pasm_conv2d_shape *s);
@@ -120,8 +126,9 @@ void pasm_conv2d_s2_forward(const pasm_conv2d_shape *s, const float *x, const fl
 void pasm_conv2d_s2_backward(const pasm_conv2d_shape *s, const float *x, const float *weight,
                              const float *dy, float *dx, float *dw, void *workspace);
 /* The weight gradient from the phase planes xp of s's batch (conv2d_wgrad.c;
- * accumulate: add to dw), and its table's bytes. */
-size_t pasm_conv2d_wgrad_s2_workspace(const pasm_conv2d_shape *s);
+ * accumulate: add to dw), and the bytes of its table of mask vectors (for
+ * either stride: pasm_conv2d_wgrad_workspace is this where it runs). */
+size_t pasm_conv2d_wgrad_table_bytes(const pasm_conv2d_shape *s);
 void pasm_conv2d_wgrad_s2(const pasm_conv2d_shape *s, const float *xp, const float *dy, float *dw,
                           int accumulate, void *workspace);
 

@@ -78,7 +78,7 @@ static int chunk_images(const pasm_conv2d_shape *s) {
 
 /* The weight gradient's table first (64-byte aligned), then a chunk's planes. */
 static size_t table_bytes(const pasm_conv2d_shape *s, int dw) {
-    return dw ? (pasm_conv2d_wgrad_s2_workspace(s) + 63) / 64 * 64 : 0;
+    return dw ? (pasm_conv2d_wgrad_table_bytes(s) + 63) / 64 * 64 : 0;
 }
 
 size_t pasm_conv2d_s2_workspace(const pasm_conv2d_shape *s, int forward, int dx, int dw) {
@@ -108,8 +108,8 @@ static pasm_conv2d_shape grid_shape(const pasm_conv2d_shape *s, int n, int c_in,
 }
 
 /* Tap kh (or kw) of the 3x3 kernel: its phase (0 or 1) and shift (-1 or 0). */
-#define PHASE(k) (((k) + 1) & 1)
-#define SHIFT(k) ((k) == 0 ? -1 : 0)
+#define PHASE(k) PASM_CONV2D_S2_PHASE(k)
+#define SHIFT(k) PASM_CONV2D_S2_SHIFT(k)
 
 /* Phase planes: xp (C, 4, H/2, W/2) of x (C, H, W), C planes; merge is the
  * inverse. Even and odd columns part with two-source permutes, 32 input

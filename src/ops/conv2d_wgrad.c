@@ -14,8 +14,9 @@
  * their own image. A work item holds up to 3 output channels x 1 input
  * channel x the 9 taps in 27 accumulators: per 16 pixels 3 loads of dy, 9
  * masked loads of x and 27 FMAs. Taken up to 64 channels each way (stride 2:
- * up to 16 input channels, conv2d_s2.c), where it beats im2col + sgemm (the per-image sgemms are small there: 97 against 155
- * GFLOPS at 16->16 48x48); past that sgemm's blocking wins (bench/notes.md).
+ * up to 16 input channels, conv2d_s2.c), where it beats im2col + sgemm (the
+ * per-image sgemms are small there: 97 against 155 GFLOPS at 16->16 48x48);
+ * past that sgemm's blocking wins (bench/notes.md).
  *
  * The masks of a vector depend only on where its first pixel falls in its
  * image, so they repeat every lcm(H*W, 16) pixels: one table of that period
@@ -80,22 +81,22 @@ int pasm_conv2d_wgrad_ok(const pasm_conv2d_shape *s) {
            pasm_conv2d_avx512() && pasm_conv2d_wgrad_allowed();
 }
 
-size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s) {
-    if (!pasm_conv2d_wgrad_ok(s)) return 0;
+/* The table of one period's vectors (both strides). */
+size_t pasm_conv2d_wgrad_table_bytes(const pasm_conv2d_shape *s) {
     return (size_t)period_vectors(s) * sizeof(wg_vec);
 }
 
-size_t pasm_conv2d_wgrad_s2_workspace(const pasm_conv2d_shape *s) {
-    return (size_t)period_vectors(s) * sizeof(wg_vec);
+size_t pasm_conv2d_wgrad_workspace(const pasm_conv2d_shape *s) {
+    return pasm_conv2d_wgrad_ok(s) ? pasm_conv2d_wgrad_table_bytes(s) : 0;
 }
 
 /* Tap k = 3 * kh + kw of a stride-2 convolution on the phase planes: phase
  * plane ((kh + 1) & 1, (kw + 1) & 1), shifted one row up when kh = 0 and one
  * column left when kw = 0 (conv2d_s2.c); its row and column masks are
  * those of the "same" 3x3 tap (dh + 1, dw + 1). */
-#define S2_PHASE(k) ((((k) / 3 + 1) & 1) * 2 + (((k) % 3 + 1) & 1))
-#define S2_DH(k) ((k) / 3 == 0 ? -1 : 0)
-#define S2_DW(k) ((k) % 3 == 0 ? -1 : 0)
+#define S2_PHASE(k) (2 * PASM_CONV2D_S2_PHASE((k) / 3) + PASM_CONV2D_S2_PHASE((k) % 3))
+#define S2_DH(k) PASM_CONV2D_S2_SHIFT((k) / 3)
+#define S2_DW(k) PASM_CONV2D_S2_SHIFT((k) % 3)
 
 /* The vector whose lane 0 is pixel 16 * e of the period: the flat forward's
  * vector on a batch of exactly one period (the period starts at an image's
