@@ -3,7 +3,11 @@
  * (no TF32), so --precision fp32 on the GPU computes what the CPU computes
  * up to summation order. Algorithms come from cuDNN's heuristics, the
  * first deterministic one whose workspace fits, chosen once per batch size
- * (the largest when created, again when a smaller batch comes). */
+ * (the largest when created, again when a smaller batch comes), direction
+ * by direction. A direction cuDNN has no kernel for in the preferred math
+ * runs on the backend's own direct kernels in fp32 (cuDNN's default math
+ * could be TF32: 1e-3 off, seen on an H200 for the 1-channel stem's input
+ * gradient) and on cuDNN's default math in bf16. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,7 @@ typedef struct {
     cudnnConvolutionBwdDataAlgo_t bwd_data;
     cudnnConvolutionBwdFilterAlgo_t bwd_filter;
     cudnnMathType_t fwd_math, data_math, filter_math;
+    unsigned direct; /* PASM_CUDA_CONV_* directions on the backend's direct kernels */
 } conv_algos;
 
 enum { ALGO_CACHE = 4 };
@@ -31,9 +36,10 @@ struct pasm_cuda_conv {
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
     int desc_n;           /* the batch xd and yd describe (0: none yet) */
-    cudnnMathType_t query_math; /* the descriptor's math type when asking cuDNN */
+    cudnnMathType_t pref_math; /* bf16: tensor cores; fp32: plain FMA */
+    unsigned force_direct; /* PASM_CUDA_CONV_DIRECT=1: every direction on the direct kernels */
+    unsigned told;        /* directions whose fallback was said on stderr */
     int nondeterministic; /* some algorithm chosen is (cuDNN offered no other) */
-    int default_math;     /* no kernel in the preferred math: cuDNN's default (fp32: maybe TF32) */
     size_t ws_max;
     conv_algos cache[ALGO_CACHE]; /* [0]: the largest batch; others round-robin */
     int n_cached, next_slot;
@@ -43,6 +49,8 @@ struct pasm_cuda_conv {
 /* The most workspace a convolution may ask for when its algorithms are
  * chosen (per layer; the network keeps one workspace, the largest). */
 static const size_t WS_LIMIT = (size_t)256 << 20;
+/* The most algorithms asked of cuDNN's ranking for one direction. */
+enum { MAX_ALGOS = 16 };
 
 #define CUDNN_TRY(call, what)                                                                    \
     do {                                                                                         \
@@ -55,13 +63,16 @@ static cudnnDataType_t cudnn_type(pasm_cuda_dtype t) {
 }
 
 /* The first algorithm of cuDNN's ranking that ran (status), fits the
- * workspace limit and, on the first pass, is deterministic; a second pass
- * takes any that fits (and marks the plan nondeterministic). -1: none. */
+ * workspace limit, runs in the math type only (when only is not
+ * CUDNN_DEFAULT_MATH) and, on the first pass, is deterministic; a second
+ * pass takes any such (and marks the plan nondeterministic). -1: none. */
 template <typename Perf>
-static int pick(const Perf *p, int found, size_t limit, int *nondeterministic) {
+static int pick(const Perf *p, int found, size_t limit, cudnnMathType_t only,
+                int *nondeterministic) {
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < found; i++)
             if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= limit &&
+                (only == CUDNN_DEFAULT_MATH || p[i].mathType == only) &&
                 (pass == 1 || p[i].determinism == CUDNN_DETERMINISTIC)) {
                 if (pass == 1) *nondeterministic = 1;
                 return i;
@@ -78,15 +89,70 @@ static pasm_status no_algorithm(const pasm_cuda_conv *c, const char *which, int 
                        s->w_in, n, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", (size_t)(WS_LIMIT >> 20));
 }
 
-/* The pick of cuDNN's ranking p for one direction: its algorithm and math
- * type into *algo and *math, its workspace into *need (the most so far);
- * none: the error naming which. */
-template <typename Perf, typename Algo>
-static pasm_status take(pasm_cuda_conv *c, const Perf *p, int found, size_t limit,
-                        const char *which, int n, Algo *algo, cudnnMathType_t *math,
-                        size_t *need) {
-    const int i = pick(p, found, limit, &c->nondeterministic);
-    if (i < 0) return no_algorithm(c, which, n);
+/* The weight gradient's direct kernel: chunks of output positions, each
+ * summed by one thread per weight, then the chunks added in order. */
+static int direct_chunks(const pasm_conv2d_shape *s, int n) {
+    const int64_t rows = (int64_t)n * s->h_out * s->w_out;
+    const int64_t wsz = (int64_t)s->c_out * s->c_in * s->kernel * s->kernel;
+    int64_t want = ((int64_t)1 << 19) / wsz, most = (rows + 15) / 16;
+    if (want > most) want = most;
+    if (want > 4096) want = 4096;
+    return want < 1 ? 1 : (int)want;
+}
+
+static size_t direct_filter_ws(const pasm_conv2d_shape *s, int n) {
+    return (size_t)direct_chunks(s, n) * s->c_out * s->c_in * s->kernel * s->kernel * sizeof(float);
+}
+
+static const char *dir_name(unsigned dir) {
+    return dir == PASM_CUDA_CONV_FORWARD ? "forward" : dir == PASM_CUDA_CONV_DATA ? "input-gradient"
+                                                                                 : "weight-gradient";
+}
+
+/* One direction's algorithm at batch n: the pick of cuDNN's ranking in the
+ * preferred math, else (fp32) the direct kernels, marked in a->direct, or
+ * (bf16) the pick in cuDNN's default math; its workspace into *need (the
+ * most so far). query(p, &found) asks cuDNN with the descriptor's math set. */
+template <typename Perf, typename Algo, typename Query>
+static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t limit, Query query,
+                              Algo *algo, cudnnMathType_t *math, conv_algos *a, size_t *need) {
+    if (c->force_direct & dir) {
+        a->direct |= dir;
+        return PASM_OK;
+    }
+    Perf p[MAX_ALGOS];
+    int found = 0;
+    const char *which = dir_name(dir);
+    char what[64];
+    snprintf(what, sizeof what, "choosing the %s algorithm", which);
+    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->pref_math), "math type");
+    CUDNN_TRY(query(p, &found), what);
+    int i = pick(p, found, limit, c->t == PASM_CUDA_F32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH,
+                 &c->nondeterministic);
+    const pasm_conv2d_shape *s = &c->s;
+    const char *tn = c->t == PASM_CUDA_BF16 ? "bf16" : "fp32";
+    if (i < 0 && c->t == PASM_CUDA_F32) {
+        a->direct |= dir;
+        if (dir == PASM_CUDA_CONV_FILTER && direct_filter_ws(s, n) > *need)
+            *need = direct_filter_ws(s, n);
+        if (!(c->told & dir))
+            pasm_note("cuDNN has no plain-FMA %s kernel for a %dx%d convolution %d->%d (%s, batch "
+                      "%d): the backend's direct kernel runs it",
+                      which, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
+        c->told |= dir;
+        return PASM_OK;
+    }
+    if (i < 0) {
+        CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
+        CUDNN_TRY(query(p, &found), what);
+        i = pick(p, found, limit, CUDNN_DEFAULT_MATH, &c->nondeterministic);
+        if (i < 0) return no_algorithm(c, which, n);
+        if (!(c->told & dir))
+            pasm_note("cuDNN has no tensor-core %s kernel for a %dx%d convolution %d->%d (%s, "
+                      "batch %d): its default math runs it",
+                      which, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
+        c->told |= dir;
+    }
     *algo = p[i].algo;
     *math = p[i].mathType;
     if (p[i].memory > *need) *need = p[i].memory;
@@ -108,40 +174,40 @@ static pasm_status describe(pasm_cuda_conv *c, int n) {
     return PASM_OK;
 }
 
-/* Asks cuDNN for the algorithms of the directions the plan needs at batch
- * n, within limit bytes of workspace. */
+/* The algorithms of the directions the plan needs at batch n, within
+ * limit bytes of workspace. */
 static pasm_status choose(pasm_cuda_conv *c, int n, size_t limit, conv_algos *a) {
     TRY_STATUS(describe(c, n));
-    CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->query_math), "math type");
     cudnnHandle_t h = c->ctx->cudnn;
-    enum { MAX_ALGOS = 16 };
-    int found = 0;
     size_t need = 0;
     memset(a, 0, sizeof *a);
     a->n = n;
-    if (c->needs & PASM_CUDA_CONV_FORWARD) {
-        cudnnConvolutionFwdAlgoPerf_t p[MAX_ALGOS];
-        CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
-                                                         &found, p),
-                  "choosing the forward algorithm");
-        TRY_STATUS(take(c, p, found, limit, "forward", n, &a->fwd, &a->fwd_math, &need));
-    }
-    if (c->needs & PASM_CUDA_CONV_DATA) {
-        cudnnConvolutionBwdDataAlgoPerf_t p[MAX_ALGOS];
-        CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd,
-                                                              MAX_ALGOS, &found, p),
-                  "choosing the input-gradient algorithm");
-        TRY_STATUS(take(c, p, found, limit, "input-gradient", n, &a->bwd_data, &a->data_math,
-                        &need));
-    }
-    if (c->needs & PASM_CUDA_CONV_FILTER) {
-        cudnnConvolutionBwdFilterAlgoPerf_t p[MAX_ALGOS];
-        CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
-                                                                MAX_ALGOS, &found, p),
-                  "choosing the weight-gradient algorithm");
-        TRY_STATUS(take(c, p, found, limit, "weight-gradient", n, &a->bwd_filter,
-                        &a->filter_math, &need));
-    }
+    if (c->needs & PASM_CUDA_CONV_FORWARD)
+        TRY_STATUS(choose_dir<cudnnConvolutionFwdAlgoPerf_t>(
+            c, PASM_CUDA_CONV_FORWARD, n, limit,
+            [&](cudnnConvolutionFwdAlgoPerf_t *p, int *found) {
+                return cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
+                                                              found, p);
+            },
+            &a->fwd, &a->fwd_math, a, &need));
+    if (c->needs & PASM_CUDA_CONV_DATA)
+        TRY_STATUS(choose_dir<cudnnConvolutionBwdDataAlgoPerf_t>(
+            c, PASM_CUDA_CONV_DATA, n, limit,
+            [&](cudnnConvolutionBwdDataAlgoPerf_t *p, int *found) {
+                return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd,
+                                                                   MAX_ALGOS, found, p);
+            },
+            &a->bwd_data, &a->data_math, a, &need));
+    if (c->needs & PASM_CUDA_CONV_FILTER)
+        TRY_STATUS(choose_dir<cudnnConvolutionBwdFilterAlgoPerf_t>(
+            c, PASM_CUDA_CONV_FILTER, n, limit,
+            [&](cudnnConvolutionBwdFilterAlgoPerf_t *p, int *found) {
+                return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
+                                                                     MAX_ALGOS, found, p);
+            },
+            &a->bwd_filter, &a->filter_math, a, &need));
+    if ((a->direct & PASM_CUDA_CONV_FILTER) && direct_filter_ws(&c->s, n) > need)
+        need = direct_filter_ws(&c->s, n);
     if (need > c->ws_max) c->ws_max = need;
     return PASM_OK;
 }
@@ -183,22 +249,8 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
                                               CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
               "convolution descriptor");
     /* bf16 on tensor cores; fp32 off them (no TF32) */
-    c->query_math = c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
-    pasm_status st = set_batch(c, s->n, WS_LIMIT);
-    if (st) {
-        /* no such kernel for this shape (the 1-channel stem, say): cuDNN's
-         * default math, which for fp32 may use TF32 on tensor cores */
-        char first[512];
-        snprintf(first, sizeof first, "%s", pasm_last_error());
-        c->query_math = CUDNN_DEFAULT_MATH;
-        c->default_math = 1;
-        c->n_cached = 0;
-        if ((st = set_batch(c, s->n, WS_LIMIT)))
-            return pasm_errorf(st, "%s (and with cuDNN's default math: %s)", first,
-                               pasm_last_error());
-        pasm_note("a %dx%d convolution %d->%d (%s) uses cuDNN's default math (%s)", s->kernel,
-                  s->kernel, s->c_in, s->c_out, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", first);
-    }
+    c->pref_math = c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    TRY_STATUS(set_batch(c, s->n, WS_LIMIT));
     if (c->nondeterministic)
         pasm_note("cuDNN offers only nondeterministic algorithms for a %dx%d convolution "
                   "%d->%d: GPU runs may differ in the last bits",
@@ -312,6 +364,125 @@ static pasm_status emu_backward(pasm_cuda_conv *c, int n, const void *x, const v
     return st;
 }
 
+/* ---- the direct kernels: one thread an output element (forward, input
+ * gradient) or a weight and chunk (weight gradient), float sums, the
+ * chunks added in double in a fixed order. For directions cuDNN has no
+ * FMA kernel for (the 1-channel stem), and all directions under
+ * PASM_CUDA_CONV_DIRECT=1; on the emulation they run on the host. ---- */
+
+typedef struct {
+    int k, st, pad, h, w, ho, wo, ci, co;
+} direct_dims;
+
+static direct_dims dims_of(const pasm_conv2d_shape *s) {
+    direct_dims d = {s->kernel, s->stride, s->pad, s->h_in, s->w_in, s->h_out, s->w_out,
+                     s->c_in, s->c_out};
+    return d;
+}
+
+template <typename T>
+static pasm_status direct_forward(pasm_cuda_conv *c, int n, const T *x, const T *w, T *y) {
+    const direct_dims d = dims_of(&c->s);
+    return pasm_each(
+        c->ctx, (int64_t)n * d.ho * d.wo * d.co,
+        [=] __host__ __device__(int64_t i) { /* i indexes y: ((img * ho + oh) * wo + ow) * co + o */
+            const int o = (int)(i % d.co);
+            const int64_t pix = i / d.co;
+            const int ow = (int)(pix % d.wo), oh = (int)(pix / d.wo % d.ho);
+            const int64_t img = pix / ((int64_t)d.wo * d.ho);
+            float acc = 0.0f;
+            for (int kh = 0; kh < d.k; kh++) {
+                const int ih = oh * d.st - d.pad + kh;
+                if (ih < 0 || ih >= d.h) continue;
+                for (int kw = 0; kw < d.k; kw++) {
+                    const int iw = ow * d.st - d.pad + kw;
+                    if (iw < 0 || iw >= d.w) continue;
+                    const T *xp = x + ((img * d.h + ih) * d.w + iw) * d.ci;
+                    const T *wp = w + (((int64_t)o * d.k + kh) * d.k + kw) * d.ci;
+                    for (int ch = 0; ch < d.ci; ch++) acc += to_f(xp[ch]) * to_f(wp[ch]);
+                }
+            }
+            y[i] = from_f<T>(acc);
+        },
+        "direct convolution forward");
+}
+
+template <typename T>
+static pasm_status direct_data(pasm_cuda_conv *c, int n, const T *dy, const T *w, T *dx) {
+    const direct_dims d = dims_of(&c->s);
+    return pasm_each(
+        c->ctx, (int64_t)n * d.h * d.w * d.ci,
+        [=] __host__ __device__(int64_t i) { /* i indexes dx: ((img * h + ih) * w + iw) * ci + ch */
+            const int ch = (int)(i % d.ci);
+            const int64_t pix = i / d.ci;
+            const int iw = (int)(pix % d.w), ih = (int)(pix / d.w % d.h);
+            const int64_t img = pix / ((int64_t)d.w * d.h);
+            float acc = 0.0f;
+            for (int kh = 0; kh < d.k; kh++) {
+                const int th = ih + d.pad - kh; /* oh * stride */
+                if (th < 0 || th % d.st || th / d.st >= d.ho) continue;
+                for (int kw = 0; kw < d.k; kw++) {
+                    const int tw = iw + d.pad - kw;
+                    if (tw < 0 || tw % d.st || tw / d.st >= d.wo) continue;
+                    const T *gp = dy + ((img * d.ho + th / d.st) * d.wo + tw / d.st) * d.co;
+                    const T *wp = w + ((int64_t)kh * d.k + kw) * d.ci + ch;
+                    const int64_t wstep = (int64_t)d.k * d.k * d.ci;
+                    for (int o = 0; o < d.co; o++) acc += to_f(gp[o]) * to_f(wp[o * wstep]);
+                }
+            }
+            dx[i] = from_f<T>(acc);
+        },
+        "direct convolution input gradient");
+}
+
+template <typename T>
+static pasm_status direct_filter(pasm_cuda_conv *c, int n, const T *x, const T *dy, T *dw,
+                                 void *ws, size_t ws_bytes) {
+    const direct_dims d = dims_of(&c->s);
+    const int64_t kkc = (int64_t)d.k * d.k * d.ci, wsz = kkc * d.co;
+    int chunks = direct_chunks(&c->s, n);
+    if ((size_t)chunks * wsz * sizeof(float) > ws_bytes) chunks = (int)(ws_bytes / (wsz * sizeof(float)));
+    if (chunks < 1 || !ws)
+        return pasm_errorf(PASM_ERR_INVALID, "GPU convolution: %zu bytes of workspace, the direct "
+                                             "weight gradient needs %zu",
+                           ws_bytes, (size_t)wsz * sizeof(float));
+    float *part = (float *)ws;
+    const int64_t rows = (int64_t)n * d.ho * d.wo, per = (rows + chunks - 1) / chunks;
+    TRY_STATUS(pasm_each(
+        c->ctx, (int64_t)chunks * wsz,
+        [=] __host__ __device__(int64_t i) { /* i indexes part: (chunk * kkc + tap) * co + o */
+            const int o = (int)(i % d.co);
+            const int64_t r = i / d.co, tap = r % kkc, chunk = r / kkc;
+            const int ch = (int)(tap % d.ci), kw = (int)(tap / d.ci % d.k), kh = (int)(tap / (d.ci * d.k));
+            const int64_t q1 = (chunk + 1) * per < rows ? (chunk + 1) * per : rows;
+            float acc = 0.0f;
+            for (int64_t q = chunk * per; q < q1; q++) {
+                const int ow = (int)(q % d.wo), oh = (int)(q / d.wo % d.ho);
+                const int64_t img = q / ((int64_t)d.wo * d.ho);
+                const int ih = oh * d.st - d.pad + kh, iw = ow * d.st - d.pad + kw;
+                if (ih < 0 || ih >= d.h || iw < 0 || iw >= d.w) continue;
+                acc += to_f(dy[q * d.co + o]) * to_f(x[((img * d.h + ih) * d.w + iw) * d.ci + ch]);
+            }
+            part[i] = acc;
+        },
+        "direct convolution weight gradient"));
+    return pasm_each(
+        c->ctx, wsz,
+        [=] __host__ __device__(int64_t i) { /* i indexes dw: o * kkc + tap */
+            const int64_t tap = i % kkc, o = i / kkc;
+            double sum = 0.0;
+            for (int p = 0; p < chunks; p++) sum += part[(p * kkc + tap) * d.co + o];
+            dw[i] = from_f<T>((float)sum);
+        },
+        "direct convolution weight-gradient sums");
+}
+
+/* Whether direction dir runs on the direct kernels at the current batch. */
+static int direct(const pasm_cuda_conv *c, unsigned dir) {
+    if (c->force_direct & dir) return 1;
+    return !pasm_cuda_emulating() && c->cur && (c->cur->direct & dir);
+}
+
 pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s,
                                   pasm_cuda_dtype t, unsigned needs, pasm_cuda_conv **out) {
     *out = NULL;
@@ -321,6 +492,11 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->s = *s;
     c->t = t;
     c->needs = needs ? needs : (unsigned)PASM_CUDA_CONV_ALL;
+    const char *e = getenv("PASM_CUDA_CONV_DIRECT");
+    if (e && e[0] == '1') {
+        c->force_direct = c->needs;
+        if (c->needs & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
+    }
     if (pasm_cuda_emulating()) {
         *out = c;
         return PASM_OK;
@@ -345,7 +521,6 @@ void pasm_cuda_conv_free(pasm_cuda_conv *c) {
 
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c) { return c->ws_max; }
 
-int pasm_cuda_conv_default_math(const pasm_cuda_conv *c) { return c->default_math; }
 
 static pasm_status check_batch(pasm_cuda_conv *c, int n, size_t ws_bytes, unsigned dir) {
     if (n < 1 || n > c->s.n)
@@ -361,6 +536,9 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
                                    void *y, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_FORWARD);
     if (st) return st;
+    if (direct(c, PASM_CUDA_CONV_FORWARD))
+        return PASM_BY_DTYPE(c->t, direct_forward(c, n, (const float *)x, (const float *)w, (float *)y),
+                             direct_forward(c, n, (const bf16 *)x, (const bf16 *)w, (bf16 *)y));
     if (pasm_cuda_emulating()) {
         if (!pasm_cuda_recording()) return emu_forward(c, n, x, w, y);
         pasm_cuda_record([=]() { return emu_forward(c, n, x, w, y); });
@@ -380,6 +558,9 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
                                          const void *w, void *dx, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_DATA);
     if (st) return st;
+    if (direct(c, PASM_CUDA_CONV_DATA))
+        return PASM_BY_DTYPE(c->t, direct_data(c, n, (const float *)dy, (const float *)w, (float *)dx),
+                             direct_data(c, n, (const bf16 *)dy, (const bf16 *)w, (bf16 *)dx));
     if (pasm_cuda_emulating()) {
         if (!pasm_cuda_recording()) return emu_backward(c, n, NULL, w, dy, dx, NULL);
         pasm_cuda_record([=]() { return emu_backward(c, n, NULL, w, dy, dx, NULL); });
@@ -399,6 +580,11 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
                                            const void *dy, void *dw, void *ws, size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_FILTER);
     if (st) return st;
+    if (direct(c, PASM_CUDA_CONV_FILTER))
+        return PASM_BY_DTYPE(c->t, direct_filter(c, n, (const float *)x, (const float *)dy,
+                                                 (float *)dw, ws, ws_bytes),
+                             direct_filter(c, n, (const bf16 *)x, (const bf16 *)dy, (bf16 *)dw,
+                                           ws, ws_bytes));
     if (pasm_cuda_emulating()) {
         if (!pasm_cuda_recording()) return emu_backward(c, n, x, NULL, dy, NULL, dw);
         pasm_cuda_record([=]() { return emu_backward(c, n, x, NULL, dy, NULL, dw); });

@@ -73,7 +73,11 @@ typedef enum { PASM_CUDA_F32 = 0, PASM_CUDA_BF16 = 1 } pasm_cuda_dtype;
 size_t pasm_cuda_dtype_size(pasm_cuda_dtype t);
 
 /* ---- convolutions (cuDNN): x (N,H,W,Cin), w (Cout,K,K,Cin), y (N,Ho,Wo,Cout),
- * all of dtype t, fp32 accumulation. s->n is the largest batch. ---- */
+ * all of dtype t, fp32 accumulation. s->n is the largest batch. bf16 runs on
+ * tensor cores, fp32 on plain FMA (never TF32): a direction cuDNN has no
+ * such kernel for runs on the backend's own direct kernels (fp32) or cuDNN's
+ * default math (bf16), said once on stderr. PASM_CUDA_CONV_DIRECT=1 puts
+ * every direction of the plans made then on the direct kernels. ---- */
 typedef struct pasm_cuda_conv pasm_cuda_conv;
 /* The directions a plan runs (cuDNN is asked for algorithms of these only;
  * calling another is PASM_ERR_INVALID). 0 means all. */
@@ -84,9 +88,6 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
 void pasm_cuda_conv_free(pasm_cuda_conv *c);
 /* Workspace bytes the algorithms chosen for the largest batch need. */
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c);
-/* 1 when cuDNN had no kernel for the plan in the preferred math (bf16:
- * tensor cores; fp32: plain FMA, no TF32) and the plan uses its default. */
-int pasm_cuda_conv_default_math(const pasm_cuda_conv *c);
 pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, const void *w,
                                    void *y, void *ws, size_t ws_bytes);
 pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *dy,

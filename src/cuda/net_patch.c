@@ -150,14 +150,6 @@ pasm_status pasm_cuda_patch_create(pasm_net *net, const float *table, size_t bud
             st = pasm_errorf(PASM_ERR_SHAPE, "candidate windows: layer %d gives %d, not %d", i,
                              s.h_out, pl->win[l.dst]);
         if (!st) st = pasm_cuda_conv_create(g->ctx, &s, g->t, PASM_CUDA_CONV_FORWARD, &p->conv[i]);
-        /* fp32 crops that only cuDNN's default math (TF32) takes, where the
-         * whole map runs on FMA, would part the windows from whole forwards
-         * by far more than rounding: whole forwards then */
-        if (!st && g->t == PASM_CUDA_F32 && pasm_cuda_conv_default_math(p->conv[i]) &&
-            !pasm_cuda_conv_default_math(l.conv->plan))
-            st = pasm_errorf(PASM_ERR_UNSUPPORTED, "candidate windows: cuDNN has no FMA kernel "
-                                                   "for layer %d's fp32 %dx%d crops",
-                             i, hc, hc);
         if (!st && pasm_cuda_conv_workspace(p->conv[i]) > p->ws_bytes)
             p->ws_bytes = pasm_cuda_conv_workspace(p->conv[i]);
     }

@@ -257,6 +257,12 @@ pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what) {
         }
     }
     pasm_status st = track(*p, bytes);
+    static int log = -1;
+    if (log < 0) log = getenv("PASM_CUDA_ALLOC_LOG") && getenv("PASM_CUDA_ALLOC_LOG")[0] == '1';
+    if (log && !st)
+        fprintf(stderr, "pasm: GPU memory: %10.3f MiB for %s (%.1f MiB held)\n",
+                (double)bytes / 1048576.0, what ? what : "a buffer",
+                (double)pasm_cuda_bytes_now() / 1048576.0);
     if (st) {
         if (g_emulate) free(*p);
         else cudaFree(*p);

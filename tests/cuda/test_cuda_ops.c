@@ -545,10 +545,39 @@ static void test_gpu_conv(void **unused) {
     for (int t = 0; t < 2; t++) {
         pasm_cuda_dtype dt = t ? PASM_CUDA_BF16 : PASM_CUDA_F32;
         conv_case(4, 1, 48, 16, 3, 1, dt);  /* the stem */
+        conv_case(16, 1, 48, 64, 3, 1, dt); /* width 64's (cuDNN 9.14 had no FMA kernel) */
         conv_case(4, 16, 24, 32, 3, 2, dt); /* a downsampling block's conv1 */
         conv_case(4, 16, 24, 32, 1, 2, dt); /* its shortcut */
         conv_case(3, 32, 6, 32, 3, 1, dt);  /* small maps */
     }
+    set_mode(0);
+}
+
+/* The backend's direct kernels (PASM_CUDA_CONV_DIRECT=1: every direction),
+ * which run the directions cuDNN has no plain-FMA kernel for: emulated on
+ * the host, then on the GPU when there is one. */
+static void direct_cases(void) {
+    setenv("PASM_CUDA_CONV_DIRECT", "1", 1);
+    for (int t = 0; t < 2; t++) {
+        pasm_cuda_dtype dt = t ? PASM_CUDA_BF16 : PASM_CUDA_F32;
+        conv_case(5, 1, 48, 64, 3, 1, dt);  /* the stem; 11,520 rows in uneven chunks */
+        conv_case(2, 3, 20, 8, 3, 1, dt);   /* RGB */
+        conv_case(3, 16, 24, 32, 3, 2, dt); /* stride 2 */
+        conv_case(3, 16, 23, 32, 3, 2, dt); /* stride 2, odd size */
+        conv_case(3, 16, 24, 32, 1, 2, dt); /* 1x1 shortcut */
+        conv_case(2, 64, 3, 48, 3, 1, dt);  /* maps smaller than a chunk */
+    }
+    unsetenv("PASM_CUDA_CONV_DIRECT");
+}
+
+static void test_direct_conv_emulated(void **unused) {
+    set_mode(0);
+    direct_cases();
+}
+
+static void test_direct_conv_gpu(void **unused) {
+    if (!set_mode(1)) skip();
+    direct_cases();
     set_mode(0);
 }
 
@@ -572,6 +601,8 @@ int main(void) {
         cmocka_unit_test(test_emulated),
         cmocka_unit_test(test_gpu_kernels),
         cmocka_unit_test(test_gpu_conv),
+        cmocka_unit_test(test_direct_conv_emulated),
+        cmocka_unit_test(test_direct_conv_gpu),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pasm_cuda_ctx_free(g_ctx);
