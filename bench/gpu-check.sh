@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# bench/gpu-check.sh OUTDIR quick|full — all of pasm's GPU work in one script, run
+# bench/gpu-check.sh OUTDIR quick|full|tests — all of pasm's GPU work in one script, run
 # from the repository root on the GPU machine (one H200, 16 cores, no network, at
 # most 10 minutes a call). Logs every step into OUTDIR/logs/STEP.log, records
 # each step's status in OUTDIR/steps.tsv and writes OUTDIR/gpu-table.md (pasm
 # and PyTorch side by side, with the date, the card, driver and CUDA versions).
 # A failing step is recorded and the script goes on; it exits 1 if any step
 # failed, and steps that would overrun the mode's time budget are skipped
-# (quick ~285 s, full ~530 s; GPU_CHECK_BUDGET=SECONDS overrides).
+# (quick ~285 s, full ~530 s, tests ~150 s; GPU_CHECK_BUDGET=SECONDS overrides).
 #
 #   quick  (under 5 min) unpack the libraries, build with CUDA=1 (build-gpu/), the
 #          GPU tests (build-gpu/tests/cuda/*, then tests/cli/*), training images/s
@@ -18,6 +18,9 @@
 #          the whole PASM run (20 baseline epochs + 2 rounds of 10, --attack grad,
 #          batch 128, bf16) in pasm and in PyTorch at full FER2013 size, and the
 #          accuracy run on real FER2013 when its two parts are there
+#   tests  (under 3 min) quick's build, GPU tests and training rows (pasm at batch
+#          128 and 512, PyTorch eager bf16) only: a short call A before full mode's
+#          call B, when the throughput table is already in docs/
 #
 # How a GPU session uses it
 # -------------------------
@@ -37,7 +40,8 @@
 #        here:   scripts/gpu-data.sh all       # + .gpu-data/fer2013.part{1,2}.xz, 31 MiB each
 #        call A: carry [".gpu-deps/root.tar.xz", ".gpu-data/fer2013-mini.csv.gz",
 #                       ".gpu-data/fer2013.part1.xz"]
-#                command bash bench/gpu-check.sh $OUT/gpu quick
+#                command bash bench/gpu-check.sh $OUT/gpu quick   (or tests, ~2 min,
+#                when the session's 15 minutes must hold both calls)
 #        call B: carry [".gpu-deps/root.tar.xz", ".gpu-data/fer2013-mini.csv.gz",
 #                       ".gpu-data/fer2013.part2.xz"]
 #                command bash bench/gpu-check.sh $OUT/gpu-full full
@@ -209,7 +213,7 @@ fi
 
 # ------------------------------------------------------------------ driver
 
-if [ $# -ne 2 ] || { [ "$2" != quick ] && [ "$2" != full ]; }; then
+if [ $# -ne 2 ] || { [ "$2" != quick ] && [ "$2" != full ] && [ "$2" != tests ]; }; then
     sed -n '2,/^set -u/p' "$SELF" | sed '$d' >&2
     exit 2
 fi
@@ -220,7 +224,11 @@ OUTDIR=$(cd "$OUTDIR" && pwd)
 STEPS=$OUTDIR/steps.tsv
 : > "$STEPS"
 START=$(date +%s)
-if [ "$MODE" = quick ]; then BUDGET=${GPU_CHECK_BUDGET:-285}; else BUDGET=${GPU_CHECK_BUDGET:-530}; fi
+case $MODE in
+quick) BUDGET=${GPU_CHECK_BUDGET:-285} ;;
+tests) BUDGET=${GPU_CHECK_BUDGET:-150} ;;
+*) BUDGET=${GPU_CHECK_BUDGET:-530} ;;
+esac
 DEADLINE=$((START + BUDGET))
 FAILED=0
 
@@ -346,7 +354,14 @@ BUILD_LIMIT=240
 [ "$MODE" = full ] && BUILD_LIMIT=200
 step build $BUILD_LIMIT required needs:deps "${SUB[@]}" build
 
-if [ "$MODE" = quick ]; then
+if [ "$MODE" = tests ]; then
+    step tests_cuda 150 required needs:build,data "${SUB[@]}" tests cuda nn/test_parity \
+        cli/test_device_cli
+    for b in 128 512; do
+        step pasm_train_b$b 45 required needs:build build-gpu/bench/pasm_bench gpu-train 64 $b bf16
+    done
+    step torch_train_eager_bf16 60 required "${TORCH[@]}" train 64 128,512 eager_bf16
+elif [ "$MODE" = quick ]; then
     # the GPU's own tests, PyTorch's parity case on the GPU, --device end to end
     step tests_cuda 150 required needs:build,data "${SUB[@]}" tests cuda nn/test_parity \
         cli/test_device_cli

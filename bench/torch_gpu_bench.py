@@ -6,8 +6,10 @@ printed as "key value" lines like bench/torch_bench.py:
         FORMAT: eager_bf16 (channels-last, torch.autocast bf16, fp32 master weights),
         compiled_bf16 (the same under torch.compile; compiling is not timed) or fp32
         (channels-last eager, TF32 off). One SGD step (momentum 0.9, Nesterov,
-        weight decay 5e-4) on cross-entropy per batch of random 48x48 grey faces,
-        7 classes, resident on the device. Keys: torch_train_ips_FORMAT_bBATCH
+        weight decay 5e-4) on cross-entropy per batch of 48x48 grey faces, 7
+        classes, drawn in a shuffled order from a FER2013-sized set (28,709 random
+        uint8 faces, as pasm's GPU trainer keeps them) resident on the device and
+        normalised per batch. Keys: torch_train_ips_FORMAT_bBATCH
         (images/s over the timed steps, after warm-up, synchronised) and
         torch_train_peak_mb_FORMAT_bBATCH (torch.cuda.max_memory_allocated).
     torch_gpu_bench.py grad|iter|de MODEL CSV N [--device D] [torch_attack.py options]
@@ -55,6 +57,7 @@ from torch_bench import ResNet  # noqa: E402  (the benchmark's copy of pasm's ne
 
 SIZE = 48
 CLASSES = 7
+TRAIN_FACES = 28709  # FER2013's Training split
 
 
 def sync(dev):
@@ -99,11 +102,20 @@ def train_one(dev, width, batch, fmt, min_s):
     opt = make_opt(model, 0.01)
     fwd = torch.compile(model) if fmt == "compiled_bf16" else model
     g = torch.Generator(device=dev).manual_seed(0)
-    x = torch.randn(batch, 1, SIZE, SIZE, generator=g, device=dev).contiguous(
-        memory_format=torch.channels_last)
-    y = torch.randint(CLASSES, (batch,), generator=g, device=dev)
+    faces = torch.randint(256, (TRAIN_FACES, 1, SIZE, SIZE), generator=g, device=dev,
+                          dtype=torch.uint8)
+    labels = torch.randint(CLASSES, (TRAIN_FACES,), generator=g, device=dev)
+    order = torch.randperm(TRAIN_FACES, generator=g, device=dev)
+    at = [0]
 
     def step():
+        if at[0] + batch > TRAIN_FACES:
+            order.copy_(torch.randperm(TRAIN_FACES, generator=g, device=dev))
+            at[0] = 0
+        idx = order[at[0]:at[0] + batch]
+        at[0] += batch
+        x = ((faces[idx].float() - 128.0) / 64.0).contiguous(memory_format=torch.channels_last)
+        y = labels[idx]
         opt.zero_grad(set_to_none=True)
         with autocast(dev, bf16):
             loss = F.cross_entropy(fwd(x), y)
@@ -125,7 +137,7 @@ def train_one(dev, width, batch, fmt, min_s):
     key = "%s_b%d" % (fmt, batch)
     print("torch_train_ips_%s %.1f\ntorch_train_peak_mb_%s %.0f\ntorch_train_steps_%s %d" % (
         key, batch * steps / s, key, peak_mb(dev), key, steps), flush=True)
-    del model, opt, fwd, x, y
+    del model, opt, fwd, faces, labels, order
 
 
 # ---------------------------------------------------------------- attacks

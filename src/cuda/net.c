@@ -61,10 +61,8 @@ static pasm_status make_conv(builder *b, gconv *gc, const conv_layer *c) {
     if (wcount > b->largest_w) b->largest_w = wcount;
     int64_t out = conv_out_count(s, s->n);
     if (out > b->largest) b->largest = out;
-    TRY(alloc_values(g, &gc->w_packed, wcount, "packed convolution weights"));
-    if (b->net->mode != PASM_NET_TRAIN) return PASM_OK; /* conv_tmp, later */
-    gc->own_out = 1;
-    return alloc_values(g, &gc->out, out, "convolution outputs");
+    /* outputs: a training network's from its plan; else conv_tmp, later */
+    return alloc_values(g, &gc->w_packed, wcount, "packed convolution weights");
 }
 
 static pasm_status make_bn(builder *b, gbn *gb, const bn_layer *l) {
@@ -82,9 +80,193 @@ static pasm_status make_bn(builder *b, gbn *gb, const bn_layer *l) {
     float **f[4] = {&gb->save_mean, &gb->save_invstd, &gb->scale, &gb->shift};
     for (int i = 0; i < 4; i++) TRY(pasm_cuda_alloc((void **)f[i], (size_t)gb->c * 4, "BN state"));
     if (gb->m_max * gb->c > b->largest_bn) b->largest_bn = gb->m_max * gb->c;
-    if (net->mode == PASM_NET_EVAL) return PASM_OK; /* the slots, later */
+    /* outputs: a training network's from its plan, an evaluation one's in the slots */
+    if (net->mode != PASM_NET_EVAL_GRAD) return PASM_OK;
     gb->own_out = 1;
     return alloc_values(g, &gb->out, gb->m_max * gb->c, "BN outputs");
+}
+
+/* ---- a training network's plan ----
+ * The step's ops are numbered in order, forward then backward, and every
+ * activation and gradient lives from the op that writes it to the last op
+ * that reads it. Each gets a place in one arena where the tensors alive at
+ * the same time never overlap (the largest placed first, each at the lowest
+ * offset clear of those placed), so the backward's gradients reuse what it
+ * has consumed of the forward, as PyTorch's allocator does. */
+
+typedef struct {
+    void **ptr;
+    size_t bytes, off;
+    int first, last;
+} ptensor;
+
+typedef struct {
+    ptensor t[128]; /* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 6 + 1 backward at most */
+    int n, now;
+} tplan;
+
+enum { ARENA_ALIGN = 256 };
+
+/* A tensor written by the current op, returned by index. */
+static int def(tplan *p, void **ptr, int64_t values, size_t esize) {
+    ptensor *t = &p->t[p->n];
+    t->ptr = ptr;
+    t->bytes = ((size_t)values * esize + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+    t->first = t->last = p->now;
+    return p->n++;
+}
+
+/* Tensor i read by the current op. */
+static void use(tplan *p, int i) { p->t[i].last = p->now; }
+
+static void tick(tplan *p) { p->now++; }
+
+static int by_size(const void *a, const void *b) {
+    const ptensor *x = *(const ptensor *const *)a, *y = *(const ptensor *const *)b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
+    return x->first - y->first;
+}
+
+/* Offsets for every tensor; the arena's size. */
+static size_t place(tplan *p) {
+    ptensor *order[128];
+    for (int i = 0; i < p->n; i++) order[i] = &p->t[i];
+    qsort(order, (size_t)p->n, sizeof order[0], by_size);
+    size_t total = 0;
+    for (int i = 0; i < p->n; i++) {
+        ptensor *t = order[i];
+        size_t off = 0;
+        for (int moved = 1; moved;) { /* past every placed tensor it would overlap */
+            moved = 0;
+            for (int j = 0; j < i; j++) {
+                const ptensor *u = order[j];
+                if (u->last < t->first || t->last < u->first) continue; /* not alive together */
+                if (off < u->off + u->bytes && u->off < off + t->bytes) {
+                    off = u->off + u->bytes;
+                    moved = 1;
+                }
+            }
+        }
+        t->off = off;
+        if (off + t->bytes > total) total = off + t->bytes;
+    }
+    return total;
+}
+
+static int64_t bn_values(const gbn *b) { return b->m_max * b->c; }
+
+static int64_t conv_values(const gconv *c) { return conv_out_count(&c->shape, c->shape.n); }
+
+/* The ops of pasm_cuda_net_forward_dev (training) and _backward_dev in
+ * order, with what each writes and reads; then the arena. The last
+ * block's output stays to the end (class maps read it after a step). */
+static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
+    tplan *p = calloc(1, sizeof *p);
+    if (!p) return pasm_errorf(PASM_ERR_NOMEM, "out of memory planning the GPU network");
+    const size_t es = g->esize;
+    int stem = def(p, &g->stem.out, conv_values(&g->stem), es);
+    tick(p);
+    use(p, stem);
+    int h = def(p, &g->stem_bn.out, bn_values(&g->stem_bn), es);
+    int64_t h_values = bn_values(&g->stem_bn);
+    tick(p);
+    int in[8], c1[8], b1[8], dc[8], c2[8], b2[8];
+    int64_t in_values[8];
+    for (int i = 0; i < 8; i++) {
+        gblock *b = &g->blocks[i];
+        in[i] = h, in_values[i] = h_values;
+        use(p, h);
+        c1[i] = def(p, &b->conv1.out, conv_values(&b->conv1), es);
+        tick(p);
+        use(p, c1[i]);
+        b1[i] = def(p, &b->bn1.out, bn_values(&b->bn1), es);
+        tick(p);
+        int shortcut = h;
+        dc[i] = -1;
+        if (b->has_down) {
+            use(p, h);
+            dc[i] = def(p, &b->down.out, conv_values(&b->down), es);
+            tick(p);
+            use(p, dc[i]);
+            shortcut = def(p, &b->down_bn.out, bn_values(&b->down_bn), es);
+            tick(p);
+        }
+        use(p, b1[i]);
+        c2[i] = def(p, &b->conv2.out, conv_values(&b->conv2), es);
+        tick(p);
+        use(p, c2[i]), use(p, shortcut);
+        b2[i] = h = def(p, &b->bn2.out, bn_values(&b->bn2), es);
+        h_values = bn_values(&b->bn2);
+        tick(p);
+    }
+    use(p, h); /* the pool */
+    tick(p);
+    int d = def(p, &g->d_pool, h_values, es); /* the pool's backward */
+    tick(p);
+    for (int i = 7; i >= 0; i--) {
+        gblock *b = &g->blocks[i];
+        gbwd *q = &b->grads;
+        use(p, b2[i]), use(p, d); /* ReLU, in place */
+        tick(p);
+        use(p, c2[i]), use(p, d);
+        int a = def(p, &q->a, bn_values(&b->bn2), es);
+        tick(p);
+        use(p, b1[i]), use(p, a);
+        int bb = def(p, &q->b, bn_values(&b->bn1), es);
+        tick(p);
+        use(p, b1[i]), use(p, bb); /* ReLU */
+        tick(p);
+        use(p, c1[i]), use(p, bb);
+        int a2 = def(p, &q->a2, bn_values(&b->bn1), es);
+        tick(p);
+        use(p, in[i]), use(p, a2);
+        int din = def(p, &q->din, in_values[i], es);
+        tick(p);
+        if (b->has_down) {
+            use(p, dc[i]), use(p, d);
+            int a3 = def(p, &q->a3, bn_values(&b->down_bn), es);
+            tick(p);
+            use(p, in[i]), use(p, a3);
+            int dd = def(p, &q->d, in_values[i], es);
+            tick(p);
+            use(p, din), use(p, dd); /* din += d */
+        } else {
+            use(p, din), use(p, d); /* din += dout */
+        }
+        tick(p);
+        d = din;
+    }
+    use(p, in[0]), use(p, d); /* the stem's ReLU */
+    tick(p);
+    /* the stem's output again: a 1- or 3-channel convolution costs less to
+     * redo than its output, the size of layer 1's, costs to keep */
+    stem = def(p, &g->stem_again, conv_values(&g->stem), es);
+    tick(p);
+    use(p, stem), use(p, d);
+    int ds = def(p, &g->d_stem, bn_values(&g->stem_bn), es);
+    tick(p);
+    use(p, ds); /* the stem's weight and input gradients */
+    tick(p);
+    use(p, b2[7]);
+    const size_t total = place(p);
+    for (int i = 0; i < p->n; i++) /* the plan's promise, checked */
+        for (int j = 0; j < i; j++) {
+            const ptensor *a = &p->t[i], *b = &p->t[j];
+            const int together = a->first <= b->last && b->first <= a->last;
+            const int overlap = a->off < b->off + b->bytes && b->off < a->off + a->bytes;
+            if (together && overlap) {
+                free(p);
+                return pasm_errorf(PASM_ERR_INVALID, "GPU network plan: tensors %d and %d "
+                                                     "overlap while both are alive", j, i);
+            }
+        }
+    pasm_status st = pasm_cuda_alloc(&g->arena, total, "activations and gradients");
+    if (!st) {
+        for (int i = 0; i < p->n; i++) *p->t[i].ptr = (char *)g->arena + p->t[i].off;
+        g->planned = 1;
+    }
+    free(p);
+    return st;
 }
 
 static pasm_status build(builder *b) {
@@ -123,14 +305,13 @@ static pasm_status build(builder *b) {
     TRY(pasm_cuda_alloc((void **)&g->dpooled, (size_t)n * c * 4, "pooled gradient"));
     TRY(pasm_cuda_alloc((void **)&g->logits, (size_t)n * k * 4, "logits"));
     TRY(pasm_cuda_alloc((void **)&g->dlogits, (size_t)n * k * 4, "logit gradient"));
-    const int size = net->final_size;
-    TRY(pasm_cuda_alloc((void **)&g->staging, (size_t)n * c * size * size * 4, "features"));
-    if (mode != PASM_NET_EVAL) /* gradient flow: the largest activation is a BN output */
+    if (mode == PASM_NET_EVAL_GRAD) /* gradient flow: the largest activation is a BN output */
         for (int i = 0; i < 4; i++)
             TRY(alloc_values(g, &g->scratch[i], b->largest_bn, "gradient scratch"));
-    if (mode == PASM_NET_TRAIN)
+    if (mode == PASM_NET_TRAIN) {
         TRY(alloc_values(g, &g->dw_packed, b->largest_w, "weight gradient"));
-    else {
+        TRY(plan_training(g, net));
+    } else {
         TRY(alloc_values(g, &g->conv_tmp, b->largest, "convolution outputs"));
         gconv *convs[1 + 8 * 3];
         int nc = 0;
@@ -197,7 +378,8 @@ void pasm_cuda_net_free(pasm_net *net) {
                     g->x_in,    g->dx_in,   g->dx_nchw,    g->pooled,   g->dpooled,
                     g->logits,  g->dlogits, g->scratch[0], g->scratch[1], g->scratch[2],
                     g->scratch[3], g->dw_packed, g->ws, g->partial, g->coef,
-                    g->conv_tmp, g->slots[0], g->slots[1], g->slots[2], g->staging};
+                    g->conv_tmp, g->slots[0], g->slots[1], g->slots[2], g->staging,
+                    g->arena};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(g->ctx);
     free(g);
@@ -335,6 +517,7 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
     g->last_n = n;
     g->last_train = train;
     g->have_forward = 1;
+    g->consumed = 0;
     return PASM_OK;
 }
 
@@ -392,35 +575,54 @@ static pasm_status conv_bwd(pasm_cuda_net *g, gconv *c, const void *x, const voi
 
 static int64_t bn_count(const gbn *b, int n) { return (int64_t)n * b->hw * b->c; }
 
-/* dout: the gradient of the block's output; *din: of its input, in a
- * scratch buffer other than dout. */
-static pasm_status block_bwd(pasm_cuda_net *g, gblock *b, void *dout, void **din, int n) {
+/* The gradient buffers of block b's backward: a training network's from
+ * its plan (plan_training lists these ops), else the scratch buffers other
+ * than dout, taking turns. */
+static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, const void *dout) {
+    if (g->planned) return b->grads;
     void *spare[3];
     int k = 0;
     for (int i = 0; i < 4; i++)
         if (g->scratch[i] != dout) spare[k++] = g->scratch[i];
+    return (gbwd){.a = spare[0], .b = spare[1], .a2 = spare[0], .din = spare[2], .a3 = spare[0],
+                  .d = spare[1]};
+}
+
+/* dout: the gradient of the block's output (overwritten); *din: of its
+ * input. */
+static pasm_status block_bwd(pasm_cuda_net *g, gblock *b, void *dout, void **din, int n) {
+    const gbwd q = block_grads(g, b, dout);
     TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn2, n), b->bn2.out, dout, g->t));
-    TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, spare[0], n));
-    TRY(conv_bwd(g, &b->conv2, b->bn1.out, spare[0], spare[1], n));
-    TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn1, n), b->bn1.out, spare[1], g->t));
-    TRY(bn_bwd(g, &b->bn1, b->conv1.out, spare[1], spare[0], n));
-    TRY(conv_bwd(g, &b->conv1, b->in, spare[0], spare[2], n));
+    TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, q.a, n));
+    TRY(conv_bwd(g, &b->conv2, b->bn1.out, q.a, q.b, n));
+    TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn1, n), b->bn1.out, q.b, g->t));
+    TRY(bn_bwd(g, &b->bn1, b->conv1.out, q.b, q.a2, n));
+    TRY(conv_bwd(g, &b->conv1, b->in, q.a2, q.din, n));
     const pasm_conv2d_shape *s = &b->conv1.shape;
     const int64_t in_count = (int64_t)n * s->c_in * s->h_in * s->w_in;
     if (b->has_down) {
-        TRY(bn_bwd(g, &b->down_bn, b->down.out, dout, spare[0], n));
-        TRY(conv_bwd(g, &b->down, b->in, spare[0], spare[1], n));
-        TRY(pasm_cuda_add(g->ctx, in_count, spare[2], spare[1], g->t));
+        TRY(bn_bwd(g, &b->down_bn, b->down.out, dout, q.a3, n));
+        TRY(conv_bwd(g, &b->down, b->in, q.a3, q.d, n));
+        TRY(pasm_cuda_add(g->ctx, in_count, q.din, q.d, g->t));
     } else {
-        TRY(pasm_cuda_add(g->ctx, in_count, spare[2], dout, g->t));
+        TRY(pasm_cuda_add(g->ctx, in_count, q.din, dout, g->t));
     }
-    *din = spare[2];
+    *din = q.din;
     return PASM_OK;
+}
+
+static pasm_status check_forward(const pasm_cuda_net *g) {
+    if (g->have_forward) return PASM_OK;
+    if (g->consumed)
+        return pasm_errorf(PASM_ERR_INVALID, "a second backward after one forward: a GPU training "
+                                             "network's backward reuses the place of the "
+                                             "activations it has consumed; run the forward again");
+    return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
 }
 
 pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *dx) {
     pasm_cuda_net *g = net->gpu;
-    if (!g->have_forward) return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
+    TRY(check_forward(g));
     const int n = g->last_n, k = net->cfg.num_classes;
     TRY(pasm_cuda_to_device(g->ctx, g->dlogits, dlogits, (size_t)n * k * 4));
     TRY(pasm_cuda_net_backward_dev(net, g->dlogits, dx ? g->dx_nchw : NULL));
@@ -430,7 +632,7 @@ pasm_status pasm_cuda_net_backward(pasm_net *net, const float *dlogits, float *d
 
 pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, float *dx) {
     pasm_cuda_net *g = net->gpu;
-    if (!g->have_forward) return pasm_errorf(PASM_ERR_INVALID, "backward called before any forward");
+    TRY(check_forward(g));
     const int n = g->last_n;
     const pasm_net_config *cfg = &net->cfg;
     const int c = net->final_channels, size = net->final_size, k = cfg->num_classes;
@@ -438,12 +640,20 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
     TRY(pasm_cuda_linear_backward(g->ctx, n, c, k, g->pooled, g->param + fcw, dlogits,
                                   g->dpooled, g->last_train ? g->grad + fcw : NULL,
                                   g->last_train ? g->grad + fcb : NULL));
-    void *d = g->scratch[0];
+    /* a training network's backward consumes the forward's activations */
+    if (g->planned) g->have_forward = 0, g->consumed = 1;
+    void *d = g->planned ? g->d_pool : g->scratch[0];
     TRY(pasm_cuda_avgpool_backward(g->ctx, n, c, size * size, g->dpooled, d, g->t));
     for (int i = 7; i >= 0; i--) TRY(block_bwd(g, &g->blocks[i], d, &d, n));
     TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&g->stem_bn, n), g->stem_bn.out, d, g->t));
-    void *dstem = d == g->scratch[0] ? g->scratch[1] : g->scratch[0];
-    TRY(bn_bwd(g, &g->stem_bn, g->stem.out, d, dstem, n));
+    void *dstem = g->planned ? g->d_stem : d == g->scratch[0] ? g->scratch[1] : g->scratch[0];
+    const void *stem_out = g->stem.out;
+    if (g->planned && g->last_train) { /* its place is gone: again, the same bits */
+        TRY(pasm_cuda_conv_forward(g->stem.plan, n, g->x_in, g->stem.w_packed, g->stem_again,
+                                   g->ws, g->ws_bytes));
+        stem_out = g->stem_again;
+    }
+    TRY(bn_bwd(g, &g->stem_bn, stem_out, d, dstem, n));
     TRY(conv_bwd(g, &g->stem, g->x_in, dstem, dx ? g->dx_in : NULL, n));
     if (!dx) return PASM_OK;
     const int hw = cfg->input_size * cfg->input_size;
@@ -481,6 +691,9 @@ pasm_status pasm_cuda_net_pull_momentum(pasm_net *net, float *host_momentum) {
 pasm_status pasm_cuda_net_pull_features(pasm_net *net, float *host, int n) {
     pasm_cuda_net *g = net->gpu;
     const int c = net->final_channels, size = net->final_size;
+    if (!g->staging) /* the first class maps' */
+        TRY(pasm_cuda_alloc((void **)&g->staging,
+                            (size_t)net->max_batch * c * size * size * sizeof(float), "features"));
     TRY(pasm_cuda_nhwc_to_nchw(g->ctx, n, c, size * size, g->blocks[7].bn2.out, g->t, g->staging));
     return pasm_cuda_to_host(g->ctx, host, g->staging, (size_t)n * c * size * size * 4);
 }

@@ -24,11 +24,19 @@ typedef struct {
     int own_out;
 } gbn;
 
+/* The gradient buffers of a block's backward: of the bn2 input (a), the
+ * conv2 input (b), the bn1 input (a2), the block's input (din), the
+ * shortcut's BN input (a3) and its input-gradient share (d). */
+typedef struct {
+    void *a, *b, *a2, *din, *a3, *d;
+} gbwd;
+
 typedef struct {
     gconv conv1, conv2, down;
     gbn bn1, bn2, down_bn;
     int has_down;
     const void *in;
+    gbwd grads; /* a training network's, from its plan */
 } gblock;
 
 struct pasm_cuda_net {
@@ -44,7 +52,14 @@ struct pasm_cuda_net {
     gbn stem_bn;
     gblock blocks[8];
     float *pooled, *dpooled, *logits, *dlogits;
-    void *scratch[4];
+    void *scratch[4]; /* an input-gradient network's gradient flow */
+    /* A training network's activations and gradients share one arena
+     * (plan_training): each tensor has its place for its lifetime in the
+     * step, and a backward consumes the forward's activations. */
+    void *arena;
+    int planned;
+    void *d_pool, *d_stem; /* the gradients of the last block's output and the stem BN's input */
+    void *stem_again;      /* the stem's output, computed again for its BN's backward */
     void *dw_packed; /* one weight gradient at a time, before unpacking */
     /* The evaluation modes keep less: every convolution writes conv_tmp
      * (its BN reads it at once); PASM_NET_EVAL's BN outputs take turns in
@@ -57,6 +72,7 @@ struct pasm_cuda_net {
     float *coef;
     int64_t in_count; /* C*S*S */
     int last_n, last_train, have_forward;
+    int consumed; /* a planned backward has run since the last forward */
     int packed; /* w_packed holds the current parameters (cleared by push and SGD) */
     size_t bytes; /* GPU memory it holds */
 };

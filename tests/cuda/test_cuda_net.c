@@ -109,6 +109,23 @@ static void compare(int precision, int width) {
         if (e > (fp32 ? 1e-4 : 2e-2)) fail_msg("%s differs by %.3g", a->name, e);
     }
     printf("  running statistics and counters agree\n");
+    /* the training network after its backward: the last block's output is
+     * still the forward's (class maps read it); the other activations are
+     * gone (the GPU's plan gave their place to gradients), so a second
+     * backward is refused, not computed from them */
+    {
+        int ms = pasm_net_class_map_size(gpu);
+        float *mg = malloc((size_t)n * ms * ms * 4), *mc = malloc((size_t)n * ms * ms * 4);
+        assert_int_equal(pasm_net_class_map(gpu, labels, mg, NULL), PASM_OK);
+        assert_int_equal(pasm_net_class_map(cpu, labels, mc, NULL), PASM_OK);
+        expect("class maps after a training step", mg, mc, (int64_t)n * ms * ms,
+               fp32 ? 1e-4 : 0.1);
+        free(mg);
+        free(mc);
+        assert_int_equal(pasm_net_backward(gpu, dl_gpu, NULL), PASM_ERR_INVALID);
+        printf("  %s\n", pasm_last_error());
+        assert_non_null(strstr(pasm_last_error(), "second backward"));
+    }
 
     /* SGD. One step from the same gradients: the update itself, tightly
      * (parameters and the momentum brought back for a checkpoint). Then two
