@@ -30,7 +30,9 @@
 #    and build the CUDA code here as far as nvcc allows (make CUDA=1 ...).
 # 2. One device call (`run` tool), quick:
 #        carry   [".gpu-deps/root.tar.xz", ".gpu-data/fer2013-mini.csv.gz"]
-#        command bash bench/gpu-check.sh $OUT/gpu quick
+#        command bash bench/gpu-check.sh /tmp/gpu quick; cp /tmp/gpu/*.md /tmp/gpu/*.tsv
+#                /tmp/gpu/*.log /tmp/gpu/logs.tar.gz $OUT/
+#    (at most 8 files come back from a call: the logs travel as logs.tar.gz)
 #    Do not carry all of .gpu-deps or .gpu-data: they hold the .debs, the unpacked
 #    root and the full-data parts (over the 64 MiB a call carries, checkout included;
 #    the checkout alone is ~16 MiB).
@@ -440,5 +442,9 @@ python3 bench/gpu_table.py "$OUTDIR" "$MODE" > "$OUTDIR/gpu-table.md" 2> "$OUTDI
     { echo "gpu_table.py failed (logs/table.log)" >> "$OUTDIR/gpu-table.md"; FAILED=1; }
 echo "total $(($(now) - START))s, $(grep -c '	pass	' "$STEPS") steps passed, failed: $FAILED" |
     tee -a "$OUTDIR/gpu-check.log"
+# every log in one file: the device tool brings back at most 8 files a call
+# (run the script with OUTDIR outside $OUT and copy gpu-table.md, steps.tsv,
+# gpu-check.log and logs.tar.gz there)
+(cd "$OUTDIR" && tar -czf logs.tar.gz logs $(ls -d run run-part2 2>/dev/null))
 cat "$OUTDIR/gpu-table.md"
 exit $FAILED
