@@ -474,6 +474,7 @@ static void run_cases(void) {
     case_batchnorm(3, 5, 7, 3.0f);
     case_batchnorm(2, 64, 12, -1.0f); /* many channels: chunks of whole rows */
     case_batchnorm(40, 3, 16, 0.5f);  /* many rows: many chunks */
+    case_batchnorm(8, 16, 24, 300.0f); /* a mean 150 spreads: one-pass statistics */
     case_elementwise_pool_linear();
     case_sgd();
 }
