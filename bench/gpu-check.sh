@@ -356,14 +356,7 @@ BUILD_LIMIT=240
 [ "$MODE" = full ] && BUILD_LIMIT=200
 step build $BUILD_LIMIT required needs:deps "${SUB[@]}" build
 
-if [ "$MODE" = tests ]; then
-    step tests_cuda 150 required needs:build,data "${SUB[@]}" tests cuda nn/test_parity \
-        cli/test_device_cli
-    for b in 128 512; do
-        step pasm_train_b$b 45 required needs:build build-gpu/bench/pasm_bench gpu-train 64 $b bf16
-    done
-    step torch_train_eager_bf16 60 required "${TORCH[@]}" train 64 128,512 eager_bf16
-elif [ "$MODE" = quick ]; then
+if [ "$MODE" = quick ] || [ "$MODE" = tests ]; then
     # the GPU's own tests, PyTorch's parity case on the GPU, --device end to end
     step tests_cuda 150 required needs:build,data "${SUB[@]}" tests cuda nn/test_parity \
         cli/test_device_cli
@@ -371,6 +364,8 @@ elif [ "$MODE" = quick ]; then
         step pasm_train_b$b 45 required needs:build build-gpu/bench/pasm_bench gpu-train 64 $b bf16
     done
     step torch_train_eager_bf16 60 required "${TORCH[@]}" train 64 128,512 eager_bf16
+fi
+if [ "$MODE" = quick ]; then
     step attack_model 30 required needs:build build-gpu/bench/attack_bench model 64 "$ATTACK_MODEL"
     step pasm_attack_grad 30 required needs:attack_model,data \
         build-gpu/bench/attack_bench grad "$ATTACK_MODEL" "$TIMING_CSV" $N_GRAD --device cuda \
@@ -403,7 +398,7 @@ elif [ "$MODE" = quick ]; then
     fi
     step torch_train_fp32 40 optional "${TORCH[@]}" train 64 128,512 fp32
     step torch_train_compiled_bf16 90 optional "${TORCH[@]}" train 64 128 compiled_bf16
-else
+elif [ "$MODE" = full ]; then
     FULL=none
     if [ -f .gpu-data/fer2013.part2.xz ]; then
         step full_data 90 required "${SUB[@]}" fulldata

@@ -33,6 +33,17 @@ static void expect(const char *what, const float *gpu, const float *cpu, int64_t
     if (!(e <= limit)) fail_msg("%s: the GPU differs from the CPU by %.3g (limit %.3g)", what, e, limit);
 }
 
+/* The class maps of the last forward of gpu and cpu, compared. */
+static void expect_class_maps(const char *what, const pasm_net *gpu, const pasm_net *cpu,
+                              const int32_t *labels, int n, int fp32) {
+    const int ms = pasm_net_class_map_size(gpu);
+    float *mg = malloc((size_t)n * ms * ms * 4), *mc = malloc((size_t)n * ms * ms * 4);
+    assert_int_equal(pasm_net_class_map(gpu, labels, mg, NULL), PASM_OK);
+    assert_int_equal(pasm_net_class_map(cpu, labels, mc, NULL), PASM_OK);
+    expect(what, mg, mc, (int64_t)n * ms * ms, fp32 ? 1e-4 : 0.1);
+    free(mg);
+    free(mc);
+}
 
 static void compare(int precision, int width) {
     const int n = 8, size = 48, k = 7;
@@ -113,19 +124,10 @@ static void compare(int precision, int width) {
      * still the forward's (class maps read it); the other activations are
      * gone (the GPU's plan gave their place to gradients), so a second
      * backward is refused, not computed from them */
-    {
-        int ms = pasm_net_class_map_size(gpu);
-        float *mg = malloc((size_t)n * ms * ms * 4), *mc = malloc((size_t)n * ms * ms * 4);
-        assert_int_equal(pasm_net_class_map(gpu, labels, mg, NULL), PASM_OK);
-        assert_int_equal(pasm_net_class_map(cpu, labels, mc, NULL), PASM_OK);
-        expect("class maps after a training step", mg, mc, (int64_t)n * ms * ms,
-               fp32 ? 1e-4 : 0.1);
-        free(mg);
-        free(mc);
-        assert_int_equal(pasm_net_backward(gpu, dl_gpu, NULL), PASM_ERR_INVALID);
-        printf("  %s\n", pasm_last_error());
-        assert_non_null(strstr(pasm_last_error(), "second backward"));
-    }
+    expect_class_maps("class maps after a training step", gpu, cpu, labels, n, fp32);
+    assert_int_equal(pasm_net_backward(gpu, dl_gpu, NULL), PASM_ERR_INVALID);
+    printf("  %s\n", pasm_last_error());
+    assert_non_null(strstr(pasm_last_error(), "second backward"));
 
     /* SGD. One step from the same gradients: the update itself, tightly
      * (parameters and the momentum brought back for a checkpoint). Then two
@@ -193,15 +195,7 @@ static void compare(int precision, int width) {
     assert_int_equal(pasm_net_forward(gpu_plain, x, n, 0, &l), PASM_OK);
     expect("PASM_NET_EVAL network's logits", l, lg, n * k, 1e-5);
     assert_int_equal(pasm_net_backward(gpu_plain, dl_gpu, dx_gpu), PASM_ERR_INVALID);
-    int map_size = pasm_net_class_map_size(gpu_plain);
-    float *maps_g = malloc((size_t)n * map_size * map_size * 4);
-    float *maps_c = malloc((size_t)n * map_size * map_size * 4);
-    assert_int_equal(pasm_net_class_map(gpu_plain, labels, maps_g, NULL), PASM_OK);
-    assert_int_equal(pasm_net_class_map(cpu_eval, labels, maps_c, NULL), PASM_OK);
-    expect("class maps (Grad-CAM)", maps_g, maps_c, (int64_t)n * map_size * map_size,
-           fp32 ? 1e-4 : 0.1);
-    free(maps_g);
-    free(maps_c);
+    expect_class_maps("class maps (Grad-CAM)", gpu_plain, cpu_eval, labels, n, fp32);
     pasm_net_free(gpu_plain);
     /* a smaller batch through the same networks */
     assert_int_equal(pasm_net_forward(gpu_eval, x, 3, 0, &l), PASM_OK);
