@@ -40,6 +40,7 @@ struct pasm_cuda_conv {
     unsigned force_direct; /* PASM_CUDA_CONV_DIRECT=1: every direction on the direct kernels */
     unsigned told;        /* directions whose fallback was said on stderr */
     int nondeterministic; /* some algorithm chosen is (cuDNN offered no other) */
+    int told_nondeterministic;
     size_t ws_max;
     conv_algos cache[ALGO_CACHE]; /* [0]: the largest batch; others round-robin */
     int n_cached, next_slot;
@@ -64,12 +65,12 @@ static cudnnDataType_t cudnn_type(pasm_cuda_dtype t) {
 
 /* The first algorithm of cuDNN's ranking that ran (status), fits the
  * workspace limit, runs in the math type only (when only is not
- * CUDNN_DEFAULT_MATH) and, on the first pass, is deterministic; a second
- * pass takes any such (and marks the plan nondeterministic). -1: none. */
+ * CUDNN_DEFAULT_MATH) and is deterministic; with any_order, failing that,
+ * the first such that is not (*nondeterministic set). -1: none. */
 template <typename Perf>
-static int pick(const Perf *p, int found, size_t limit, cudnnMathType_t only,
+static int pick(const Perf *p, int found, size_t limit, cudnnMathType_t only, int any_order,
                 int *nondeterministic) {
-    for (int pass = 0; pass < 2; pass++)
+    for (int pass = 0; pass < 1 + any_order; pass++)
         for (int i = 0; i < found; i++)
             if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= limit &&
                 (only == CUDNN_DEFAULT_MATH || p[i].mathType == only) &&
@@ -100,8 +101,11 @@ static int direct_chunks(const pasm_conv2d_shape *s, int n) {
     return want < 1 ? 1 : (int)want;
 }
 
+/* Its workspace: none for one chunk (summed straight into dw). */
 static size_t direct_filter_ws(const pasm_conv2d_shape *s, int n) {
-    return (size_t)direct_chunks(s, n) * s->c_out * s->c_in * s->kernel * s->kernel * sizeof(float);
+    const int chunks = direct_chunks(s, n);
+    if (chunks < 2) return 0;
+    return (size_t)chunks * s->c_out * s->c_in * s->kernel * s->kernel * sizeof(float);
 }
 
 static const char *dir_name(unsigned dir) {
@@ -112,7 +116,9 @@ static const char *dir_name(unsigned dir) {
 /* One direction's algorithm at batch n: the pick of cuDNN's ranking in the
  * preferred math, else (fp32) the direct kernels, marked in a->direct, or
  * (bf16) the pick in cuDNN's default math; its workspace into *need (the
- * most so far). query(p, &found) asks cuDNN with the descriptor's math set. */
+ * most so far). fp32 takes only deterministic cuDNN algorithms (the direct
+ * kernels are); bf16 takes a nondeterministic one where cuDNN has no other.
+ * query(p, &found) asks cuDNN with the descriptor's math set. */
 template <typename Perf, typename Algo, typename Query>
 static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t limit, Query query,
                               Algo *algo, cudnnMathType_t *math, conv_algos *a, size_t *need) {
@@ -127,25 +133,27 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     snprintf(what, sizeof what, "choosing the %s algorithm", which);
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->pref_math), "math type");
     CUDNN_TRY(query(p, &found), what);
-    int i = pick(p, found, limit, c->t == PASM_CUDA_F32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH,
+    const int f32 = c->t == PASM_CUDA_F32;
+    int i = pick(p, found, limit, f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH, !f32,
                  &c->nondeterministic);
     const pasm_conv2d_shape *s = &c->s;
     const char *tn = c->t == PASM_CUDA_BF16 ? "bf16" : "fp32";
-    if (i < 0 && c->t == PASM_CUDA_F32) {
+    if (i < 0 && f32) {
         a->direct |= dir;
         if (dir == PASM_CUDA_CONV_FILTER && direct_filter_ws(s, n) > *need)
             *need = direct_filter_ws(s, n);
         if (!(c->told & dir))
-            pasm_note("cuDNN has no plain-FMA %s kernel for a %dx%d convolution %d->%d (%s, batch "
-                      "%d): the backend's direct kernel runs it",
-                      which, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
+            pasm_note("cuDNN has no deterministic plain-FMA %s kernel within %zu MiB of workspace "
+                      "for a %dx%d convolution %d->%d (%s, batch %d): the backend's direct kernel "
+                      "runs it",
+                      which, limit >> 20, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
         c->told |= dir;
         return PASM_OK;
     }
     if (i < 0) {
         CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
         CUDNN_TRY(query(p, &found), what);
-        i = pick(p, found, limit, CUDNN_DEFAULT_MATH, &c->nondeterministic);
+        i = pick(p, found, limit, CUDNN_DEFAULT_MATH, 1, &c->nondeterministic);
         if (i < 0) return no_algorithm(c, which, n);
         if (!(c->told & dir))
             pasm_note("cuDNN has no tensor-core %s kernel for a %dx%d convolution %d->%d (%s, "
@@ -156,6 +164,12 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     *algo = p[i].algo;
     *math = p[i].mathType;
     if (p[i].memory > *need) *need = p[i].memory;
+    if (p[i].determinism != CUDNN_DETERMINISTIC && !c->told_nondeterministic) {
+        pasm_note("cuDNN offers only nondeterministic %s algorithms for a %dx%d convolution "
+                  "%d->%d (%s, batch %d): GPU runs may differ in the last bits",
+                  which, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
+        c->told_nondeterministic = 1;
+    }
     return PASM_OK;
 }
 
@@ -251,10 +265,6 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
     /* bf16 on tensor cores; fp32 off them (no TF32) */
     c->pref_math = c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
     TRY_STATUS(set_batch(c, s->n, WS_LIMIT));
-    if (c->nondeterministic)
-        pasm_note("cuDNN offers only nondeterministic algorithms for a %dx%d convolution "
-                  "%d->%d: GPU runs may differ in the last bits",
-                  s->kernel, s->kernel, s->c_in, s->c_out);
     return PASM_OK;
 }
 
@@ -441,13 +451,30 @@ static pasm_status direct_filter(pasm_cuda_conv *c, int n, const T *x, const T *
     const direct_dims d = dims_of(&c->s);
     const int64_t kkc = (int64_t)d.k * d.k * d.ci, wsz = kkc * d.co;
     int chunks = direct_chunks(&c->s, n);
+    if (!ws) ws_bytes = 0;
     if ((size_t)chunks * wsz * sizeof(float) > ws_bytes) chunks = (int)(ws_bytes / (wsz * sizeof(float)));
-    if (chunks < 1 || !ws)
-        return pasm_errorf(PASM_ERR_INVALID, "GPU convolution: %zu bytes of workspace, the direct "
-                                             "weight gradient needs %zu",
-                           ws_bytes, (size_t)wsz * sizeof(float));
+    const int64_t rows = (int64_t)n * d.ho * d.wo;
+    if (chunks < 2) /* one chunk (or no room for two): each weight's sum straight into dw */
+        return pasm_each(
+            c->ctx, wsz,
+            [=] __host__ __device__(int64_t i) { /* i indexes dw: o * kkc + tap */
+                const int64_t tap = i % kkc, o = i / kkc;
+                const int ch = (int)(tap % d.ci), kw = (int)(tap / d.ci % d.k);
+                const int kh = (int)(tap / (d.ci * d.k));
+                double acc = 0.0;
+                for (int64_t q = 0; q < rows; q++) {
+                    const int ow = (int)(q % d.wo), oh = (int)(q / d.wo % d.ho);
+                    const int64_t img = q / ((int64_t)d.wo * d.ho);
+                    const int ih = oh * d.st - d.pad + kh, iw = ow * d.st - d.pad + kw;
+                    if (ih < 0 || ih >= d.h || iw < 0 || iw >= d.w) continue;
+                    acc += (double)to_f(dy[q * d.co + o]) *
+                           to_f(x[((img * d.h + ih) * d.w + iw) * d.ci + ch]);
+                }
+                dw[i] = from_f<T>((float)acc);
+            },
+            "direct convolution weight gradient");
     float *part = (float *)ws;
-    const int64_t rows = (int64_t)n * d.ho * d.wo, per = (rows + chunks - 1) / chunks;
+    const int64_t per = (rows + chunks - 1) / chunks;
     TRY_STATUS(pasm_each(
         c->ctx, (int64_t)chunks * wsz,
         [=] __host__ __device__(int64_t i) { /* i indexes part: (chunk * kkc + tap) * co + o */

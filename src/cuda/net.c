@@ -349,7 +349,6 @@ static pasm_status build(builder *b) {
 static void free_conv(gconv *c) {
     pasm_cuda_conv_free(c->plan);
     pasm_cuda_free(c->w_packed);
-    if (c->own_out) pasm_cuda_free(c->out);
 }
 
 static void free_bn(gbn *b) {
@@ -691,9 +690,11 @@ pasm_status pasm_cuda_net_pull_momentum(pasm_net *net, float *host_momentum) {
 pasm_status pasm_cuda_net_pull_features(pasm_net *net, float *host, int n) {
     pasm_cuda_net *g = net->gpu;
     const int c = net->final_channels, size = net->final_size;
-    if (!g->staging) /* the first class maps' */
-        TRY(pasm_cuda_alloc((void **)&g->staging,
-                            (size_t)net->max_batch * c * size * size * sizeof(float), "features"));
+    if (!g->staging) { /* the first class maps' */
+        const size_t bytes = (size_t)net->max_batch * c * size * size * sizeof(float);
+        TRY(pasm_cuda_alloc((void **)&g->staging, bytes, "features"));
+        g->bytes += bytes;
+    }
     TRY(pasm_cuda_nhwc_to_nchw(g->ctx, n, c, size * size, g->blocks[7].bn2.out, g->t, g->staging));
     return pasm_cuda_to_host(g->ctx, host, g->staging, (size_t)n * c * size * size * 4);
 }

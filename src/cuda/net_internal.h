@@ -10,8 +10,7 @@ typedef struct {
     pasm_conv2d_shape shape;
     pasm_cuda_conv *plan;
     int64_t w_off; /* the weight's offset in the parameter block */
-    void *w_packed, *out;
-    int own_out; /* out is this layer's alone (training), else shared */
+    void *w_packed, *out; /* out: from the training plan, else the shared conv_tmp */
 } gconv;
 
 typedef struct {
@@ -21,7 +20,7 @@ typedef struct {
     int64_t gamma_off, beta_off, mean_off, var_off;
     float *save_mean, *save_invstd, *scale, *shift;
     void *out;
-    int own_out;
+    int own_out; /* out is this layer's alone (input-gradient networks) */
 } gbn;
 
 /* The gradient buffers of a block's backward: of the bn2 input (a), the

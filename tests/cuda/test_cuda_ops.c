@@ -567,6 +567,7 @@ static void direct_cases(void) {
         conv_case(3, 16, 23, 32, 3, 2, dt); /* stride 2, odd size */
         conv_case(3, 16, 24, 32, 1, 2, dt); /* 1x1 shortcut */
         conv_case(2, 64, 3, 48, 3, 1, dt);  /* maps smaller than a chunk */
+        conv_case(1, 64, 3, 48, 3, 1, dt);  /* one chunk: summed straight into dw */
     }
     unsetenv("PASM_CUDA_CONV_DIRECT");
 }
