@@ -306,7 +306,7 @@ static pasm_status build(builder *b) {
     TRY(pasm_cuda_alloc((void **)&g->logits, (size_t)n * k * 4, "logits"));
     TRY(pasm_cuda_alloc((void **)&g->dlogits, (size_t)n * k * 4, "logit gradient"));
     if (mode == PASM_NET_EVAL_GRAD) /* gradient flow: the largest activation is a BN output */
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 3; i++)
             TRY(alloc_values(g, &g->scratch[i], b->largest_bn, "gradient scratch"));
     if (mode == PASM_NET_TRAIN) {
         TRY(alloc_values(g, &g->dw_packed, b->largest_w, "weight gradient"));
@@ -376,7 +376,7 @@ void pasm_cuda_net_free(pasm_net *net) {
     void *bufs[] = {g->param,   g->grad,    g->buffer,     g->momentum, g->x_nchw,
                     g->x_in,    g->dx_in,   g->dx_nchw,    g->pooled,   g->dpooled,
                     g->logits,  g->dlogits, g->scratch[0], g->scratch[1], g->scratch[2],
-                    g->scratch[3], g->dw_packed, g->ws, g->partial, g->coef,
+                    g->dw_packed, g->ws, g->partial, g->coef,
                     g->conv_tmp, g->slots[0], g->slots[1], g->slots[2], g->staging,
                     g->arena};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
@@ -575,16 +575,18 @@ static pasm_status conv_bwd(pasm_cuda_net *g, gconv *c, const void *x, const voi
 static int64_t bn_count(const gbn *b, int n) { return (int64_t)n * b->hw * b->c; }
 
 /* The gradient buffers of block b's backward: a training network's from
- * its plan (plan_training lists these ops), else the scratch buffers other
- * than dout, taking turns. */
-static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, const void *dout) {
+ * its plan (plan_training lists these ops), else the two scratch buffers
+ * other than dout, taking turns with it: each is written only after the
+ * last read of what it held (a2 and a3 reuse a, din reuses b, and the
+ * shortcut's share d goes where dout was, read last by its BN). */
+static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, void *dout) {
     if (g->planned) return b->grads;
-    void *spare[3];
+    void *spare[2];
     int k = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         if (g->scratch[i] != dout) spare[k++] = g->scratch[i];
-    return (gbwd){.a = spare[0], .b = spare[1], .a2 = spare[0], .din = spare[2], .a3 = spare[0],
-                  .d = spare[1]};
+    return (gbwd){.a = spare[0], .b = spare[1], .a2 = spare[0], .din = spare[1], .a3 = spare[0],
+                  .d = dout};
 }
 
 /* dout: the gradient of the block's output (overwritten); *din: of its

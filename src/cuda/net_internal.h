@@ -51,7 +51,7 @@ struct pasm_cuda_net {
     gbn stem_bn;
     gblock blocks[8];
     float *pooled, *dpooled, *logits, *dlogits;
-    void *scratch[4]; /* an input-gradient network's gradient flow */
+    void *scratch[3]; /* an input-gradient network's gradient flow */
     /* A training network's activations and gradients share one arena
      * (plan_training): each tensor has its place for its lifetime in the
      * step, and a backward consumes the forward's activations. */
