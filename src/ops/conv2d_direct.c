@@ -14,20 +14,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "ops/conv2d_flat.h"
 
 #define TILE_CO 8
 #define MAX_K PASM_CONV2D_FLAT_MAX_K
 
 int pasm_conv2d_avx512(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        const char *env = getenv("PASM_CONV_DIRECT");
-        int allowed = !(env && strcmp(env, "0") == 0);
-        __builtin_cpu_init();
-        cached = allowed && __builtin_cpu_supports("avx512f");
-    }
-    return cached;
+    static int allowed = -1;
+    if (!pasm_env_on("PASM_CONV_DIRECT", &allowed)) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
 }
 
 static int flat_ok(const pasm_conv2d_shape *s);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "ops/conv2d_flat.h"
 
 #define S2_CO 8 /* channels a tile holds */
@@ -38,11 +39,7 @@
 /* PASM_CONV_S2=0 keeps im2col + sgemm for stride-2 convolutions. */
 static int s2_allowed(void) {
     static int cached = -1;
-    if (cached < 0) {
-        const char *env = getenv("PASM_CONV_S2");
-        cached = !(env && strcmp(env, "0") == 0);
-    }
-    return cached;
+    return pasm_env_on("PASM_CONV_S2", &cached);
 }
 
 static int s2_shape(const pasm_conv2d_shape *s) {

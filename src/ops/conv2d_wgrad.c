@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "ops/conv2d_internal.h"
 
 #define WG_CO 3      /* output channels a work item holds */
@@ -64,11 +65,7 @@ static int64_t period_vectors(const pasm_conv2d_shape *s) {
 /* PASM_CONV_WGRAD=0 keeps im2col + sgemm for every weight gradient. */
 int pasm_conv2d_wgrad_allowed(void) {
     static int cached = -1;
-    if (cached < 0) {
-        const char *env = getenv("PASM_CONV_WGRAD");
-        cached = !(env && strcmp(env, "0") == 0);
-    }
-    return cached;
+    return pasm_env_on("PASM_CONV_WGRAD", &cached);
 }
 
 int pasm_conv2d_wgrad_ok(const pasm_conv2d_shape *s) {

@@ -17,6 +17,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/env.h"
+
 #include "ops/gemm_bf16.h"
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -61,15 +63,9 @@ static int has_avx512bf16(void) {
     return __atomic_load_n(&cached, __ATOMIC_RELAXED);
 }
 
-static int dot_off = -1; /* -1: PASM_BF16_DOT not read yet */
+static int dot_on = -1; /* -1: PASM_BF16_DOT not read yet */
 
-static int dot_enabled(void) {
-    if (__atomic_load_n(&dot_off, __ATOMIC_RELAXED) < 0) {
-        const char *env = getenv("PASM_BF16_DOT");
-        __atomic_store_n(&dot_off, env && strcmp(env, "0") == 0, __ATOMIC_RELAXED);
-    }
-    return has_avx512bf16() && !__atomic_load_n(&dot_off, __ATOMIC_RELAXED);
-}
+static int dot_enabled(void) { return has_avx512bf16() && pasm_env_on("PASM_BF16_DOT", &dot_on); }
 
 int pasm_bf16_kernel(void) {
     if (pasm_bf16_amx()) return PASM_BF16_AMX;
@@ -78,7 +74,7 @@ int pasm_bf16_kernel(void) {
 
 int pasm_bf16_use_dot(int on) {
     int was = dot_enabled();
-    __atomic_store_n(&dot_off, !on, __ATOMIC_RELAXED);
+    __atomic_store_n(&dot_on, on != 0, __ATOMIC_RELAXED);
     return was;
 }
 
