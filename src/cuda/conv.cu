@@ -358,7 +358,7 @@ static pasm_status emu_forward(pasm_cuda_conv *c, int n, const void *x, const vo
 }
 
 static pasm_status emu_backward(pasm_cuda_conv *c, int n, const void *x, const void *w,
-                                const void *dy, void *dx, void *dw) {
+                                const void *dy, void *dx, int add, void *dw) {
     emu_conv e;
     pasm_status st = emu_begin(c, n, &e);
     const pasm_conv2d_shape *s = &e.s;
@@ -367,6 +367,11 @@ static pasm_status emu_backward(pasm_cuda_conv *c, int n, const void *x, const v
         if (x) emu_to_nchw(c, n, s->c_in, hw_in(s), x, e.x);
         if (w) emu_to_nchw(c, s->c_out, s->c_in, rs(s), w, e.w);
         pasm_conv2d_backward(s, e.x, e.w, e.y, dx ? e.gx : NULL, dw ? e.gw : NULL, NULL, e.ws);
+        if (dx && add) { /* e.x is free: dx's old values, summed in float */
+            const int64_t count = (int64_t)n * s->c_in * hw_in(s);
+            emu_to_nchw(c, n, s->c_in, hw_in(s), dx, e.x);
+            for (int64_t i = 0; i < count; i++) e.gx[i] += e.x[i];
+        }
         if (dx) emu_to_nhwc(c, n, s->c_in, hw_in(s), e.gx, dx);
         if (dw) emu_to_nhwc(c, s->c_out, s->c_in, rs(s), e.gw, dw);
     }
@@ -418,7 +423,7 @@ static pasm_status direct_forward(pasm_cuda_conv *c, int n, const T *x, const T 
 }
 
 template <typename T>
-static pasm_status direct_data(pasm_cuda_conv *c, int n, const T *dy, const T *w, T *dx) {
+static pasm_status direct_data(pasm_cuda_conv *c, int n, const T *dy, const T *w, T *dx, int add) {
     const direct_dims d = dims_of(&c->s);
     return pasm_each(
         c->ctx, (int64_t)n * d.h * d.w * d.ci,
@@ -440,7 +445,7 @@ static pasm_status direct_data(pasm_cuda_conv *c, int n, const T *dy, const T *w
                     for (int o = 0; o < d.co; o++) acc += to_f(gp[o]) * to_f(wp[o * wstep]);
                 }
             }
-            dx[i] = from_f<T>(acc);
+            dx[i] = from_f<T>(add ? to_f(dx[i]) + acc : acc);
         },
         "direct convolution input gradient");
 }
@@ -582,22 +587,24 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
 }
 
 pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *dy,
-                                         const void *w, void *dx, void *ws, size_t ws_bytes) {
+                                         const void *w, void *dx, int add, void *ws,
+                                         size_t ws_bytes) {
     pasm_status st = check_batch(c, n, ws_bytes, PASM_CUDA_CONV_DATA);
     if (st) return st;
     if (direct(c, PASM_CUDA_CONV_DATA))
-        return PASM_BY_DTYPE(c->t, direct_data(c, n, (const float *)dy, (const float *)w, (float *)dx),
-                             direct_data(c, n, (const bf16 *)dy, (const bf16 *)w, (bf16 *)dx));
+        return PASM_BY_DTYPE(c->t,
+                             direct_data(c, n, (const float *)dy, (const float *)w, (float *)dx, add),
+                             direct_data(c, n, (const bf16 *)dy, (const bf16 *)w, (bf16 *)dx, add));
     if (pasm_cuda_emulating()) {
-        if (!pasm_cuda_recording()) return emu_backward(c, n, NULL, w, dy, dx, NULL);
-        pasm_cuda_record([=]() { return emu_backward(c, n, NULL, w, dy, dx, NULL); });
+        if (!pasm_cuda_recording()) return emu_backward(c, n, NULL, w, dy, dx, add, NULL);
+        pasm_cuda_record([=]() { return emu_backward(c, n, NULL, w, dy, dx, add, NULL); });
         return PASM_OK;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->data_math), "math type");
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, beta = add ? 1.0f : 0.0f;
     const double t0 = pasm_cuda_profile_start();
     CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
-                                           c->cur->bwd_data, ws, ws_bytes, &zero, c->xd, dx),
+                                           c->cur->bwd_data, ws, ws_bytes, &beta, c->xd, dx),
               "convolution input gradient");
     pasm_cuda_profile_stop(c->ctx, "cuDNN input gradient", t0);
     return PASM_OK;
@@ -613,8 +620,8 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
                              direct_filter(c, n, (const bf16 *)x, (const bf16 *)dy, (bf16 *)dw,
                                            ws, ws_bytes));
     if (pasm_cuda_emulating()) {
-        if (!pasm_cuda_recording()) return emu_backward(c, n, x, NULL, dy, NULL, dw);
-        pasm_cuda_record([=]() { return emu_backward(c, n, x, NULL, dy, NULL, dw); });
+        if (!pasm_cuda_recording()) return emu_backward(c, n, x, NULL, dy, NULL, 0, dw);
+        pasm_cuda_record([=]() { return emu_backward(c, n, x, NULL, dy, NULL, 0, dw); });
         return PASM_OK;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->filter_math), "math type");

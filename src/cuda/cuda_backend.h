@@ -90,8 +90,11 @@ void pasm_cuda_conv_free(pasm_cuda_conv *c);
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c);
 pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, const void *w,
                                    void *y, void *ws, size_t ws_bytes);
+/* dx = the input gradient, or with add, dx += it (one rounding to dx's
+ * type after the sum, as cuDNN's beta = 1). */
 pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *dy,
-                                         const void *w, void *dx, void *ws, size_t ws_bytes);
+                                         const void *w, void *dx, int add, void *ws,
+                                         size_t ws_bytes);
 pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void *x,
                                            const void *dy, void *dw, void *ws, size_t ws_bytes);
 
@@ -139,8 +142,6 @@ pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const vo
 /* ---- elementwise over count values of dtype t ---- */
 pasm_status pasm_cuda_relu_backward(pasm_cuda_ctx *ctx, int64_t count, const void *y, void *d,
                                     pasm_cuda_dtype t); /* d *= (y > 0) */
-pasm_status pasm_cuda_add(pasm_cuda_ctx *ctx, int64_t count, void *y, const void *x,
-                          pasm_cuda_dtype t); /* y += x */
 
 /* ---- global average pooling: x (N,HW,C) of t -> y (N,C) fp32, and back ---- */
 pasm_status pasm_cuda_avgpool_forward(pasm_cuda_ctx *ctx, int n, int c, int hw, const void *x,

@@ -339,20 +339,6 @@ pasm_status pasm_cuda_relu_backward(pasm_cuda_ctx *ctx, int64_t count, const voi
                          relu_backward(ctx, count, (const bf16 *)y, (bf16 *)d));
 }
 
-template <typename T>
-static pasm_status add(pasm_cuda_ctx *ctx, int64_t count, T *y, const T *x) {
-    return pasm_each(
-        ctx, count,
-        [=] __host__ __device__(int64_t i) { y[i] = from_f<T>(to_f(y[i]) + to_f(x[i])); },
-        "add");
-}
-
-pasm_status pasm_cuda_add(pasm_cuda_ctx *ctx, int64_t count, void *y, const void *x,
-                          pasm_cuda_dtype t) {
-    return PASM_BY_DTYPE(t, add(ctx, count, (float *)y, (const float *)x),
-                         add(ctx, count, (bf16 *)y, (const bf16 *)x));
-}
-
 /* ---- global average pooling ---- */
 
 template <typename T>

@@ -220,19 +220,17 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         int a2 = def(p, &q->a2, bn_values(&b->bn1), es);
         tick(p);
         use(p, in[i]), use(p, a2);
+        if (!b->has_down) { /* conv1's input gradient added into dout */
+            use(p, d);
+            tick(p);
+            continue;
+        }
         int din = def(p, &q->din, in_values[i], es);
         tick(p);
-        if (b->has_down) {
-            use(p, dc[i]), use(p, d);
-            int a3 = def(p, &q->a3, bn_values(&b->down_bn), es);
-            tick(p);
-            use(p, in[i]), use(p, a3);
-            int dd = def(p, &q->d, in_values[i], es);
-            tick(p);
-            use(p, din), use(p, dd); /* din += d */
-        } else {
-            use(p, din), use(p, d); /* din += dout */
-        }
+        use(p, dc[i]), use(p, d);
+        int a3 = def(p, &q->a3, bn_values(&b->down_bn), es);
+        tick(p);
+        use(p, in[i]), use(p, a3), use(p, din); /* the shortcut's input gradient added into din */
         tick(p);
         d = din;
     }
@@ -558,10 +556,10 @@ static pasm_status bn_bwd(pasm_cuda_net *g, gbn *b, const void *x, const void *d
                                  g->grad + b->beta_off, g->partial, g->coef);
 }
 
-/* Conv backward: the input gradient into dx (NULL: none), and after a
- * training forward the weight gradient into the gradient block. */
+/* Conv backward: the input gradient into dx (NULL: none; add: dx += it),
+ * and after a training forward the weight gradient into the gradient block. */
 static pasm_status conv_bwd(pasm_cuda_net *g, gconv *c, const void *x, const void *dy, void *dx,
-                            int n) {
+                            int add, int n) {
     const pasm_conv2d_shape *s = &c->shape;
     if (g->last_train) {
         TRY(pasm_cuda_conv_backward_filter(c->plan, n, x, dy, g->dw_packed, g->ws, g->ws_bytes));
@@ -569,7 +567,7 @@ static pasm_status conv_bwd(pasm_cuda_net *g, gconv *c, const void *x, const voi
                                     g->dw_packed, g->t, g->grad + c->w_off));
     }
     if (!dx) return PASM_OK;
-    return pasm_cuda_conv_backward_data(c->plan, n, dy, c->w_packed, dx, g->ws, g->ws_bytes);
+    return pasm_cuda_conv_backward_data(c->plan, n, dy, c->w_packed, dx, add, g->ws, g->ws_bytes);
 }
 
 static int64_t bn_count(const gbn *b, int n) { return (int64_t)n * b->hw * b->c; }
@@ -577,37 +575,35 @@ static int64_t bn_count(const gbn *b, int n) { return (int64_t)n * b->hw * b->c;
 /* The gradient buffers of block b's backward: a training network's from
  * its plan (plan_training lists these ops), else the two scratch buffers
  * other than dout, taking turns with it: each is written only after the
- * last read of what it held (a2 and a3 reuse a, din reuses b, and the
- * shortcut's share d goes where dout was, read last by its BN). */
+ * last read of what it held (a2 and a3 reuse a, din reuses b). */
 static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, void *dout) {
     if (g->planned) return b->grads;
     void *spare[2];
     int k = 0;
     for (int i = 0; i < 3; i++)
         if (g->scratch[i] != dout) spare[k++] = g->scratch[i];
-    return (gbwd){.a = spare[0], .b = spare[1], .a2 = spare[0], .din = spare[1], .a3 = spare[0],
-                  .d = dout};
+    return (gbwd){.a = spare[0], .b = spare[1], .a2 = spare[0], .din = spare[1], .a3 = spare[0]};
 }
 
 /* dout: the gradient of the block's output (overwritten); *din: of its
- * input. */
+ * input. The shortcut's share is summed into conv1's input gradient as
+ * cuDNN writes it (beta = 1): dout itself where the shortcut is the
+ * identity, the shortcut convolution's input gradient otherwise. */
 static pasm_status block_bwd(pasm_cuda_net *g, gblock *b, void *dout, void **din, int n) {
     const gbwd q = block_grads(g, b, dout);
     TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn2, n), b->bn2.out, dout, g->t));
     TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, q.a, n));
-    TRY(conv_bwd(g, &b->conv2, b->bn1.out, q.a, q.b, n));
+    TRY(conv_bwd(g, &b->conv2, b->bn1.out, q.a, q.b, 0, n));
     TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn1, n), b->bn1.out, q.b, g->t));
     TRY(bn_bwd(g, &b->bn1, b->conv1.out, q.b, q.a2, n));
-    TRY(conv_bwd(g, &b->conv1, b->in, q.a2, q.din, n));
-    const pasm_conv2d_shape *s = &b->conv1.shape;
-    const int64_t in_count = (int64_t)n * s->c_in * s->h_in * s->w_in;
-    if (b->has_down) {
-        TRY(bn_bwd(g, &b->down_bn, b->down.out, dout, q.a3, n));
-        TRY(conv_bwd(g, &b->down, b->in, q.a3, q.d, n));
-        TRY(pasm_cuda_add(g->ctx, in_count, q.din, q.d, g->t));
-    } else {
-        TRY(pasm_cuda_add(g->ctx, in_count, q.din, dout, g->t));
+    if (!b->has_down) {
+        TRY(conv_bwd(g, &b->conv1, b->in, q.a2, dout, 1, n));
+        *din = dout;
+        return PASM_OK;
     }
+    TRY(conv_bwd(g, &b->conv1, b->in, q.a2, q.din, 0, n));
+    TRY(bn_bwd(g, &b->down_bn, b->down.out, dout, q.a3, n));
+    TRY(conv_bwd(g, &b->down, b->in, q.a3, q.din, 1, n));
     *din = q.din;
     return PASM_OK;
 }
@@ -655,7 +651,7 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
         stem_out = g->stem_again;
     }
     TRY(bn_bwd(g, &g->stem_bn, stem_out, d, dstem, n));
-    TRY(conv_bwd(g, &g->stem, g->x_in, dstem, dx ? g->dx_in : NULL, n));
+    TRY(conv_bwd(g, &g->stem, g->x_in, dstem, dx ? g->dx_in : NULL, 0, n));
     if (!dx) return PASM_OK;
     const int hw = cfg->input_size * cfg->input_size;
     return pasm_cuda_nhwc_to_nchw(g->ctx, n, cfg->in_channels, hw, g->dx_in, g->t, dx);

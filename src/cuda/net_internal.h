@@ -24,10 +24,11 @@ typedef struct {
 } gbn;
 
 /* The gradient buffers of a block's backward: of the bn2 input (a), the
- * conv2 input (b), the bn1 input (a2), the block's input (din), the
- * shortcut's BN input (a3) and its input-gradient share (d). */
+ * conv2 input (b), the bn1 input (a2), the block's input (din: a block
+ * with a shortcut convolution; else dout takes it) and the shortcut's BN
+ * input (a3). */
 typedef struct {
-    void *a, *b, *a2, *din, *a3, *d;
+    void *a, *b, *a2, *din, *a3;
 } gbwd;
 
 typedef struct {

@@ -233,14 +233,10 @@ static void case_elementwise_pool_linear(void) {
     const int64_t count = (int64_t)n * c * hw;
     float *x = rand_floats(count, 8, 1, 0), *d = rand_floats(count, 9, 1, 0);
     float *want = malloc(count * 4), *got = malloc(count * 4);
-    /* ReLU backward (y = x) and add */
+    /* ReLU backward (y = x) */
     for (int64_t i = 0; i < count; i++) want[i] = x[i] > 0 ? d[i] : 0;
     void *xd = buf_in(x, count * 4), *dd = buf_in(d, count * 4);
     OK(pasm_cuda_relu_backward(ctx(), count, xd, dd, PASM_CUDA_F32));
-    buf_out(got, dd, count * 4);
-    assert_memory_equal(got, want, count * 4);
-    for (int64_t i = 0; i < count; i++) want[i] += x[i];
-    OK(pasm_cuda_add(ctx(), count, dd, xd, PASM_CUDA_F32));
     buf_out(got, dd, count * 4);
     assert_memory_equal(got, want, count * 4);
     buf_free(xd);
@@ -515,7 +511,7 @@ static void conv_case(int n, int cin, int size, int cout, int k, int stride, pas
     void *yd = buf_in(NULL, yc * es), *dxd = buf_in(NULL, xc * es);
     OK(pasm_cuda_pack_weight(g_ctx, cout, cin, rs, wf, wp, t));
     OK(pasm_cuda_conv_forward(plan, n, xd, wp, yd, wsd, wsb));
-    OK(pasm_cuda_conv_backward_data(plan, n, dyd, wp, dxd, wsd, wsb));
+    OK(pasm_cuda_conv_backward_data(plan, n, dyd, wp, dxd, 0, wsd, wsb));
     OK(pasm_cuda_conv_backward_filter(plan, n, xd, dyd, dwp, wsd, wsb));
     OK(pasm_cuda_unpack_weight(g_ctx, cout, cin, rs, dwp, t, dwf));
     from_nhwc(y2, yd, n, cout, ohw, t);
@@ -531,6 +527,12 @@ static void conv_case(int n, int cin, int size, int cout, int k, int stride, pas
     expect_close(what, dx2, dx, xc, lim);
     snprintf(what, sizeof what, "conv %s %dx%d s%d %d->%d weight gradient", tn, k, k, stride, cin, cout);
     expect_close(what, dw2, dw, wc, lim);
+    /* dx += the input gradient: twice it */
+    OK(pasm_cuda_conv_backward_data(plan, n, dyd, wp, dxd, 1, wsd, wsb));
+    from_nhwc(dx2, dxd, n, cin, hw, t);
+    OK(pasm_cuda_sync(g_ctx, "convolution test"));
+    for (int64_t i = 0; i < xc; i++) dx2[i] *= 0.5f;
+    expect_close("  ... input gradient added to itself, halved", dx2, dx, xc, lim);
     /* a smaller batch through the same plan */
     OK(pasm_cuda_conv_forward(plan, 1, xd, wp, yd, wsd, wsb));
     from_nhwc(y2, yd, 1, cout, ohw, t);
