@@ -100,15 +100,21 @@ typedef struct {
     int first, last;
 } ptensor;
 
+enum { PLAN_MAX = 128 }; /* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 5 + 3 backward at most */
+
 typedef struct {
-    ptensor t[128]; /* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 6 + 1 backward at most */
-    int n, now;
+    ptensor t[PLAN_MAX];
+    int n, now, full;
 } tplan;
 
 enum { ARENA_ALIGN = 256 };
 
 /* A tensor written by the current op, returned by index. */
 static int def(tplan *p, void **ptr, int64_t values, size_t esize) {
+    if (p->n == PLAN_MAX) { /* plan_training refuses the plan */
+        p->full = 1;
+        return PLAN_MAX - 1;
+    }
     ptensor *t = &p->t[p->n];
     t->ptr = ptr;
     t->bytes = ((size_t)values * esize + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
@@ -129,7 +135,7 @@ static int by_size(const void *a, const void *b) {
 
 /* Offsets for every tensor; the arena's size. */
 static size_t place(tplan *p) {
-    ptensor *order[128];
+    ptensor *order[PLAN_MAX];
     for (int i = 0; i < p->n; i++) order[i] = &p->t[i];
     qsort(order, (size_t)p->n, sizeof order[0], by_size);
     size_t total = 0;
@@ -246,6 +252,10 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     use(p, ds); /* the stem's weight and input gradients */
     tick(p);
     use(p, b2[7]);
+    if (p->full) {
+        free(p);
+        return pasm_errorf(PASM_ERR_INVALID, "GPU network plan: more than %d tensors", PLAN_MAX);
+    }
     const size_t total = place(p);
     for (int i = 0; i < p->n; i++) /* the plan's promise, checked */
         for (int j = 0; j < i; j++) {
