@@ -133,11 +133,14 @@ pasm_status pasm_cuda_affine(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x
                              const float *scale, const float *shift, const void *residual,
                              int relu, void *y, pasm_cuda_dtype t);
 /* Backward through the batch statistics: dgamma, dbeta (may be NULL) and
- * dx (may be NULL). coef: scratch of 4*c floats. */
+ * dx (may be NULL). relu_y (may be NULL): the output of a ReLU after the
+ * BN, whose backward is taken on the way (dy counts where relu_y > 0).
+ * coef: scratch of 4*c floats. */
 pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
-                                  const void *dy, pasm_cuda_dtype t, const float *gamma,
-                                  const float *save_mean, const float *save_invstd, void *dx,
-                                  float *dgamma, float *dbeta, double *partial, float *coef);
+                                  const void *dy, const void *relu_y, pasm_cuda_dtype t,
+                                  const float *gamma, const float *save_mean,
+                                  const float *save_invstd, void *dx, float *dgamma, float *dbeta,
+                                  double *partial, float *coef);
 
 /* ---- elementwise over count values of dtype t ---- */
 pasm_status pasm_cuda_relu_backward(pasm_cuda_ctx *ctx, int64_t count, const void *y, void *d,

@@ -254,7 +254,7 @@ pasm_status pasm_cuda_affine(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x
 
 template <typename T>
 static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, const T *dy,
-                               const float *gamma, const float *save_mean,
+                               const T *relu_y, const float *gamma, const float *save_mean,
                                const float *save_invstd, T *dx, float *dgamma, float *dbeta,
                                double *partial, float *coef) {
     const int chunks = bn_chunks(m, c), groups = bn_groups(chunks);
@@ -270,7 +270,7 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
             const double mu = save_mean[ch];
             double a = 0.0, b = 0.0;
             for (int64_t r = r0; r < r1; r++) {
-                const double g = to_f(dy[r * c + ch]);
+                const double g = relu_y && !(to_f(relu_y[r * c + ch]) > 0.0f) ? 0.0 : to_f(dy[r * c + ch]);
                 a += g;
                 b += g * ((double)to_f(x[r * c + ch]) - mu);
             }
@@ -301,7 +301,8 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
         ctx, m * c,
         [=] __host__ __device__(int64_t i) {
             const int64_t ch = i % c;
-            const float v = coef[ch] * to_f(dy[i]) + coef[c + ch] * (to_f(x[i]) - coef[3 * c + ch]) +
+            const float g = relu_y && !(to_f(relu_y[i]) > 0.0f) ? 0.0f : to_f(dy[i]);
+            const float v = coef[ch] * g + coef[c + ch] * (to_f(x[i]) - coef[3 * c + ch]) +
                             coef[2 * c + ch];
             dx[i] = from_f<T>(v);
         },
@@ -309,16 +310,17 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
 }
 
 pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
-                                  const void *dy, pasm_cuda_dtype t, const float *gamma,
-                                  const float *save_mean, const float *save_invstd, void *dx,
-                                  float *dgamma, float *dbeta, double *partial, float *coef) {
+                                  const void *dy, const void *relu_y, pasm_cuda_dtype t,
+                                  const float *gamma, const float *save_mean,
+                                  const float *save_invstd, void *dx, float *dgamma, float *dbeta,
+                                  double *partial, float *coef) {
     return PASM_BY_DTYPE(t,
-                         bn_backward(ctx, m, c, (const float *)x, (const float *)dy, gamma,
-                                     save_mean, save_invstd, (float *)dx, dgamma, dbeta, partial,
-                                     coef),
-                         bn_backward(ctx, m, c, (const bf16 *)x, (const bf16 *)dy, gamma,
-                                     save_mean, save_invstd, (bf16 *)dx, dgamma, dbeta, partial,
-                                     coef));
+                         bn_backward(ctx, m, c, (const float *)x, (const float *)dy,
+                                     (const float *)relu_y, gamma, save_mean, save_invstd,
+                                     (float *)dx, dgamma, dbeta, partial, coef),
+                         bn_backward(ctx, m, c, (const bf16 *)x, (const bf16 *)dy,
+                                     (const bf16 *)relu_y, gamma, save_mean, save_invstd,
+                                     (bf16 *)dx, dgamma, dbeta, partial, coef));
 }
 
 /* ---- elementwise ---- */

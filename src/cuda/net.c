@@ -220,9 +220,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         use(p, b1[i]), use(p, a);
         int bb = def(p, &q->b, bn_values(&b->bn1), es);
         tick(p);
-        use(p, b1[i]), use(p, bb); /* ReLU */
-        tick(p);
-        use(p, c1[i]), use(p, bb);
+        use(p, c1[i]), use(p, bb), use(p, b1[i]); /* bn1's backward, with its ReLU's */
         int a2 = def(p, &q->a2, bn_values(&b->bn1), es);
         tick(p);
         use(p, in[i]), use(p, a2);
@@ -240,13 +238,11 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         tick(p);
         d = din;
     }
-    use(p, in[0]), use(p, d); /* the stem's ReLU */
-    tick(p);
     /* the stem's output again: a 1- or 3-channel convolution costs less to
      * redo than its output, the size of layer 1's, costs to keep */
     stem = def(p, &g->stem_again, conv_values(&g->stem), es);
     tick(p);
-    use(p, stem), use(p, d);
+    use(p, stem), use(p, d), use(p, in[0]); /* the stem BN's backward, with its ReLU's */
     int ds = def(p, &g->d_stem, bn_values(&g->stem_bn), es);
     tick(p);
     use(p, ds); /* the stem's weight and input gradients */
@@ -555,13 +551,18 @@ static pasm_status forward_from(pasm_net *net, int first, const void *h, int n, 
 
 /* BN backward from dy into dx: through the batch statistics after a
  * training forward (parameter gradients too), else through the frozen
- * affine map (dx = dy * scale). x is the BN's input. */
-static pasm_status bn_bwd(pasm_cuda_net *g, gbn *b, const void *x, const void *dy, void *dx,
+ * affine map (dx = dy * scale). x is the BN's input; relu: the BN is
+ * followed by a ReLU whose backward is taken on the way (dy is then
+ * overwritten on the frozen path). */
+static pasm_status bn_bwd(pasm_cuda_net *g, gbn *b, const void *x, void *dy, void *dx, int relu,
                           int n) {
     const int64_t m = (int64_t)n * b->hw;
-    if (!g->last_train)
+    if (!g->last_train) {
+        if (relu) TRY(pasm_cuda_relu_backward(g->ctx, m * b->c, b->out, dy, g->t));
         return pasm_cuda_affine(g->ctx, m, b->c, dy, b->scale, NULL, NULL, 0, dx, g->t);
-    return pasm_cuda_bn_backward(g->ctx, m, b->c, x, dy, g->t, g->param + b->gamma_off,
+    }
+    return pasm_cuda_bn_backward(g->ctx, m, b->c, x, dy, relu ? b->out : NULL, g->t,
+                                 g->param + b->gamma_off,
                                  b->save_mean, b->save_invstd, dx, g->grad + b->gamma_off,
                                  g->grad + b->beta_off, g->partial, g->coef);
 }
@@ -602,17 +603,16 @@ static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, void *dout) {
 static pasm_status block_bwd(pasm_cuda_net *g, gblock *b, void *dout, void **din, int n) {
     const gbwd q = block_grads(g, b, dout);
     TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn2, n), b->bn2.out, dout, g->t));
-    TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, q.a, n));
+    TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, q.a, 0, n)); /* dout: ReLU'd above */
     TRY(conv_bwd(g, &b->conv2, b->bn1.out, q.a, q.b, 0, n));
-    TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn1, n), b->bn1.out, q.b, g->t));
-    TRY(bn_bwd(g, &b->bn1, b->conv1.out, q.b, q.a2, n));
+    TRY(bn_bwd(g, &b->bn1, b->conv1.out, q.b, q.a2, 1, n));
     if (!b->has_down) {
         TRY(conv_bwd(g, &b->conv1, b->in, q.a2, dout, 1, n));
         *din = dout;
         return PASM_OK;
     }
     TRY(conv_bwd(g, &b->conv1, b->in, q.a2, q.din, 0, n));
-    TRY(bn_bwd(g, &b->down_bn, b->down.out, dout, q.a3, n));
+    TRY(bn_bwd(g, &b->down_bn, b->down.out, dout, q.a3, 0, n));
     TRY(conv_bwd(g, &b->down, b->in, q.a3, q.din, 1, n));
     *din = q.din;
     return PASM_OK;
@@ -652,7 +652,6 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
     void *d = g->planned ? g->d_pool : g->scratch[0];
     TRY(pasm_cuda_avgpool_backward(g->ctx, n, c, size * size, g->dpooled, d, g->t));
     for (int i = 7; i >= 0; i--) TRY(block_bwd(g, &g->blocks[i], d, &d, n));
-    TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&g->stem_bn, n), g->stem_bn.out, d, g->t));
     void *dstem = g->planned ? g->d_stem : d == g->scratch[0] ? g->scratch[1] : g->scratch[0];
     const void *stem_out = g->stem.out;
     if (g->planned && g->last_train) { /* its place is gone: again, the same bits */
@@ -660,7 +659,7 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
                                    g->ws, g->ws_bytes));
         stem_out = g->stem_again;
     }
-    TRY(bn_bwd(g, &g->stem_bn, stem_out, d, dstem, n));
+    TRY(bn_bwd(g, &g->stem_bn, stem_out, d, dstem, 1, n)); /* with the stem's ReLU */
     TRY(conv_bwd(g, &g->stem, g->x_in, dstem, dx ? g->dx_in : NULL, 0, n));
     if (!dx) return PASM_OK;
     const int hw = cfg->input_size * cfg->input_size;

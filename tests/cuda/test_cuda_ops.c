@@ -190,7 +190,7 @@ static void case_batchnorm(int n, int c, int h, float offset) {
     OK(pasm_cuda_bn_stats(ctx(), m, c, xd, PASM_CUDA_F32, 1e-5f, 0.1f, gd, bd, rmd, rvd, smd, sid,
                           scd, shd, part));
     OK(pasm_cuda_affine(ctx(), m, c, xd, scd, shd, resd, 1, yd, PASM_CUDA_F32));
-    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, PASM_CUDA_F32, gd, smd, sid, dxd, dgd, dbd,
+    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, NULL, PASM_CUDA_F32, gd, smd, sid, dxd, dgd, dbd,
                              part, coef));
     from_nhwc(y2, yd, n, c, hw, PASM_CUDA_F32);
     from_nhwc(dx2, dxd, n, c, hw, PASM_CUDA_F32);
@@ -210,6 +210,20 @@ static void case_batchnorm(int n, int c, int h, float offset) {
     expect_close("BN input gradient", dx2, dx, count, 1e-5);
     expect_close("BN dgamma", dg2, dg, c, 1e-5);
     expect_close("BN dbeta", db2, db, c, 1e-5);
+    /* the backward with the ReLU after it taken on the way (relu_y: the
+     * output above, with its residual): the CPU's on dy masked by y > 0 */
+    float *dym = malloc(count * 4);
+    for (int64_t i = 0; i < count; i++) dym[i] = y[i] > 0 ? dy[i] : 0.0f;
+    pasm_batchnorm_backward(&s, x, gamma, smean, sinv, dym, dx, dg, db);
+    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, yd, PASM_CUDA_F32, gd, smd, sid, dxd, dgd,
+                             dbd, part, coef));
+    from_nhwc(dx2, dxd, n, c, hw, PASM_CUDA_F32);
+    buf_out(dg2, dgd, c * 4);
+    buf_out(db2, dbd, c * 4);
+    expect_close("BN input gradient through a ReLU", dx2, dx, count, 1e-5);
+    expect_close("BN dgamma through a ReLU", dg2, dg, c, 1e-5);
+    expect_close("BN dbeta through a ReLU", db2, db, c, 1e-5);
+    free(dym);
 
     /* evaluation: fold + affine = pasm_batchnorm_forward_eval */
     pasm_batchnorm_forward_eval(&s, x, gamma, beta, rm, rv, y);
