@@ -13,6 +13,10 @@ passed=0; failed=0; broken=()
 # save when instrumented: the network, attack and GPU tests (tests/nn/,
 # tests/pasm/, tests/cuda/) run them under the sanitizers, everything else
 # whole forwards (PASM_PATCH=0).
+# Every GPU training network built on the host emulation checks its memory
+# plan (src/cuda/net.c, PASM_CUDA_PLAN_CHECK: tensors kept apart and poisoned
+# outside their lifetimes); a real GPU ignores it.
+export PASM_CUDA_PLAN_CHECK=${PASM_CUDA_PLAN_CHECK-1}
 times=()
 for t in "$@"; do
   echo "=== $t"

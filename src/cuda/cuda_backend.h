@@ -47,6 +47,8 @@ void pasm_cuda_profile_reset(void);
 /* Host emulation of the kernels (tests): 1 on, 0 off. */
 void pasm_cuda_emulate(int on);
 int pasm_cuda_emulating(void);
+/* 1 while the emulation records a graph (pasm_cuda_graph_begin .. _end). */
+int pasm_cuda_recording(void);
 
 /* The context: one per process, shared by every caller (reference
  * counted; each create is matched by a free). All work runs in order on its

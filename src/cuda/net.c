@@ -133,6 +133,76 @@ static int by_size(const void *a, const void *b) {
     return x->first - y->first;
 }
 
+/* PASM_CUDA_PLAN_CHECK=1 on the emulation, for tests: every tensor of the
+ * plan gets a place of its own, all of them start a step poisoned (0xFF
+ * bytes: a NaN in fp32 and bf16), and each is poisoned again at the end of
+ * its last op, so that a read the plan's list left out reads NaNs and the
+ * results part from the CPU's. A tensor must still be poison just before
+ * its first op and, once dead, at the end of the step: else some op wrote
+ * it outside its lifetime. The ops are counted against the plan's. Graph
+ * recording is not checked (the checks would run at capture). */
+struct plan_check {
+    struct {
+        unsigned char *p;
+        size_t bytes;
+        int first, last;
+    } t[PLAN_MAX];
+    int n, now, forward_ops, step_ops, off;
+};
+
+static void poison(struct plan_check *c, int i) { memset(c->t[i].p, 0xFF, c->t[i].bytes); }
+
+static int poisoned(const struct plan_check *c, int i) {
+    for (size_t b = 0; b < c->t[i].bytes; b++)
+        if (c->t[i].p[b] != 0xFF) return 0;
+    return 1;
+}
+
+static int checking(pasm_cuda_net *g) {
+    struct plan_check *c = g->check;
+    if (!c || c->off) return 0;
+    if (pasm_cuda_recording()) c->off = 1; /* a graph's capture: not checked from here on */
+    return !c->off;
+}
+
+/* A step's first op is next: every tensor poisoned. */
+static void ops_begin(pasm_cuda_net *g) {
+    if (!checking(g)) return;
+    for (int i = 0; i < g->check->n; i++) poison(g->check, i);
+    g->check->now = 0;
+}
+
+static pasm_status op_done(pasm_cuda_net *g) {
+    if (!checking(g)) return PASM_OK;
+    struct plan_check *c = g->check;
+    const int k = c->now++;
+    for (int i = 0; i < c->n; i++) {
+        if (k + 1 == c->t[i].first && !poisoned(c, i))
+            return pasm_errorf(PASM_ERR_INVALID, "GPU network plan check: tensor %d, alive for "
+                                                 "ops %d..%d, was written by op %d or before",
+                               i, c->t[i].first, c->t[i].last, k);
+        if (k == c->t[i].last) poison(c, i);
+    }
+    return PASM_OK;
+}
+
+/* The ops so far, against the plan's count at this point. */
+static pasm_status ops_expect(pasm_cuda_net *g, int backward) {
+    if (!checking(g)) return PASM_OK;
+    struct plan_check *c = g->check;
+    const int want = backward ? c->step_ops : c->forward_ops;
+    if (c->now != want)
+        return pasm_errorf(PASM_ERR_INVALID, "GPU network plan check: %d ops at the end of the "
+                                             "%s, the plan lists %d",
+                           c->now, backward ? "backward" : "forward", want);
+    for (int i = 0; backward && i < c->n; i++)
+        if (c->t[i].last < c->now && !poisoned(c, i))
+            return pasm_errorf(PASM_ERR_INVALID, "GPU network plan check: tensor %d, alive for "
+                                                 "ops %d..%d, was written after its last op",
+                               i, c->t[i].first, c->t[i].last);
+    return PASM_OK;
+}
+
 /* Offsets for every tensor; the arena's size. */
 static size_t place(tplan *p) {
     ptensor *order[PLAN_MAX];
@@ -207,6 +277,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     }
     use(p, h); /* the pool */
     tick(p);
+    const int forward_ops = p->now;
     int d = def(p, &g->d_pool, h_values, es); /* the pool's backward */
     tick(p);
     for (int i = 7; i >= 0; i--) {
@@ -247,12 +318,19 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     tick(p);
     use(p, ds); /* the stem's weight and input gradients */
     tick(p);
+    const int step_ops = p->now;
     use(p, b2[7]);
     if (p->full) {
         free(p);
         return pasm_errorf(PASM_ERR_INVALID, "GPU network plan: more than %d tensors", PLAN_MAX);
     }
-    const size_t total = place(p);
+    const char *chk = getenv("PASM_CUDA_PLAN_CHECK");
+    const int check = chk && chk[0] == '1' && pasm_cuda_emulating();
+    size_t total = place(p);
+    if (check) { /* each apart */
+        total = 0;
+        for (int i = 0; i < p->n; i++) p->t[i].off = total, total += p->t[i].bytes;
+    }
     for (int i = 0; i < p->n; i++) /* the plan's promise, checked */
         for (int j = 0; j < i; j++) {
             const ptensor *a = &p->t[i], *b = &p->t[j];
@@ -268,6 +346,18 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     if (!st) {
         for (int i = 0; i < p->n; i++) *p->t[i].ptr = (char *)g->arena + p->t[i].off;
         g->planned = 1;
+    }
+    if (!st && check) {
+        struct plan_check *c = calloc(1, sizeof *c);
+        if (!c) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory for the plan check");
+        for (int i = 0; c && i < p->n; i++) {
+            c->t[i].p = (unsigned char *)g->arena + p->t[i].off;
+            c->t[i].bytes = p->t[i].bytes;
+            c->t[i].first = p->t[i].first;
+            c->t[i].last = p->t[i].last;
+        }
+        if (c) c->n = p->n, c->forward_ops = forward_ops, c->step_ops = step_ops;
+        g->check = c;
     }
     free(p);
     return st;
@@ -385,6 +475,7 @@ void pasm_cuda_net_free(pasm_net *net) {
                     g->arena};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) pasm_cuda_free(bufs[i]);
     pasm_cuda_ctx_free(g->ctx);
+    free(g->check);
     free(g);
     net->gpu = NULL;
 }
@@ -479,18 +570,25 @@ pasm_status pasm_cuda_net_packed(pasm_cuda_net *g) {
     return PASM_OK;
 }
 
+/* Each op ends with op_done: plan_training lists these ops. */
 static pasm_status block_fwd(pasm_cuda_net *g, gblock *b, const void *in, int n, int train) {
     b->in = in;
     TRY(conv_fwd(g, &b->conv1, in, n));
+    TRY(op_done(g));
     TRY(bn_fwd(g, &b->bn1, b->conv1.out, NULL, 1, n, train));
+    TRY(op_done(g));
     const void *shortcut = in;
     if (b->has_down) {
         TRY(conv_fwd(g, &b->down, in, n));
+        TRY(op_done(g));
         TRY(bn_fwd(g, &b->down_bn, b->down.out, NULL, 0, n, train));
+        TRY(op_done(g));
         shortcut = b->down_bn.out;
     }
     TRY(conv_fwd(g, &b->conv2, b->bn1.out, n));
-    return bn_fwd(g, &b->bn2, b->conv2.out, shortcut, 1, n, train);
+    TRY(op_done(g));
+    TRY(bn_fwd(g, &b->bn2, b->conv2.out, shortcut, 1, n, train));
+    return op_done(g);
 }
 
 static pasm_status forward_from(pasm_net *net, int first, const void *h, int n, int train);
@@ -514,9 +612,13 @@ pasm_status pasm_cuda_net_forward_dev(pasm_net *net, const float *x, int n, int 
     TRY(pasm_cuda_nchw_to_nhwc(g->ctx, n, cfg->in_channels, hw, x, g->x_in, g->t));
     if (train) g->packed = 0; /* a training step always packs: a graph of it must */
     TRY(pasm_cuda_net_packed(g));
+    ops_begin(g);
     TRY(conv_fwd(g, &g->stem, g->x_in, n));
+    TRY(op_done(g));
     TRY(bn_fwd(g, &g->stem_bn, g->stem.out, NULL, 1, n, train));
+    TRY(op_done(g));
     TRY(forward_from(net, 0, g->stem_bn.out, n, train));
+    TRY(ops_expect(g, 0));
     g->last_n = n;
     g->last_train = train;
     g->have_forward = 1;
@@ -544,7 +646,7 @@ static pasm_status forward_from(pasm_net *net, int first, const void *h, int n, 
     TRY(pasm_cuda_linear_forward(g->ctx, n, c, k, g->pooled, g->param + (net->fc_weight -
                                                                          net->param_block),
                                  g->param + (net->fc_bias - net->param_block), g->logits));
-    return PASM_OK;
+    return op_done(g);
 }
 
 /* ---- backward ---- */
@@ -603,19 +705,25 @@ static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, void *dout) {
 static pasm_status block_bwd(pasm_cuda_net *g, gblock *b, void *dout, void **din, int n) {
     const gbwd q = block_grads(g, b, dout);
     TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn2, n), b->bn2.out, dout, g->t));
+    TRY(op_done(g));
     TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, q.a, 0, n)); /* dout: ReLU'd above */
+    TRY(op_done(g));
     TRY(conv_bwd(g, &b->conv2, b->bn1.out, q.a, q.b, 0, n));
+    TRY(op_done(g));
     TRY(bn_bwd(g, &b->bn1, b->conv1.out, q.b, q.a2, 1, n));
+    TRY(op_done(g));
     if (!b->has_down) {
         TRY(conv_bwd(g, &b->conv1, b->in, q.a2, dout, 1, n));
         *din = dout;
-        return PASM_OK;
+        return op_done(g);
     }
     TRY(conv_bwd(g, &b->conv1, b->in, q.a2, q.din, 0, n));
+    TRY(op_done(g));
     TRY(bn_bwd(g, &b->down_bn, b->down.out, dout, q.a3, 0, n));
+    TRY(op_done(g));
     TRY(conv_bwd(g, &b->down, b->in, q.a3, q.din, 1, n));
     *din = q.din;
-    return PASM_OK;
+    return op_done(g);
 }
 
 static pasm_status check_forward(const pasm_cuda_net *g) {
@@ -651,6 +759,7 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
     if (g->planned) g->have_forward = 0, g->consumed = 1;
     void *d = g->planned ? g->d_pool : g->scratch[0];
     TRY(pasm_cuda_avgpool_backward(g->ctx, n, c, size * size, g->dpooled, d, g->t));
+    TRY(op_done(g));
     for (int i = 7; i >= 0; i--) TRY(block_bwd(g, &g->blocks[i], d, &d, n));
     void *dstem = g->planned ? g->d_stem : d == g->scratch[0] ? g->scratch[1] : g->scratch[0];
     const void *stem_out = g->stem.out;
@@ -659,8 +768,12 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
                                    g->ws, g->ws_bytes));
         stem_out = g->stem_again;
     }
+    TRY(op_done(g));
     TRY(bn_bwd(g, &g->stem_bn, stem_out, d, dstem, 1, n)); /* with the stem's ReLU */
+    TRY(op_done(g));
     TRY(conv_bwd(g, &g->stem, g->x_in, dstem, dx ? g->dx_in : NULL, 0, n));
+    TRY(op_done(g));
+    TRY(ops_expect(g, 1));
     if (!dx) return PASM_OK;
     const int hw = cfg->input_size * cfg->input_size;
     return pasm_cuda_nhwc_to_nchw(g->ctx, n, cfg->in_channels, hw, g->dx_in, g->t, dx);

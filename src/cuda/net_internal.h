@@ -60,6 +60,9 @@ struct pasm_cuda_net {
     int planned;
     void *d_pool, *d_stem; /* the gradients of the last block's output and the stem BN's input */
     void *stem_again;      /* the stem's output, computed again for its BN's backward */
+    /* PASM_CUDA_PLAN_CHECK=1 on the emulation (tests): the plan's tensors
+     * each apart, and kept poisoned outside their lifetimes (net.c) */
+    struct plan_check *check;
     void *dw_packed; /* one weight gradient at a time, before unpacking */
     /* The evaluation modes keep less: every convolution writes conv_tmp
      * (its BN reads it at once); PASM_NET_EVAL's BN outputs take turns in

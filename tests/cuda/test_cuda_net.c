@@ -761,6 +761,8 @@ static void test_refusal(void **unused) {
 }
 
 int main(void) {
+    /* the emulated training networks check their memory plan (net.c) */
+    setenv("PASM_CUDA_PLAN_CHECK", "1", 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refusal),
         cmocka_unit_test(test_host_writes_survive),
