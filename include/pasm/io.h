@@ -87,6 +87,11 @@ typedef struct {
 
 /* Writes the network's state_dict and meta (design.md's keys) atomically. */
 pasm_status pasm_checkpoint_save(const char *path, pasm_net *net, const pasm_model_meta *meta);
+/* The same from a network's state tensors (pasm_net_state's, in order) and
+ * its configuration: a copy taken earlier, say. */
+pasm_status pasm_checkpoint_save_tensors(const char *path, const pasm_net_config *cfg,
+                                         const pasm_tensor *tensors, int n,
+                                         const pasm_model_meta *meta);
 /* Loads a checkpoint: validates the file, infers/validates the architecture,
  * builds a network for max_batch images and fills it. Every tensor must be
  * present with the right shape and dtype; metadata must agree with the tensors. */

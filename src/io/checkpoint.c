@@ -138,20 +138,27 @@ static pasm_status build_meta(const char *path, const pasm_net_config *cfg,
     return PASM_OK;
 }
 
-pasm_status pasm_checkpoint_save(const char *path, pasm_net *net, const pasm_model_meta *meta) {
-    if (!path || !net || !meta) return pasm_errorf(PASM_ERR_INVALID, "checkpoint save: NULL argument");
+pasm_status pasm_checkpoint_save_tensors(const char *path, const pasm_net_config *cfg,
+                                         const pasm_tensor *tensors, int n,
+                                         const pasm_model_meta *meta) {
+    if (!path || !cfg || !meta || (n > 0 && !tensors))
+        return pasm_errorf(PASM_ERR_INVALID, "checkpoint save: NULL argument");
     meta_strings strings = {0};
-    int n = pasm_net_n_state(net);
-    pasm_tensor *tensors = malloc((size_t)(n > 0 ? n : 1) * sizeof *tensors);
-    pasm_status st = tensors ? PASM_OK : pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", path);
-    if (st == PASM_OK) st = build_meta(path, pasm_net_get_config(net), meta, &strings);
-    for (int i = 0; i < n && st == PASM_OK; i++) {
-        tensors[i] = *pasm_net_state(net, i);
-        st = check_finite(path, &tensors[i]);
-    }
+    pasm_status st = build_meta(path, cfg, meta, &strings);
+    for (int i = 0; i < n && st == PASM_OK; i++) st = check_finite(path, &tensors[i]);
     if (st == PASM_OK)
         st = pasm_safetensors_write(path, tensors, n, strings.keys, strings.values, strings.n);
     free(strings.classes);
+    return st;
+}
+
+pasm_status pasm_checkpoint_save(const char *path, pasm_net *net, const pasm_model_meta *meta) {
+    if (!path || !net || !meta) return pasm_errorf(PASM_ERR_INVALID, "checkpoint save: NULL argument");
+    int n = pasm_net_n_state(net);
+    pasm_tensor *tensors = malloc((size_t)(n > 0 ? n : 1) * sizeof *tensors);
+    if (!tensors) return pasm_errorf(PASM_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; i < n; i++) tensors[i] = *pasm_net_state(net, i);
+    pasm_status st = pasm_checkpoint_save_tensors(path, pasm_net_get_config(net), tensors, n, meta);
     free(tensors);
     return st;
 }

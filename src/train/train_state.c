@@ -3,7 +3,10 @@
  * counters; doubles travel bit for bit as I64. Every file is written
  * atomically, in an order that makes a kill at any point safe: the last model,
  * the best, the metrics, and the state last, so a resumed run repeats at most
- * the epoch whose state was not yet written, with the same result. */
+ * the epoch whose state was not yet written, with the same result. The GPU
+ * trainer's are written by a thread from a copy (pasm_epoch_writer) while the
+ * next epoch trains: a kill then repeats up to two epochs. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,32 +31,54 @@ static double unbits(int64_t v) {
     return d;
 }
 
-pasm_status pasm_train_state_save(const char *out_path, pasm_net *net, pasm_sgd *sgd,
-                                  const pasm_train_state *ts, const pasm_model_meta *meta) {
+/* X.state from the network's state tensors (in pasm_net_state's order), the
+ * momentum (NULL: none) and the counters. */
+static pasm_status state_save_tensors(const char *out_path, const pasm_tensor *model, int n_state,
+                                      const float *momentum, int64_t count, int64_t sgd_steps,
+                                      const pasm_train_state *ts, const pasm_model_meta *meta) {
     char path[4096];
     pasm_train_sibling(out_path, "state", NULL, path, sizeof path);
-    pasm_status sync = pasm_sgd_sync(sgd, net); /* a GPU run's momentum */
-    if (sync) return sync;
-    int n_state = pasm_net_n_state(net);
     pasm_tensor *tensors = calloc((size_t)n_state + 2, sizeof(pasm_tensor));
     if (!tensors) return pasm_errorf(PASM_ERR_NOMEM, "out of memory writing %s", path);
     for (int i = 0; i < n_state; i++) {
-        tensors[i] = *pasm_net_state(net, i);
-        snprintf(tensors[i].name, sizeof tensors[i].name, "model.%s", pasm_net_state(net, i)->name);
+        tensors[i] = model[i];
+        snprintf(tensors[i].name, sizeof tensors[i].name, "model.%s", model[i].name);
     }
     int64_t counters[C_COUNT] = {ts->epoch, ts->batch_pos, ts->step, ts->best_epoch,
                                  bits(ts->best_accuracy), bits(ts->loss_sum), ts->correct,
-                                 ts->seen, sgd->steps};
+                                 ts->seen, sgd_steps};
     int n = n_state;
     tensors[n++] = (pasm_tensor){.name = "train.counters", .dtype = PASM_I64, .ndim = 1,
                                  .shape = {C_COUNT}, .data = counters};
-    if (sgd->momentum_buffer)
+    if (momentum)
         tensors[n++] = (pasm_tensor){.name = "sgd.momentum", .dtype = PASM_F32, .ndim = 1,
-                                     .shape = {sgd->count}, .data = sgd->momentum_buffer};
+                                     .shape = {count}, .data = (void *)momentum};
     const char *keys[] = {"format", "kind", "args"};
     const char *values[] = {"pasm", "train-state", meta->args_json ? meta->args_json : "{}"};
     pasm_status st = pasm_safetensors_write(path, tensors, n, keys, values, 3);
     free(tensors);
+    return st;
+}
+
+/* The network's state tensors as pasm_net_state gives them (a GPU network's
+ * brought to the host); NULL when out of memory. */
+static pasm_tensor *state_tensors(pasm_net *net, int *n) {
+    *n = pasm_net_n_state(net);
+    pasm_tensor *t = malloc((size_t)(*n > 0 ? *n : 1) * sizeof *t);
+    for (int i = 0; t && i < *n; i++) t[i] = *pasm_net_state(net, i);
+    return t;
+}
+
+pasm_status pasm_train_state_save(const char *out_path, pasm_net *net, pasm_sgd *sgd,
+                                  const pasm_train_state *ts, const pasm_model_meta *meta) {
+    pasm_status sync = pasm_sgd_sync(sgd, net); /* a GPU run's momentum */
+    if (sync) return sync;
+    int n;
+    pasm_tensor *model = state_tensors(net, &n);
+    if (!model) return pasm_errorf(PASM_ERR_NOMEM, "out of memory writing %s's state", out_path);
+    pasm_status st = state_save_tensors(out_path, model, n, sgd->momentum_buffer, sgd->count,
+                                        sgd->steps, ts, meta);
+    free(model);
     return st;
 }
 
@@ -159,14 +184,143 @@ static pasm_status append_metrics(const char *out_path, const pasm_epoch_stats *
     return st;
 }
 
+/* What an epoch's files hold: the network's state tensors and momentum
+ * (borrowed, or copied when the files are written later), the counters,
+ * the metadata (its strings borrowed) and the epoch's line. */
+typedef struct {
+    char out_path[4096];
+    pasm_net_config cfg;
+    pasm_tensor *model;
+    int n_model;
+    const float *momentum;
+    int64_t count, sgd_steps;
+    pasm_train_state ts;
+    pasm_model_meta meta;
+    pasm_epoch_stats es;
+} epoch_files;
+
+static void epoch_files_free(epoch_files *f) {
+    free(f->model);
+    f->model = NULL;
+}
+
+/* The files' contents; with copy (a buffer kept between calls, grown as
+ * needed: *copy, *copy_bytes), the tensors' data copied into it. */
+static pasm_status epoch_files_take(epoch_files *f, const char *out_path, pasm_net *net,
+                                    pasm_sgd *sgd, const pasm_train_state *ts,
+                                    const pasm_model_meta *meta, const pasm_epoch_stats *es,
+                                    void **copy, size_t *copy_bytes) {
+    memset(f, 0, sizeof *f);
+    if (snprintf(f->out_path, sizeof f->out_path, "%s", out_path) >= (int)sizeof f->out_path)
+        return pasm_errorf(PASM_ERR_INVALID, "%s: path too long", out_path);
+    pasm_status st = pasm_sgd_sync(sgd, net); /* a GPU run's momentum */
+    if (st) return st;
+    f->cfg = *pasm_net_get_config(net);
+    if (!(f->model = state_tensors(net, &f->n_model)))
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory writing %s's epoch files", out_path);
+    f->momentum = sgd->momentum_buffer, f->count = sgd->count, f->sgd_steps = sgd->steps;
+    f->ts = *ts, f->meta = *meta, f->es = *es;
+    if (!copy) return PASM_OK;
+    size_t total = f->momentum ? (size_t)f->count * sizeof(float) : 0;
+    for (int i = 0; i < f->n_model; i++) total += pasm_tensor_bytes(&f->model[i]);
+    if (total > *copy_bytes) {
+        free(*copy);
+        *copy_bytes = 0;
+        if (!(*copy = malloc(total))) {
+            epoch_files_free(f);
+            return pasm_errorf(PASM_ERR_NOMEM, "out of memory copying %s's epoch files (%.0f MiB)",
+                               out_path, (double)total / 1048576.0);
+        }
+        *copy_bytes = total;
+    }
+    unsigned char *at = *copy;
+    for (int i = 0; i < f->n_model; i++) {
+        const size_t b = pasm_tensor_bytes(&f->model[i]);
+        memcpy(at, f->model[i].data, b);
+        f->model[i].data = at;
+        at += b;
+    }
+    if (f->momentum) {
+        memcpy(at, f->momentum, (size_t)f->count * sizeof(float));
+        f->momentum = (const float *)at;
+    }
+    return PASM_OK;
+}
+
+/* X.last, X (when best), the metrics line, then X.state. */
+static pasm_status epoch_files_write(const epoch_files *f) {
+    char path[4096];
+    pasm_train_sibling(f->out_path, "last", NULL, path, sizeof path);
+    pasm_status st = pasm_checkpoint_save_tensors(path, &f->cfg, f->model, f->n_model, &f->meta);
+    if (!st && f->es.is_best)
+        st = pasm_checkpoint_save_tensors(f->out_path, &f->cfg, f->model, f->n_model, &f->meta);
+    if (!st) st = append_metrics(f->out_path, &f->es);
+    if (!st)
+        st = state_save_tensors(f->out_path, f->model, f->n_model, f->momentum, f->count,
+                                f->sgd_steps, &f->ts, &f->meta);
+    return st;
+}
+
 pasm_status pasm_train_epoch_files(const char *out_path, pasm_net *net, pasm_sgd *sgd,
                                    const pasm_train_state *ts, const pasm_model_meta *meta,
                                    const pasm_epoch_stats *es) {
-    char path[4096];
-    pasm_train_sibling(out_path, "last", NULL, path, sizeof path);
-    pasm_status st = pasm_checkpoint_save(path, net, meta);
-    if (!st && es->is_best) st = pasm_checkpoint_save(out_path, net, meta);
-    if (!st) st = append_metrics(out_path, es);
-    if (!st) st = pasm_train_state_save(out_path, net, sgd, ts, meta);
+    epoch_files f;
+    pasm_status st = epoch_files_take(&f, out_path, net, sgd, ts, meta, es, NULL, NULL);
+    if (!st) st = epoch_files_write(&f);
+    epoch_files_free(&f);
+    return st;
+}
+
+struct pasm_epoch_writer {
+    pthread_t thread;
+    int running;
+    epoch_files files;
+    void *copy; /* the copied tensors, kept from epoch to epoch */
+    size_t copy_bytes;
+    pasm_status st;
+    char msg[1024];
+};
+
+static void *writer_main(void *arg) {
+    pasm_epoch_writer *w = arg;
+    w->st = epoch_files_write(&w->files);
+    if (w->st) snprintf(w->msg, sizeof w->msg, "%s", pasm_last_error());
+    return NULL;
+}
+
+pasm_status pasm_epoch_writer_start(pasm_epoch_writer **out, const char *out_path,
+                                    pasm_net *net, pasm_sgd *sgd, const pasm_train_state *ts,
+                                    const pasm_model_meta *meta, const pasm_epoch_stats *es) {
+    if (*out && (*out)->running)
+        return pasm_errorf(PASM_ERR_INVALID, "epoch files: a write is still pending");
+    if (!*out && !(*out = calloc(1, sizeof **out)))
+        return pasm_errorf(PASM_ERR_NOMEM, "out of memory writing %s's epoch files", out_path);
+    pasm_epoch_writer *w = *out;
+    pasm_status st =
+        epoch_files_take(&w->files, out_path, net, sgd, ts, meta, es, &w->copy, &w->copy_bytes);
+    if (st) return st;
+    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+        epoch_files_free(&w->files);
+        return pasm_errorf(PASM_ERR_IO, "%s: could not start the thread writing the epoch files",
+                           out_path);
+    }
+    w->running = 1;
+    return PASM_OK;
+}
+
+pasm_status pasm_epoch_writer_wait(pasm_epoch_writer *w) {
+    if (!w || !w->running) return PASM_OK;
+    pthread_join(w->thread, NULL);
+    w->running = 0;
+    epoch_files_free(&w->files);
+    if (w->st) return pasm_errorf(w->st, "%s", w->msg);
+    return PASM_OK;
+}
+
+pasm_status pasm_epoch_writer_free(pasm_epoch_writer **wp) {
+    pasm_status st = pasm_epoch_writer_wait(*wp);
+    if (*wp) free((*wp)->copy);
+    free(*wp);
+    *wp = NULL;
     return st;
 }

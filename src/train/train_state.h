@@ -27,5 +27,17 @@ pasm_status pasm_train_metrics_reset(const char *out_path);
 pasm_status pasm_train_epoch_files(const char *out_path, pasm_net *net, pasm_sgd *sgd,
                                    const pasm_train_state *ts, const pasm_model_meta *meta,
                                    const pasm_epoch_stats *es);
+/* The same files written by a thread while training goes on: what they
+ * hold is copied first, into a buffer kept from epoch to epoch (the
+ * metadata's strings stay the caller's until the wait). One write at a
+ * time: _start makes the writer (*w NULL) or reuses it; _wait joins the
+ * write (none pending: PASM_OK) and returns its status, with its message;
+ * _free waits, then frees. */
+typedef struct pasm_epoch_writer pasm_epoch_writer;
+pasm_status pasm_epoch_writer_start(pasm_epoch_writer **w, const char *out_path,
+                                    pasm_net *net, pasm_sgd *sgd, const pasm_train_state *ts,
+                                    const pasm_model_meta *meta, const pasm_epoch_stats *es);
+pasm_status pasm_epoch_writer_wait(pasm_epoch_writer *w);
+pasm_status pasm_epoch_writer_free(pasm_epoch_writer **w);
 
 #endif

@@ -223,6 +223,13 @@ static pasm_status validate(pasm_net *net, const pasm_dataset *val, const pasm_m
     return st;
 }
 
+/* PASM_TRAIN_SYNC_EPOCH_FILES=1: the GPU trainer writes its epoch files
+ * before going on, as the CPU's does (for tests and comparisons). */
+static int sync_epoch_files(void) {
+    const char *e = getenv("PASM_TRAIN_SYNC_EPOCH_FILES");
+    return e && e[0] == '1';
+}
+
 pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_dataset *train,
                        const pasm_dataset *val, const pasm_train_options *opt,
                        const pasm_train_hooks *hooks, pasm_train_result *result) {
@@ -240,6 +247,7 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
     if ((st = workspace_init(&w, train, opt->batch, k, batches))) return st;
     pasm_class_balance(train, k, w.class_weights, w.sampler_cdf);
     device_step *dev = NULL;
+    pasm_epoch_writer *writer = NULL; /* the GPU trainer's epoch files, being written */
     int64_t n_params;
     pasm_net_param_block(net, &n_params);
     pasm_sgd sgd;
@@ -327,6 +335,7 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
             t_counted = pasm_now_seconds();
             if (stop && !last) {
                 ts.epoch = epoch;
+                if ((st = pasm_epoch_writer_wait(writer))) goto done; /* the last epoch's first */
                 if (opt->out_path) st = pasm_train_state_save(opt->out_path, net, &sgd, &ts,
                                                               &ckpt_meta);
                 if (!st)
@@ -352,9 +361,17 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
         ts.loss_sum = 0;
         ts.correct = ts.seen = 0;
         ckpt_meta.epoch = epoch + 1;
-        if (opt->out_path &&
-            (st = pasm_train_epoch_files(opt->out_path, net, &sgd, &ts, &ckpt_meta, &es)))
-            goto done;
+        if (opt->out_path) {
+            /* the GPU trainer's go on while a thread writes them (a CPU
+             * epoch dwarfs the write): the previous epoch's finished first */
+            if ((st = pasm_epoch_writer_wait(writer))) goto done;
+            if (dev && !sync_epoch_files())
+                st = pasm_epoch_writer_start(&writer, opt->out_path, net, &sgd, &ts, &ckpt_meta,
+                                             &es);
+            else
+                st = pasm_train_epoch_files(opt->out_path, net, &sgd, &ts, &ckpt_meta, &es);
+            if (st) goto done;
+        }
         if (hooks && hooks->on_epoch) hooks->on_epoch(hooks->user, &es);
         epochs_this_run++;
         int more = epoch + 1 < opt->epochs;
@@ -371,6 +388,13 @@ pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_da
         }
     }
 done:
+    if (writer) { /* the files are written when pasm_train returns; a first error wins */
+        char first[1024];
+        snprintf(first, sizeof first, "%s", st ? pasm_last_error() : "");
+        pasm_status ws = pasm_epoch_writer_free(&writer);
+        if (st && ws) pasm_errorf(st, "%s", first);
+        if (!st) st = ws;
+    }
     if (result) {
         result->epochs_done = ts.epoch;
         result->best_epoch = ts.best_epoch;

@@ -251,6 +251,48 @@ static void train_path(int how, const char *path, const char *fmt, const char *a
     assert_int_equal(rename(path, keep), 0);
 }
 
+/* The GPU trainer writes its epoch files from a thread while the next epoch
+ * trains: the same bytes as written before going on
+ * (PASM_TRAIN_SYNC_EPOCH_FILES=1), and a write that fails (a folder where
+ * the last model goes) ends the run with the file's name, not in silence. */
+static void test_epoch_files_thread(void **unused) {
+    if (!gpu_runs_here()) skip();
+    char a[400], fa[440], fb[440], *out;
+    const char *kinds[] = {"", ".last", ".state"};
+    /* the same --out both times (the files record it) */
+    snprintf(a, sizeof a, "%s/ef.safetensors", dir);
+    int rc = test_run_pasm(&out, TRAIN_ARGS " --out '%s' --device cuda", faces, a);
+    if (rc) fail_msg("%s", out);
+    free(out);
+    for (int i = 0; i < 3; i++) {
+        snprintf(fa, sizeof fa, "%s/ef%s.safetensors", dir, kinds[i]);
+        snprintf(fb, sizeof fb, "%s/ef%s.thread", dir, kinds[i]);
+        assert_int_equal(rename(fa, fb), 0);
+    }
+    setenv("PASM_TRAIN_SYNC_EPOCH_FILES", "1", 1);
+    rc = test_run_pasm(&out, TRAIN_ARGS " --out '%s' --device cuda", faces, a);
+    unsetenv("PASM_TRAIN_SYNC_EPOCH_FILES");
+    if (rc) fail_msg("%s", out);
+    free(out);
+    for (int i = 0; i < 3; i++) {
+        snprintf(fa, sizeof fa, "%s/ef%s.safetensors", dir, kinds[i]);
+        snprintf(fb, sizeof fb, "%s/ef%s.thread", dir, kinds[i]);
+        printf("  ef%s.safetensors, from the thread and written before going on: ", kinds[i]);
+        const int same = test_files_equal(fa, fb);
+        printf("%s\n", same ? "the same bytes" : "different");
+        assert_true(same);
+    }
+    snprintf(fa, sizeof fa, "%s/blocked.last.safetensors", dir);
+    assert_int_equal(mkdir(fa, 0755), 0);
+    snprintf(fb, sizeof fb, "%s/blocked.safetensors", dir);
+    rc = test_run_pasm(&out, TRAIN_ARGS " --out '%s' --device cuda", faces, fb);
+    printf("  a folder where the last model goes: exit %d\n", rc);
+    assert_int_not_equal(rc, 0);
+    if (!strstr(out, "blocked.last.safetensors")) fail_msg("no file named in: %s", out);
+    free(out);
+    rmdir(fa);
+}
+
 /* loss[how][epoch][0: train, 1: validation] of paths 0..paths-1 and
  * epochs 1..epochs */
 static void compare_paths(const char *what, const char *path, double loss[3][2][2], int paths,
@@ -366,6 +408,7 @@ int main(void) {
         cmocka_unit_test(test_train_on_gpu),
         cmocka_unit_test(test_run_on_gpu),
         cmocka_unit_test(test_gpu_trainer_matches_host_step),
+        cmocka_unit_test(test_epoch_files_thread),
         cmocka_unit_test(test_experiment_on_gpu),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
