@@ -111,6 +111,16 @@ pasm_status pasm_cuda_pack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, cons
                                   void *out, pasm_cuda_dtype t);
 pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, const void *dw,
                                     pasm_cuda_dtype t, float *out);
+/* Several weights packed as pasm_cuda_pack_weight packs each, in one launch
+ * (a network's, every training step). At most PASM_CUDA_PACK_MAX. */
+enum { PASM_CUDA_PACK_MAX = 32 };
+typedef struct {
+    const float *w; /* (K,C,RS) fp32 */
+    void *out;      /* (K,RS,C) of t */
+    int k, c, rs;
+} pasm_cuda_pack_job;
+pasm_status pasm_cuda_pack_weights(pasm_cuda_ctx *ctx, int n, const pasm_cuda_pack_job *jobs,
+                                   pasm_cuda_dtype t);
 
 /* ---- batch normalisation over NHWC: m = N*H*W rows of c channels ----
  * The CPU's arithmetic (src/ops/batchnorm.c): sums in double in chunks of

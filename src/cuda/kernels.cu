@@ -5,6 +5,7 @@
  * bf16 (T); everything else fp32, with sums in double where the CPU ops take
  * them in double. */
 #include <math.h>
+#include <string.h>
 
 #include "cuda/cuda_internal.cuh"
 
@@ -51,6 +52,46 @@ pasm_status pasm_cuda_nhwc_to_nchw(pasm_cuda_ctx *ctx, int n, int c, int hw, con
 pasm_status pasm_cuda_pack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, const float *w,
                                   void *out, pasm_cuda_dtype t) {
     return pasm_cuda_nchw_to_nhwc(ctx, k, c, rs, w, out, t);
+}
+
+/* The jobs' tables, passed to the kernel by value. */
+typedef struct {
+    int n;
+    int64_t start[PASM_CUDA_PACK_MAX + 1]; /* each job's first element; start[n]: all */
+    const float *w[PASM_CUDA_PACK_MAX];
+    void *out[PASM_CUDA_PACK_MAX];
+    int c[PASM_CUDA_PACK_MAX], rs[PASM_CUDA_PACK_MAX];
+} pack_table;
+
+template <typename T>
+static pasm_status pack_weights(pasm_cuda_ctx *ctx, const pack_table tab) {
+    return pasm_each(
+        ctx, tab.start[tab.n],
+        [=] __host__ __device__(int64_t i) {
+            int j = 0;
+            while (i >= tab.start[j + 1]) j++;
+            const int64_t o = i - tab.start[j]; /* indexes out: (kk * rs + p) * c + ch */
+            const int c = tab.c[j], rs = tab.rs[j];
+            const int64_t ch = o % c, rest = o / c, p = rest % rs, kk = rest / rs;
+            ((T *)tab.out[j])[o] = from_f<T>(tab.w[j][(kk * c + ch) * rs + p]);
+        },
+        "pack weights");
+}
+
+pasm_status pasm_cuda_pack_weights(pasm_cuda_ctx *ctx, int n, const pasm_cuda_pack_job *jobs,
+                                   pasm_cuda_dtype t) {
+    if (n < 0 || n > PASM_CUDA_PACK_MAX)
+        return pasm_errorf(PASM_ERR_INVALID, "packing %d weights at once (at most %d)", n,
+                           (int)PASM_CUDA_PACK_MAX);
+    pack_table tab;
+    memset(&tab, 0, sizeof tab);
+    tab.n = n;
+    for (int j = 0; j < n; j++) {
+        tab.start[j + 1] = tab.start[j] + (int64_t)jobs[j].k * jobs[j].c * jobs[j].rs;
+        tab.w[j] = jobs[j].w, tab.out[j] = jobs[j].out;
+        tab.c[j] = jobs[j].c, tab.rs[j] = jobs[j].rs;
+    }
+    return PASM_BY_DTYPE(t, pack_weights<float>(ctx, tab), pack_weights<bf16>(ctx, tab));
 }
 
 pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, const void *dw,

@@ -552,20 +552,24 @@ pasm_status pasm_cuda_net_bn_eval(pasm_cuda_net *g, gbn *b, int64_t rows, const 
     return pasm_cuda_affine(g->ctx, rows, b->c, x, b->scale, b->shift, residual, relu, out, g->t);
 }
 
-static pasm_status pack(pasm_cuda_net *g, gconv *c) {
+static pasm_cuda_pack_job pack_job(const pasm_cuda_net *g, const gconv *c) {
     const pasm_conv2d_shape *s = &c->shape;
-    return pasm_cuda_pack_weight(g->ctx, s->c_out, s->c_in, s->kernel * s->kernel,
-                                 g->param + c->w_off, c->w_packed, g->t);
+    return (pasm_cuda_pack_job){g->param + c->w_off, c->w_packed, s->c_out, s->c_in,
+                                s->kernel * s->kernel};
 }
 
+/* Every convolution's weights in one launch. */
 pasm_status pasm_cuda_net_packed(pasm_cuda_net *g) {
     if (g->packed) return PASM_OK;
-    TRY(pack(g, &g->stem));
+    pasm_cuda_pack_job jobs[1 + 8 * 3];
+    int n = 0;
+    jobs[n++] = pack_job(g, &g->stem);
     for (int i = 0; i < 8; i++) {
-        TRY(pack(g, &g->blocks[i].conv1));
-        TRY(pack(g, &g->blocks[i].conv2));
-        if (g->blocks[i].has_down) TRY(pack(g, &g->blocks[i].down));
+        jobs[n++] = pack_job(g, &g->blocks[i].conv1);
+        jobs[n++] = pack_job(g, &g->blocks[i].conv2);
+        if (g->blocks[i].has_down) jobs[n++] = pack_job(g, &g->blocks[i].down);
     }
+    TRY(pasm_cuda_pack_weights(g->ctx, n, jobs, g->t));
     g->packed = 1;
     return PASM_OK;
 }

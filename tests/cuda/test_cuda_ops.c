@@ -151,6 +151,39 @@ static void case_layouts(void) {
     OK(pasm_cuda_unpack_weight(ctx(), k, c, rs, packed, PASM_CUDA_F32, out));
     buf_out(wb, out, (size_t)k * c * rs * 4);
     assert_memory_equal(wb, w, (size_t)k * c * rs * 4);
+    /* several at once (a network's step): each as packed alone, bit for bit,
+     * in fp32 and bf16 */
+    for (int t = 0; t < 2; t++) {
+        const pasm_cuda_dtype dt = t ? PASM_CUDA_BF16 : PASM_CUDA_F32;
+        const int shapes[3][3] = {{4, c, 9}, {7, 3, 1}, {2, 5, 9}}; /* k, c, rs */
+        pasm_cuda_pack_job jobs[3];
+        void *alone[3];
+        float *src[3];
+        for (int j = 0; j < 3; j++) {
+            const size_t cnt = (size_t)shapes[j][0] * shapes[j][1] * shapes[j][2];
+            float *h = rand_floats((int64_t)cnt, 30 + j, 1, 0);
+            src[j] = buf_in(h, cnt * 4);
+            free(h);
+            jobs[j] = (pasm_cuda_pack_job){src[j], buf_in(NULL, cnt * 4), shapes[j][0],
+                                           shapes[j][1], shapes[j][2]};
+            alone[j] = buf_in(NULL, cnt * 4);
+            OK(pasm_cuda_pack_weight(ctx(), shapes[j][0], shapes[j][1], shapes[j][2], src[j],
+                                     alone[j], dt));
+        }
+        OK(pasm_cuda_pack_weights(ctx(), 3, jobs, dt));
+        for (int j = 0; j < 3; j++) {
+            const size_t bytes = (size_t)shapes[j][0] * shapes[j][1] * shapes[j][2] *
+                                 pasm_cuda_dtype_size(dt);
+            unsigned char *a = malloc(bytes), *b = malloc(bytes);
+            buf_out(a, jobs[j].out, bytes);
+            buf_out(b, alone[j], bytes);
+            assert_memory_equal(a, b, bytes);
+            free(a), free(b);
+            buf_free(src[j]), buf_free(jobs[j].out), buf_free(alone[j]);
+        }
+    }
+    printf("  %-6s %-40s the same bytes as one at a time\n", g_gpu ? "gpu" : "emu",
+           "three weights packed in one launch");
     buf_free(wdev);
     buf_free(packed);
     buf_free(out);
