@@ -1,4 +1,4 @@
-/* Switches read from the environment once. */
+/* Switches read from the environment. */
 #ifndef PASM_CORE_ENV_H
 #define PASM_CORE_ENV_H
 
@@ -16,6 +16,13 @@ static inline int pasm_env_on(const char *name, int *cache) {
         __atomic_store_n(cache, v, __ATOMIC_RELAXED);
     }
     return v;
+}
+
+/* 1 when the environment variable name starts with "1" (a switch that is
+ * off by default), read at each call. */
+static inline int pasm_env_flag(const char *name) {
+    const char *env = getenv(name);
+    return env && env[0] == '1';
 }
 
 #endif

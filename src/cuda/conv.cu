@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "cuda/cuda_internal.cuh"
 
 /* Algorithms chosen for one batch size, with the math type cuDNN reported
@@ -524,8 +525,7 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->s = *s;
     c->t = t;
     c->needs = needs ? needs : (unsigned)PASM_CUDA_CONV_ALL;
-    const char *e = getenv("PASM_CUDA_CONV_DIRECT");
-    if (e && e[0] == '1') {
+    if (pasm_env_flag("PASM_CUDA_CONV_DIRECT")) {
         c->force_direct = c->needs;
         if (c->needs & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
     }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "cuda/net_internal.h"
 
 #define TRY(x)                                                                                   \
@@ -324,8 +325,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         free(p);
         return pasm_errorf(PASM_ERR_INVALID, "GPU network plan: more than %d tensors", PLAN_MAX);
     }
-    const char *chk = getenv("PASM_CUDA_PLAN_CHECK");
-    const int check = chk && chk[0] == '1' && pasm_cuda_emulating();
+    const int check = pasm_env_flag("PASM_CUDA_PLAN_CHECK") && pasm_cuda_emulating();
     size_t total = place(p);
     if (check) { /* each apart */
         total = 0;

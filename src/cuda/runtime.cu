@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/env.h"
 #include "cuda/cuda_internal.cuh"
 
 static int g_emulate;
@@ -35,8 +36,7 @@ pasm_status pasm_cuda_unrecordable(const char *what) {
  * convolutions are the CPU's), so that everything above the kernels runs
  * and is tested where no GPU is. Once seen, it stays on for the process. */
 static int emulate_from_env(void) {
-    const char *e = getenv("PASM_CUDA_EMULATE");
-    if (e && e[0] == '1') g_emulate = 1;
+    if (pasm_env_flag("PASM_CUDA_EMULATE")) g_emulate = 1;
     return g_emulate;
 }
 
@@ -162,8 +162,7 @@ static int g_n_buckets;
 
 static int profiling(void) {
     if (g_profile < 0) {
-        const char *e = getenv("PASM_CUDA_PROFILE");
-        g_profile = e && e[0] == '1';
+        g_profile = pasm_env_flag("PASM_CUDA_PROFILE");
     }
     return g_profile && !g_emulate;
 }
@@ -258,7 +257,7 @@ pasm_status pasm_cuda_alloc(void **p, size_t bytes, const char *what) {
     }
     pasm_status st = track(*p, bytes);
     static int log = -1;
-    if (log < 0) log = getenv("PASM_CUDA_ALLOC_LOG") && getenv("PASM_CUDA_ALLOC_LOG")[0] == '1';
+    if (log < 0) log = pasm_env_flag("PASM_CUDA_ALLOC_LOG");
     if (log && !st)
         fprintf(stderr, "pasm: GPU memory: %10.3f MiB for %s (%.1f MiB held)\n",
                 (double)bytes / 1048576.0, what ? what : "a buffer",

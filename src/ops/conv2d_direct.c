@@ -21,10 +21,12 @@
 #define MAX_K PASM_CONV2D_FLAT_MAX_K
 
 int pasm_conv2d_avx512(void) {
-    static int allowed = -1;
-    if (!pasm_env_on("PASM_CONV_DIRECT", &allowed)) return 0;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    static int allowed = -1, cpu = -1; /* read once: this is asked per convolution */
+    if (__atomic_load_n(&cpu, __ATOMIC_RELAXED) < 0) {
+        __builtin_cpu_init();
+        __atomic_store_n(&cpu, __builtin_cpu_supports("avx512f") != 0, __ATOMIC_RELAXED);
+    }
+    return __atomic_load_n(&cpu, __ATOMIC_RELAXED) && pasm_env_on("PASM_CONV_DIRECT", &allowed);
 }
 
 static int flat_ok(const pasm_conv2d_shape *s);

@@ -3,13 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env.h"
 #include "nn/nn_device.h"
 #include "train/device_step.h"
 
-int device_host_path_asked(void) {
-    const char *e = getenv("PASM_CUDA_HOST_STEP");
-    return e && e[0] == '1';
-}
+int device_host_path_asked(void) { return pasm_env_flag("PASM_CUDA_HOST_STEP"); }
 
 #ifdef PASM_HAVE_CUDA
 #include "cuda/cuda_backend.h"

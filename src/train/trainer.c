@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/env.h"
 #include "ops/loss_math.h"
 #include "pasm/ops.h"
 #include "pasm/train.h"
@@ -225,10 +226,7 @@ static pasm_status validate(pasm_net *net, const pasm_dataset *val, const pasm_m
 
 /* PASM_TRAIN_SYNC_EPOCH_FILES=1: the GPU trainer writes its epoch files
  * before going on, as the CPU's does (for tests and comparisons). */
-static int sync_epoch_files(void) {
-    const char *e = getenv("PASM_TRAIN_SYNC_EPOCH_FILES");
-    return e && e[0] == '1';
-}
+static int sync_epoch_files(void) { return pasm_env_flag("PASM_TRAIN_SYNC_EPOCH_FILES"); }
 
 pasm_status pasm_train(pasm_net *net, const pasm_model_meta *meta, const pasm_dataset *train,
                        const pasm_dataset *val, const pasm_train_options *opt,
