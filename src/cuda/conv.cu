@@ -40,8 +40,7 @@ struct pasm_cuda_conv {
     cudnnMathType_t pref_math; /* bf16: tensor cores; fp32: plain FMA */
     unsigned force_direct; /* PASM_CUDA_CONV_DIRECT=1: every direction on the direct kernels */
     unsigned told;        /* directions whose fallback was said on stderr */
-    int nondeterministic; /* some algorithm chosen is (cuDNN offered no other) */
-    int told_nondeterministic;
+    int told_nondeterministic; /* a nondeterministic pick was said on stderr */
     size_t ws_max;
     conv_algos cache[ALGO_CACHE]; /* [0]: the largest batch; others round-robin */
     int n_cached, next_slot;
@@ -67,18 +66,15 @@ static cudnnDataType_t cudnn_type(pasm_cuda_dtype t) {
 /* The first algorithm of cuDNN's ranking that ran (status), fits the
  * workspace limit, runs in the math type only (when only is not
  * CUDNN_DEFAULT_MATH) and is deterministic; with any_order, failing that,
- * the first such that is not (*nondeterministic set). -1: none. */
+ * the first such that is not. -1: none. */
 template <typename Perf>
-static int pick(const Perf *p, int found, size_t limit, cudnnMathType_t only, int any_order,
-                int *nondeterministic) {
+static int pick(const Perf *p, int found, size_t limit, cudnnMathType_t only, int any_order) {
     for (int pass = 0; pass < 1 + any_order; pass++)
         for (int i = 0; i < found; i++)
             if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= limit &&
                 (only == CUDNN_DEFAULT_MATH || p[i].mathType == only) &&
-                (pass == 1 || p[i].determinism == CUDNN_DETERMINISTIC)) {
-                if (pass == 1) *nondeterministic = 1;
+                (pass == 1 || p[i].determinism == CUDNN_DETERMINISTIC))
                 return i;
-            }
     return -1;
 }
 
@@ -135,8 +131,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->pref_math), "math type");
     CUDNN_TRY(query(p, &found), what);
     const int f32 = c->t == PASM_CUDA_F32;
-    int i = pick(p, found, limit, f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH, !f32,
-                 &c->nondeterministic);
+    int i = pick(p, found, limit, f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH, !f32);
     const pasm_conv2d_shape *s = &c->s;
     const char *tn = c->t == PASM_CUDA_BF16 ? "bf16" : "fp32";
     if (i < 0 && f32) {
@@ -154,7 +149,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     if (i < 0) {
         CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
         CUDNN_TRY(query(p, &found), what);
-        i = pick(p, found, limit, CUDNN_DEFAULT_MATH, 1, &c->nondeterministic);
+        i = pick(p, found, limit, CUDNN_DEFAULT_MATH, 1);
         if (i < 0) return no_algorithm(c, which, n);
         if (!(c->told & dir))
             pasm_note("cuDNN has no tensor-core %s kernel for a %dx%d convolution %d->%d (%s, "
@@ -396,6 +391,32 @@ static direct_dims dims_of(const pasm_conv2d_shape *s) {
     return d;
 }
 
+/* Pixel q of images of h x w, as image, row and column. */
+typedef struct {
+    int64_t img;
+    int y, x;
+} pixel;
+
+__host__ __device__ inline pixel pixel_of(int64_t q, int h, int w) {
+    return pixel{q / ((int64_t)w * h), (int)(q / w % h), (int)(q % w)};
+}
+
+/* The weight gradient of output channel o at tap (kh, kw, ch), tap =
+ * (kh * k + kw) * ci + ch, over output positions [q0, q1), summed in Acc. */
+template <typename Acc, typename T>
+__host__ __device__ inline Acc tap_sum(const direct_dims d, const T *x, const T *dy, int64_t o,
+                                       int64_t tap, int64_t q0, int64_t q1) {
+    const int ch = (int)(tap % d.ci), kw = (int)(tap / d.ci % d.k), kh = (int)(tap / (d.ci * d.k));
+    Acc acc = 0;
+    for (int64_t q = q0; q < q1; q++) {
+        const pixel p = pixel_of(q, d.ho, d.wo);
+        const int ih = p.y * d.st - d.pad + kh, iw = p.x * d.st - d.pad + kw;
+        if (ih < 0 || ih >= d.h || iw < 0 || iw >= d.w) continue;
+        acc += (Acc)to_f(dy[q * d.co + o]) * to_f(x[((p.img * d.h + ih) * d.w + iw) * d.ci + ch]);
+    }
+    return acc;
+}
+
 template <typename T>
 static pasm_status direct_forward(pasm_cuda_conv *c, int n, const T *x, const T *w, T *y) {
     const direct_dims d = dims_of(&c->s);
@@ -403,17 +424,15 @@ static pasm_status direct_forward(pasm_cuda_conv *c, int n, const T *x, const T 
         c->ctx, (int64_t)n * d.ho * d.wo * d.co,
         [=] __host__ __device__(int64_t i) { /* i indexes y: ((img * ho + oh) * wo + ow) * co + o */
             const int o = (int)(i % d.co);
-            const int64_t pix = i / d.co;
-            const int ow = (int)(pix % d.wo), oh = (int)(pix / d.wo % d.ho);
-            const int64_t img = pix / ((int64_t)d.wo * d.ho);
+            const pixel q = pixel_of(i / d.co, d.ho, d.wo);
             float acc = 0.0f;
             for (int kh = 0; kh < d.k; kh++) {
-                const int ih = oh * d.st - d.pad + kh;
+                const int ih = q.y * d.st - d.pad + kh;
                 if (ih < 0 || ih >= d.h) continue;
                 for (int kw = 0; kw < d.k; kw++) {
-                    const int iw = ow * d.st - d.pad + kw;
+                    const int iw = q.x * d.st - d.pad + kw;
                     if (iw < 0 || iw >= d.w) continue;
-                    const T *xp = x + ((img * d.h + ih) * d.w + iw) * d.ci;
+                    const T *xp = x + ((q.img * d.h + ih) * d.w + iw) * d.ci;
                     const T *wp = w + (((int64_t)o * d.k + kh) * d.k + kw) * d.ci;
                     for (int ch = 0; ch < d.ci; ch++) acc += to_f(xp[ch]) * to_f(wp[ch]);
                 }
@@ -430,17 +449,15 @@ static pasm_status direct_data(pasm_cuda_conv *c, int n, const T *dy, const T *w
         c->ctx, (int64_t)n * d.h * d.w * d.ci,
         [=] __host__ __device__(int64_t i) { /* i indexes dx: ((img * h + ih) * w + iw) * ci + ch */
             const int ch = (int)(i % d.ci);
-            const int64_t pix = i / d.ci;
-            const int iw = (int)(pix % d.w), ih = (int)(pix / d.w % d.h);
-            const int64_t img = pix / ((int64_t)d.w * d.h);
+            const pixel p = pixel_of(i / d.ci, d.h, d.w);
             float acc = 0.0f;
             for (int kh = 0; kh < d.k; kh++) {
-                const int th = ih + d.pad - kh; /* oh * stride */
+                const int th = p.y + d.pad - kh; /* oh * stride */
                 if (th < 0 || th % d.st || th / d.st >= d.ho) continue;
                 for (int kw = 0; kw < d.k; kw++) {
-                    const int tw = iw + d.pad - kw;
+                    const int tw = p.x + d.pad - kw;
                     if (tw < 0 || tw % d.st || tw / d.st >= d.wo) continue;
-                    const T *gp = dy + ((img * d.ho + th / d.st) * d.wo + tw / d.st) * d.co;
+                    const T *gp = dy + ((p.img * d.ho + th / d.st) * d.wo + tw / d.st) * d.co;
                     const T *wp = w + ((int64_t)kh * d.k + kw) * d.ci + ch;
                     const int64_t wstep = (int64_t)d.k * d.k * d.ci;
                     for (int o = 0; o < d.co; o++) acc += to_f(gp[o]) * to_f(wp[o * wstep]);
@@ -464,19 +481,7 @@ static pasm_status direct_filter(pasm_cuda_conv *c, int n, const T *x, const T *
         return pasm_each(
             c->ctx, wsz,
             [=] __host__ __device__(int64_t i) { /* i indexes dw: o * kkc + tap */
-                const int64_t tap = i % kkc, o = i / kkc;
-                const int ch = (int)(tap % d.ci), kw = (int)(tap / d.ci % d.k);
-                const int kh = (int)(tap / (d.ci * d.k));
-                double acc = 0.0;
-                for (int64_t q = 0; q < rows; q++) {
-                    const int ow = (int)(q % d.wo), oh = (int)(q / d.wo % d.ho);
-                    const int64_t img = q / ((int64_t)d.wo * d.ho);
-                    const int ih = oh * d.st - d.pad + kh, iw = ow * d.st - d.pad + kw;
-                    if (ih < 0 || ih >= d.h || iw < 0 || iw >= d.w) continue;
-                    acc += (double)to_f(dy[q * d.co + o]) *
-                           to_f(x[((img * d.h + ih) * d.w + iw) * d.ci + ch]);
-                }
-                dw[i] = from_f<T>((float)acc);
+                dw[i] = from_f<T>((float)tap_sum<double>(d, x, dy, i / kkc, i % kkc, 0, rows));
             },
             "direct convolution weight gradient");
     float *part = (float *)ws;
@@ -484,19 +489,9 @@ static pasm_status direct_filter(pasm_cuda_conv *c, int n, const T *x, const T *
     TRY_STATUS(pasm_each(
         c->ctx, (int64_t)chunks * wsz,
         [=] __host__ __device__(int64_t i) { /* i indexes part: (chunk * kkc + tap) * co + o */
-            const int o = (int)(i % d.co);
-            const int64_t r = i / d.co, tap = r % kkc, chunk = r / kkc;
-            const int ch = (int)(tap % d.ci), kw = (int)(tap / d.ci % d.k), kh = (int)(tap / (d.ci * d.k));
+            const int64_t r = i / d.co, chunk = r / kkc;
             const int64_t q1 = (chunk + 1) * per < rows ? (chunk + 1) * per : rows;
-            float acc = 0.0f;
-            for (int64_t q = chunk * per; q < q1; q++) {
-                const int ow = (int)(q % d.wo), oh = (int)(q / d.wo % d.ho);
-                const int64_t img = q / ((int64_t)d.wo * d.ho);
-                const int ih = oh * d.st - d.pad + kh, iw = ow * d.st - d.pad + kw;
-                if (ih < 0 || ih >= d.h || iw < 0 || iw >= d.w) continue;
-                acc += to_f(dy[q * d.co + o]) * to_f(x[((img * d.h + ih) * d.w + iw) * d.ci + ch]);
-            }
-            part[i] = acc;
+            part[i] = tap_sum<float>(d, x, dy, i % d.co, r % kkc, chunk * per, q1);
         },
         "direct convolution weight gradient"));
     return pasm_each(
@@ -552,7 +547,6 @@ void pasm_cuda_conv_free(pasm_cuda_conv *c) {
 }
 
 size_t pasm_cuda_conv_workspace(const pasm_cuda_conv *c) { return c->ws_max; }
-
 
 static pasm_status check_batch(pasm_cuda_conv *c, int n, size_t ws_bytes, unsigned dir) {
     if (n < 1 || n > c->s.n)
