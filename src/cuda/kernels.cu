@@ -109,7 +109,7 @@ pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, co
  * mean and sum of squared deviations (around its first row, in double),
  * merged by Chan's rule, which gives the two-pass variance up to double
  * rounding.
- * partial: [sums A: chunks*c][sums B: chunks*c][spare: c][groups A][groups B]. */
+ * partial: [sums A: chunks*c][sums B: chunks*c][groups A][groups B]. */
 
 enum { BN_THREADS = 1 << 19, BN_MIN_ROWS = 16, BN_GROUPS = 256 };
 
@@ -124,11 +124,11 @@ static int bn_groups(int chunks) { return chunks < BN_GROUPS ? chunks : BN_GROUP
 
 size_t pasm_cuda_bn_partial_doubles(int64_t m, int c) {
     const int chunks = bn_chunks(m, c);
-    return ((size_t)chunks * 2 + 1 + (size_t)bn_groups(chunks) * 2) * (size_t)c;
+    return ((size_t)chunks * 2 + (size_t)bn_groups(chunks) * 2) * (size_t)c;
 }
 
 /* grp[g * c + ch] = the sum of part[p * c + ch] over group g's chunks, and
- * the same from part2 into grp2 (when given). */
+ * the same from part2 into grp2. */
 static pasm_status group_sums(pasm_cuda_ctx *ctx, const double *part, const double *part2,
                               int chunks, int c, double *grp, double *grp2) {
     const int groups = bn_groups(chunks);
@@ -141,10 +141,10 @@ static pasm_status group_sums(pasm_cuda_ctx *ctx, const double *part, const doub
             double s = 0.0, s2 = 0.0;
             for (int64_t p = g * per; p < p1; p++) {
                 s += part[p * c + ch];
-                if (part2) s2 += part2[p * c + ch];
+                s2 += part2[p * c + ch];
             }
             grp[i] = s;
-            if (grp2) grp2[i] = s2;
+            grp2[i] = s2;
         },
         "batch-norm group sums");
 }
@@ -181,7 +181,7 @@ static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, fl
     const int per = (chunks + groups - 1) / groups;
     const int64_t rows = (m + chunks - 1) / chunks;
     double *mean_k = partial, *m2_k = partial + (size_t)chunks * c;
-    double *mean_g = partial + ((size_t)chunks * 2 + 1) * c, *m2_g = mean_g + (size_t)groups * c;
+    double *mean_g = partial + (size_t)chunks * 2 * c, *m2_g = mean_g + (size_t)groups * c;
     const double count = (double)m;
     const double unbias = count > 1.0 ? count / (count - 1.0) : 1.0;
     const double mom = momentum;
@@ -301,7 +301,7 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
     const int chunks = bn_chunks(m, c), groups = bn_groups(chunks);
     const int64_t rows = (m + chunks - 1) / chunks;
     double *sum_dy = partial, *sum_dy_xc = partial + (size_t)chunks * c;
-    double *grp_dy = partial + ((size_t)chunks * 2 + 1) * c, *grp_dy_xc = grp_dy + (size_t)groups * c;
+    double *grp_dy = partial + (size_t)chunks * 2 * c, *grp_dy_xc = grp_dy + (size_t)groups * c;
     const double count = (double)m;
     pasm_status st = pasm_each(
         ctx, (int64_t)chunks * c,
