@@ -143,19 +143,19 @@ static int by_size(const void *a, const void *b) {
  * it outside its lifetime. The ops are counted against the plan's. Graph
  * recording is not checked (the checks would run at capture). */
 struct plan_check {
-    struct {
-        unsigned char *p;
-        size_t bytes;
-        int first, last;
-    } t[PLAN_MAX];
-    int n, now, forward_ops, step_ops, off;
+    tplan plan; /* its tensors' places, sizes and lifetimes */
+    unsigned char *arena;
+    int now, forward_ops, step_ops, off;
 };
 
-static void poison(struct plan_check *c, int i) { memset(c->t[i].p, 0xFF, c->t[i].bytes); }
+static void poison(struct plan_check *c, int i) {
+    memset(c->arena + c->plan.t[i].off, 0xFF, c->plan.t[i].bytes);
+}
 
 static int poisoned(const struct plan_check *c, int i) {
-    for (size_t b = 0; b < c->t[i].bytes; b++)
-        if (c->t[i].p[b] != 0xFF) return 0;
+    const unsigned char *p = c->arena + c->plan.t[i].off;
+    for (size_t b = 0; b < c->plan.t[i].bytes; b++)
+        if (p[b] != 0xFF) return 0;
     return 1;
 }
 
@@ -169,7 +169,7 @@ static int checking(pasm_cuda_net *g) {
 /* A step's first op is next: every tensor poisoned. */
 static void ops_begin(pasm_cuda_net *g) {
     if (!checking(g)) return;
-    for (int i = 0; i < g->check->n; i++) poison(g->check, i);
+    for (int i = 0; i < g->check->plan.n; i++) poison(g->check, i);
     g->check->now = 0;
 }
 
@@ -177,12 +177,13 @@ static pasm_status op_done(pasm_cuda_net *g) {
     if (!checking(g)) return PASM_OK;
     struct plan_check *c = g->check;
     const int k = c->now++;
-    for (int i = 0; i < c->n; i++) {
-        if (k + 1 == c->t[i].first && !poisoned(c, i))
+    for (int i = 0; i < c->plan.n; i++) {
+        const ptensor *t = &c->plan.t[i];
+        if (k + 1 == t->first && !poisoned(c, i))
             return pasm_errorf(PASM_ERR_INVALID, "GPU network plan check: tensor %d, alive for "
                                                  "ops %d..%d, was written by op %d or before",
-                               i, c->t[i].first, c->t[i].last, k);
-        if (k == c->t[i].last) poison(c, i);
+                               i, t->first, t->last, k);
+        if (k == t->last) poison(c, i);
     }
     return PASM_OK;
 }
@@ -196,11 +197,11 @@ static pasm_status ops_expect(pasm_cuda_net *g, int backward) {
         return pasm_errorf(PASM_ERR_INVALID, "GPU network plan check: %d ops at the end of the "
                                              "%s, the plan lists %d",
                            c->now, backward ? "backward" : "forward", want);
-    for (int i = 0; backward && i < c->n; i++)
-        if (c->t[i].last < c->now && !poisoned(c, i))
+    for (int i = 0; backward && i < c->plan.n; i++)
+        if (c->plan.t[i].last < c->now && !poisoned(c, i))
             return pasm_errorf(PASM_ERR_INVALID, "GPU network plan check: tensor %d, alive for "
                                                  "ops %d..%d, was written after its last op",
-                               i, c->t[i].first, c->t[i].last);
+                               i, c->plan.t[i].first, c->plan.t[i].last);
     return PASM_OK;
 }
 
@@ -343,20 +344,11 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
             }
         }
     pasm_status st = pasm_cuda_alloc(&g->arena, total, "activations and gradients");
-    if (!st) {
-        for (int i = 0; i < p->n; i++) *p->t[i].ptr = (char *)g->arena + p->t[i].off;
-        g->planned = 1;
-    }
+    for (int i = 0; !st && i < p->n; i++) *p->t[i].ptr = (char *)g->arena + p->t[i].off;
     if (!st && check) {
         struct plan_check *c = calloc(1, sizeof *c);
         if (!c) st = pasm_errorf(PASM_ERR_NOMEM, "out of memory for the plan check");
-        for (int i = 0; c && i < p->n; i++) {
-            c->t[i].p = (unsigned char *)g->arena + p->t[i].off;
-            c->t[i].bytes = p->t[i].bytes;
-            c->t[i].first = p->t[i].first;
-            c->t[i].last = p->t[i].last;
-        }
-        if (c) c->n = p->n, c->forward_ops = forward_ops, c->step_ops = step_ops;
+        else c->plan = *p, c->arena = g->arena, c->forward_ops = forward_ops, c->step_ops = step_ops;
         g->check = c;
     }
     free(p);
@@ -694,7 +686,7 @@ static int64_t bn_count(const gbn *b, int n) { return (int64_t)n * b->hw * b->c;
  * other than dout, taking turns with it: each is written only after the
  * last read of what it held (a2 and a3 reuse a, din reuses b). */
 static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, void *dout) {
-    if (g->planned) return b->grads;
+    if (g->arena) return b->grads;
     void *spare[2];
     int k = 0;
     for (int i = 0; i < 3; i++)
@@ -760,14 +752,14 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
                                   g->dpooled, g->last_train ? g->grad + fcw : NULL,
                                   g->last_train ? g->grad + fcb : NULL));
     /* a training network's backward consumes the forward's activations */
-    if (g->planned) g->have_forward = 0, g->consumed = 1;
-    void *d = g->planned ? g->d_pool : g->scratch[0];
+    if (g->arena) g->have_forward = 0, g->consumed = 1;
+    void *d = g->arena ? g->d_pool : g->scratch[0];
     TRY(pasm_cuda_avgpool_backward(g->ctx, n, c, size * size, g->dpooled, d, g->t));
     TRY(op_done(g));
     for (int i = 7; i >= 0; i--) TRY(block_bwd(g, &g->blocks[i], d, &d, n));
-    void *dstem = g->planned ? g->d_stem : d == g->scratch[0] ? g->scratch[1] : g->scratch[0];
+    void *dstem = g->arena ? g->d_stem : d == g->scratch[0] ? g->scratch[1] : g->scratch[0];
     const void *stem_out = g->stem.out;
-    if (g->planned && g->last_train) { /* its place is gone: again, the same bits */
+    if (g->arena && g->last_train) { /* its place is gone: again, the same bits */
         TRY(pasm_cuda_conv_forward(g->stem.plan, n, g->x_in, g->stem.w_packed, g->stem_again,
                                    g->ws, g->ws_bytes));
         stem_out = g->stem_again;

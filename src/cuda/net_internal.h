@@ -55,9 +55,9 @@ struct pasm_cuda_net {
     void *scratch[3]; /* an input-gradient network's gradient flow */
     /* A training network's activations and gradients share one arena
      * (plan_training): each tensor has its place for its lifetime in the
-     * step, and a backward consumes the forward's activations. */
+     * step, and a backward consumes the forward's activations. NULL: no
+     * plan (an evaluation or input-gradient network). */
     void *arena;
-    int planned;
     void *d_pool, *d_stem; /* the gradients of the last block's output and the stem BN's input */
     void *stem_again;      /* the stem's output, computed again for its BN's backward */
     /* PASM_CUDA_PLAN_CHECK=1 on the emulation (tests): the plan's tensors
