@@ -38,7 +38,8 @@ struct pasm_cuda_conv {
     cudnnConvolutionDescriptor_t cd;
     int desc_n;           /* the batch xd and yd describe (0: none yet) */
     cudnnMathType_t pref_math; /* bf16: tensor cores; fp32: plain FMA */
-    unsigned force_direct; /* PASM_CUDA_CONV_DIRECT=1: every direction on the direct kernels */
+    unsigned force_direct; /* PASM_CUDA_CONV_DIRECT: these directions on the direct kernels */
+    int log;               /* PASM_CUDA_CONV_LOG=1: each choice on stderr */
     unsigned told;        /* directions whose fallback was said on stderr */
     int told_nondeterministic; /* a nondeterministic pick was said on stderr */
     size_t ws_max;
@@ -61,6 +62,19 @@ enum { MAX_ALGOS = 16 };
 
 static cudnnDataType_t cudnn_type(pasm_cuda_dtype t) {
     return t == PASM_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
+/* The directions a variable names: "1" all, else a comma-separated list of
+ * forward, data and filter; unset or anything else: none. */
+static unsigned env_directions(const char *name) {
+    const char *v = getenv(name);
+    if (!v || !*v) return 0;
+    if (!strcmp(v, "1")) return PASM_CUDA_CONV_ALL;
+    unsigned d = 0;
+    if (strstr(v, "forward")) d |= PASM_CUDA_CONV_FORWARD;
+    if (strstr(v, "data")) d |= PASM_CUDA_CONV_DATA;
+    if (strstr(v, "filter")) d |= PASM_CUDA_CONV_FILTER;
+    return d;
 }
 
 /* The first algorithm of cuDNN's ranking that ran (status), fits the
@@ -110,6 +124,25 @@ static const char *dir_name(unsigned dir) {
                                                                                  : "weight-gradient";
 }
 
+/* PASM_CUDA_CONV_LOG=1: a direction's choice on stderr (algo -1: the
+ * direct kernels; else cuDNN's algorithm and math type enums). */
+static void log_choice(const pasm_cuda_conv *c, unsigned dir, int n, int algo, int math, int det,
+                       size_t ws) {
+    if (!c->log) return;
+    const pasm_conv2d_shape *s = &c->s;
+    if (algo < 0)
+        fprintf(stderr, "conv %dx%d s%d %d->%d %dx%d %s batch %d %s: direct kernel\n", s->kernel,
+                s->kernel, s->stride, s->c_in, s->c_out, s->h_in, s->w_in,
+                c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, dir_name(dir));
+    else
+        fprintf(stderr,
+                "conv %dx%d s%d %d->%d %dx%d %s batch %d %s: cuDNN algo %d math %d%s, "
+                "workspace %zu KiB\n",
+                s->kernel, s->kernel, s->stride, s->c_in, s->c_out, s->h_in, s->w_in,
+                c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, dir_name(dir), algo, math,
+                det ? "" : " (nondeterministic)", ws >> 10);
+}
+
 /* One direction's algorithm at batch n: the pick of cuDNN's ranking in the
  * preferred math, else (fp32) the direct kernels, marked in a->direct, or
  * (bf16) the pick in cuDNN's default math; its workspace into *need (the
@@ -121,6 +154,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
                               Algo *algo, cudnnMathType_t *math, conv_algos *a, size_t *need) {
     if (c->force_direct & dir) {
         a->direct |= dir;
+        log_choice(c, dir, n, -1, 0, 0, 0);
         return PASM_OK;
     }
     Perf p[MAX_ALGOS];
@@ -144,6 +178,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
                       "runs it",
                       which, limit >> 20, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
         c->told |= dir;
+        log_choice(c, dir, n, -1, 0, 0, 0);
         return PASM_OK;
     }
     if (i < 0) {
@@ -159,6 +194,8 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     }
     *algo = p[i].algo;
     *math = p[i].mathType;
+    log_choice(c, dir, n, (int)p[i].algo, (int)p[i].mathType,
+               p[i].determinism == CUDNN_DETERMINISTIC, p[i].memory);
     if (p[i].memory > *need) *need = p[i].memory;
     if (p[i].determinism != CUDNN_DETERMINISTIC && !c->told_nondeterministic) {
         pasm_note("cuDNN offers only nondeterministic %s algorithms for a %dx%d convolution "
@@ -520,10 +557,9 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->s = *s;
     c->t = t;
     c->needs = needs ? needs : (unsigned)PASM_CUDA_CONV_ALL;
-    if (pasm_env_flag("PASM_CUDA_CONV_DIRECT")) {
-        c->force_direct = c->needs;
-        if (c->needs & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
-    }
+    c->force_direct = c->needs & env_directions("PASM_CUDA_CONV_DIRECT");
+    c->log = pasm_env_flag("PASM_CUDA_CONV_LOG");
+    if (c->force_direct & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
     if (pasm_cuda_emulating()) {
         *out = c;
         return PASM_OK;

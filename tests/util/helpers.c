@@ -165,6 +165,27 @@ double test_cosine(const float *a, const float *b, int64_t n) {
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1 : 0);
 }
 
+int test_gradient_close(const char *label, const float *a, const float *b, int64_t n,
+                        double limit) {
+    const double e = test_rel_diff(a, b, n), cos = test_cosine(a, b, n);
+    double dd = 0, bb = 0;
+    for (int64_t i = 0; i < n; i++) {
+        dd += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        bb += (double)b[i] * b[i];
+    }
+    const double l2 = bb > 0 ? sqrt(dd / bb) : (dd > 0 ? INFINITY : 0);
+    printf("  %-44s max|diff|/max|ref| %.3g (limit %.2g), L2 %.3g, cosine %.7f\n", label, e, limit,
+           l2, cos);
+    if (e <= limit) return 1;
+    if (l2 <= 2e-2 && cos >= 0.9998) {
+        printf("  %-44s (above the limit only where a ReLU went the other way: L2 <= 0.02, "
+               "cosine >= 0.9998)\n",
+               "");
+        return 1;
+    }
+    return 0;
+}
+
 void test_randomise_net(pasm_net *net, uint64_t seed, uint64_t stream) {
     pasm_net_init(net, seed);
     pasm_rng r;
