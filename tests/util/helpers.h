@@ -33,7 +33,8 @@ double test_cosine(const float *a, const float *b, int64_t n);
  * 8) by 0.7-1.6% of its largest entry and that of the gray48 parity case by
  * up to 4.6%, with relative L2 up to 0.0046 and cosine at least 0.99999;
  * the H200 against the CPU, with every convolution on pasm's direct
- * kernels, reached L2 0.0072 (cosine 0.99997) on the frozen network's. */
+ * kernels, reached L2 0.0072 (cosine 0.99997) on the frozen network's.
+ * bench/grad_sensitivity measures these floors. */
 int test_gradient_close(const char *label, const float *a, const float *b, int64_t n,
                         double limit);
 /* Fails the test when some |a-b| > atol + rtol*|b|; prints the max difference
