@@ -196,11 +196,14 @@ static void case_layouts(void) {
 
 /* Training BN: statistics, running estimates and the output (with a
  * residual and ReLU on top), then the backward, against the CPU. */
-static void case_batchnorm(int n, int c, int h, float offset) {
+static void case_batchnorm(int n, int c, int h, float offset, float outlier) {
     const int hw = h * h;
     const int64_t count = (int64_t)n * c * hw, m = (int64_t)n * hw;
     pasm_bn_shape s = {.n = n, .c = c, .h = h, .w = h, .eps = 1e-5f, .momentum = 0.1f};
     float *x = rand_floats(count, 3, 2, offset), *gamma = rand_floats(c, 4, 0.5f, 1);
+    /* the GPU's one-pass sums are shifted by each channel's first row: an
+     * outlier there is their worst case */
+    for (int ch = 0; ch < c; ch++) x[(int64_t)ch * hw] += outlier;
     float *beta = rand_floats(c, 5, 0.5f, 0), *res = rand_floats(count, 6, 1, 0);
     float *dy = rand_floats(count, 7, 1, 0);
     float rm[64], rv[64], smean[64], sinv[64], rm2[64], rv2[64], smean2[64], sinv2[64];
@@ -234,7 +237,8 @@ static void case_batchnorm(int n, int c, int h, float offset) {
     buf_out(dg2, dgd, c * 4);
     buf_out(db2, dbd, c * 4);
     char what[96];
-    snprintf(what, sizeof what, "BN forward %dx%dx%dx%d (+res, ReLU)", n, c, h, h);
+    snprintf(what, sizeof what, "BN forward %dx%dx%dx%d (+res, ReLU)%s", n, c, h, h,
+             outlier != 0 ? ", first row an outlier" : "");
     expect_close(what, y2, y, count, 1e-5);
     expect_close("BN running mean", rm2, rm, c, 1e-6);
     expect_close("BN running var", rv2, rv, c, 1e-6);
@@ -514,10 +518,11 @@ static void run_cases(void) {
     case_salient();
     case_loss();
     case_layouts();
-    case_batchnorm(3, 5, 7, 3.0f);
-    case_batchnorm(2, 64, 12, -1.0f); /* many channels: chunks of whole rows */
-    case_batchnorm(40, 3, 16, 0.5f);  /* many rows: many chunks */
-    case_batchnorm(8, 16, 24, 300.0f); /* a mean 150 spreads: one-pass statistics */
+    case_batchnorm(3, 5, 7, 3.0f, 0);
+    case_batchnorm(2, 64, 12, -1.0f, 0); /* many channels: chunks of whole rows */
+    case_batchnorm(40, 3, 16, 0.5f, 0);  /* many rows: many chunks */
+    case_batchnorm(8, 16, 24, 300.0f, 0); /* a mean 150 spreads: one-pass statistics */
+    case_batchnorm(64, 4, 24, 0.0f, 3e4f); /* 36,864 rows, the first 15,000 spreads out */
     case_elementwise_pool_linear();
     case_sgd();
 }
