@@ -1,5 +1,5 @@
-/* How far a float32 ResNet's gradients move when its weights move by one
- * unit in the last place: the floor under any comparison of two
+/* How far a float32 ResNet's gradients move when its weights move by a unit or
+ * two in the last place: the floor under any comparison of two
  * implementations that sum in different orders (the GPU against the CPU).
  * A ReLU whose input sits within rounding of zero goes one way on one side
  * and the other way on the other, and the gradient behind it jumps.
@@ -12,7 +12,8 @@
  *       16 PublicTest faces, ((v / 255) - 0.5) / 0.25
  *
  * For each seed s = 1..SEEDS a copy of the network gets every weight
- * multiplied by 1 + u * 6e-8 (u in {-1, 0, 1}, drawn with srand(s)), and
+ * multiplied by 1 + u * 6e-8 (u in {-1, 0, 1}, drawn with srand(s): one or
+ * two units in the last place), and
  * both take the same training step; printed per seed: the input gradient's
  * and the worst parameter gradient's max|diff|/max|ref|, relative L2 and
  * cosine; in random mode also the momentum after one SGD step, the losses
@@ -52,6 +53,8 @@ static void show(const char *what, diff d) {
            d.cosine);
 }
 
+/* Every weight times 1 + u * 6e-8, u in {-1, 0, 1}: one unit in the last
+ * place down, or one or two up (1 + 6e-8 rounds to 1 + 2^-23 in float). */
 static void perturb(pasm_net *net, unsigned seed) {
     int64_t count;
     float *w = pasm_net_param_block(net, &count);
@@ -110,8 +113,11 @@ static int trajectory(pasm_net *a, pasm_net *b, const pasm_net_config *cfg, cons
     pasm_net_param_block(a, &count);
     pasm_sgd_options o = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f, .nesterov = 1};
     pasm_sgd sa, sb;
-    if (check(pasm_sgd_init(&sa, &o, count), "sgd") || check(pasm_sgd_init(&sb, &o, count), "sgd"))
+    if (check(pasm_sgd_init(&sa, &o, count), "sgd")) return 1;
+    if (check(pasm_sgd_init(&sb, &o, count), "sgd")) {
+        pasm_sgd_free(&sa);
         return 1;
+    }
     float la[3], lb[3], *g = malloc((size_t)n * k * 4);
     float *da = malloc((size_t)in_count * 4), *db = malloc((size_t)in_count * 4);
     const float *l;
@@ -226,8 +232,14 @@ int main(int argc, char **argv) {
     pasm_net *base = NULL;
     int bad = 0;
     if (fixture) {
-        bad = check(pasm_checkpoint_load(argv[2], NULL, n, &base, &meta), argv[2]) ||
-              read_faces(argv[3], x, n);
+        bad = check(pasm_checkpoint_load(argv[2], NULL, n, &base, &meta), argv[2]);
+        if (!bad && (meta.net.in_channels != 1 || meta.net.input_size != 48)) {
+            fprintf(stderr, "grad_sensitivity: %s is a %d-channel %dx%d network; fixture mode "
+                            "takes FER2013's 1-channel 48x48 faces\n",
+                    argv[2], meta.net.in_channels, meta.net.input_size, meta.net.input_size);
+            bad = 1;
+        }
+        if (!bad) bad = read_faces(argv[3], x, n);
         cfg = meta.net;
         /* gray48's labels are its faces' own: read them from the CSV's first field */
         FILE *f = bad ? NULL : fopen(argv[3], "r");
@@ -236,6 +248,12 @@ int main(int argc, char **argv) {
         while (f && got < n && fgets(line, sizeof line, f))
             if (strstr(line, ",PublicTest")) labels[got++] = atoi(line);
         if (f) fclose(f);
+        for (int i = 0; i < got && !bad; i++)
+            if (labels[i] < 0 || labels[i] >= cfg.num_classes) {
+                fprintf(stderr, "grad_sensitivity: %s: PublicTest face %d has label %d, not 0..%d\n",
+                        argv[3], i, labels[i], cfg.num_classes - 1);
+                bad = 1;
+            }
     } else {
         bad = check(pasm_net_create(&base, &cfg, n), "network");
         if (!bad) pasm_net_init(base, 7);

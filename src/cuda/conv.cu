@@ -64,16 +64,33 @@ static cudnnDataType_t cudnn_type(pasm_cuda_dtype t) {
     return t == PASM_CUDA_BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
 }
 
-/* The directions a variable names: "1" all, else a comma-separated list of
- * forward, data and filter; unset or anything else: none. */
+/* The directions a variable names: "1..." all, "0" none, else a comma-
+ * separated list of forward, data (or input-gradient) and filter (or
+ * weight-gradient), the names PASM_CUDA_CONV_LOG prints; a word it does not
+ * know is said once on stderr. */
 static unsigned env_directions(const char *name) {
     const char *v = getenv(name);
-    if (!v || !*v) return 0;
-    if (!strcmp(v, "1")) return PASM_CUDA_CONV_ALL;
+    if (!v || !*v || !strcmp(v, "0")) return 0;
+    if (v[0] == '1') return PASM_CUDA_CONV_ALL;
     unsigned d = 0;
-    if (strstr(v, "forward")) d |= PASM_CUDA_CONV_FORWARD;
-    if (strstr(v, "data")) d |= PASM_CUDA_CONV_DATA;
-    if (strstr(v, "filter")) d |= PASM_CUDA_CONV_FILTER;
+    char word[32];
+    for (const char *p = v; *p;) {
+        const size_t len = strcspn(p, ",");
+        snprintf(word, sizeof word, "%.*s", (int)(len < sizeof word ? len : sizeof word - 1), p);
+        if (!strcmp(word, "forward")) d |= PASM_CUDA_CONV_FORWARD;
+        else if (!strcmp(word, "data") || !strcmp(word, "input-gradient")) d |= PASM_CUDA_CONV_DATA;
+        else if (!strcmp(word, "filter") || !strcmp(word, "weight-gradient"))
+            d |= PASM_CUDA_CONV_FILTER;
+        else if (*word) {
+            static int told;
+            if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+                pasm_note("%s: \"%s\" is no direction (forward, data or input-gradient, filter "
+                          "or weight-gradient): ignored",
+                          name, word);
+        }
+        p += len;
+        if (*p == ',') p++;
+    }
     return d;
 }
 
@@ -415,8 +432,8 @@ static pasm_status emu_backward(pasm_cuda_conv *c, int n, const void *x, const v
 /* ---- the direct kernels: one thread an output element (forward, input
  * gradient) or a weight and chunk (weight gradient), float sums, the
  * chunks added in double in a fixed order. For directions cuDNN has no
- * FMA kernel for (the 1-channel stem), and all directions under
- * PASM_CUDA_CONV_DIRECT=1; on the emulation they run on the host. ---- */
+ * FMA kernel for, and the directions PASM_CUDA_CONV_DIRECT names; on the
+ * emulation they run on the host. ---- */
 
 typedef struct {
     int k, st, pad, h, w, ho, wo, ci, co;

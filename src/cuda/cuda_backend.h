@@ -124,9 +124,10 @@ pasm_status pasm_cuda_pack_weights(pasm_cuda_ctx *ctx, int n, const pasm_cuda_pa
                                    pasm_cuda_dtype t);
 
 /* ---- batch normalisation over NHWC: m = N*H*W rows of c channels ----
- * The CPU's arithmetic (src/ops/batchnorm.c): sums in double in chunks of
- * rows, chunks added in order; two-pass variance. partial: scratch of
- * pasm_cuda_bn_partial_doubles(m, c) doubles. */
+ * Sums in double in chunks of rows, chunks added in a fixed order: the
+ * statistics in one pass (shifted by each channel's first-row value), the
+ * CPU's (src/ops/batchnorm.c) two-pass variance up to double rounding.
+ * partial: scratch of pasm_cuda_bn_partial_doubles(m, c) doubles. */
 size_t pasm_cuda_bn_partial_doubles(int64_t m, int c);
 /* Training statistics: save_mean, save_invstd, the running estimates
  * (momentum, unbiased variance) and the affine map scale/shift that

@@ -109,10 +109,12 @@ pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, co
  * d and d^2 for d = x - ref, ref the channel's value in the first row (the
  * shifted-data sums, in double), so every merge is an addition; the
  * variance (S2 - S1^2/m)/m loses about log10(1 + (mean - ref)^2 / var)
- * of double's 16 digits, none that float keeps for any ref taken from the
- * data. (Merging each chunk's mean and squared deviations by Chan's rule
- * instead cost a chain of 256 double divisions per channel in the last
- * level: 1.9 ms of a 7.7 ms step on the H200 at batch 128.)
+ * of double's 16 digits, none that float keeps, for a ref taken from the
+ * data: (ref - mean)^2 / var <= m - 1, at most log10(m) digits. (Merging
+ * each chunk's mean and squared deviations by Chan's rule instead cost a
+ * chain of 256 double divisions per channel in the last level: 1.9 ms of
+ * a 14.7 ms profiled step, each launch waited for, on the H200 at batch
+ * 128; 7.7 ms unprofiled.)
  * partial: [sums A: chunks*c][sums B: chunks*c][groups A][groups B]. */
 
 enum { BN_THREADS = 1 << 19, BN_MIN_ROWS = 16, BN_GROUPS = 256 };
@@ -165,6 +167,8 @@ static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, fl
                             float momentum, const float *gamma, const float *beta, float *rmean,
                             float *rvar, float *save_mean, float *save_invstd, float *scale,
                             float *shift, double *partial) {
+    if (m < 1) return pasm_errorf(PASM_ERR_INVALID, "batch-norm statistics over %lld rows",
+                                  (long long)m);
     const int chunks = bn_chunks(m, c), groups = bn_groups(chunks);
     const int64_t rows = (m + chunks - 1) / chunks;
     double *s1_k = partial, *s2_k = partial + (size_t)chunks * c;
@@ -197,7 +201,7 @@ static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, fl
             const double s2 = group_total(s2_g, groups, c, ch);
             const double mu = (double)to_f(x[ch]) + s1 / count;
             const double m2 = s2 - s1 * s1 / count;
-            const double var = m2 > 0.0 ? m2 / count : 0.0;
+            const double var = m2 < 0.0 ? 0.0 : m2 / count; /* NaN stays NaN */
             const double invstd = 1.0 / sqrt(var + (double)eps);
             const double g = gamma ? gamma[ch] : 1.0, b = beta ? beta[ch] : 0.0;
             scale[ch] = (float)(g * invstd);

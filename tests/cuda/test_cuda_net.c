@@ -39,6 +39,8 @@ static void expect(const char *what, const float *gpu, const float *cpu, int64_t
  * for Nesterov's first step (lr |dm| without), and by rounding beyond that. */
 static void expect_step(const float *wg, const float *wc, const float *mg, const float *mc,
                         int64_t n, const pasm_sgd_options *o) {
+    assert_non_null(mg); /* momentum > 0: the buffers exist */
+    assert_non_null(mc);
     const double f = o->lr * (o->nesterov ? 1.0 + o->momentum : 1.0) * (1 + 1e-3);
     double scale = 0, excess = 0, plain = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -79,6 +81,9 @@ static void compare(int precision, int width) {
     if (pasm_net_create(&gpu, &cfg, n)) fail_msg("%s", pasm_last_error());
     assert_int_equal(pasm_net_copy_state(gpu, cpu), PASM_OK);
     const int fp32 = precision == PASM_PRECISION_FP32;
+    /* a real GPU sums in orders of its own, so a ReLU may flip; the host
+     * emulation's convolutions are the CPU's */
+    const int flips = test_cuda_device() == 1;
     const double lim = fp32 ? 2e-4 : 5e-2, glim = fp32 ? 1e-3 : 0.1;
     printf(" %s width %d, batch %d\n", fp32 ? "fp32" : "bf16", width, n);
 
@@ -115,7 +120,7 @@ static void compare(int precision, int width) {
      * (test_gradient_close); bf16: as the bf16 parity case allows against
      * PyTorch (an untrained network's gradients are cancelling sums) */
     int dx_ok = 1, grads_ok = 1;
-    if (fp32) dx_ok = test_gradient_close("input gradient (training)", dx_gpu, dx_cpu, in_count, glim);
+    if (fp32) dx_ok = test_gradient_close("input gradient (training)", dx_gpu, dx_cpu, in_count, glim, flips);
     printf("  cosine of the training input gradients %.5f\n", test_cosine(dx_gpu, dx_cpu, in_count));
     double worst = 0, worst_cos = 1;
     const char *worst_name = "";
@@ -124,7 +129,7 @@ static void compare(int precision, int width) {
         assert_string_equal(gc->name, gg->name);
         int64_t cnt = pasm_tensor_numel(gc);
         double e = test_rel_diff(gg->data, gc->data, cnt), c = test_cosine(gg->data, gc->data, cnt);
-        if (fp32 && e > glim && !test_gradient_close(gc->name, gg->data, gc->data, cnt, glim))
+        if (fp32 && e > glim && !test_gradient_close(gc->name, gg->data, gc->data, cnt, glim, flips))
             grads_ok = 0;
         if (e > worst) worst = e, worst_name = gc->name;
         if (c < worst_cos) worst_cos = c;
@@ -177,7 +182,7 @@ static void compare(int precision, int width) {
             assert_int_equal(pasm_sgd_sync(&sg, gpu), PASM_OK);
             /* = the gradients + wd * weights */
             if (fp32 && !test_gradient_close("momentum after one step (synced to the host)",
-                                             sg.momentum_buffer, sc.momentum_buffer, count, glim))
+                                             sg.momentum_buffer, sc.momentum_buffer, count, glim, flips))
                 fail_msg("momentum after one step: the GPU differs from the CPU");
             printf("  cosine of the momenta %.5f\n", test_cosine(sg.momentum_buffer, sc.momentum_buffer, count));
             assert_true(test_cosine(sg.momentum_buffer, sc.momentum_buffer, count) > (fp32 ? 0.9998 : 0.95));
@@ -195,11 +200,11 @@ static void compare(int precision, int width) {
     }
     printf("  losses after SGD steps: cpu %.5f %.5f %.5f  gpu %.5f %.5f %.5f\n", losses_c[0],
            losses_c[1], losses_c[2], losses_g[0], losses_g[1], losses_g[2]);
-    /* fp32 at width 64: on the CPU alone, weights moved by one unit in the
+    /* fp32 at width 64: on the CPU alone, weights moved by a unit or two in the
      * last place move the losses after these steps by up to 0.43% and the
      * parameters by up to 0.36% (ReLUs that flip); width 16 stays within
-     * 2e-6, and holds the trajectory tightly */
-    const double tlim = fp32 ? (width > 16 ? 2e-2 : 2e-3) : 5e-2;
+     * 2e-6, and holds the trajectory tightly, as does the emulation */
+    const double tlim = fp32 ? (width > 16 && flips ? 2e-2 : 2e-3) : 5e-2;
     expect("losses after 1..3 SGD steps", losses_g, losses_c, 3, tlim);
     /* weights as the accessors see them after device training */
     expect("parameters after 3 steps", pasm_net_param_block(gpu, NULL),
@@ -223,7 +228,8 @@ static void compare(int precision, int width) {
     expect("evaluation logits after training", lg, lc, n * k, fp32 ? 2e-4 : 5e-2);
     assert_int_equal(pasm_net_backward(cpu_eval, dl_cpu, dx_cpu), PASM_OK);
     assert_int_equal(pasm_net_backward(gpu_eval, dl_gpu, dx_gpu), PASM_OK);
-    if (fp32 && !test_gradient_close("frozen network's input gradient", dx_gpu, dx_cpu, in_count, 1e-3))
+    if (fp32 && !test_gradient_close("frozen network's input gradient", dx_gpu, dx_cpu, in_count, 1e-3,
+                                    flips))
         fail_msg("frozen network's input gradient: the GPU differs from the CPU");
     printf("  cosine of the frozen input gradients %.5f\n", test_cosine(dx_gpu, dx_cpu, in_count));
     assert_true(test_cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9998 : 0.9));

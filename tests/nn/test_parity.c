@@ -128,10 +128,10 @@ static double check(const pasm_safetensors *ref, const char *name, const float *
                "%.2g  allowed %.2g\n",
                name, diff, scale, own, order, allowed);
     /* on the GPU a gradient may also differ where a ReLU went the other way
-     * (test_gradient_close): on the CPU alone, weights moved by one unit in
+     * (test_gradient_close): on the CPU alone, weights moved by a unit or two in
      * the last place move this case's input gradient by up to 4.6% */
     if (!(diff <= allowed) && g_device && strstr(name, "grad") && scale > 0 &&
-        test_gradient_close(name, mine, r, numel, allowed / scale))
+        test_gradient_close(name, mine, r, numel, allowed / scale, test_cuda_device() == 1))
         return diff / scale;
     if (!(diff <= allowed))
         fail_msg("%s: max|pasm - PyTorch| %.3g exceeds %.3g (max|ref| %.3g, PyTorch's own "

@@ -25,18 +25,21 @@ double test_rel_diff(const float *a, const float *b, int64_t n);
 double test_cosine(const float *a, const float *b, int64_t n);
 /* Two float32 gradients of a ReLU network computed in different summation
  * orders (the GPU against the CPU): 1 when max|a-b|/max|b| <= limit or,
- * failing that, when the difference is of the kind one ReLU taken the other
- * way makes (a pre-activation within rounding of zero: a few gradient
- * entries move, the rest agree): ||a-b||/||b|| <= 0.02 and cosine >= 0.9998.
- * Prints label and the figures. On the CPU alone, weights moved by one unit
- * in the last place move the input gradient of a width-64 ResNet-18 (batch
- * 8) by 0.7-1.6% of its largest entry and that of the gray48 parity case by
- * up to 4.6%, with relative L2 up to 0.0046 and cosine at least 0.99999;
- * the H200 against the CPU, with every convolution on pasm's direct
- * kernels, reached L2 0.0072 (cosine 0.99997) on the frozen network's.
- * bench/grad_sensitivity measures these floors. */
+ * with flips (a real GPU, whose convolutions sum in orders of their own),
+ * when the difference is of the kind one ReLU taken the other way makes (a
+ * pre-activation within rounding of zero: the gradient behind it jumps):
+ * max|a-b|/max|b| <= 0.05, ||a-b||/||b|| <= 0.02 and cosine >= 0.9998.
+ * Prints label and the figures. On the CPU alone, weights moved by one or
+ * two units in the last place move the input gradient of a width-64
+ * ResNet-18 (batch 8) by 0.7-1.6% of its largest entry and that of the
+ * gray48 parity case by up to 4.6%, with relative L2 up to 0.0046 and cosine
+ * at least 0.99999; the H200 against the CPU, with every convolution on
+ * pasm's direct kernels, reached L2 0.0072 (cosine 0.99997, max 2.7%) on the
+ * frozen network's. bench/grad_sensitivity measures these floors. Without
+ * flips (the host emulation, whose convolutions are the CPU's) the limit
+ * alone holds: there the floor is about 2e-6. */
 int test_gradient_close(const char *label, const float *a, const float *b, int64_t n,
-                        double limit);
+                        double limit, int flips);
 /* Fails the test when some |a-b| > atol + rtol*|b|; prints the max difference
  * under the given label. */
 void test_assert_close(const char *label, const float *a, const float *b, int64_t n, double atol,
