@@ -10,7 +10,8 @@
 #
 #   quick  (under 5 min) unpack the libraries, build with CUDA=1 (build-gpu/), the
 #          GPU tests (build-gpu/tests/cuda/*, then tests/cli/*), training images/s
-#          of ResNet-18 width 64 at batch 128 and 512 (pasm bf16; PyTorch eager bf16
+#          of ResNet-18 width 64 at batch 128 and 512 (pasm bf16, and again with
+#          cuDNN's workspace held to 32 MiB a layer; PyTorch eager bf16
 #          autocast channels-last, then fp32 and torch.compile if time is left),
 #          grad / iter / de attack images/s (bf16 both sides), peak GPU memory, 20 fp32 SGD steps'
 #          training loss from one checkpoint on the same batches in pasm and PyTorch
@@ -19,7 +20,7 @@
 #          batch 128, bf16) in pasm and in PyTorch at full FER2013 size, and the
 #          accuracy run on real FER2013 when its two parts are there
 #   tests  (under 3 min) quick's build, GPU tests and training rows (pasm at batch
-#          128 and 512, PyTorch eager bf16) only: a short call A before full mode's
+#          128 and 512, both workspaces; PyTorch eager bf16) only: a short call A before full mode's
 #          call B, when the throughput table is already in docs/
 #
 # How a GPU session uses it
@@ -360,10 +361,18 @@ if [ "$MODE" = quick ] || [ "$MODE" = tests ]; then
     # the GPU's own tests, PyTorch's parity case on the GPU, --device end to end
     step tests_cuda 150 required needs:build,data "${SUB[@]}" tests cuda nn/test_parity \
         cli/test_device_cli
+    # PASM_CUDA_ALLOC_LOG: every allocation in the log, cuDNN's workspace among them
     for b in 128 512; do
-        step pasm_train_b$b 45 required needs:build build-gpu/bench/pasm_bench gpu-train 64 $b bf16
+        step pasm_train_b$b 45 required needs:build env PASM_CUDA_ALLOC_LOG=1 \
+            build-gpu/bench/pasm_bench gpu-train 64 $b bf16
     done
     step torch_train_eager_bf16 60 required "${TORCH[@]}" train 64 128,512 eager_bf16
+    # the same with cuDNN's workspace held to 32 MiB a layer (256 by default):
+    # what the workspace costs in memory and buys in speed
+    for b in 128 512; do
+        step pasm_train_ws32_b$b 45 optional needs:build env PASM_CUDA_ALLOC_LOG=1 \
+            PASM_CUDA_WORKSPACE_MB=32 build-gpu/bench/pasm_bench gpu-train 64 $b bf16
+    done
 fi
 if [ "$MODE" = quick ]; then
     step attack_model 30 required needs:build build-gpu/bench/attack_bench model 64 "$ATTACK_MODEL"

@@ -40,6 +40,20 @@ def read_logs(out):
     return logs
 
 
+def workspace_mb(out, step):
+    """The largest "convolution workspace" a step's PASM_CUDA_ALLOC_LOG lines name, MiB."""
+    best = None
+    try:
+        with open(os.path.join(out, "logs", step + ".log"), errors="replace") as f:
+            for line in f:
+                m = re.search(r"GPU memory: +([0-9.]+) MiB for convolution workspace", line)
+                if m and (best is None or float(m.group(1)) > best):
+                    best = float(m.group(1))
+    except OSError:
+        pass
+    return best
+
+
 def num(v):
     try:
         return float(v)
@@ -133,6 +147,20 @@ def main():
                 b, fmt(p), fmt(e), fmt(c), fmt(f),
                 "" if not r else "%s of PyTorch's (target: no more: %s)" % (
                     r, "met" if num(p) <= num(e) else "not met")))
+        for b in (128, 512):
+            w("| (of pasm's peak: cuDNN's workspace, MiB, batch %d) | %s | | | | |" % (
+                b, fmt(workspace_mb(out, "pasm_train_b%d" % b), digits=1)))
+        for b in (128, 512):
+            step = "pasm_train_ws32_b%d" % b
+            p = get(step, "gpu_train_ips")
+            e = get("torch_train_eager_bf16", "torch_train_ips_eager_bf16_b%d" % b)
+            w("| (workspace held to 32 MiB a layer, batch %d: images/s) | %s | %s | | | %s |" % (
+                b, fmt(p), fmt(e), ratio(p, e)))
+            p = get(step, "gpu_peak_mb")
+            e = get("torch_train_eager_bf16", "torch_train_peak_mb_eager_bf16_b%d" % b)
+            w("| (workspace held to 32 MiB a layer, batch %d: peak MiB; workspace MiB) | %s; %s "
+              "| %s | | | %s |" % (b, fmt(p), fmt(workspace_mb(out, step), digits=1), fmt(e),
+                                   ratio(p, e)))
         w()
         w("| attack | faces | pasm images/s | PyTorch images/s | pasm / PyTorch | "
           "pasm peak MiB | PyTorch peak MiB |")

@@ -49,8 +49,27 @@ struct pasm_cuda_conv {
 };
 
 /* The most workspace a convolution may ask for when its algorithms are
- * chosen (per layer; the network keeps one workspace, the largest). */
-static const size_t WS_LIMIT = (size_t)256 << 20;
+ * chosen (per layer; the network keeps one workspace, the largest):
+ * 256 MiB, or PASM_CUDA_WORKSPACE_MB (a whole number of MiB, 0 allowed: a
+ * smaller workspace may mean slower algorithms), read once. */
+static size_t ws_limit(void) {
+    static long long mb = -1;
+    long long v = __atomic_load_n(&mb, __ATOMIC_RELAXED);
+    if (v >= 0) return (size_t)v << 20;
+    v = 256;
+    const char *e = getenv("PASM_CUDA_WORKSPACE_MB");
+    if (e && *e) {
+        char *end;
+        const long long got = strtoll(e, &end, 10);
+        if (*end || got < 0 || got > (1LL << 20))
+            pasm_note("PASM_CUDA_WORKSPACE_MB=%s is not a whole number of MiB from 0 to 1048576: "
+                      "256 MiB",
+                      e);
+        else v = got;
+    }
+    __atomic_store_n(&mb, v, __ATOMIC_RELAXED);
+    return (size_t)v << 20;
+}
 /* The most algorithms asked of cuDNN's ranking for one direction. */
 enum { MAX_ALGOS = 16 };
 
@@ -109,13 +128,13 @@ static int pick(const Perf *p, int found, size_t limit, cudnnMathType_t only, in
     return -1;
 }
 
-static pasm_status no_algorithm(const pasm_cuda_conv *c, const char *which, int n) {
+static pasm_status no_algorithm(const pasm_cuda_conv *c, const char *which, int n, size_t limit) {
     const pasm_conv2d_shape *s = &c->s;
     return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN offers no %s algorithm for a %dx%d stride-%d "
                                              "convolution %d->%d channels at %dx%d, batch %d, %s "
                                              "NHWC, within %zu MiB of workspace",
                        which, s->kernel, s->kernel, s->stride, s->c_in, s->c_out, s->h_in,
-                       s->w_in, n, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", (size_t)(WS_LIMIT >> 20));
+                       s->w_in, n, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", limit >> 20);
 }
 
 /* The weight gradient's direct kernel: chunks of output positions, each
@@ -202,7 +221,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
         CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
         CUDNN_TRY(query(p, &found), what);
         i = pick(p, found, limit, CUDNN_DEFAULT_MATH, 1);
-        if (i < 0) return no_algorithm(c, which, n);
+        if (i < 0) return no_algorithm(c, which, n, limit);
         if (!(c->told & dir))
             pasm_note("cuDNN has no tensor-core %s kernel for a %dx%d convolution %d->%d (%s, "
                       "batch %d): its default math runs it",
@@ -314,7 +333,7 @@ static pasm_status conv_init(pasm_cuda_conv *c) {
               "convolution descriptor");
     /* bf16 on tensor cores; fp32 off them (no TF32) */
     c->pref_math = c->t == PASM_CUDA_BF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
-    TRY_STATUS(set_batch(c, s->n, WS_LIMIT));
+    TRY_STATUS(set_batch(c, s->n, ws_limit()));
     return PASM_OK;
 }
 
