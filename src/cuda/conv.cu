@@ -166,16 +166,12 @@ static void log_choice(const pasm_cuda_conv *c, unsigned dir, int n, int algo, i
                        size_t ws) {
     if (!c->log) return;
     const pasm_conv2d_shape *s = &c->s;
-    if (algo < 0)
-        fprintf(stderr, "conv %dx%d s%d %d->%d %dx%d %s batch %d %s: direct kernel\n", s->kernel,
-                s->kernel, s->stride, s->c_in, s->c_out, s->h_in, s->w_in,
-                c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, dir_name(dir));
+    fprintf(stderr, "conv %dx%d s%d %d->%d %dx%d %s batch %d %s: ", s->kernel, s->kernel,
+            s->stride, s->c_in, s->c_out, s->h_in, s->w_in,
+            c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, dir_name(dir));
+    if (algo < 0) fputs("direct kernel\n", stderr);
     else
-        fprintf(stderr,
-                "conv %dx%d s%d %d->%d %dx%d %s batch %d %s: cuDNN algo %d math %d%s, "
-                "workspace %zu KiB\n",
-                s->kernel, s->kernel, s->stride, s->c_in, s->c_out, s->h_in, s->w_in,
-                c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, dir_name(dir), algo, math,
+        fprintf(stderr, "cuDNN algo %d math %d%s, workspace %zu KiB\n", algo, math,
                 det ? "" : " (nondeterministic)", ws >> 10);
 }
 
@@ -205,9 +201,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     const pasm_conv2d_shape *s = &c->s;
     const char *tn = c->t == PASM_CUDA_BF16 ? "bf16" : "fp32";
     if (i < 0 && f32) {
-        a->direct |= dir;
-        if (dir == PASM_CUDA_CONV_FILTER && direct_filter_ws(s, n) > *need)
-            *need = direct_filter_ws(s, n);
+        a->direct |= dir; /* choose() adds the direct weight gradient's workspace */
         if (!(c->told & dir))
             pasm_note("cuDNN has no deterministic plain-FMA %s kernel within %zu MiB of workspace "
                       "for a %dx%d convolution %d->%d (%s, batch %d): the backend's direct kernel "

@@ -84,6 +84,8 @@ static void compare(int precision, int width) {
     /* a real GPU sums in orders of its own, so a ReLU may flip; the host
      * emulation's convolutions are the CPU's */
     const int flips = test_cuda_device() == 1;
+    /* fp32 cosines: test_gradient_close's where a ReLU may flip */
+    const double cos_lim = flips ? 0.9998 : 0.9999;
     const double lim = fp32 ? 2e-4 : 5e-2, glim = fp32 ? 1e-3 : 0.1;
     printf(" %s width %d, batch %d\n", fp32 ? "fp32" : "bf16", width, n);
 
@@ -141,7 +143,7 @@ static void compare(int precision, int width) {
            "%.5f\n",
            "parameter gradients", worst, worst_name, worst_cos, all_cos);
     if (!dx_ok) fail_msg("input gradient (training): the GPU differs from the CPU");
-    assert_true(test_cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9998 : 0.9));
+    assert_true(test_cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? cos_lim : 0.9));
     if (fp32 && !grads_ok) fail_msg("parameter gradients: the GPU differs from the CPU");
     if (!fp32) assert_true(all_cos >= 0.95 && worst_cos >= 0.7);
     for (int i = 0; i < pasm_net_n_state(cpu); i++) {
@@ -185,7 +187,7 @@ static void compare(int precision, int width) {
                                              sg.momentum_buffer, sc.momentum_buffer, count, glim, flips))
                 fail_msg("momentum after one step: the GPU differs from the CPU");
             printf("  cosine of the momenta %.5f\n", test_cosine(sg.momentum_buffer, sc.momentum_buffer, count));
-            assert_true(test_cosine(sg.momentum_buffer, sc.momentum_buffer, count) > (fp32 ? 0.9998 : 0.95));
+            assert_true(test_cosine(sg.momentum_buffer, sc.momentum_buffer, count) > (fp32 ? (flips ? 0.9998 : 0.99999) : 0.95));
             if (fp32) expect_step(pasm_net_param_block(gpu, NULL), pasm_net_param_block(cpu, NULL),
                                   sg.momentum_buffer, sc.momentum_buffer, count, &o);
             else expect("parameters after one step", pasm_net_param_block(gpu, NULL),
@@ -232,7 +234,7 @@ static void compare(int precision, int width) {
                                     flips))
         fail_msg("frozen network's input gradient: the GPU differs from the CPU");
     printf("  cosine of the frozen input gradients %.5f\n", test_cosine(dx_gpu, dx_cpu, in_count));
-    assert_true(test_cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? 0.9998 : 0.9));
+    assert_true(test_cosine(dx_gpu, dx_cpu, in_count) > (fp32 ? cos_lim : 0.9));
     /* an evaluation-only network (its layers share buffers) gives the same */
     pasm_net *gpu_plain = NULL;
     if (pasm_net_create_mode(&gpu_plain, &cfg, n, PASM_NET_EVAL)) fail_msg("%s", pasm_last_error());
