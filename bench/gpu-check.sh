@@ -373,6 +373,12 @@ if [ "$MODE" = quick ] || [ "$MODE" = tests ]; then
         step pasm_train_ws32_b$b 45 optional needs:build env PASM_CUDA_ALLOC_LOG=1 \
             PASM_CUDA_WORKSPACE_MB=32 build-gpu/bench/pasm_bench gpu-train 64 $b bf16
     done
+    # batch norm's and the ReLU's loops one element an index instead of
+    # sixteen bytes (PASM_CUDA_VECTOR=0): what the vector loops buy
+    for b in 128 512; do
+        step pasm_train_scalar_b$b 45 optional needs:build env PASM_CUDA_VECTOR=0 \
+            build-gpu/bench/pasm_bench gpu-train 64 $b bf16
+    done
 fi
 if [ "$MODE" = quick ]; then
     step attack_model 30 required needs:build build-gpu/bench/attack_bench model 64 "$ATTACK_MODEL"

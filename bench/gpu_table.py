@@ -161,6 +161,11 @@ def main():
             w("| (workspace held to 32 MiB a layer, batch %d: peak MiB; workspace MiB) | %s; %s "
               "| %s | | | %s |" % (b, fmt(p), fmt(workspace_mb(out, step), digits=1), fmt(e),
                                    ratio(p, e)))
+        for b in (128, 512):
+            p = get("pasm_train_scalar_b%d" % b, "gpu_train_ips")
+            v = get("pasm_train_b%d" % b, "gpu_train_ips")
+            w("| (batch norm's loops one element an index, PASM_CUDA_VECTOR=0, batch %d: "
+              "images/s; the vector loops' gain) | %s | | | | %s |" % (b, fmt(p), ratio(v, p)))
         w()
         w("| attack | faces | pasm images/s | PyTorch images/s | pasm / PyTorch | "
           "pasm peak MiB | PyTorch peak MiB |")

@@ -49,6 +49,14 @@ void pasm_cuda_emulate(int on);
 int pasm_cuda_emulating(void);
 /* 1 while the emulation records a graph (pasm_cuda_graph_begin .. _end). */
 int pasm_cuda_recording(void);
+/* The element loops of batch norm and the ReLU's backward take sixteen
+ * bytes an index (8 bf16 or 4 floats) where the channels and pointers allow,
+ * with the same arithmetic per element as one at a time: 1 (the default),
+ * or 0 (PASM_CUDA_VECTOR=0, read once; or here, for the tests). */
+int pasm_cuda_vectors_on(void);
+void pasm_cuda_set_vectors(int on);
+/* How many element loops have run on vectors in this process (tests). */
+uint64_t pasm_cuda_vector_loops(void);
 
 /* The context: one per process, shared by every caller (reference
  * counted; each create is matched by a free). All work runs in order on its

@@ -86,6 +86,37 @@ pasm_status pasm_each(pasm_cuda_ctx *ctx, int64_t n, F f, const char *what) {
     return st;
 }
 
+/* #pragma unroll for the device pass only (the host compiler warns). */
+#if defined(__CUDA_ARCH__)
+#define PASM_UNROLL _Pragma("unroll")
+#else
+#define PASM_UNROLL
+#endif
+
+/* Sixteen bytes of T (8 bf16 or 4 floats), loaded and stored at once by
+ * the element loops that take a vector an index. */
+template <typename T> struct alignas(16) pasm_v16 {
+    T e[16 / sizeof(T)];
+};
+/* Counts a loop that runs on vectors (pasm_cuda_vector_loops). */
+void pasm_cuda_count_vector_loop(void);
+/* p 16-byte aligned, or NULL. */
+__host__ __device__ inline bool pasm_aligned16(const void *p) {
+    return ((unsigned long long)(size_t)p & 15u) == 0;
+}
+
+/* i % c for an element index: in 32 bits when every index of the loop fits
+ * (narrow), a 64-bit division being many times the cost of an element's
+ * load. */
+struct pasm_mod {
+    int64_t c;
+    bool narrow;
+    pasm_mod(int64_t c_, int64_t n) : c(c_), narrow(n <= 0xFFFFFFFFLL && c_ <= 0xFFFFFFFFLL) {}
+    __host__ __device__ int64_t operator()(int64_t i) const {
+        return narrow ? (int64_t)((uint32_t)i % (uint32_t)c) : i % c;
+    }
+};
+
 /* Runs body<float> or body<bf16> by t. */
 #define PASM_BY_DTYPE(t, call_float, call_bf16) ((t) == PASM_CUDA_BF16 ? (call_bf16) : (call_float))
 

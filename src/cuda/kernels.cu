@@ -99,13 +99,36 @@ pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, co
     return pasm_cuda_nhwc_to_nchw(ctx, k, c, rs, dw, t, out);
 }
 
+/* Whether an element loop over rows of c channels may take sixteen bytes
+ * of T an index: each vector inside a row, and every pointer (the
+ * per-channel float tables too) 16-byte aligned. */
+template <typename T>
+static bool rows_vectorise(int64_t c, std::initializer_list<const void *> ptrs) {
+    if (!pasm_cuda_vectors_on() || c % (int64_t)(16 / sizeof(T)) != 0) return false;
+    for (const void *p : ptrs)
+        if (!pasm_aligned16(p)) return false;
+    pasm_cuda_count_vector_loop();
+    return true;
+}
+
+/* out[0..L) = p[0..L), p 16-byte aligned and L a multiple of 4: float4 loads. */
+template <int L> __host__ __device__ inline void load_floats(const float *p, float *out) {
+PASM_UNROLL
+    for (int k = 0; k < L; k += 4) {
+        const float4 q = *(const float4 *)(p + k);
+        out[k] = q.x, out[k + 1] = q.y, out[k + 2] = q.z, out[k + 3] = q.w;
+    }
+}
+
 /* ---- batch normalisation ----
  * Rows are split into chunks; one thread sums one channel over one chunk
  * (neighbouring threads read neighbouring channels of the same row, so
  * reads coalesce), about half a million threads in all, enough to keep the
  * GPU's memory busy. The chunks' sums are then added in two levels, each in
- * a fixed order: groups of chunks (GROUPS threads a channel), then the
- * groups (one thread a channel). The statistics take one pass: the sums of
+ * a fixed order: groups of chunks (about the square root of the chunks: as
+ * many threads a channel), then the groups (one thread a channel), each
+ * thread keeping four sums in flight (sum4), as these levels have too few
+ * threads to hide a load's latency otherwise. The statistics take one pass: the sums of
  * d and d^2 for d = x - ref, ref the channel's value in the first row (the
  * shifted-data sums, in double), so every merge is an addition; the
  * variance (S2 - S1^2/m)/m loses about log10(1 + (mean - ref)^2 / var)
@@ -117,7 +140,7 @@ pasm_status pasm_cuda_unpack_weight(pasm_cuda_ctx *ctx, int k, int c, int rs, co
  * 128; 7.7 ms unprofiled.)
  * partial: [sums A: chunks*c][sums B: chunks*c][groups A][groups B]. */
 
-enum { BN_THREADS = 1 << 19, BN_MIN_ROWS = 16, BN_GROUPS = 256 };
+enum { BN_THREADS = 1 << 19, BN_MIN_ROWS = 16 };
 
 static int bn_chunks(int64_t m, int c) {
     int64_t want = BN_THREADS / (c > 0 ? c : 1);
@@ -126,7 +149,33 @@ static int bn_chunks(int64_t m, int c) {
     return (int)(want < 1 ? 1 : want);
 }
 
-static int bn_groups(int chunks) { return chunks < BN_GROUPS ? chunks : BN_GROUPS; }
+/* The smallest g with g * g >= chunks: both levels sum about sqrt(chunks). */
+static int bn_groups(int chunks) {
+    int g = (int)sqrt((double)chunks);
+    while ((int64_t)g * g < chunks) g++;
+    while (g > 1 && (int64_t)(g - 1) * (g - 1) >= chunks) g--;
+    return g < 1 ? 1 : g;
+}
+
+/* *sa, *sb = the sums of a[p * stride] and b[p * stride] for p in [p0, p1),
+ * four terms of each in flight: (t0 + t1) + (t2 + t3), ti the terms p with
+ * (p - p0) % 4 == i, in order. */
+__host__ __device__ inline void sum4(const double *a, const double *b, int64_t p0, int64_t p1,
+                                     int64_t stride, double *sa, double *sb) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
+    int64_t p = p0;
+    for (; p + 4 <= p1; p += 4) {
+        a0 += a[p * stride], b0 += b[p * stride];
+        a1 += a[(p + 1) * stride], b1 += b[(p + 1) * stride];
+        a2 += a[(p + 2) * stride], b2 += b[(p + 2) * stride];
+        a3 += a[(p + 3) * stride], b3 += b[(p + 3) * stride];
+    }
+    if (p < p1) a0 += a[p * stride], b0 += b[p * stride];
+    if (p + 1 < p1) a1 += a[(p + 1) * stride], b1 += b[(p + 1) * stride];
+    if (p + 2 < p1) a2 += a[(p + 2) * stride], b2 += b[(p + 2) * stride];
+    *sa = (a0 + a1) + (a2 + a3);
+    *sb = (b0 + b1) + (b2 + b3);
+}
 
 size_t pasm_cuda_bn_partial_doubles(int64_t m, int c) {
     const int chunks = bn_chunks(m, c);
@@ -144,22 +193,26 @@ static pasm_status group_sums(pasm_cuda_ctx *ctx, const double *part, const doub
         [=] __host__ __device__(int64_t i) {
             const int64_t ch = i % c, g = i / c;
             const int64_t p1 = (g + 1) * per < chunks ? (g + 1) * per : chunks;
-            double s = 0.0, s2 = 0.0;
-            for (int64_t p = g * per; p < p1; p++) {
-                s += part[p * c + ch];
-                s2 += part2[p * c + ch];
-            }
+            double s, s2;
+            sum4(part + ch, part2 + ch, g * per, p1, c, &s, &s2);
             grp[i] = s;
             grp2[i] = s2;
         },
         "batch-norm group sums");
 }
 
-/* The sum over groups of grp[g * c + ch], in group order. */
-__host__ __device__ inline double group_total(const double *grp, int groups, int c, int64_t ch) {
-    double s = 0.0;
-    for (int g = 0; g < groups; g++) s += grp[(int64_t)g * c + ch];
-    return s;
+/* *s, *s2 = the sums over groups of grp[g * c + ch] and grp2[g * c + ch]. */
+__host__ __device__ inline void group_totals(const double *grp, const double *grp2, int groups,
+                                             int c, int64_t ch, double *s, double *s2) {
+    sum4(grp + ch, grp2 + ch, 0, groups, c, s, s2);
+}
+
+/* A row's term of a chunk's sums: d = x - ref, s1 += d, s2 += d^2. */
+template <typename T>
+__host__ __device__ inline void stat_add(T x, double ref, double &s1, double &s2) {
+    const double d = (double)to_f(x) - ref;
+    s1 += d;
+    s2 += d * d;
 }
 
 template <typename T>
@@ -176,29 +229,51 @@ static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, fl
     const double count = (double)m;
     const double unbias = count > 1.0 ? count / (count - 1.0) : 1.0;
     const double mom = momentum;
-    pasm_status st = pasm_each(
-        ctx, (int64_t)chunks * c,
-        [=] __host__ __device__(int64_t i) { /* a chunk's sums of d and d^2 */
-            const int64_t ch = i % c, p = i / c;
-            const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
-            const double ref = (double)to_f(x[ch]);
-            double s1 = 0.0, s2 = 0.0;
-            for (int64_t r = r0; r < r1; r++) {
-                const double d = (double)to_f(x[r * c + ch]) - ref;
-                s1 += d;
-                s2 += d * d;
-            }
-            s1_k[i] = s1;
-            s2_k[i] = s2;
-        },
-        "batch-norm chunk statistics");
+    pasm_status st;
+    if (rows_vectorise<T>(c, {x})) { /* a chunk's sums for a vector of channels */
+        typedef pasm_v16<T> V;
+        enum { L = 16 / sizeof(T) };
+        const int64_t cv = c / L;
+        const V *xv = (const V *)x;
+        st = pasm_each(
+            ctx, (int64_t)chunks * cv,
+            [=] __host__ __device__(int64_t i) {
+                const int64_t q = i % cv, p = i / cv;
+                const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
+                const V first = xv[q];
+                double ref[L], s1[L], s2[L];
+PASM_UNROLL
+                for (int j = 0; j < L; j++) ref[j] = to_f(first.e[j]), s1[j] = s2[j] = 0.0;
+                for (int64_t r = r0; r < r1; r++) {
+                    const V v = xv[r * cv + q];
+PASM_UNROLL
+                    for (int j = 0; j < L; j++) stat_add(v.e[j], ref[j], s1[j], s2[j]);
+                }
+PASM_UNROLL
+                for (int j = 0; j < L; j++) s1_k[p * c + q * L + j] = s1[j], s2_k[p * c + q * L + j] = s2[j];
+            },
+            "batch-norm chunk statistics");
+    } else {
+        st = pasm_each(
+            ctx, (int64_t)chunks * c,
+            [=] __host__ __device__(int64_t i) { /* a chunk's sums of d and d^2 */
+                const int64_t ch = i % c, p = i / c;
+                const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
+                const double ref = (double)to_f(x[ch]);
+                double s1 = 0.0, s2 = 0.0;
+                for (int64_t r = r0; r < r1; r++) stat_add(x[r * c + ch], ref, s1, s2);
+                s1_k[i] = s1;
+                s2_k[i] = s2;
+            },
+            "batch-norm chunk statistics");
+    }
     if (!st) st = group_sums(ctx, s1_k, s2_k, chunks, c, s1_g, s2_g);
     if (st) return st;
     return pasm_each(
         ctx, c,
         [=] __host__ __device__(int64_t ch) { /* the groups, in order */
-            const double s1 = group_total(s1_g, groups, c, ch);
-            const double s2 = group_total(s2_g, groups, c, ch);
+            double s1, s2;
+            group_totals(s1_g, s2_g, groups, c, ch, &s1, &s2);
             const double mu = (double)to_f(x[ch]) + s1 / count;
             const double m2 = s2 - s1 * s1 / count;
             const double var = m2 < 0.0 ? 0.0 : m2 / count; /* NaN stays NaN */
@@ -242,17 +317,49 @@ pasm_status pasm_cuda_bn_fold(pasm_cuda_ctx *ctx, int c, float eps, const float 
         "batch-norm fold");
 }
 
+/* x * scale + shift (+ the residual r where has_r) (then ReLU), an element. */
+template <typename T>
+__host__ __device__ inline T affine_one(T x, float scale, float shift, bool has_r, T r, int relu) {
+    float v = to_f(x) * scale + shift;
+    if (has_r) v += to_f(r);
+    if (relu && !(v > 0.0f)) v = 0.0f;
+    return from_f<T>(v);
+}
+
 template <typename T>
 static pasm_status affine(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, const float *scale,
                           const float *shift, const T *res, int relu, T *y) {
+    if (rows_vectorise<T>(c, {x, res, y, scale, shift})) { /* a vector of channels an index */
+        typedef pasm_v16<T> V;
+        enum { L = 16 / sizeof(T) };
+        const int64_t nv = m * c / L;
+        const pasm_mod vch(c / L, nv);
+        const V *xv = (const V *)x, *rv = (const V *)res;
+        V *yv = (V *)y;
+        return pasm_each(
+            ctx, nv,
+            [=] __host__ __device__(int64_t i) {
+                const int64_t ch = vch(i) * L;
+                const V a = xv[i];
+                V r = a, o;
+                if (rv) r = rv[i];
+                float sc[L], sh[L];
+                load_floats<L>(scale + ch, sc);
+                if (shift) load_floats<L>(shift + ch, sh);
+PASM_UNROLL
+                for (int j = 0; j < L; j++)
+                    o.e[j] = affine_one(a.e[j], sc[j], shift ? sh[j] : 0.0f, rv != NULL, r.e[j], relu);
+                yv[i] = o;
+            },
+            "batch-norm affine");
+    }
+    const pasm_mod chan(c, m * c);
     return pasm_each(
         ctx, m * c,
         [=] __host__ __device__(int64_t i) {
-            const int64_t ch = i % c;
-            float v = to_f(x[i]) * scale[ch] + (shift ? shift[ch] : 0.0f);
-            if (res) v += to_f(res[i]);
-            if (relu && !(v > 0.0f)) v = 0.0f;
-            y[i] = from_f<T>(v);
+            const int64_t ch = chan(i);
+            y[i] = affine_one(x[i], scale[ch], shift ? shift[ch] : 0.0f, res != NULL,
+                              res ? res[i] : x[i], relu);
         },
         "batch-norm affine");
 }
@@ -267,6 +374,26 @@ pasm_status pasm_cuda_affine(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x
                                 relu, (bf16 *)y));
 }
 
+/* An element's input gradient from its channel's coefficients (k, the x
+ * term kx, the constant k0, the mean mu); dy taken as zero where gated and
+ * the ReLU after it was off (its output ry not above zero). */
+template <typename T>
+__host__ __device__ inline T bn_dx_one(T x, T dy, bool gated, T ry, float k, float kx, float k0,
+                                       float mu) {
+    const float g = gated && !(to_f(ry) > 0.0f) ? 0.0f : to_f(dy);
+    return from_f<T>(k * g + kx * (to_f(x) - mu) + k0);
+}
+
+/* A row's terms of a chunk's gradient sums: g = dy (zero where gated and
+ * the ReLU after was off), a += g, b += g (x - mu). */
+template <typename T>
+__host__ __device__ inline void grad_add(T x, T dy, bool gated, T ry, double mu, double &a,
+                                         double &b) {
+    const double g = gated && !(to_f(ry) > 0.0f) ? 0.0 : to_f(dy);
+    a += g;
+    b += g * ((double)to_f(x) - mu);
+}
+
 template <typename T>
 static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, const T *dy,
                                const T *relu_y, const float *gamma, const float *save_mean,
@@ -277,30 +404,60 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
     double *sum_dy = partial, *sum_dy_xc = partial + (size_t)chunks * c;
     double *grp_dy = partial + (size_t)chunks * 2 * c, *grp_dy_xc = grp_dy + (size_t)groups * c;
     const double count = (double)m;
-    pasm_status st = pasm_each(
-        ctx, (int64_t)chunks * c,
-        [=] __host__ __device__(int64_t i) {
-            const int64_t ch = i % c, p = i / c;
-            const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
-            const double mu = save_mean[ch];
-            double a = 0.0, b = 0.0;
-            for (int64_t r = r0; r < r1; r++) {
-                const double g = relu_y && !(to_f(relu_y[r * c + ch]) > 0.0f) ? 0.0 : to_f(dy[r * c + ch]);
-                a += g;
-                b += g * ((double)to_f(x[r * c + ch]) - mu);
-            }
-            sum_dy[i] = a;
-            sum_dy_xc[i] = b;
-        },
-        "batch-norm gradient sums");
+    pasm_status st;
+    if (rows_vectorise<T>(c, {x, dy, relu_y, save_mean})) { /* a vector of channels */
+        typedef pasm_v16<T> V;
+        enum { L = 16 / sizeof(T) };
+        const int64_t cv = c / L;
+        const V *xv = (const V *)x, *dyv = (const V *)dy, *ryv = (const V *)relu_y;
+        st = pasm_each(
+            ctx, (int64_t)chunks * cv,
+            [=] __host__ __device__(int64_t i) {
+                const int64_t q = i % cv, p = i / cv;
+                const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
+                float muf[L];
+                load_floats<L>(save_mean + q * L, muf);
+                double a[L], b[L];
+PASM_UNROLL
+                for (int j = 0; j < L; j++) a[j] = b[j] = 0.0;
+                for (int64_t r = r0; r < r1; r++) {
+                    const V xr = xv[r * cv + q], d = dyv[r * cv + q];
+                    V ry = d;
+                    if (ryv) ry = ryv[r * cv + q];
+PASM_UNROLL
+                    for (int j = 0; j < L; j++)
+                        grad_add(xr.e[j], d.e[j], ryv != NULL, ry.e[j], (double)muf[j], a[j], b[j]);
+                }
+PASM_UNROLL
+                for (int j = 0; j < L; j++)
+                    sum_dy[p * c + q * L + j] = a[j], sum_dy_xc[p * c + q * L + j] = b[j];
+            },
+            "batch-norm gradient sums");
+    } else {
+        st = pasm_each(
+            ctx, (int64_t)chunks * c,
+            [=] __host__ __device__(int64_t i) {
+                const int64_t ch = i % c, p = i / c;
+                const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
+                const double mu = save_mean[ch];
+                double a = 0.0, b = 0.0;
+                for (int64_t r = r0; r < r1; r++)
+                    grad_add(x[r * c + ch], dy[r * c + ch], relu_y != NULL,
+                             relu_y ? relu_y[r * c + ch] : dy[r * c + ch], mu, a, b);
+                sum_dy[i] = a;
+                sum_dy_xc[i] = b;
+            },
+            "batch-norm gradient sums");
+    }
     if (!st) st = group_sums(ctx, sum_dy, sum_dy_xc, chunks, c, grp_dy, grp_dy_xc);
     if (st) return st;
     st = pasm_each(
         ctx, c,
         [=] __host__ __device__(int64_t ch) {
-            const double sdy = group_total(grp_dy, groups, c, ch);
+            double sdy, sdyxc;
+            group_totals(grp_dy, grp_dy_xc, groups, c, ch, &sdy, &sdyxc);
             const double invstd = save_invstd[ch];
-            const double sdyxh = group_total(grp_dy_xc, groups, c, ch) * invstd;
+            const double sdyxh = sdyxc * invstd;
             if (dbeta) dbeta[ch] = (float)sdy;
             if (dgamma) dgamma[ch] = (float)sdyxh;
             const double g = gamma ? gamma[ch] : 1.0;
@@ -312,14 +469,39 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
         },
         "batch-norm gradient coefficients");
     if (st || !dx) return st;
+    if (rows_vectorise<T>(c, {x, dy, relu_y, dx, coef})) { /* a vector of channels an index */
+        typedef pasm_v16<T> V;
+        enum { L = 16 / sizeof(T) };
+        const int64_t nv = m * c / L;
+        const pasm_mod vch(c / L, nv);
+        const V *xv = (const V *)x, *dyv = (const V *)dy, *ryv = (const V *)relu_y;
+        V *dxv = (V *)dx;
+        return pasm_each(
+            ctx, nv,
+            [=] __host__ __device__(int64_t i) {
+                const int64_t ch = vch(i) * L;
+                const V a = xv[i], d = dyv[i];
+                V r = d, o;
+                if (ryv) r = ryv[i];
+                float k[L], kx[L], k0[L], mu[L];
+                load_floats<L>(coef + ch, k);
+                load_floats<L>(coef + c + ch, kx);
+                load_floats<L>(coef + 2 * c + ch, k0);
+                load_floats<L>(coef + 3 * c + ch, mu);
+PASM_UNROLL
+                for (int j = 0; j < L; j++)
+                    o.e[j] = bn_dx_one(a.e[j], d.e[j], ryv != NULL, r.e[j], k[j], kx[j], k0[j], mu[j]);
+                dxv[i] = o;
+            },
+            "batch-norm input gradient");
+    }
+    const pasm_mod chan(c, m * c);
     return pasm_each(
         ctx, m * c,
         [=] __host__ __device__(int64_t i) {
-            const int64_t ch = i % c;
-            const float g = relu_y && !(to_f(relu_y[i]) > 0.0f) ? 0.0f : to_f(dy[i]);
-            const float v = coef[ch] * g + coef[c + ch] * (to_f(x[i]) - coef[3 * c + ch]) +
-                            coef[2 * c + ch];
-            dx[i] = from_f<T>(v);
+            const int64_t ch = chan(i);
+            dx[i] = bn_dx_one(x[i], dy[i], relu_y != NULL, relu_y ? relu_y[i] : dy[i], coef[ch],
+                              coef[c + ch], coef[2 * c + ch], coef[3 * c + ch]);
         },
         "batch-norm input gradient");
 }
@@ -342,6 +524,23 @@ pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const vo
 
 template <typename T>
 static pasm_status relu_backward(pasm_cuda_ctx *ctx, int64_t count, const T *y, T *d) {
+    if (rows_vectorise<T>(count, {y, d})) { /* sixteen bytes an index */
+        typedef pasm_v16<T> V;
+        enum { L = 16 / sizeof(T) };
+        const V *yv = (const V *)y;
+        V *dv = (V *)d;
+        return pasm_each(
+            ctx, count / L,
+            [=] __host__ __device__(int64_t i) {
+                const V a = yv[i];
+                V o = dv[i];
+PASM_UNROLL
+                for (int j = 0; j < L; j++)
+                    if (!(to_f(a.e[j]) > 0.0f)) o.e[j] = from_f<T>(0.0f);
+                dv[i] = o;
+            },
+            "ReLU backward");
+    }
     return pasm_each(
         ctx, count,
         [=] __host__ __device__(int64_t i) {

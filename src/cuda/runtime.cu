@@ -355,6 +355,24 @@ pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_
 
 size_t pasm_cuda_dtype_size(pasm_cuda_dtype t) { return t == PASM_CUDA_BF16 ? 2 : 4; }
 
+static int g_vectors = -1; /* -1: PASM_CUDA_VECTOR not read yet */
+
+int pasm_cuda_vectors_on(void) {
+    int v = __atomic_load_n(&g_vectors, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv("PASM_CUDA_VECTOR");
+        v = !(e && e[0] == '0');
+        __atomic_store_n(&g_vectors, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+void pasm_cuda_set_vectors(int on) { __atomic_store_n(&g_vectors, on ? 1 : 0, __ATOMIC_RELAXED); }
+
+static uint64_t g_vector_loops;
+void pasm_cuda_count_vector_loop(void) { __atomic_add_fetch(&g_vector_loops, 1, __ATOMIC_RELAXED); }
+uint64_t pasm_cuda_vector_loops(void) { return __atomic_load_n(&g_vector_loops, __ATOMIC_RELAXED); }
+
 /* ---- graphs ---- */
 struct pasm_cuda_graph {
     cudaGraph_t graph;

@@ -279,6 +279,75 @@ static void case_batchnorm(int n, int c, int h, float offset, float outlier) {
     free(x), free(gamma), free(beta), free(res), free(dy), free(y), free(y2), free(dx), free(dx2);
 }
 
+/* The vector loops (sixteen bytes an index) against one element at a
+ * time: batch norm's statistics, affine map (residual, ReLU), backward
+ * (with and without the ReLU on the way) and the ReLU's backward, in t,
+ * byte for byte, the arithmetic per element being the same. */
+static void run_bn_ops(pasm_cuda_dtype t, int64_t m, int c, const void *xd, const void *resd,
+                       const void *dyd, unsigned char *out) {
+    const size_t es = pasm_cuda_dtype_size(t), tb = (size_t)m * c * es;
+    float *gamma = rand_floats(c, 31, 0.5f, 1), *beta = rand_floats(c, 32, 0.5f, 0);
+    float *gd = buf_in(gamma, c * 4), *bd = buf_in(beta, c * 4), *rmd = buf_in(NULL, c * 4),
+          *rvd = buf_in(NULL, c * 4), *smd = buf_in(NULL, c * 4), *sid = buf_in(NULL, c * 4),
+          *scd = buf_in(NULL, c * 4), *shd = buf_in(NULL, c * 4), *dgd = buf_in(NULL, c * 4),
+          *dbd = buf_in(NULL, c * 4), *coef = buf_in(NULL, 4 * c * 4);
+    double *part = buf_in(NULL, pasm_cuda_bn_partial_doubles(m, c) * sizeof(double));
+    void *yd = buf_in(NULL, tb), *dxd = buf_in(NULL, tb), *dd = buf_in(NULL, tb);
+    OK(pasm_cuda_bn_stats(ctx(), m, c, xd, t, 1e-5f, 0.1f, gd, bd, rmd, rvd, smd, sid, scd, shd,
+                          part));
+    OK(pasm_cuda_affine(ctx(), m, c, xd, scd, shd, resd, 1, yd, t));
+    size_t at = 0;
+    buf_out(out + at, yd, tb), at += tb;
+    const float *small[] = {rmd, rvd, smd, sid, scd, shd};
+    for (int i = 0; i < 6; i++) buf_out(out + at, small[i], c * 4), at += c * 4;
+    for (int relu = 0; relu < 2; relu++) {
+        OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, relu ? yd : NULL, t, gd, smd, sid, dxd, dgd,
+                                 dbd, part, coef));
+        buf_out(out + at, dxd, tb), at += tb;
+        buf_out(out + at, dgd, c * 4), at += c * 4;
+        buf_out(out + at, dbd, c * 4), at += c * 4;
+    }
+    /* the affine map alone (the evaluation's backward: no shift, no ReLU) */
+    OK(pasm_cuda_affine(ctx(), m, c, dyd, scd, NULL, NULL, 0, dxd, t));
+    buf_out(out + at, dxd, tb), at += tb;
+    /* the ReLU's backward: a gradient (dy's affine map) masked by y */
+    OK(pasm_cuda_affine(ctx(), m, c, dyd, scd, shd, NULL, 0, dd, t));
+    OK(pasm_cuda_relu_backward(ctx(), m * c, yd, dd, t));
+    buf_out(out + at, dd, tb), at += tb;
+    void *bufs[] = {gd, bd, rmd, rvd, smd, sid, scd, shd, dgd, dbd, coef, part, yd, dxd, dd};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
+    free(gamma), free(beta);
+}
+
+static void case_vectors(pasm_cuda_dtype t, int n, int c, int h) {
+    const int hw = h * h;
+    const int64_t count = (int64_t)n * c * hw, m = (int64_t)n * hw;
+    const size_t es = pasm_cuda_dtype_size(t), tb = (size_t)count * es;
+    const size_t bytes = 5 * tb + 10 * (size_t)c * 4;
+    float *x = rand_floats(count, 33, 2, 0.5f), *res = rand_floats(count, 34, 1, 0);
+    float *dy = rand_floats(count, 35, 1, 0);
+    void *xd = to_nhwc(x, n, c, hw, t), *resd = to_nhwc(res, n, c, hw, t);
+    void *dyd = to_nhwc(dy, n, c, hw, t);
+    unsigned char *vec = malloc(bytes), *one = malloc(bytes);
+    pasm_cuda_set_vectors(1);
+    const uint64_t before = pasm_cuda_vector_loops();
+    run_bn_ops(t, m, c, xd, resd, dyd, vec);
+    const uint64_t used = pasm_cuda_vector_loops() - before;
+    pasm_cuda_set_vectors(0);
+    run_bn_ops(t, m, c, xd, resd, dyd, one);
+    assert_true(pasm_cuda_vector_loops() - before == used);
+    pasm_cuda_set_vectors(1);
+    /* all but the ReLU-masked copy's source are vector loops: statistics,
+     * affine, two backwards of two vector loops each, affine, affine, ReLU */
+    assert_int_equal((int)used, 9);
+    printf("  %-6s BN and ReLU ops, %s %dx%dx%dx%d: vectors %s one element at a time\n",
+           g_gpu ? "gpu" : "emu", t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, c, h, h,
+           memcmp(vec, one, bytes) ? "DIFFER from" : "give the bytes of");
+    assert_memory_equal(vec, one, bytes);
+    buf_free(xd), buf_free(resd), buf_free(dyd);
+    free(x), free(res), free(dy), free(vec), free(one);
+}
+
 static void case_elementwise_pool_linear(void) {
     const int n = 4, c = 6, h = 5, hw = h * h, k = 3;
     const int64_t count = (int64_t)n * c * hw;
@@ -523,6 +592,10 @@ static void run_cases(void) {
     case_batchnorm(40, 3, 16, 0.5f, 0);  /* many rows: many chunks */
     case_batchnorm(8, 16, 24, 300.0f, 0); /* a mean 150 spreads: one-pass statistics */
     case_batchnorm(64, 4, 24, 0.0f, 3e4f); /* 36,864 rows, the first 15,000 spreads out */
+    case_vectors(PASM_CUDA_F32, 3, 16, 9);
+    case_vectors(PASM_CUDA_BF16, 3, 16, 9);
+    case_vectors(PASM_CUDA_BF16, 2, 64, 12);
+    case_vectors(PASM_CUDA_BF16, 2, 24, 5); /* 24 channels: three vectors a row in bf16 */
     case_elementwise_pool_linear();
     case_sgd();
 }
