@@ -361,10 +361,12 @@ if [ "$MODE" = quick ] || [ "$MODE" = tests ]; then
     # the GPU's own tests, PyTorch's parity case on the GPU, --device end to end
     step tests_cuda 150 required needs:build,data "${SUB[@]}" tests cuda nn/test_parity \
         cli/test_device_cli
-    # PASM_CUDA_ALLOC_LOG: every allocation in the log, cuDNN's workspace among them
+    # PASM_CUDA_ALLOC_LOG: every allocation in the log, and what cuDNN's
+    # workspaces add to the training arena; PASM_CUDA_CONV_LOG: each layer's
+    # algorithms and their workspace (chosen once, before the timed epoch)
     for b in 128 512; do
         step pasm_train_b$b 45 required needs:build env PASM_CUDA_ALLOC_LOG=1 \
-            build-gpu/bench/pasm_bench gpu-train 64 $b bf16
+            PASM_CUDA_CONV_LOG=1 build-gpu/bench/pasm_bench gpu-train 64 $b bf16
     done
     step torch_train_eager_bf16 60 required "${TORCH[@]}" train 64 128,512 eager_bf16
     # the same with cuDNN's workspace held to 32 MiB a layer (256 by default):

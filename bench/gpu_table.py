@@ -41,12 +41,17 @@ def read_logs(out):
 
 
 def workspace_mb(out, step):
-    """The largest "convolution workspace" a step's PASM_CUDA_ALLOC_LOG lines name, MiB."""
+    """What cuDNN's workspace adds to a step's peak by its PASM_CUDA_ALLOC_LOG lines, MiB:
+    a training network's plan line ("convolution workspace adds X MiB": its
+    workspaces in the arena), or the largest "convolution workspace" allocation
+    (a network with one workspace of its own, as training networks had before
+    their workspaces went into the arena)."""
     best = None
     try:
         with open(os.path.join(out, "logs", step + ".log"), errors="replace") as f:
             for line in f:
-                m = re.search(r"GPU memory: +([0-9.]+) MiB for convolution workspace", line)
+                m = (re.search(r"GPU memory: +([0-9.]+) MiB for convolution workspace", line)
+                     or re.search(r"convolution workspace adds ([0-9.]+) MiB", line))
                 if m and (best is None or float(m.group(1)) > best):
                     best = float(m.group(1))
     except OSError:
@@ -148,7 +153,7 @@ def main():
                 "" if not r else "%s of PyTorch's (target: no more: %s)" % (
                     r, "met" if num(p) <= num(e) else "not met")))
         for b in (128, 512):
-            w("| (of pasm's peak: cuDNN's workspace, MiB, batch %d) | %s | | | | |" % (
+            w("| (of pasm's peak: what cuDNN's workspace adds, MiB, batch %d) | %s | | | | |" % (
                 b, fmt(workspace_mb(out, "pasm_train_b%d" % b), digits=1)))
         for b in (128, 512):
             step = "pasm_train_ws32_b%d" % b

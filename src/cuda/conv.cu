@@ -43,6 +43,7 @@ struct pasm_cuda_conv {
     unsigned told;        /* directions whose fallback was said on stderr */
     int told_nondeterministic; /* a nondeterministic pick was said on stderr */
     size_t ws_max;
+    size_t emu_ws; /* PASM_CUDA_EMULATE_WORKSPACE_MB: what an emulated cuDNN call needs */
     conv_algos cache[ALGO_CACHE]; /* [0]: the largest batch; others round-robin */
     int n_cached, next_slot;
     const conv_algos *cur;
@@ -128,15 +129,6 @@ static int pick(const Perf *p, int found, size_t limit, cudnnMathType_t only, in
     return -1;
 }
 
-static pasm_status no_algorithm(const pasm_cuda_conv *c, const char *which, int n, size_t limit) {
-    const pasm_conv2d_shape *s = &c->s;
-    return pasm_errorf(PASM_ERR_UNSUPPORTED, "cuDNN offers no %s algorithm for a %dx%d stride-%d "
-                                             "convolution %d->%d channels at %dx%d, batch %d, %s "
-                                             "NHWC, within %zu MiB of workspace",
-                       which, s->kernel, s->kernel, s->stride, s->c_in, s->c_out, s->h_in,
-                       s->w_in, n, c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", limit >> 20);
-}
-
 /* The weight gradient's direct kernel: chunks of output positions, each
  * summed by one thread per weight, then the chunks added in order. */
 static int direct_chunks(const pasm_conv2d_shape *s, int n) {
@@ -200,22 +192,26 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     int i = pick(p, found, limit, f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH, !f32);
     const pasm_conv2d_shape *s = &c->s;
     const char *tn = c->t == PASM_CUDA_BF16 ? "bf16" : "fp32";
-    if (i < 0 && f32) {
-        a->direct |= dir; /* choose() adds the direct weight gradient's workspace */
+    /* the direct kernels, which run within any workspace (choose() adds
+     * the direct weight gradient's) */
+    auto use_direct = [&](const char *none) {
+        a->direct |= dir;
         if (!(c->told & dir))
-            pasm_note("cuDNN has no deterministic plain-FMA %s kernel within %zu MiB of workspace "
-                      "for a %dx%d convolution %d->%d (%s, batch %d): the backend's direct kernel "
-                      "runs it",
-                      which, limit >> 20, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
+            pasm_note("cuDNN has no %s %s kernel within %zu KiB of workspace for a %dx%d "
+                      "convolution %d->%d (%s, batch %d): the backend's direct kernel runs it",
+                      none, which, limit >> 10, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
         c->told |= dir;
         log_choice(c, dir, n, -1, 0, 0, 0);
         return PASM_OK;
-    }
+    };
+    if (i < 0 && f32) return use_direct("deterministic plain-FMA");
     if (i < 0) {
         CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
         CUDNN_TRY(query(p, &found), what);
         i = pick(p, found, limit, CUDNN_DEFAULT_MATH, 1);
-        if (i < 0) return no_algorithm(c, which, n, limit);
+        /* a smaller batch's choice within the workspace its larger one was
+         * given (a training network's, planned per convolution) may find none */
+        if (i < 0) return use_direct("bf16");
         if (!(c->told & dir))
             pasm_note("cuDNN has no tensor-core %s kernel for a %dx%d convolution %d->%d (%s, "
                       "batch %d): its default math runs it",
@@ -362,6 +358,20 @@ static pasm_status emu_begin(const pasm_cuda_conv *c, int n, emu_conv *e) {
 
 static void emu_end(emu_conv *e) {
     free(e->x), free(e->gx), free(e->y), free(e->w), free(e->gw), free(e->ws);
+}
+
+/* An emulated cuDNN call's use of its workspace (tests: with
+ * PASM_CUDA_EMULATE_WORKSPACE_MB set, each needs that much and scribbles
+ * over all of it, as a real algorithm may, so that a workspace placed over
+ * a live tensor spoils results): refused when the caller gives less. */
+static pasm_status emu_workspace(const pasm_cuda_conv *c, void *ws, size_t ws_bytes,
+                                 const char *what) {
+    if (!c->emu_ws) return PASM_OK;
+    if (!ws || ws_bytes < c->emu_ws)
+        return pasm_errorf(PASM_ERR_INVALID, "emulated %s: %zu bytes of workspace given, %zu needed",
+                           what, ws ? ws_bytes : 0, c->emu_ws);
+    memset(ws, 0xA5, c->emu_ws);
+    return PASM_OK;
 }
 
 /* The emulation's layout changes, between the backend's NHWC (or KRSC)
@@ -591,6 +601,9 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->log = pasm_env_flag("PASM_CUDA_CONV_LOG");
     if (c->force_direct & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
     if (pasm_cuda_emulating()) {
+        const char *e = getenv("PASM_CUDA_EMULATE_WORKSPACE_MB");
+        if (e && atoi(e) > 0) c->emu_ws = (size_t)atoi(e) << 20;
+        if (c->emu_ws > c->ws_max) c->ws_max = c->emu_ws;
         *out = c;
         return PASM_OK;
     }
@@ -632,8 +645,12 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
         return PASM_BY_DTYPE(c->t, direct_forward(c, n, (const float *)x, (const float *)w, (float *)y),
                              direct_forward(c, n, (const bf16 *)x, (const bf16 *)w, (bf16 *)y));
     if (pasm_cuda_emulating()) {
-        if (!pasm_cuda_recording()) return emu_forward(c, n, x, w, y);
-        pasm_cuda_record([=]() { return emu_forward(c, n, x, w, y); });
+        auto run = [=]() {
+            pasm_status e = emu_workspace(c, ws, ws_bytes, "convolution forward");
+            return e ? e : emu_forward(c, n, x, w, y);
+        };
+        if (!pasm_cuda_recording()) return run();
+        pasm_cuda_record(run);
         return PASM_OK;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->fwd_math), "math type");
@@ -656,8 +673,12 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
                              direct_data(c, n, (const float *)dy, (const float *)w, (float *)dx, add),
                              direct_data(c, n, (const bf16 *)dy, (const bf16 *)w, (bf16 *)dx, add));
     if (pasm_cuda_emulating()) {
-        if (!pasm_cuda_recording()) return emu_backward(c, n, NULL, w, dy, dx, add, NULL);
-        pasm_cuda_record([=]() { return emu_backward(c, n, NULL, w, dy, dx, add, NULL); });
+        auto run = [=]() {
+            pasm_status e = emu_workspace(c, ws, ws_bytes, "convolution input gradient");
+            return e ? e : emu_backward(c, n, NULL, w, dy, dx, add, NULL);
+        };
+        if (!pasm_cuda_recording()) return run();
+        pasm_cuda_record(run);
         return PASM_OK;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->data_math), "math type");
@@ -680,8 +701,12 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
                              direct_filter(c, n, (const bf16 *)x, (const bf16 *)dy, (bf16 *)dw,
                                            ws, ws_bytes));
     if (pasm_cuda_emulating()) {
-        if (!pasm_cuda_recording()) return emu_backward(c, n, x, NULL, dy, NULL, 0, dw);
-        pasm_cuda_record([=]() { return emu_backward(c, n, x, NULL, dy, NULL, 0, dw); });
+        auto run = [=]() {
+            pasm_status e = emu_workspace(c, ws, ws_bytes, "convolution weight gradient");
+            return e ? e : emu_backward(c, n, x, NULL, dy, NULL, 0, dw);
+        };
+        if (!pasm_cuda_recording()) return run();
+        pasm_cuda_record(run);
         return PASM_OK;
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->filter_math), "math type");

@@ -56,6 +56,7 @@ static pasm_status make_conv(builder *b, gconv *gc, const conv_layer *c) {
                                : PASM_CUDA_CONV_FORWARD;
     TRY(pasm_cuda_conv_create(g->ctx, &gc->shape, g->t, needs, &gc->plan));
     size_t ws = pasm_cuda_conv_workspace(gc->plan);
+    gc->ws_need = ws;
     if (ws > b->ws_need) b->ws_need = ws;
     const pasm_conv2d_shape *s = &gc->shape;
     int64_t wcount = (int64_t)s->c_out * s->c_in * s->kernel * s->kernel;
@@ -99,9 +100,12 @@ typedef struct {
     void **ptr;
     size_t bytes, off;
     int first, last;
+    int ws; /* a convolution's workspace */
 } ptensor;
 
-enum { PLAN_MAX = 128 }; /* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 5 + 3 backward at most */
+/* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 5 + 3 backward at most, and a
+ * workspace for each of 20 convolutions' forward and backward */
+enum { PLAN_MAX = 160 };
 
 typedef struct {
     ptensor t[PLAN_MAX];
@@ -120,7 +124,42 @@ static int def(tplan *p, void **ptr, int64_t values, size_t esize) {
     t->ptr = ptr;
     t->bytes = ((size_t)values * esize + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
     t->first = t->last = p->now;
+    t->ws = 0;
     return p->n++;
+}
+
+/* The workspace of conv c for the current op, into *ptr and *bytes (none:
+ * NULL and 0); its index or -1. */
+static int def_ws(tplan *p, const gconv *c, void **ptr, size_t *bytes) {
+    *ptr = NULL;
+    *bytes = c->ws_need;
+    if (!c->ws_need) return -1;
+    const int i = def(p, ptr, (int64_t)c->ws_need, 1);
+    p->t[i].ws = 1;
+    return i;
+}
+
+static size_t place(tplan *p);
+
+/* PASM_CUDA_ALLOC_LOG: what the convolutions' workspaces add to the arena
+ * (its size against a plan without them), on stderr. */
+static void log_workspace(const tplan *p, size_t total) {
+    tplan *q = malloc(sizeof *q);
+    if (!q) return;
+    *q = *p;
+    size_t largest = 0;
+    for (int i = 0; i < q->n; i++)
+        if (q->t[i].ws) {
+            if (q->t[i].bytes > largest) largest = q->t[i].bytes;
+            q->t[i].bytes = 0;
+        }
+    const size_t without = place(q);
+    free(q);
+    fprintf(stderr, "pasm: GPU memory plan: %.3f MiB of activations and gradients; convolution "
+                    "workspace adds %.3f MiB to it (the largest %.3f MiB, each alive for its "
+                    "convolution alone)\n",
+            total / 1048576.0, (total > without ? total - without : 0) / 1048576.0,
+            largest / 1048576.0);
 }
 
 /* Tensor i read by the current op. */
@@ -243,6 +282,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     if (!p) return pasm_errorf(PASM_ERR_NOMEM, "out of memory planning the GPU network");
     const size_t es = g->esize;
     int stem = def(p, &g->stem.out, conv_values(&g->stem), es);
+    def_ws(p, &g->stem, &g->stem.ws_fwd, &g->stem.ws_fwd_bytes);
     tick(p);
     use(p, stem);
     int h = def(p, &g->stem_bn.out, bn_values(&g->stem_bn), es);
@@ -255,6 +295,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         in[i] = h, in_values[i] = h_values;
         use(p, h);
         c1[i] = def(p, &b->conv1.out, conv_values(&b->conv1), es);
+        def_ws(p, &b->conv1, &b->conv1.ws_fwd, &b->conv1.ws_fwd_bytes);
         tick(p);
         use(p, c1[i]);
         b1[i] = def(p, &b->bn1.out, bn_values(&b->bn1), es);
@@ -264,6 +305,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         if (b->has_down) {
             use(p, h);
             dc[i] = def(p, &b->down.out, conv_values(&b->down), es);
+            def_ws(p, &b->down, &b->down.ws_fwd, &b->down.ws_fwd_bytes);
             tick(p);
             use(p, dc[i]);
             shortcut = def(p, &b->down_bn.out, bn_values(&b->down_bn), es);
@@ -271,6 +313,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         }
         use(p, b1[i]);
         c2[i] = def(p, &b->conv2.out, conv_values(&b->conv2), es);
+        def_ws(p, &b->conv2, &b->conv2.ws_fwd, &b->conv2.ws_fwd_bytes);
         tick(p);
         use(p, c2[i]), use(p, shortcut);
         b2[i] = h = def(p, &b->bn2.out, bn_values(&b->bn2), es);
@@ -292,11 +335,13 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         tick(p);
         use(p, b1[i]), use(p, a);
         int bb = def(p, &q->b, bn_values(&b->bn1), es);
+        def_ws(p, &b->conv2, &b->conv2.ws_bwd, &b->conv2.ws_bwd_bytes);
         tick(p);
         use(p, c1[i]), use(p, bb), use(p, b1[i]); /* bn1's backward, with its ReLU's */
         int a2 = def(p, &q->a2, bn_values(&b->bn1), es);
         tick(p);
         use(p, in[i]), use(p, a2);
+        def_ws(p, &b->conv1, &b->conv1.ws_bwd, &b->conv1.ws_bwd_bytes);
         if (!b->has_down) { /* conv1's input gradient added into dout */
             use(p, d);
             tick(p);
@@ -308,17 +353,20 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         int a3 = def(p, &q->a3, bn_values(&b->down_bn), es);
         tick(p);
         use(p, in[i]), use(p, a3), use(p, din); /* the shortcut's input gradient added into din */
+        def_ws(p, &b->down, &b->down.ws_bwd, &b->down.ws_bwd_bytes);
         tick(p);
         d = din;
     }
     /* the stem's output again: a 1- or 3-channel convolution costs less to
      * redo than its output, the size of layer 1's, costs to keep */
     stem = def(p, &g->stem_again, conv_values(&g->stem), es);
+    const int stem_ws = def_ws(p, &g->stem, &g->stem.ws_bwd, &g->stem.ws_bwd_bytes);
     tick(p);
     use(p, stem), use(p, d), use(p, in[0]); /* the stem BN's backward, with its ReLU's */
     int ds = def(p, &g->d_stem, bn_values(&g->stem_bn), es);
     tick(p);
     use(p, ds); /* the stem's weight and input gradients */
+    if (stem_ws >= 0) use(p, stem_ws);
     tick(p);
     const int step_ops = p->now;
     use(p, b2[7]);
@@ -328,6 +376,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     }
     const int check = pasm_env_flag("PASM_CUDA_PLAN_CHECK") && pasm_cuda_emulating();
     size_t total = place(p);
+    if (pasm_env_flag("PASM_CUDA_ALLOC_LOG")) log_workspace(p, total);
     if (check) { /* each apart */
         total = 0;
         for (int i = 0; i < p->n; i++) p->t[i].off = total, total += p->t[i].bytes;
@@ -397,8 +446,10 @@ static pasm_status build(builder *b) {
     if (mode == PASM_NET_TRAIN) {
         TRY(alloc_values(g, &g->dw_packed, b->largest_w, "weight gradient"));
         TRY(plan_training(g, net));
-    } else {
+    } else { /* one convolution output buffer, one workspace */
         TRY(alloc_values(g, &g->conv_tmp, b->largest, "convolution outputs"));
+        g->ws_bytes = b->ws_need;
+        TRY(pasm_cuda_alloc(&g->ws, g->ws_bytes, "convolution workspace"));
         gconv *convs[1 + 8 * 3];
         int nc = 0;
         convs[nc++] = &g->stem;
@@ -407,7 +458,11 @@ static pasm_status build(builder *b) {
             convs[nc++] = &g->blocks[i].conv2;
             if (g->blocks[i].has_down) convs[nc++] = &g->blocks[i].down;
         }
-        for (int i = 0; i < nc; i++) convs[i]->out = g->conv_tmp;
+        for (int i = 0; i < nc; i++) {
+            convs[i]->out = g->conv_tmp;
+            convs[i]->ws_fwd = convs[i]->ws_bwd = g->ws;
+            convs[i]->ws_fwd_bytes = convs[i]->ws_bwd_bytes = g->ws_bytes;
+        }
     }
     if (mode == PASM_NET_EVAL) {
         /* A block reads slot a, writes bn1 to a+1 and the shortcut's BN to
@@ -425,8 +480,6 @@ static pasm_status build(builder *b) {
             a = (a + 1) % 3;
         }
     }
-    g->ws_bytes = b->ws_need;
-    TRY(pasm_cuda_alloc(&g->ws, g->ws_bytes, "convolution workspace"));
     TRY(pasm_cuda_alloc((void **)&g->partial, b->partial_need * sizeof(double), "BN sums"));
     int cmax = c > cfg->width ? c : cfg->width;
     return pasm_cuda_alloc((void **)&g->coef, (size_t)cmax * 4 * sizeof(float), "BN coefficients");
@@ -521,7 +574,7 @@ pasm_status pasm_cuda_net_pull_grads(pasm_net *net) {
 /* ---- forward ---- */
 
 static pasm_status conv_fwd(pasm_cuda_net *g, gconv *c, const void *x, int n) {
-    return pasm_cuda_conv_forward(c->plan, n, x, c->w_packed, c->out, g->ws, g->ws_bytes);
+    return pasm_cuda_conv_forward(c->plan, n, x, c->w_packed, c->out, c->ws_fwd, c->ws_fwd_bytes);
 }
 
 /* b->out = relu?(bn(x) + residual): batch statistics when training (the
@@ -671,12 +724,14 @@ static pasm_status conv_bwd(pasm_cuda_net *g, gconv *c, const void *x, const voi
                             int add, int n) {
     const pasm_conv2d_shape *s = &c->shape;
     if (g->last_train) {
-        TRY(pasm_cuda_conv_backward_filter(c->plan, n, x, dy, g->dw_packed, g->ws, g->ws_bytes));
+        TRY(pasm_cuda_conv_backward_filter(c->plan, n, x, dy, g->dw_packed, c->ws_bwd,
+                                           c->ws_bwd_bytes));
         TRY(pasm_cuda_unpack_weight(g->ctx, s->c_out, s->c_in, s->kernel * s->kernel,
                                     g->dw_packed, g->t, g->grad + c->w_off));
     }
     if (!dx) return PASM_OK;
-    return pasm_cuda_conv_backward_data(c->plan, n, dy, c->w_packed, dx, add, g->ws, g->ws_bytes);
+    return pasm_cuda_conv_backward_data(c->plan, n, dy, c->w_packed, dx, add, c->ws_bwd,
+                                        c->ws_bwd_bytes);
 }
 
 static int64_t bn_count(const gbn *b, int n) { return (int64_t)n * b->hw * b->c; }
@@ -761,7 +816,7 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
     const void *stem_out = g->stem.out;
     if (g->arena && g->last_train) { /* its place is gone: again, the same bits */
         TRY(pasm_cuda_conv_forward(g->stem.plan, n, g->x_in, g->stem.w_packed, g->stem_again,
-                                   g->ws, g->ws_bytes));
+                                   g->stem.ws_bwd, g->stem.ws_bwd_bytes));
         stem_out = g->stem_again;
     }
     TRY(op_done(g));

@@ -11,6 +11,13 @@ typedef struct {
     pasm_cuda_conv *plan;
     int64_t w_off; /* the weight's offset in the parameter block */
     void *w_packed, *out; /* out: from the training plan, else the shared conv_tmp */
+    size_t ws_need;       /* the cuDNN workspace its algorithms at the largest batch need */
+    /* The workspace of its forward and of its backward: a training
+     * network's places in the arena, alive for those ops alone (the stem's
+     * backward one also while its output is computed again); else both the
+     * network's one workspace. */
+    void *ws_fwd, *ws_bwd;
+    size_t ws_fwd_bytes, ws_bwd_bytes;
 } gconv;
 
 typedef struct {
@@ -69,7 +76,7 @@ struct pasm_cuda_net {
      * three slots (EVAL_GRAD keeps them: its backward needs the ReLUs). */
     void *conv_tmp, *slots[3];
     float *staging; /* the last block's output as fp32 NCHW, for class maps */
-    void *ws;
+    void *ws; /* an evaluation network's convolution workspace (a training one's: none) */
     size_t ws_bytes;
     double *partial;
     float *coef;

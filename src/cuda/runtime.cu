@@ -357,15 +357,7 @@ size_t pasm_cuda_dtype_size(pasm_cuda_dtype t) { return t == PASM_CUDA_BF16 ? 2 
 
 static int g_vectors = -1; /* -1: PASM_CUDA_VECTOR not read yet */
 
-int pasm_cuda_vectors_on(void) {
-    int v = __atomic_load_n(&g_vectors, __ATOMIC_RELAXED);
-    if (v < 0) {
-        const char *e = getenv("PASM_CUDA_VECTOR");
-        v = !(e && e[0] == '0');
-        __atomic_store_n(&g_vectors, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
+int pasm_cuda_vectors_on(void) { return pasm_env_on("PASM_CUDA_VECTOR", &g_vectors); }
 
 void pasm_cuda_set_vectors(int on) { __atomic_store_n(&g_vectors, on ? 1 : 0, __ATOMIC_RELAXED); }
 

@@ -273,6 +273,28 @@ static void test_bf16(void **unused) {
     if (where == 1 || getenv("PASM_TEST_WIDE")) compare(PASM_PRECISION_BF16, 64);
 }
 
+/* A training network's convolution workspaces sit in its arena, each alive
+ * for its convolution alone. On the emulation every convolution here needs
+ * 3 MiB and scribbles over all of it (PASM_CUDA_EMULATE_WORKSPACE_MB), as a
+ * cuDNN algorithm may: with the plan's own placement, a workspace over a
+ * live tensor would spoil the results against the CPU's; with the plan
+ * check (each tensor apart, poisoned outside its lifetime), a workspace
+ * used outside its op fails the check. */
+static void test_workspace_in_arena(void **unused) {
+    if (test_cuda_device() != 2) skip(); /* the emulation's switch */
+    const char *was = getenv("PASM_CUDA_PLAN_CHECK");
+    char *check = was ? strdup(was) : NULL;
+    setenv("PASM_CUDA_EMULATE_WORKSPACE_MB", "3", 1);
+    setenv("PASM_CUDA_PLAN_CHECK", "0", 1);
+    compare(PASM_PRECISION_FP32, 16);
+    setenv("PASM_CUDA_PLAN_CHECK", "1", 1);
+    compare(PASM_PRECISION_BF16, 16);
+    unsetenv("PASM_CUDA_EMULATE_WORKSPACE_MB");
+    if (check) setenv("PASM_CUDA_PLAN_CHECK", check, 1);
+    else unsetenv("PASM_CUDA_PLAN_CHECK");
+    free(check);
+}
+
 /* What is written through a host pointer reaches the GPU, even when the
  * gradients are read in between (their copy must not bring the device's
  * older weights back). */
@@ -818,6 +840,7 @@ int main(void) {
         cmocka_unit_test(test_host_writes_survive),
         cmocka_unit_test(test_fp32),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_workspace_in_arena),
         cmocka_unit_test(test_trainer_paths),
         cmocka_unit_test(test_attack_paths),
         cmocka_unit_test(test_attack_windows),
