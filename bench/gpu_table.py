@@ -167,6 +167,13 @@ def main():
               "| %s | | | %s |" % (b, fmt(p), fmt(workspace_mb(out, step), digits=1), fmt(e),
                                    ratio(p, e)))
         for b in (128, 512):
+            p = get("pasm_train_find_b%d" % b, "gpu_train_ips")
+            v = get("pasm_train_b%d" % b, "gpu_train_ips")
+            e = get("torch_train_eager_bf16", "torch_train_ips_eager_bf16_b%d" % b)
+            w("| (algorithms ranked by cuDNN's measured times, PASM_CUDA_CONV_FIND=1, batch %d: "
+              "images/s; against the heuristics' picks) | %s | %s | | | %s |" % (
+                  b, fmt(p), fmt(e), "; ".join(r for r in (ratio(p, e), ratio(p, v)) if r)))
+        for b in (128, 512):
             p = get("pasm_train_scalar_b%d" % b, "gpu_train_ips")
             v = get("pasm_train_b%d" % b, "gpu_train_ips")
             w("| (batch norm's loops one element an index, PASM_CUDA_VECTOR=0, batch %d: "

@@ -4,10 +4,14 @@
  * up to summation order. Algorithms come from cuDNN's heuristics, the
  * first deterministic one whose workspace fits, chosen once per batch size
  * (the largest when created, again when a smaller batch comes), direction
- * by direction. A direction cuDNN has no kernel for in the preferred math
+ * by direction (PASM_CUDA_CONV_FIND, a direction list as for
+ * PASM_CUDA_CONV_DIRECT: ranked by cuDNN's measured times instead, with
+ * cudnnFind*, which runs every algorithm once; it failing, the heuristics).
+ * A direction cuDNN has no kernel for in the preferred math
  * runs on the backend's own direct kernels in fp32 (cuDNN's default math
  * could be TF32: 1e-3 off, seen on an H200 for the 1-channel stem's input
- * gradient) and on cuDNN's default math in bf16. */
+ * gradient) and on cuDNN's default math in bf16 (none there either within
+ * the workspace: the direct kernels). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +43,7 @@ struct pasm_cuda_conv {
     int desc_n;           /* the batch xd and yd describe (0: none yet) */
     cudnnMathType_t pref_math; /* bf16: tensor cores; fp32: plain FMA */
     unsigned force_direct; /* PASM_CUDA_CONV_DIRECT: these directions on the direct kernels */
+    unsigned find;         /* PASM_CUDA_CONV_FIND: these directions ranked by measured time */
     int log;               /* PASM_CUDA_CONV_LOG=1: each choice on stderr */
     unsigned told;        /* directions whose fallback was said on stderr */
     int told_nondeterministic; /* a nondeterministic pick was said on stderr */
@@ -155,16 +160,20 @@ static const char *dir_name(unsigned dir) {
 /* PASM_CUDA_CONV_LOG=1: a direction's choice on stderr (algo -1: the
  * direct kernels; else cuDNN's algorithm and math type enums). */
 static void log_choice(const pasm_cuda_conv *c, unsigned dir, int n, int algo, int math, int det,
-                       size_t ws) {
+                       size_t ws, float ms) {
     if (!c->log) return;
     const pasm_conv2d_shape *s = &c->s;
     fprintf(stderr, "conv %dx%d s%d %d->%d %dx%d %s batch %d %s: ", s->kernel, s->kernel,
             s->stride, s->c_in, s->c_out, s->h_in, s->w_in,
             c->t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, dir_name(dir));
-    if (algo < 0) fputs("direct kernel\n", stderr);
-    else
-        fprintf(stderr, "cuDNN algo %d math %d%s, workspace %zu KiB\n", algo, math,
-                det ? "" : " (nondeterministic)", ws >> 10);
+    if (algo < 0) {
+        fputs("direct kernel\n", stderr);
+        return;
+    }
+    fprintf(stderr, "cuDNN algo %d math %d%s, workspace %zu KiB", algo, math,
+            det ? "" : " (nondeterministic)", ws >> 10);
+    if (ms >= 0) fprintf(stderr, ", measured %.4f ms", ms);
+    fputc('\n', stderr);
 }
 
 /* One direction's algorithm at batch n: the pick of cuDNN's ranking in the
@@ -178,7 +187,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
                               Algo *algo, cudnnMathType_t *math, conv_algos *a, size_t *need) {
     if (c->force_direct & dir) {
         a->direct |= dir;
-        log_choice(c, dir, n, -1, 0, 0, 0);
+        log_choice(c, dir, n, -1, 0, 0, 0, -1);
         return PASM_OK;
     }
     Perf p[MAX_ALGOS];
@@ -201,7 +210,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
                       "convolution %d->%d (%s, batch %d): the backend's direct kernel runs it",
                       none, which, limit >> 10, s->kernel, s->kernel, s->c_in, s->c_out, tn, n);
         c->told |= dir;
-        log_choice(c, dir, n, -1, 0, 0, 0);
+        log_choice(c, dir, n, -1, 0, 0, 0, -1);
         return PASM_OK;
     };
     if (i < 0 && f32) return use_direct("deterministic plain-FMA");
@@ -220,8 +229,16 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     }
     *algo = p[i].algo;
     *math = p[i].mathType;
+    /* measured (a time): cudnnFind's ranking; it failing, the heuristics' */
+    const int measured = (c->find & dir) && p[i].time > 0;
     log_choice(c, dir, n, (int)p[i].algo, (int)p[i].mathType,
-               p[i].determinism == CUDNN_DETERMINISTIC, p[i].memory);
+               p[i].determinism == CUDNN_DETERMINISTIC, p[i].memory, measured ? p[i].time : -1);
+    if (c->log && measured && i > 0 && p[0].status == CUDNN_STATUS_SUCCESS)
+        fprintf(stderr, "  the fastest measured: cuDNN algo %d math %d%s, workspace %zu KiB, "
+                        "%.4f ms\n",
+                (int)p[0].algo, (int)p[0].mathType,
+                p[0].determinism == CUDNN_DETERMINISTIC ? "" : " (nondeterministic)",
+                p[0].memory >> 10, p[0].time);
     if (p[i].memory > *need) *need = p[i].memory;
     if (p[i].determinism != CUDNN_DETERMINISTIC && !c->told_nondeterministic) {
         pasm_note("cuDNN offers only nondeterministic %s algorithms for a %dx%d convolution "
@@ -259,6 +276,10 @@ static pasm_status choose(pasm_cuda_conv *c, int n, size_t limit, conv_algos *a)
         TRY_STATUS(choose_dir<cudnnConvolutionFwdAlgoPerf_t>(
             c, PASM_CUDA_CONV_FORWARD, n, limit,
             [&](cudnnConvolutionFwdAlgoPerf_t *p, int *found) {
+                if ((c->find & PASM_CUDA_CONV_FORWARD) &&
+                    cudnnFindConvolutionForwardAlgorithm(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
+                                                         found, p) == CUDNN_STATUS_SUCCESS)
+                    return CUDNN_STATUS_SUCCESS;
                 return cudnnGetConvolutionForwardAlgorithm_v7(h, c->xd, c->wd, c->cd, c->yd, MAX_ALGOS,
                                                               found, p);
             },
@@ -267,6 +288,11 @@ static pasm_status choose(pasm_cuda_conv *c, int n, size_t limit, conv_algos *a)
         TRY_STATUS(choose_dir<cudnnConvolutionBwdDataAlgoPerf_t>(
             c, PASM_CUDA_CONV_DATA, n, limit,
             [&](cudnnConvolutionBwdDataAlgoPerf_t *p, int *found) {
+                if ((c->find & PASM_CUDA_CONV_DATA) &&
+                    cudnnFindConvolutionBackwardDataAlgorithm(h, c->wd, c->yd, c->cd, c->xd,
+                                                              MAX_ALGOS, found,
+                                                              p) == CUDNN_STATUS_SUCCESS)
+                    return CUDNN_STATUS_SUCCESS;
                 return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, c->wd, c->yd, c->cd, c->xd,
                                                                    MAX_ALGOS, found, p);
             },
@@ -275,6 +301,11 @@ static pasm_status choose(pasm_cuda_conv *c, int n, size_t limit, conv_algos *a)
         TRY_STATUS(choose_dir<cudnnConvolutionBwdFilterAlgoPerf_t>(
             c, PASM_CUDA_CONV_FILTER, n, limit,
             [&](cudnnConvolutionBwdFilterAlgoPerf_t *p, int *found) {
+                if ((c->find & PASM_CUDA_CONV_FILTER) &&
+                    cudnnFindConvolutionBackwardFilterAlgorithm(h, c->xd, c->yd, c->cd, c->wd,
+                                                                MAX_ALGOS, found,
+                                                                p) == CUDNN_STATUS_SUCCESS)
+                    return CUDNN_STATUS_SUCCESS;
                 return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, c->xd, c->yd, c->cd, c->wd,
                                                                      MAX_ALGOS, found, p);
             },
@@ -598,6 +629,7 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->t = t;
     c->needs = needs ? needs : (unsigned)PASM_CUDA_CONV_ALL;
     c->force_direct = c->needs & env_directions("PASM_CUDA_CONV_DIRECT");
+    c->find = c->needs & env_directions("PASM_CUDA_CONV_FIND");
     c->log = pasm_env_flag("PASM_CUDA_CONV_LOG");
     if (c->force_direct & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
     if (pasm_cuda_emulating()) {

@@ -86,9 +86,12 @@ size_t pasm_cuda_dtype_size(pasm_cuda_dtype t);
  * all of dtype t, fp32 accumulation. s->n is the largest batch. bf16 runs on
  * tensor cores, fp32 on plain FMA (never TF32): a direction cuDNN has no
  * such kernel for runs on the backend's own direct kernels (fp32) or cuDNN's
- * default math (bf16), said once on stderr. PASM_CUDA_CONV_DIRECT=1 puts
+ * default math (bf16), or a bf16 one without an algorithm within the
+ * workspace given, said once on stderr. PASM_CUDA_CONV_DIRECT=1 puts
  * every direction of the plans made then on the direct kernels (a list of
- * forward, data, filter: those); PASM_CUDA_CONV_LOG=1 prints each choice. ---- */
+ * forward, data, filter: those); PASM_CUDA_CONV_FIND=1 (or a list) ranks
+ * algorithms by cuDNN's measured times (cudnnFind*) instead of its
+ * heuristics; PASM_CUDA_CONV_LOG=1 prints each choice. ---- */
 typedef struct pasm_cuda_conv pasm_cuda_conv;
 /* The directions a plan runs (cuDNN is asked for algorithms of these only;
  * calling another is PASM_ERR_INVALID). 0 means all. */
