@@ -159,10 +159,12 @@ pasm_status pasm_cuda_affine(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x
                              int relu, void *y, pasm_cuda_dtype t);
 /* Backward through the batch statistics: dgamma, dbeta (may be NULL) and
  * dx (may be NULL). relu_y (may be NULL): the output of a ReLU after the
- * BN, whose backward is taken on the way (dy counts where relu_y > 0).
+ * BN, whose backward is taken on the way (dy counts where relu_y > 0);
+ * mask_dy: dy is also left as that backward leaves it (zero where relu_y
+ * is not above zero), for others that read it (a block's shortcut).
  * coef: scratch of 4*c floats. */
 pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
-                                  const void *dy, const void *relu_y, pasm_cuda_dtype t,
+                                  void *dy, const void *relu_y, int mask_dy, pasm_cuda_dtype t,
                                   const float *gamma, const float *save_mean,
                                   const float *save_invstd, void *dx, float *dgamma, float *dbeta,
                                   double *partial, float *coef);

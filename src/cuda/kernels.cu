@@ -384,6 +384,9 @@ __host__ __device__ inline T bn_dx_one(T x, T dy, bool gated, T ry, float k, flo
     return from_f<T>(k * g + kx * (to_f(x) - mu) + k0);
 }
 
+template <typename T>
+static pasm_status relu_backward(pasm_cuda_ctx *ctx, int64_t count, const T *y, T *d);
+
 /* A row's terms of a chunk's gradient sums: g = dy (zero where gated and
  * the ReLU after was off), a += g, b += g (x - mu). */
 template <typename T>
@@ -395,10 +398,10 @@ __host__ __device__ inline void grad_add(T x, T dy, bool gated, T ry, double mu,
 }
 
 template <typename T>
-static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, const T *dy,
-                               const T *relu_y, const float *gamma, const float *save_mean,
-                               const float *save_invstd, T *dx, float *dgamma, float *dbeta,
-                               double *partial, float *coef) {
+static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, T *dy,
+                               const T *relu_y, int mask_dy, const float *gamma,
+                               const float *save_mean, const float *save_invstd, T *dx,
+                               float *dgamma, float *dbeta, double *partial, float *coef) {
     const int chunks = bn_chunks(m, c), groups = bn_groups(chunks);
     const int64_t rows = (m + chunks - 1) / chunks;
     double *sum_dy = partial, *sum_dy_xc = partial + (size_t)chunks * c;
@@ -468,14 +471,16 @@ PASM_UNROLL
             coef[3 * c + ch] = save_mean[ch];
         },
         "batch-norm gradient coefficients");
-    if (st || !dx) return st;
+    if (!relu_y) mask_dy = 0;
+    if (st) return st;
+    if (!dx) return mask_dy ? relu_backward(ctx, m * c, relu_y, dy) : PASM_OK;
     if (rows_vectorise<T>(c, {x, dy, relu_y, dx, coef})) { /* a vector of channels an index */
         typedef pasm_v16<T> V;
         enum { L = 16 / sizeof(T) };
         const int64_t nv = m * c / L;
         const pasm_mod vch(c / L, nv);
-        const V *xv = (const V *)x, *dyv = (const V *)dy, *ryv = (const V *)relu_y;
-        V *dxv = (V *)dx;
+        const V *xv = (const V *)x, *ryv = (const V *)relu_y;
+        V *dyv = (V *)dy, *dxv = (V *)dx;
         return pasm_each(
             ctx, nv,
             [=] __host__ __device__(int64_t i) {
@@ -492,6 +497,13 @@ PASM_UNROLL
                 for (int j = 0; j < L; j++)
                     o.e[j] = bn_dx_one(a.e[j], d.e[j], ryv != NULL, r.e[j], k[j], kx[j], k0[j], mu[j]);
                 dxv[i] = o;
+                if (mask_dy) { /* dy as the ReLU's backward leaves it */
+                    V md = d;
+PASM_UNROLL
+                    for (int j = 0; j < L; j++)
+                        if (!(to_f(r.e[j]) > 0.0f)) md.e[j] = from_f<T>(0.0f);
+                    dyv[i] = md;
+                }
             },
             "batch-norm input gradient");
     }
@@ -502,21 +514,22 @@ PASM_UNROLL
             const int64_t ch = chan(i);
             dx[i] = bn_dx_one(x[i], dy[i], relu_y != NULL, relu_y ? relu_y[i] : dy[i], coef[ch],
                               coef[c + ch], coef[2 * c + ch], coef[3 * c + ch]);
+            if (mask_dy && !(to_f(relu_y[i]) > 0.0f)) dy[i] = from_f<T>(0.0f);
         },
         "batch-norm input gradient");
 }
 
 pasm_status pasm_cuda_bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x,
-                                  const void *dy, const void *relu_y, pasm_cuda_dtype t,
+                                  void *dy, const void *relu_y, int mask_dy, pasm_cuda_dtype t,
                                   const float *gamma, const float *save_mean,
                                   const float *save_invstd, void *dx, float *dgamma, float *dbeta,
                                   double *partial, float *coef) {
     return PASM_BY_DTYPE(t,
-                         bn_backward(ctx, m, c, (const float *)x, (const float *)dy,
-                                     (const float *)relu_y, gamma, save_mean, save_invstd,
+                         bn_backward(ctx, m, c, (const float *)x, (float *)dy,
+                                     (const float *)relu_y, mask_dy, gamma, save_mean, save_invstd,
                                      (float *)dx, dgamma, dbeta, partial, coef),
-                         bn_backward(ctx, m, c, (const bf16 *)x, (const bf16 *)dy,
-                                     (const bf16 *)relu_y, gamma, save_mean, save_invstd,
+                         bn_backward(ctx, m, c, (const bf16 *)x, (bf16 *)dy,
+                                     (const bf16 *)relu_y, mask_dy, gamma, save_mean, save_invstd,
                                      (bf16 *)dx, dgamma, dbeta, partial, coef));
 }
 

@@ -103,7 +103,7 @@ typedef struct {
     int ws; /* a convolution's workspace */
 } ptensor;
 
-/* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 5 + 3 backward at most, and a
+/* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 4 + 3 backward at most, and a
  * workspace for each of 20 convolutions' forward and backward */
 enum { PLAN_MAX = 160 };
 
@@ -328,9 +328,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     for (int i = 7; i >= 0; i--) {
         gblock *b = &g->blocks[i];
         gbwd *q = &b->grads;
-        use(p, b2[i]), use(p, d); /* ReLU, in place */
-        tick(p);
-        use(p, c2[i]), use(p, d);
+        use(p, c2[i]), use(p, d), use(p, b2[i]); /* bn2's backward, its ReLU's on the way */
         int a = def(p, &q->a, bn_values(&b->bn2), es);
         tick(p);
         use(p, b1[i]), use(p, a);
@@ -704,7 +702,8 @@ static pasm_status forward_from(pasm_net *net, int first, const void *h, int n, 
  * training forward (parameter gradients too), else through the frozen
  * affine map (dx = dy * scale). x is the BN's input; relu: the BN is
  * followed by a ReLU whose backward is taken on the way (dy is then
- * overwritten on the frozen path). */
+ * overwritten on the frozen path; relu = 2: on both paths, dy left as the
+ * ReLU's backward leaves it, for the block's shortcut). */
 static pasm_status bn_bwd(pasm_cuda_net *g, gbn *b, const void *x, void *dy, void *dx, int relu,
                           int n) {
     const int64_t m = (int64_t)n * b->hw;
@@ -712,7 +711,7 @@ static pasm_status bn_bwd(pasm_cuda_net *g, gbn *b, const void *x, void *dy, voi
         if (relu) TRY(pasm_cuda_relu_backward(g->ctx, m * b->c, b->out, dy, g->t));
         return pasm_cuda_affine(g->ctx, m, b->c, dy, b->scale, NULL, NULL, 0, dx, g->t);
     }
-    return pasm_cuda_bn_backward(g->ctx, m, b->c, x, dy, relu ? b->out : NULL, g->t,
+    return pasm_cuda_bn_backward(g->ctx, m, b->c, x, dy, relu ? b->out : NULL, relu == 2, g->t,
                                  g->param + b->gamma_off,
                                  b->save_mean, b->save_invstd, dx, g->grad + b->gamma_off,
                                  g->grad + b->beta_off, g->partial, g->coef);
@@ -734,8 +733,6 @@ static pasm_status conv_bwd(pasm_cuda_net *g, gconv *c, const void *x, const voi
                                         c->ws_bwd_bytes);
 }
 
-static int64_t bn_count(const gbn *b, int n) { return (int64_t)n * b->hw * b->c; }
-
 /* The gradient buffers of block b's backward: a training network's from
  * its plan (plan_training lists these ops), else the two scratch buffers
  * other than dout, taking turns with it: each is written only after the
@@ -755,9 +752,8 @@ static gbwd block_grads(const pasm_cuda_net *g, const gblock *b, void *dout) {
  * identity, the shortcut convolution's input gradient otherwise. */
 static pasm_status block_bwd(pasm_cuda_net *g, gblock *b, void *dout, void **din, int n) {
     const gbwd q = block_grads(g, b, dout);
-    TRY(pasm_cuda_relu_backward(g->ctx, bn_count(&b->bn2, n), b->bn2.out, dout, g->t));
-    TRY(op_done(g));
-    TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, q.a, 0, n)); /* dout: ReLU'd above */
+    /* the block's ReLU on the way, dout masked in place (the shortcut reads it) */
+    TRY(bn_bwd(g, &b->bn2, b->conv2.out, dout, q.a, 2, n));
     TRY(op_done(g));
     TRY(conv_bwd(g, &b->conv2, b->bn1.out, q.a, q.b, 0, n));
     TRY(op_done(g));

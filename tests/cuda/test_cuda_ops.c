@@ -226,7 +226,7 @@ static void case_batchnorm(int n, int c, int h, float offset, float outlier) {
     OK(pasm_cuda_bn_stats(ctx(), m, c, xd, PASM_CUDA_F32, 1e-5f, 0.1f, gd, bd, rmd, rvd, smd, sid,
                           scd, shd, part));
     OK(pasm_cuda_affine(ctx(), m, c, xd, scd, shd, resd, 1, yd, PASM_CUDA_F32));
-    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, NULL, PASM_CUDA_F32, gd, smd, sid, dxd, dgd, dbd,
+    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, NULL, 0, PASM_CUDA_F32, gd, smd, sid, dxd, dgd, dbd,
                              part, coef));
     from_nhwc(y2, yd, n, c, hw, PASM_CUDA_F32);
     from_nhwc(dx2, dxd, n, c, hw, PASM_CUDA_F32);
@@ -252,14 +252,27 @@ static void case_batchnorm(int n, int c, int h, float offset, float outlier) {
     float *dym = malloc(count * 4);
     for (int64_t i = 0; i < count; i++) dym[i] = y[i] > 0 ? dy[i] : 0.0f;
     pasm_batchnorm_backward(&s, x, gamma, smean, sinv, dym, dx, dg, db);
-    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, yd, PASM_CUDA_F32, gd, smd, sid, dxd, dgd,
-                             dbd, part, coef));
-    from_nhwc(dx2, dxd, n, c, hw, PASM_CUDA_F32);
-    buf_out(dg2, dgd, c * 4);
-    buf_out(db2, dbd, c * 4);
-    expect_close("BN input gradient through a ReLU", dx2, dx, count, 1e-5);
-    expect_close("BN dgamma through a ReLU", dg2, dg, c, 1e-5);
-    expect_close("BN dbeta through a ReLU", db2, db, c, 1e-5);
+    for (int mask = 0; mask < 2; mask++) { /* mask: dy left masked too */
+        OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, yd, mask, PASM_CUDA_F32, gd, smd, sid, dxd,
+                                 dgd, dbd, part, coef));
+        from_nhwc(dx2, dxd, n, c, hw, PASM_CUDA_F32);
+        buf_out(dg2, dgd, c * 4);
+        buf_out(db2, dbd, c * 4);
+        expect_close("BN input gradient through a ReLU", dx2, dx, count, 1e-5);
+        expect_close("BN dgamma through a ReLU", dg2, dg, c, 1e-5);
+        expect_close("BN dbeta through a ReLU", db2, db, c, 1e-5);
+        from_nhwc(dx2, dyd, n, c, hw, PASM_CUDA_F32); /* dy: as given, or masked */
+        assert_memory_equal(dx2, mask ? dym : dy, count * 4);
+    }
+    /* without dx: the mask alone */
+    void *dy_again = to_nhwc(dy, n, c, hw, PASM_CUDA_F32);
+    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dy_again, yd, 1, PASM_CUDA_F32, gd, smd, sid, NULL,
+                             dgd, dbd, part, coef));
+    from_nhwc(dx2, dy_again, n, c, hw, PASM_CUDA_F32);
+    assert_memory_equal(dx2, dym, count * 4);
+    buf_free(dy_again);
+    buf_free(dyd);
+    dyd = to_nhwc(dy, n, c, hw, PASM_CUDA_F32);
     free(dym);
 
     /* evaluation: fold + affine = pasm_batchnorm_forward_eval */
@@ -284,7 +297,7 @@ static void case_batchnorm(int n, int c, int h, float offset, float outlier) {
  * (with and without the ReLU on the way) and the ReLU's backward, in t,
  * byte for byte, the arithmetic per element being the same. */
 static void run_bn_ops(pasm_cuda_dtype t, int64_t m, int c, const void *xd, const void *resd,
-                       const void *dyd, unsigned char *out) {
+                       void *dyd, unsigned char *out) {
     const size_t es = pasm_cuda_dtype_size(t), tb = (size_t)m * c * es;
     float *gamma = rand_floats(c, 31, 0.5f, 1), *beta = rand_floats(c, 32, 0.5f, 0);
     float *gd = buf_in(gamma, c * 4), *bd = buf_in(beta, c * 4), *rmd = buf_in(NULL, c * 4),
@@ -293,6 +306,10 @@ static void run_bn_ops(pasm_cuda_dtype t, int64_t m, int c, const void *xd, cons
           *dbd = buf_in(NULL, c * 4), *coef = buf_in(NULL, 4 * c * 4);
     double *part = buf_in(NULL, pasm_cuda_bn_partial_doubles(m, c) * sizeof(double));
     void *yd = buf_in(NULL, tb), *dxd = buf_in(NULL, tb), *dd = buf_in(NULL, tb);
+    float *one = malloc(c * 4);
+    for (int i = 0; i < c; i++) one[i] = 1.0f;
+    float *ones = buf_in(one, c * 4);
+    free(one);
     OK(pasm_cuda_bn_stats(ctx(), m, c, xd, t, 1e-5f, 0.1f, gd, bd, rmd, rvd, smd, sid, scd, shd,
                           part));
     OK(pasm_cuda_affine(ctx(), m, c, xd, scd, shd, resd, 1, yd, t));
@@ -301,12 +318,18 @@ static void run_bn_ops(pasm_cuda_dtype t, int64_t m, int c, const void *xd, cons
     const float *small[] = {rmd, rvd, smd, sid, scd, shd};
     for (int i = 0; i < 6; i++) buf_out(out + at, small[i], c * 4), at += c * 4;
     for (int relu = 0; relu < 2; relu++) {
-        OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, relu ? yd : NULL, t, gd, smd, sid, dxd, dgd,
-                                 dbd, part, coef));
+        OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dyd, relu ? yd : NULL, 0, t, gd, smd, sid, dxd,
+                                 dgd, dbd, part, coef));
         buf_out(out + at, dxd, tb), at += tb;
         buf_out(out + at, dgd, c * 4), at += c * 4;
         buf_out(out + at, dbd, c * 4), at += c * 4;
     }
+    /* the ReLU's mask left in a copy of dy (the copy: dy's affine map by 1 and 0) */
+    OK(pasm_cuda_affine(ctx(), m, c, dyd, ones, NULL, NULL, 0, dd, t));
+    OK(pasm_cuda_bn_backward(ctx(), m, c, xd, dd, yd, 1, t, gd, smd, sid, dxd, dgd, dbd, part,
+                             coef));
+    buf_out(out + at, dxd, tb), at += tb;
+    buf_out(out + at, dd, tb), at += tb;
     /* the affine map alone (the evaluation's backward: no shift, no ReLU) */
     OK(pasm_cuda_affine(ctx(), m, c, dyd, scd, NULL, NULL, 0, dxd, t));
     buf_out(out + at, dxd, tb), at += tb;
@@ -314,7 +337,7 @@ static void run_bn_ops(pasm_cuda_dtype t, int64_t m, int c, const void *xd, cons
     OK(pasm_cuda_affine(ctx(), m, c, dyd, scd, shd, NULL, 0, dd, t));
     OK(pasm_cuda_relu_backward(ctx(), m * c, yd, dd, t));
     buf_out(out + at, dd, tb), at += tb;
-    void *bufs[] = {gd, bd, rmd, rvd, smd, sid, scd, shd, dgd, dbd, coef, part, yd, dxd, dd};
+    void *bufs[] = {gd, bd, rmd, rvd, smd, sid, scd, shd, dgd, dbd, coef, part, yd, dxd, dd, ones};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) buf_free(bufs[i]);
     free(gamma), free(beta);
 }
@@ -323,7 +346,7 @@ static void case_vectors(pasm_cuda_dtype t, int n, int c, int h) {
     const int hw = h * h;
     const int64_t count = (int64_t)n * c * hw, m = (int64_t)n * hw;
     const size_t es = pasm_cuda_dtype_size(t), tb = (size_t)count * es;
-    const size_t bytes = 5 * tb + 10 * (size_t)c * 4;
+    const size_t bytes = 7 * tb + 10 * (size_t)c * 4;
     float *x = rand_floats(count, 33, 2, 0.5f), *res = rand_floats(count, 34, 1, 0);
     float *dy = rand_floats(count, 35, 1, 0);
     void *xd = to_nhwc(x, n, c, hw, t), *resd = to_nhwc(res, n, c, hw, t);
@@ -337,9 +360,9 @@ static void case_vectors(pasm_cuda_dtype t, int n, int c, int h) {
     run_bn_ops(t, m, c, xd, resd, dyd, one);
     assert_true(pasm_cuda_vector_loops() - before == used);
     pasm_cuda_set_vectors(1);
-    /* all but the ReLU-masked copy's source are vector loops: statistics,
-     * affine, two backwards of two vector loops each, affine, affine, ReLU */
-    assert_int_equal((int)used, 9);
+    /* statistics, affine, two backwards of two vector loops each, the copy,
+     * the masking backward (two), affine, affine, ReLU */
+    assert_int_equal((int)used, 12);
     printf("  %-6s BN and ReLU ops, %s %dx%dx%dx%d: vectors %s one element at a time\n",
            g_gpu ? "gpu" : "emu", t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, c, h, h,
            memcmp(vec, one, bytes) ? "DIFFER from" : "give the bytes of");
