@@ -141,6 +141,10 @@ PASM_UNROLL
  * partial: [sums A: chunks*c][sums B: chunks*c][groups A][groups B]. */
 
 enum { BN_THREADS = 1 << 19, BN_MIN_ROWS = 16 };
+/* The vector chunk loops load this many rows before adding them (in row
+ * order), having 8x fewer threads than the one-channel loops to hide a
+ * load's latency with. */
+enum { ROWS_IN_FLIGHT = 4 };
 
 static int bn_chunks(int64_t m, int c) {
     int64_t want = BN_THREADS / (c > 0 ? c : 1);
@@ -244,10 +248,17 @@ static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, fl
                 double ref[L], s1[L], s2[L];
 PASM_UNROLL
                 for (int j = 0; j < L; j++) ref[j] = to_f(first.e[j]), s1[j] = s2[j] = 0.0;
-                for (int64_t r = r0; r < r1; r++) {
-                    const V v = xv[r * cv + q];
+                for (int64_t r = r0; r < r1; r += ROWS_IN_FLIGHT) { /* the loads first */
+                    V v[ROWS_IN_FLIGHT]; /* past the chunk's end: its last row again, unused */
 PASM_UNROLL
-                    for (int j = 0; j < L; j++) stat_add(v.e[j], ref[j], s1[j], s2[j]);
+                    for (int u = 0; u < ROWS_IN_FLIGHT; u++)
+                        v[u] = xv[(r + u < r1 ? r + u : r1 - 1) * cv + q];
+PASM_UNROLL
+                    for (int u = 0; u < ROWS_IN_FLIGHT; u++)
+                        if (r + u < r1) {
+PASM_UNROLL
+                            for (int j = 0; j < L; j++) stat_add(v[u].e[j], ref[j], s1[j], s2[j]);
+                        }
                 }
 PASM_UNROLL
                 for (int j = 0; j < L; j++) s1_k[p * c + q * L + j] = s1[j], s2_k[p * c + q * L + j] = s2[j];
@@ -423,13 +434,23 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
                 double a[L], b[L];
 PASM_UNROLL
                 for (int j = 0; j < L; j++) a[j] = b[j] = 0.0;
-                for (int64_t r = r0; r < r1; r++) {
-                    const V xr = xv[r * cv + q], d = dyv[r * cv + q];
-                    V ry = d;
-                    if (ryv) ry = ryv[r * cv + q];
+                for (int64_t r = r0; r < r1; r += ROWS_IN_FLIGHT) { /* the loads first */
+                    /* past the chunk's end: its last row again, unused */
+                    V xr[ROWS_IN_FLIGHT], d[ROWS_IN_FLIGHT], ry[ROWS_IN_FLIGHT];
 PASM_UNROLL
-                    for (int j = 0; j < L; j++)
-                        grad_add(xr.e[j], d.e[j], ryv != NULL, ry.e[j], (double)muf[j], a[j], b[j]);
+                    for (int u = 0; u < ROWS_IN_FLIGHT; u++) {
+                        const int64_t k = (r + u < r1 ? r + u : r1 - 1) * cv + q;
+                        xr[u] = xv[k], d[u] = dyv[k];
+                        ry[u] = ryv ? ryv[k] : d[u];
+                    }
+PASM_UNROLL
+                    for (int u = 0; u < ROWS_IN_FLIGHT; u++)
+                        if (r + u < r1) {
+PASM_UNROLL
+                            for (int j = 0; j < L; j++)
+                                grad_add(xr[u].e[j], d[u].e[j], ryv != NULL, ry[u].e[j],
+                                         (double)muf[j], a[j], b[j]);
+                        }
                 }
 PASM_UNROLL
                 for (int j = 0; j < L; j++)
