@@ -49,6 +49,7 @@ struct pasm_cuda_conv {
     int told_nondeterministic; /* a nondeterministic pick was said on stderr */
     size_t ws_max;
     size_t emu_ws; /* PASM_CUDA_EMULATE_WORKSPACE_MB: what an emulated cuDNN call needs */
+    char prof[3][64]; /* profile buckets: forward, input gradient, weight gradient, by shape */
     conv_algos cache[ALGO_CACHE]; /* [0]: the largest batch; others round-robin */
     int n_cached, next_slot;
     const conv_algos *cur;
@@ -630,6 +631,10 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->needs = needs ? needs : (unsigned)PASM_CUDA_CONV_ALL;
     c->force_direct = c->needs & env_directions("PASM_CUDA_CONV_DIRECT");
     c->find = c->needs & env_directions("PASM_CUDA_CONV_FIND");
+    static const char *const prof_dir[3] = {"forward", "input gradient", "weight gradient"};
+    for (int d = 0; d < 3; d++) /* one bucket a direction and shape: convolutions by layer */
+        snprintf(c->prof[d], sizeof c->prof[d], "cuDNN %s %dx%d s%d %d->%d %dx%d", prof_dir[d],
+                 s->kernel, s->kernel, s->stride, s->c_in, s->c_out, s->h_in, s->w_in);
     c->log = pasm_env_flag("PASM_CUDA_CONV_LOG");
     if (c->force_direct & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
     if (pasm_cuda_emulating()) {
@@ -691,7 +696,7 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
     CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->cur->fwd, ws,
                                       ws_bytes, &zero, c->yd, y),
               "convolution forward");
-    pasm_cuda_profile_stop(c->ctx, "cuDNN forward", t0);
+    pasm_cuda_profile_stop(c->ctx, c->prof[0], t0);
     return PASM_OK;
 }
 
@@ -719,7 +724,7 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
     CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
                                            c->cur->bwd_data, ws, ws_bytes, &beta, c->xd, dx),
               "convolution input gradient");
-    pasm_cuda_profile_stop(c->ctx, "cuDNN input gradient", t0);
+    pasm_cuda_profile_stop(c->ctx, c->prof[1], t0);
     return PASM_OK;
 }
 
@@ -747,6 +752,6 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
     CUDNN_TRY(cudnnConvolutionBackwardFilter(c->ctx->cudnn, &one, c->xd, x, c->yd, dy, c->cd,
                                              c->cur->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),
               "convolution weight gradient");
-    pasm_cuda_profile_stop(c->ctx, "cuDNN weight gradient", t0);
+    pasm_cuda_profile_stop(c->ctx, c->prof[2], t0);
     return PASM_OK;
 }

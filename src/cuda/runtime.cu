@@ -150,9 +150,10 @@ pasm_status pasm_cuda_sync(pasm_cuda_ctx *ctx, const char *what) {
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, what);
 }
 
-/* ---- profile: a few dozen named buckets ---- */
+/* ---- profile: up to 128 named buckets (names copied: a convolution's
+ * name its plan made may be gone by the report) ---- */
 struct profile_bucket {
-    const char *what;
+    char what[64];
     long calls;
     double seconds;
 };
@@ -183,10 +184,13 @@ void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0) {
     cudaStreamSynchronize(ctx->stream);
     double dt = now_s() - t0;
     int i = 0;
-    while (i < g_n_buckets && strcmp(g_buckets[i].what, what)) i++;
+    while (i < g_n_buckets && strncmp(g_buckets[i].what, what, sizeof g_buckets[i].what - 1)) i++;
     if (i == g_n_buckets) {
         if (g_n_buckets == (int)(sizeof g_buckets / sizeof *g_buckets)) return;
-        g_buckets[g_n_buckets++] = profile_bucket{what, 0, 0.0};
+        profile_bucket &b = g_buckets[g_n_buckets++];
+        snprintf(b.what, sizeof b.what, "%s", what);
+        b.calls = 0;
+        b.seconds = 0.0;
     }
     g_buckets[i].calls++;
     g_buckets[i].seconds += dt;
@@ -205,11 +209,11 @@ double pasm_cuda_profile_report(FILE *f, double steps) {
         }
     double total = 0;
     for (int i = 0; i < n; i++) total += b[i].seconds;
-    fprintf(f, "# %-34s %9s %11s %6s\n", "operation (per step)", "launches", "ms", "share");
+    fprintf(f, "# %-44s %9s %11s %6s\n", "operation (per step)", "launches", "ms", "share");
     for (int i = 0; i < n; i++)
-        fprintf(f, "# %-34s %9.1f %11.3f %5.1f%%\n", b[i].what, b[i].calls / steps,
+        fprintf(f, "# %-44s %9.1f %11.3f %5.1f%%\n", b[i].what, b[i].calls / steps,
                 1e3 * b[i].seconds / steps, total > 0 ? 100.0 * b[i].seconds / total : 0.0);
-    fprintf(f, "# %-34s %9s %11.3f\n", "total (each launch waited for)", "", 1e3 * total / steps);
+    fprintf(f, "# %-44s %9s %11.3f\n", "total (each launch waited for)", "", 1e3 * total / steps);
     return 1e3 * total / steps;
 }
 
