@@ -279,8 +279,8 @@ static int run_gpu_train(int width, int batch) {
     }
     teardown(&c);
     if (rc) return rc;
-    /* where a step's time goes: an epoch of 5 steps of the trainer, each
-     * launch waited for */
+    /* where a step's time goes: an epoch of 5 steps of the trainer, launch
+     * by launch (no graph), each op timed on the GPU by events around it */
     pasm_cuda_profile(1);
     pasm_cuda_profile_reset();
     epoch_log plog = {0};

@@ -692,7 +692,7 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->fwd_math), "math type");
     const float one = 1.0f, zero = 0.0f;
-    const double t0 = pasm_cuda_profile_start();
+    const double t0 = pasm_cuda_profile_start(c->ctx);
     CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->cur->fwd, ws,
                                       ws_bytes, &zero, c->yd, y),
               "convolution forward");
@@ -720,7 +720,7 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->data_math), "math type");
     const float one = 1.0f, beta = add ? 1.0f : 0.0f;
-    const double t0 = pasm_cuda_profile_start();
+    const double t0 = pasm_cuda_profile_start(c->ctx);
     CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
                                            c->cur->bwd_data, ws, ws_bytes, &beta, c->xd, dx),
               "convolution input gradient");
@@ -748,7 +748,7 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
     }
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->filter_math), "math type");
     const float one = 1.0f, zero = 0.0f;
-    const double t0 = pasm_cuda_profile_start();
+    const double t0 = pasm_cuda_profile_start(c->ctx);
     CUDNN_TRY(cudnnConvolutionBackwardFilter(c->ctx->cudnn, &one, c->xd, x, c->yd, dy, c->cd,
                                              c->cur->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),
               "convolution weight gradient");

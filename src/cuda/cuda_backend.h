@@ -36,8 +36,10 @@ extern "C" {
 pasm_status pasm_cuda_probe(char *buf, size_t len);
 
 /* A time profile by operation (PASM_CUDA_PROFILE=1, or on = 1 here): each
- * launch and copy waits for the stream and adds its wall time to the bucket
- * of its name. Slows everything down; for finding where a step's time goes.
+ * launch and copy is timed on the GPU by events recorded around it on the
+ * stream and adds its time to the bucket of its name (cuDNN's convolutions
+ * by direction and shape). No graphs meanwhile: an op's time also holds any
+ * wait of the GPU for its launch. For finding where a step's time goes.
  * report prints "# bucket  calls  ms" lines, sorted by time, and returns the
  * total ms; reset empties the buckets. */
 void pasm_cuda_profile(int on);

@@ -31,9 +31,10 @@ pasm_status pasm_cuda_launched(const char *what);
         pasm_status st_ = (x);                                                                   \
         if (st_) return st_;                                                                     \
     } while (0)
-/* Profiling (pasm_cuda_profile): the clock before a launch, and after it the
- * wait for the stream and the bucket what. t0 < 0: not profiling. */
-double pasm_cuda_profile_start(void);
+/* Profiling (pasm_cuda_profile): an event on ctx's stream before a launch,
+ * and after it another, the pair's time going to the bucket what (read
+ * back later, runtime.cu). t0 < 0: not profiling. */
+double pasm_cuda_profile_start(pasm_cuda_ctx *ctx);
 void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0);
 
 typedef __nv_bfloat16 bf16;
@@ -79,7 +80,7 @@ pasm_status pasm_each(pasm_cuda_ctx *ctx, int64_t n, F f, const char *what) {
     const int threads = 256;
     int64_t blocks = (n + threads - 1) / threads;
     if (blocks > 132 * 64) blocks = 132 * 64;
-    const double t0 = pasm_cuda_profile_start();
+    const double t0 = pasm_cuda_profile_start(ctx);
     pasm_k_each<<<(unsigned)blocks, threads, 0, ctx->stream>>>(n, f);
     pasm_status st = pasm_cuda_launched(what);
     pasm_cuda_profile_stop(ctx, what, t0);

@@ -169,34 +169,94 @@ static int profiling(void) {
 }
 
 void pasm_cuda_profile(int on) { g_profile = on != 0; }
-void pasm_cuda_profile_reset(void) { g_n_buckets = 0; }
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+static void profile_flush(void);
+void pasm_cuda_profile_reset(void) {
+    profile_flush();
+    g_n_buckets = 0;
 }
 
-double pasm_cuda_profile_start(void) { return profiling() ? now_s() : -1.0; }
+/* Each profiled op is timed on the GPU by a pair of events recorded around
+ * it on the stream (no wait for it: the host keeps queueing, so an op's time
+ * is its own plus any wait of the GPU for its launch); the pairs are read
+ * back in batches, when PROFILE_PENDING are waiting and at the report. */
+enum { PROFILE_PENDING = 1024 };
+struct profile_pending {
+    cudaEvent_t a, b;
+    int bucket;
+};
+static std::vector<profile_pending> g_pending;
+static std::vector<cudaEvent_t> g_event_pool;
+
+static cudaEvent_t pool_event(void) {
+    cudaEvent_t e = NULL;
+    if (!g_event_pool.empty()) {
+        e = g_event_pool.back();
+        g_event_pool.pop_back();
+    } else if (cudaEventCreate(&e) != cudaSuccess) {
+        e = NULL;
+    }
+    return e;
+}
+
+/* The pending pairs' times into their buckets, the events back to the pool. */
+static void profile_flush(void) {
+    if (g_pending.empty()) return;
+    cudaEventSynchronize(g_pending.back().b);
+    for (const profile_pending &p : g_pending) {
+        float ms = 0.0f;
+        if (cudaEventElapsedTime(&ms, p.a, p.b) == cudaSuccess) {
+            g_buckets[p.bucket].calls++;
+            g_buckets[p.bucket].seconds += 1e-3 * ms;
+        }
+        g_event_pool.push_back(p.a);
+        g_event_pool.push_back(p.b);
+    }
+    g_pending.clear();
+}
+
+/* The start event, recorded by start and taken by stop (profiled ops do not
+ * nest); t0 only says whether start recorded one. */
+static cudaEvent_t g_started = NULL;
+
+double pasm_cuda_profile_start(pasm_cuda_ctx *ctx) {
+    if (!profiling() || !ctx) return -1.0;
+    cudaEvent_t e = pool_event();
+    if (!e || cudaEventRecord(e, ctx->stream) != cudaSuccess) {
+        if (e) g_event_pool.push_back(e);
+        return -1.0;
+    }
+    if (g_started) g_event_pool.push_back(g_started); /* a start never stopped */
+    g_started = e;
+    return 1.0;
+}
 
 void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0) {
-    if (t0 < 0 || !ctx) return;
-    cudaStreamSynchronize(ctx->stream);
-    double dt = now_s() - t0;
+    if (t0 < 0 || !ctx || !g_started) return;
+    cudaEvent_t a = g_started, b = pool_event();
+    g_started = NULL;
+    if (!b || cudaEventRecord(b, ctx->stream) != cudaSuccess) {
+        g_event_pool.push_back(a);
+        if (b) g_event_pool.push_back(b);
+        return;
+    }
     int i = 0;
     while (i < g_n_buckets && strncmp(g_buckets[i].what, what, sizeof g_buckets[i].what - 1)) i++;
     if (i == g_n_buckets) {
-        if (g_n_buckets == (int)(sizeof g_buckets / sizeof *g_buckets)) return;
-        profile_bucket &b = g_buckets[g_n_buckets++];
-        snprintf(b.what, sizeof b.what, "%s", what);
-        b.calls = 0;
-        b.seconds = 0.0;
+        if (g_n_buckets == (int)(sizeof g_buckets / sizeof *g_buckets)) {
+            g_event_pool.push_back(a), g_event_pool.push_back(b);
+            return;
+        }
+        profile_bucket &nb = g_buckets[g_n_buckets++];
+        snprintf(nb.what, sizeof nb.what, "%s", what);
+        nb.calls = 0;
+        nb.seconds = 0.0;
     }
-    g_buckets[i].calls++;
-    g_buckets[i].seconds += dt;
+    g_pending.push_back(profile_pending{a, b, i});
+    if (g_pending.size() >= PROFILE_PENDING) profile_flush();
 }
 
 double pasm_cuda_profile_report(FILE *f, double steps) {
+    profile_flush();
     if (steps <= 0) steps = 1;
     profile_bucket b[128];
     int n = g_n_buckets;
@@ -213,7 +273,8 @@ double pasm_cuda_profile_report(FILE *f, double steps) {
     for (int i = 0; i < n; i++)
         fprintf(f, "# %-44s %9.1f %11.3f %5.1f%%\n", b[i].what, b[i].calls / steps,
                 1e3 * b[i].seconds / steps, total > 0 ? 100.0 * b[i].seconds / total : 0.0);
-    fprintf(f, "# %-44s %9s %11.3f\n", "total (each launch waited for)", "", 1e3 * total / steps);
+    fprintf(f, "# %-44s %9s %11.3f\n", "total (each op timed on the GPU, launch by launch)", "",
+            1e3 * total / steps);
     return 1e3 * total / steps;
 }
 
@@ -319,7 +380,7 @@ pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, 
         memcpy(dst, src, bytes);
         return PASM_OK;
     }
-    const double t0 = pasm_cuda_profile_start();
+    const double t0 = pasm_cuda_profile_start(ctx);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream);
     pasm_cuda_profile_stop(ctx, "copy to the GPU", t0);
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying to the GPU");
@@ -332,7 +393,7 @@ pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, si
         memcpy(dst, src, bytes);
         return PASM_OK;
     }
-    const double t0 = pasm_cuda_profile_start();
+    const double t0 = pasm_cuda_profile_start(ctx);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream);
     if (e != cudaSuccess) return pasm_cuda_error(e, "copying from the GPU");
     pasm_status st = pasm_cuda_sync(ctx, "copying from the GPU");
@@ -351,7 +412,7 @@ pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_
         pasm_cuda_record(work);
         return PASM_OK;
     }
-    const double t0 = pasm_cuda_profile_start();
+    const double t0 = pasm_cuda_profile_start(ctx);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream);
     pasm_cuda_profile_stop(ctx, "copy on the GPU", t0);
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying on the GPU");
@@ -383,8 +444,7 @@ static int graphs_off(void) {
 
 pasm_status pasm_cuda_graph_begin(pasm_cuda_ctx *ctx) {
     if (graphs_off()) return pasm_errorf(PASM_ERR_UNSUPPORTED, "graphs off (PASM_CUDA_GRAPHS=0)");
-    if (pasm_cuda_profile_start() >= 0)
-        return pasm_errorf(PASM_ERR_UNSUPPORTED, "no graphs while profiling");
+    if (profiling()) return pasm_errorf(PASM_ERR_UNSUPPORTED, "no graphs while profiling");
     if (g_recording) return pasm_errorf(PASM_ERR_INVALID, "a graph capture is already running");
     if (g_emulate) {
         g_recording = new (std::nothrow) emu_record;
