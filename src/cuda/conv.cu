@@ -196,10 +196,23 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     const char *which = dir_name(dir);
     char what[64];
     snprintf(what, sizeof what, "choosing the %s algorithm", which);
+    /* *idx: pick's choice of the ranking; measured (PASM_CUDA_CONV_FIND)
+     * with nothing that fits (an allocation failed, say), the heuristics' */
+    auto ranked = [&](cudnnMathType_t only, int any_order, int *idx) {
+        cudnnStatus_t e = query(p, &found);
+        if (e != CUDNN_STATUS_SUCCESS) return e;
+        *idx = pick(p, found, limit, only, any_order);
+        if (*idx >= 0 || !(c->find & dir)) return e;
+        c->find &= ~dir;
+        e = query(p, &found);
+        c->find |= dir;
+        if (e == CUDNN_STATUS_SUCCESS) *idx = pick(p, found, limit, only, any_order);
+        return e;
+    };
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->pref_math), "math type");
-    CUDNN_TRY(query(p, &found), what);
     const int f32 = c->t == PASM_CUDA_F32;
-    int i = pick(p, found, limit, f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH, !f32);
+    int i = -1;
+    CUDNN_TRY(ranked(f32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH, !f32, &i), what);
     const pasm_conv2d_shape *s = &c->s;
     const char *tn = c->t == PASM_CUDA_BF16 ? "bf16" : "fp32";
     /* the direct kernels, which run within any workspace (choose() adds
@@ -217,8 +230,7 @@ static pasm_status choose_dir(pasm_cuda_conv *c, unsigned dir, int n, size_t lim
     if (i < 0 && f32) return use_direct("deterministic plain-FMA");
     if (i < 0) {
         CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, CUDNN_DEFAULT_MATH), "math type");
-        CUDNN_TRY(query(p, &found), what);
-        i = pick(p, found, limit, CUDNN_DEFAULT_MATH, 1);
+        CUDNN_TRY(ranked(CUDNN_DEFAULT_MATH, 1, &i), what);
         /* a smaller batch's choice within the workspace its larger one was
          * given (a training network's, planned per convolution) may find none */
         if (i < 0) return use_direct("bf16");

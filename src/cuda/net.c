@@ -103,8 +103,9 @@ typedef struct {
     int ws; /* a convolution's workspace */
 } ptensor;
 
-/* ResNet-18: 2 + 8 * 6 + 1 forward, 8 * 4 + 3 backward at most, and a
- * workspace for each of 20 convolutions' forward and backward */
+/* ResNet-18: 3 + 8 * 9 forward (a block's convolution outputs, BN outputs
+ * and workspaces, with a shortcut convolution), 1 + 8 * 8 + 3 backward: 143
+ * were every block to have a shortcut convolution (113 have) */
 enum { PLAN_MAX = 160 };
 
 typedef struct {

@@ -363,6 +363,24 @@ static void case_vectors(pasm_cuda_dtype t, int n, int c, int h) {
     /* statistics, affine, two backwards of two vector loops each, the copy,
      * the masking backward (two), affine, affine, ReLU */
     assert_int_equal((int)used, 12);
+    /* a pointer off the 16-byte grid: one element at a time, vectors on or not */
+    {
+        const size_t tb1 = (size_t)(m - 1) * c * es;
+        void *yd = buf_in(NULL, tb);
+        unsigned char *a = malloc(tb1), *b = malloc(tb1);
+        float *sc = buf_in(x, (size_t)c * 4);
+        const uint64_t at = pasm_cuda_vector_loops();
+        OK(pasm_cuda_affine(ctx(), m - 1, c, (char *)xd + es, sc, NULL, NULL, 1, (char *)yd + es, t));
+        buf_out(a, (char *)yd + es, tb1);
+        pasm_cuda_set_vectors(0);
+        OK(pasm_cuda_affine(ctx(), m - 1, c, (char *)xd + es, sc, NULL, NULL, 1, (char *)yd + es, t));
+        pasm_cuda_set_vectors(1);
+        buf_out(b, (char *)yd + es, tb1);
+        assert_true(pasm_cuda_vector_loops() == at);
+        assert_memory_equal(a, b, tb1);
+        buf_free(yd), buf_free(sc);
+        free(a), free(b);
+    }
     printf("  %-6s BN and ReLU ops, %s %dx%dx%dx%d: vectors %s one element at a time\n",
            g_gpu ? "gpu" : "emu", t == PASM_CUDA_BF16 ? "bf16" : "fp32", n, c, h, h,
            memcmp(vec, one, bytes) ? "DIFFER from" : "give the bytes of");
