@@ -265,12 +265,20 @@ def main():
         w("| PyTorch process (import, CUDA start, loading), s | | %s |" % fmt(
             t.get("torch_run_wall_s"), digits=1))
         if summary:
+            inside = 0.0
             for r in summary.get("rounds", []):
                 k = r.get("round")
-                w("| round %s: mining s / training s | %s / %s | %s / %s |" % (
-                    k, fmt(r.get("seconds_mine"), digits=1), fmt(r.get("seconds_train"), digits=1),
-                    fmt(t.get("run_mine%s_s" % k), digits=1) if k else "0",
-                    fmt(t.get("run_round%s_s" % k if k else "run_baseline_s"), digits=1)))
+                w("| round %s: mining s / training s (pasm: / the round's evaluation s) "
+                  "| %s / %s / %s | %s / %s |" % (
+                      k, fmt(r.get("seconds_mine"), digits=1), fmt(r.get("seconds_train"), digits=1),
+                      fmt(r.get("seconds_eval"), digits=1),
+                      fmt(t.get("run_mine%s_s" % k), digits=1) if k else "0",
+                      fmt(t.get("run_round%s_s" % k if k else "run_baseline_s"), digits=1)))
+                for key in ("seconds_mine", "seconds_train", "seconds_eval"):
+                    inside += num(r.get(key)) or 0.0
+            if pasm_s:
+                w("| pasm outside the phases and evaluations (start, CUDA and cuDNN, exit), s "
+                  "| %s | |" % fmt(pasm_s - inside, digits=1))
         w("| peak GPU memory, MiB | %s | %s |" % (fmt(get("pasm_run", "gpu_peak_mb")),
                                                  fmt(t.get("run_gpu_peak_mb"))))
         if pasm_s and torch_s:

@@ -31,6 +31,7 @@ typedef struct {
     char baseline_sha[65];
     const char *erase_p;  /* random erasing in every phase ("0" = off) */
     int stop_after_phases, stop_mining_after; /* tests */
+    double started; /* pasm_now_seconds() when this run began */
 } run_args;
 
 /* The controls of pasm-method.md; each differs from PASM in one thing. */
@@ -312,6 +313,7 @@ static int phase_round(const run_args *a, int round) {
 
 /* Evaluation of a finished training phase into its phase record. */
 static int evaluate_into(const run_args *a, int round, cJSON *rec) {
+    const double t0 = pasm_now_seconds();
     char ckpt[4096];
     ckpt_path(a, round, ckpt, sizeof ckpt);
     const char *names[2] = {"val", "test"}, *splits[2] = {a->val_split, a->test_split};
@@ -334,6 +336,10 @@ static int evaluate_into(const run_args *a, int round, cJSON *rec) {
             printf("round %d %s (%s): accuracy %.4f, with flip TTA %.4f (%d faces)\n", round,
                    names[i], splits[i], acc, acc_tta, count);
     }
+    /* outside the phase's seconds: the whole run's time is the sum of both */
+    const double secs = pasm_now_seconds() - t0;
+    cJSON_AddNumberToObject(rec, "eval_seconds", secs);
+    printf("round %d evaluated in %.1f s\n", round, secs);
     return EXIT_OK;
 }
 
@@ -404,6 +410,9 @@ static pasm_status write_summary(const run_args *a, const cJSON *state) {
         if (ok_f) cJSON_AddNumberToObject(row, "mined_fooled", fooled);
         cJSON_AddNumberToObject(row, "seconds_mine", ms);
         cJSON_AddNumberToObject(row, "seconds_train", ts);
+        int ok_es;
+        const double es = num(t, "eval_seconds", &ok_es); /* runs of older pasm: none */
+        if (ok_es) cJSON_AddNumberToObject(row, "seconds_eval", es);
         cJSON_AddItemToArray(rounds, row);
         char fool[32] = "–", mcell[32] = "–";
         if (ok_f) snprintf(fool, sizeof fool, "%.1f%%", 100 * fooled);
@@ -431,9 +440,9 @@ static int do_phase(const run_args *a, cJSON *state, const char *name, int round
         printf("phase %s: done before, skipped\n", name);
         return EXIT_OK;
     }
-    printf("== phase %s ==\n", name);
-    fflush(stdout);
     double t0 = pasm_now_seconds();
+    printf("== phase %s == (%.1f s into this run)\n", name, t0 - a->started);
+    fflush(stdout);
     int rc = round == 0 || !strcmp(name, "long") ? phase_baseline(a, round)
              : is_mine  ? phase_mine(a, round, stop_mining_after)
                         : phase_round(a, round);
@@ -624,5 +633,6 @@ int pasm_cmd_run(int argc, char **argv) {
     pasm_status st = pasm_fill_parse(a.round.fill, &fk);
     if (st) return cli_fail(CMD, st);
     cli_threads(threads);
+    a.started = pasm_now_seconds();
     return run(&a);
 }

@@ -254,6 +254,8 @@ static void test_run_killed_and_resumed(void **state) {
                     test_summary_value(b, r, "test_accuracy"));
         assert_true(test_summary_value(a, r, "val_accuracy_tta") ==
                     test_summary_value(b, r, "val_accuracy_tta"));
+        /* each round's evaluation timed apart from its training (a number there) */
+        assert_true(test_summary_value(a, r, "seconds_eval") >= 0);
     }
     snprintf(fa, sizeof fa, "%s/summary.md", a);
     assert_int_equal(access(fa, R_OK), 0);
