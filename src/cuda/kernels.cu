@@ -146,6 +146,21 @@ enum { BN_THREADS = 1 << 19, BN_MIN_ROWS = 16 };
  * load's latency with. */
 enum { ROWS_IN_FLIGHT = 4 };
 
+/* add(load(r)) for the rows r of [r0, r1) in order, ROWS_IN_FLIGHT loads
+ * issued before their adds (past r1 the last row is loaded again, not
+ * added). */
+template <typename Load, typename Add>
+__host__ __device__ inline void rows_in_flight(int64_t r0, int64_t r1, Load load, Add add) {
+    for (int64_t r = r0; r < r1; r += ROWS_IN_FLIGHT) {
+        decltype(load(r0)) v[ROWS_IN_FLIGHT];
+PASM_UNROLL
+        for (int u = 0; u < ROWS_IN_FLIGHT; u++) v[u] = load(r + u < r1 ? r + u : r1 - 1);
+PASM_UNROLL
+        for (int u = 0; u < ROWS_IN_FLIGHT; u++)
+            if (r + u < r1) add(v[u]);
+    }
+}
+
 static int bn_chunks(int64_t m, int c) {
     int64_t want = BN_THREADS / (c > 0 ? c : 1);
     int64_t most = (m + BN_MIN_ROWS - 1) / BN_MIN_ROWS;
@@ -248,18 +263,12 @@ static pasm_status bn_stats(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x, fl
                 double ref[L], s1[L], s2[L];
 PASM_UNROLL
                 for (int j = 0; j < L; j++) ref[j] = to_f(first.e[j]), s1[j] = s2[j] = 0.0;
-                for (int64_t r = r0; r < r1; r += ROWS_IN_FLIGHT) { /* the loads first */
-                    V v[ROWS_IN_FLIGHT]; /* past the chunk's end: its last row again, unused */
+                rows_in_flight(
+                    r0, r1, [&](int64_t r) { return xv[r * cv + q]; },
+                    [&](const V &v) {
 PASM_UNROLL
-                    for (int u = 0; u < ROWS_IN_FLIGHT; u++)
-                        v[u] = xv[(r + u < r1 ? r + u : r1 - 1) * cv + q];
-PASM_UNROLL
-                    for (int u = 0; u < ROWS_IN_FLIGHT; u++)
-                        if (r + u < r1) {
-PASM_UNROLL
-                            for (int j = 0; j < L; j++) stat_add(v[u].e[j], ref[j], s1[j], s2[j]);
-                        }
-                }
+                        for (int j = 0; j < L; j++) stat_add(v.e[j], ref[j], s1[j], s2[j]);
+                    });
 PASM_UNROLL
                 for (int j = 0; j < L; j++) s1_k[p * c + q * L + j] = s1[j], s2_k[p * c + q * L + j] = s2[j];
             },
@@ -434,24 +443,24 @@ static pasm_status bn_backward(pasm_cuda_ctx *ctx, int64_t m, int c, const T *x,
                 double a[L], b[L];
 PASM_UNROLL
                 for (int j = 0; j < L; j++) a[j] = b[j] = 0.0;
-                for (int64_t r = r0; r < r1; r += ROWS_IN_FLIGHT) { /* the loads first */
-                    /* past the chunk's end: its last row again, unused */
-                    V xr[ROWS_IN_FLIGHT], d[ROWS_IN_FLIGHT], ry[ROWS_IN_FLIGHT];
+                struct row3 {
+                    V x, d, ry;
+                };
+                rows_in_flight(
+                    r0, r1,
+                    [&](int64_t r) {
+                        const int64_t k = r * cv + q;
+                        row3 o;
+                        o.x = xv[k], o.d = dyv[k];
+                        o.ry = ryv ? ryv[k] : o.d;
+                        return o;
+                    },
+                    [&](const row3 &v) {
 PASM_UNROLL
-                    for (int u = 0; u < ROWS_IN_FLIGHT; u++) {
-                        const int64_t k = (r + u < r1 ? r + u : r1 - 1) * cv + q;
-                        xr[u] = xv[k], d[u] = dyv[k];
-                        ry[u] = ryv ? ryv[k] : d[u];
-                    }
-PASM_UNROLL
-                    for (int u = 0; u < ROWS_IN_FLIGHT; u++)
-                        if (r + u < r1) {
-PASM_UNROLL
-                            for (int j = 0; j < L; j++)
-                                grad_add(xr[u].e[j], d[u].e[j], ryv != NULL, ry[u].e[j],
-                                         (double)muf[j], a[j], b[j]);
-                        }
-                }
+                        for (int j = 0; j < L; j++)
+                            grad_add(v.x.e[j], v.d.e[j], ryv != NULL, v.ry.e[j], (double)muf[j],
+                                     a[j], b[j]);
+                    });
 PASM_UNROLL
                 for (int j = 0; j < L; j++)
                     sum_dy[p * c + q * L + j] = a[j], sum_dy_xc[p * c + q * L + j] = b[j];
