@@ -194,11 +194,14 @@ static cudaEvent_t pool_event(void) {
         g_event_pool.pop_back();
     } else if (cudaEventCreate(&e) != cudaSuccess) {
         e = NULL;
+        cudaGetLastError(); /* the profile's failure, not the next launch's */
     }
     return e;
 }
 
-/* The pending pairs' times into their buckets, the events back to the pool. */
+/* The pending pairs' times into their buckets, the events back to the pool.
+ * Waiting for the last pair is waiting for all: every context shares one
+ * stream. */
 static void profile_flush(void) {
     if (g_pending.empty()) return;
     cudaEventSynchronize(g_pending.back().b);
@@ -207,6 +210,8 @@ static void profile_flush(void) {
         if (cudaEventElapsedTime(&ms, p.a, p.b) == cudaSuccess) {
             g_buckets[p.bucket].calls++;
             g_buckets[p.bucket].seconds += 1e-3 * ms;
+        } else {
+            cudaGetLastError();
         }
         g_event_pool.push_back(p.a);
         g_event_pool.push_back(p.b);
@@ -223,6 +228,7 @@ double pasm_cuda_profile_start(pasm_cuda_ctx *ctx) {
     cudaEvent_t e = pool_event();
     if (!e || cudaEventRecord(e, ctx->stream) != cudaSuccess) {
         if (e) g_event_pool.push_back(e);
+        cudaGetLastError(); /* not the launch's error */
         return -1.0;
     }
     if (g_started) g_event_pool.push_back(g_started); /* a start never stopped */
@@ -237,6 +243,7 @@ void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0) {
     if (!b || cudaEventRecord(b, ctx->stream) != cudaSuccess) {
         g_event_pool.push_back(a);
         if (b) g_event_pool.push_back(b);
+        cudaGetLastError();
         return;
     }
     int i = 0;
@@ -397,7 +404,7 @@ pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, si
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream);
     if (e != cudaSuccess) return pasm_cuda_error(e, "copying from the GPU");
     pasm_status st = pasm_cuda_sync(ctx, "copying from the GPU");
-    pasm_cuda_profile_stop(ctx, "copy from the GPU (and wait)", t0);
+    pasm_cuda_profile_stop(ctx, "copy from the GPU", t0);
     return st;
 }
 
