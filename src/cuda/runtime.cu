@@ -90,10 +90,13 @@ pasm_status pasm_cuda_probe(char *buf, size_t len) {
 /* One context for the process, shared by every network (reference
  * counted): all GPU work runs in order on its one stream, so a teacher's
  * logits, a batch assembled on the GPU and a student's loss need no events
- * between them. */
+ * between them. With no network left it is kept for the next (a cuDNN
+ * handle costs time to make, and pasm run makes and frees a dozen networks
+ * one after another), and let go at exit, or when the emulation is switched
+ * since it was made. */
 static std::mutex g_ctx_lock;
 static pasm_cuda_ctx *g_ctx;
-static int g_ctx_refs;
+static int g_ctx_refs, g_ctx_emulated, g_ctx_at_exit;
 
 static pasm_status ctx_make(pasm_cuda_ctx **out) {
     pasm_cuda_ctx *ctx = (pasm_cuda_ctx *)calloc(1, sizeof *ctx);
@@ -118,12 +121,40 @@ static pasm_status ctx_make(pasm_cuda_ctx **out) {
     return PASM_OK;
 }
 
+static void ctx_destroy(pasm_cuda_ctx *ctx) {
+    if (ctx->stream) {
+        cudaStreamSynchronize(ctx->stream);
+        cudnnDestroy(ctx->cudnn);
+        cudaStreamDestroy(ctx->stream);
+    }
+    free(ctx);
+}
+
+/* At exit: the kept context, unless a network still holds it. Registered
+ * after the CUDA runtime's own teardown (the probe started it), so it runs
+ * before it. */
+static void ctx_at_exit(void) {
+    std::lock_guard<std::mutex> lock(g_ctx_lock);
+    if (g_ctx && g_ctx_refs == 0) {
+        ctx_destroy(g_ctx);
+        g_ctx = NULL;
+    }
+}
+
 pasm_status pasm_cuda_ctx_create(pasm_cuda_ctx **out) {
     *out = NULL;
     pasm_status st = pasm_cuda_probe(NULL, 0);
     if (st) return st;
     std::lock_guard<std::mutex> lock(g_ctx_lock);
-    if (!g_ctx && (st = ctx_make(&g_ctx))) return st;
+    if (g_ctx && g_ctx_refs == 0 && g_ctx_emulated != g_emulate) { /* made in the other mode */
+        ctx_destroy(g_ctx);
+        g_ctx = NULL;
+    }
+    if (!g_ctx) {
+        if ((st = ctx_make(&g_ctx))) return st;
+        g_ctx_emulated = g_emulate;
+        if (!g_ctx_at_exit) g_ctx_at_exit = atexit(ctx_at_exit) == 0;
+    }
     g_ctx_refs++;
     *out = g_ctx;
     return PASM_OK;
@@ -133,13 +164,13 @@ void pasm_cuda_ctx_free(pasm_cuda_ctx *ctx) {
     if (!ctx) return;
     std::lock_guard<std::mutex> lock(g_ctx_lock);
     if (ctx != g_ctx || --g_ctx_refs > 0) return;
-    g_ctx = NULL;
-    if (ctx->stream) {
-        cudaStreamSynchronize(ctx->stream);
-        cudnnDestroy(ctx->cudnn);
-        cudaStreamDestroy(ctx->stream);
+    /* no network holds it: kept for the next one, its stream's work
+     * finished as before */
+    if (ctx->stream) cudaStreamSynchronize(ctx->stream);
+    if (!g_ctx_at_exit) { /* no exit hook: let it go now */
+        g_ctx = NULL;
+        ctx_destroy(ctx);
     }
-    free(ctx);
 }
 
 pasm_status pasm_cuda_sync(pasm_cuda_ctx *ctx, const char *what) {
