@@ -394,25 +394,27 @@ pasm_status pasm_cuda_affine(pasm_cuda_ctx *ctx, int64_t m, int c, const void *x
                                 relu, (bf16 *)y));
 }
 
-/* An element's input gradient from its channel's coefficients (k, the x
- * term kx, the constant k0, the mean mu); dy taken as zero where gated and
- * the ReLU after it was off (its output ry not above zero). */
+/* dy through the backward of a ReLU whose output was ry, where gated:
+ * zero where ry is not above zero. */
+template <typename T> __host__ __device__ inline T relu_gate(T dy, bool gated, T ry) {
+    return gated && !(to_f(ry) > 0.0f) ? from_f<T>(0.0f) : dy;
+}
+
+/* An element's input gradient, from its (gated) output gradient g and its
+ * channel's coefficients (k, the x term kx, the constant k0, the mean mu). */
 template <typename T>
-__host__ __device__ inline T bn_dx_one(T x, T dy, bool gated, T ry, float k, float kx, float k0,
-                                       float mu) {
-    const float g = gated && !(to_f(ry) > 0.0f) ? 0.0f : to_f(dy);
-    return from_f<T>(k * g + kx * (to_f(x) - mu) + k0);
+__host__ __device__ inline T bn_dx_one(T x, T g, float k, float kx, float k0, float mu) {
+    return from_f<T>(k * to_f(g) + kx * (to_f(x) - mu) + k0);
 }
 
 template <typename T>
 static pasm_status relu_backward(pasm_cuda_ctx *ctx, int64_t count, const T *y, T *d);
 
-/* A row's terms of a chunk's gradient sums: g = dy (zero where gated and
- * the ReLU after was off), a += g, b += g (x - mu). */
+/* A row's terms of a chunk's gradient sums, from its (gated) output
+ * gradient: a += g, b += g (x - mu). */
 template <typename T>
-__host__ __device__ inline void grad_add(T x, T dy, bool gated, T ry, double mu, double &a,
-                                         double &b) {
-    const double g = gated && !(to_f(ry) > 0.0f) ? 0.0 : to_f(dy);
+__host__ __device__ inline void grad_add(T x, T gated_dy, double mu, double &a, double &b) {
+    const double g = to_f(gated_dy);
     a += g;
     b += g * ((double)to_f(x) - mu);
 }
@@ -458,8 +460,8 @@ PASM_UNROLL
                     [&](const row3 &v) {
 PASM_UNROLL
                         for (int j = 0; j < L; j++)
-                            grad_add(v.x.e[j], v.d.e[j], ryv != NULL, v.ry.e[j], (double)muf[j],
-                                     a[j], b[j]);
+                            grad_add(v.x.e[j], relu_gate(v.d.e[j], ryv != NULL, v.ry.e[j]),
+                                     (double)muf[j], a[j], b[j]);
                     });
 PASM_UNROLL
                 for (int j = 0; j < L; j++)
@@ -474,9 +476,11 @@ PASM_UNROLL
                 const int64_t r0 = p * rows, r1 = r0 + rows < m ? r0 + rows : m;
                 const double mu = save_mean[ch];
                 double a = 0.0, b = 0.0;
-                for (int64_t r = r0; r < r1; r++)
-                    grad_add(x[r * c + ch], dy[r * c + ch], relu_y != NULL,
-                             relu_y ? relu_y[r * c + ch] : dy[r * c + ch], mu, a, b);
+                for (int64_t r = r0; r < r1; r++) {
+                    const int64_t k = r * c + ch;
+                    grad_add(x[k], relu_gate(dy[k], relu_y != NULL, relu_y ? relu_y[k] : dy[k]), mu,
+                             a, b);
+                }
                 sum_dy[i] = a;
                 sum_dy_xc[i] = b;
             },
@@ -516,7 +520,7 @@ PASM_UNROLL
             [=] __host__ __device__(int64_t i) {
                 const int64_t ch = vch(i) * L;
                 const V a = xv[i], d = dyv[i];
-                V r = d, o;
+                V r = d, g, o;
                 if (ryv) r = ryv[i];
                 float k[L], kx[L], k0[L], mu[L];
                 load_floats<L>(coef + ch, k);
@@ -524,16 +528,12 @@ PASM_UNROLL
                 load_floats<L>(coef + 2 * c + ch, k0);
                 load_floats<L>(coef + 3 * c + ch, mu);
 PASM_UNROLL
-                for (int j = 0; j < L; j++)
-                    o.e[j] = bn_dx_one(a.e[j], d.e[j], ryv != NULL, r.e[j], k[j], kx[j], k0[j], mu[j]);
-                dxv[i] = o;
-                if (mask_dy) { /* dy as the ReLU's backward leaves it */
-                    V md = d;
-PASM_UNROLL
-                    for (int j = 0; j < L; j++)
-                        if (!(to_f(r.e[j]) > 0.0f)) md.e[j] = from_f<T>(0.0f);
-                    dyv[i] = md;
+                for (int j = 0; j < L; j++) {
+                    g.e[j] = relu_gate(d.e[j], ryv != NULL, r.e[j]);
+                    o.e[j] = bn_dx_one(a.e[j], g.e[j], k[j], kx[j], k0[j], mu[j]);
                 }
+                dxv[i] = o;
+                if (mask_dy) dyv[i] = g; /* dy as the ReLU's backward leaves it */
             },
             "batch-norm input gradient");
     }
@@ -542,9 +542,9 @@ PASM_UNROLL
         ctx, m * c,
         [=] __host__ __device__(int64_t i) {
             const int64_t ch = chan(i);
-            dx[i] = bn_dx_one(x[i], dy[i], relu_y != NULL, relu_y ? relu_y[i] : dy[i], coef[ch],
-                              coef[c + ch], coef[2 * c + ch], coef[3 * c + ch]);
-            if (mask_dy && !(to_f(relu_y[i]) > 0.0f)) dy[i] = from_f<T>(0.0f);
+            const T g = relu_gate(dy[i], relu_y != NULL, relu_y ? relu_y[i] : dy[i]);
+            dx[i] = bn_dx_one(x[i], g, coef[ch], coef[c + ch], coef[2 * c + ch], coef[3 * c + ch]);
+            if (mask_dy) dy[i] = g;
         },
         "batch-norm input gradient");
 }
@@ -578,8 +578,7 @@ static pasm_status relu_backward(pasm_cuda_ctx *ctx, int64_t count, const T *y, 
                 const V a = yv[i];
                 V o = dv[i];
 PASM_UNROLL
-                for (int j = 0; j < L; j++)
-                    if (!(to_f(a.e[j]) > 0.0f)) o.e[j] = from_f<T>(0.0f);
+                for (int j = 0; j < L; j++) o.e[j] = relu_gate(o.e[j], true, a.e[j]);
                 dv[i] = o;
             },
             "ReLU backward");
