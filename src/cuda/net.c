@@ -36,6 +36,20 @@ typedef struct {
     int64_t largest_w;  /* the largest weight, values */
 } builder;
 
+/* The network's convolutions in order (the stem, then each block's conv1,
+ * conv2 and shortcut convolution if it has one), into out; how many. */
+enum { NET_CONVS = 1 + 8 * 3 };
+static int net_convs(pasm_cuda_net *g, gconv **out) {
+    int n = 0;
+    out[n++] = &g->stem;
+    for (int i = 0; i < 8; i++) {
+        out[n++] = &g->blocks[i].conv1;
+        out[n++] = &g->blocks[i].conv2;
+        if (g->blocks[i].has_down) out[n++] = &g->blocks[i].down;
+    }
+    return n;
+}
+
 /* values activations of the network's compute type */
 static pasm_status alloc_values(const pasm_cuda_net *g, void **p, int64_t values,
                                 const char *what) {
@@ -129,11 +143,12 @@ static int def(tplan *p, void **ptr, int64_t values, size_t esize) {
     return p->n++;
 }
 
-/* The workspace of conv c for the current op, into *ptr and *bytes (none:
- * NULL and 0); its index or -1. */
-static int def_ws(tplan *p, const gconv *c, void **ptr, size_t *bytes) {
+/* The workspace of conv c for the current op, its forward's or (bwd) its
+ * backward's (none: NULL); its index or -1. */
+static int def_ws(tplan *p, gconv *c, int bwd) {
+    void **ptr = bwd ? &c->ws_bwd : &c->ws_fwd;
     *ptr = NULL;
-    *bytes = c->ws_need;
+    c->ws_bytes = c->ws_need;
     if (!c->ws_need) return -1;
     const int i = def(p, ptr, (int64_t)c->ws_need, 1);
     p->t[i].ws = 1;
@@ -283,7 +298,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
     if (!p) return pasm_errorf(PASM_ERR_NOMEM, "out of memory planning the GPU network");
     const size_t es = g->esize;
     int stem = def(p, &g->stem.out, conv_values(&g->stem), es);
-    def_ws(p, &g->stem, &g->stem.ws_fwd, &g->stem.ws_fwd_bytes);
+    def_ws(p, &g->stem, 0);
     tick(p);
     use(p, stem);
     int h = def(p, &g->stem_bn.out, bn_values(&g->stem_bn), es);
@@ -296,7 +311,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         in[i] = h, in_values[i] = h_values;
         use(p, h);
         c1[i] = def(p, &b->conv1.out, conv_values(&b->conv1), es);
-        def_ws(p, &b->conv1, &b->conv1.ws_fwd, &b->conv1.ws_fwd_bytes);
+        def_ws(p, &b->conv1, 0);
         tick(p);
         use(p, c1[i]);
         b1[i] = def(p, &b->bn1.out, bn_values(&b->bn1), es);
@@ -306,7 +321,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         if (b->has_down) {
             use(p, h);
             dc[i] = def(p, &b->down.out, conv_values(&b->down), es);
-            def_ws(p, &b->down, &b->down.ws_fwd, &b->down.ws_fwd_bytes);
+            def_ws(p, &b->down, 0);
             tick(p);
             use(p, dc[i]);
             shortcut = def(p, &b->down_bn.out, bn_values(&b->down_bn), es);
@@ -314,7 +329,7 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         }
         use(p, b1[i]);
         c2[i] = def(p, &b->conv2.out, conv_values(&b->conv2), es);
-        def_ws(p, &b->conv2, &b->conv2.ws_fwd, &b->conv2.ws_fwd_bytes);
+        def_ws(p, &b->conv2, 0);
         tick(p);
         use(p, c2[i]), use(p, shortcut);
         b2[i] = h = def(p, &b->bn2.out, bn_values(&b->bn2), es);
@@ -334,13 +349,13 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         tick(p);
         use(p, b1[i]), use(p, a);
         int bb = def(p, &q->b, bn_values(&b->bn1), es);
-        def_ws(p, &b->conv2, &b->conv2.ws_bwd, &b->conv2.ws_bwd_bytes);
+        def_ws(p, &b->conv2, 1);
         tick(p);
         use(p, c1[i]), use(p, bb), use(p, b1[i]); /* bn1's backward, with its ReLU's */
         int a2 = def(p, &q->a2, bn_values(&b->bn1), es);
         tick(p);
         use(p, in[i]), use(p, a2);
-        def_ws(p, &b->conv1, &b->conv1.ws_bwd, &b->conv1.ws_bwd_bytes);
+        def_ws(p, &b->conv1, 1);
         if (!b->has_down) { /* conv1's input gradient added into dout */
             use(p, d);
             tick(p);
@@ -352,14 +367,14 @@ static pasm_status plan_training(pasm_cuda_net *g, const pasm_net *net) {
         int a3 = def(p, &q->a3, bn_values(&b->down_bn), es);
         tick(p);
         use(p, in[i]), use(p, a3), use(p, din); /* the shortcut's input gradient added into din */
-        def_ws(p, &b->down, &b->down.ws_bwd, &b->down.ws_bwd_bytes);
+        def_ws(p, &b->down, 1);
         tick(p);
         d = din;
     }
     /* the stem's output again: a 1- or 3-channel convolution costs less to
      * redo than its output, the size of layer 1's, costs to keep */
     stem = def(p, &g->stem_again, conv_values(&g->stem), es);
-    const int stem_ws = def_ws(p, &g->stem, &g->stem.ws_bwd, &g->stem.ws_bwd_bytes);
+    const int stem_ws = def_ws(p, &g->stem, 1);
     tick(p);
     use(p, stem), use(p, d), use(p, in[0]); /* the stem BN's backward, with its ReLU's */
     int ds = def(p, &g->d_stem, bn_values(&g->stem_bn), es);
@@ -449,18 +464,12 @@ static pasm_status build(builder *b) {
         TRY(alloc_values(g, &g->conv_tmp, b->largest, "convolution outputs"));
         g->ws_bytes = b->ws_need;
         TRY(pasm_cuda_alloc(&g->ws, g->ws_bytes, "convolution workspace"));
-        gconv *convs[1 + 8 * 3];
-        int nc = 0;
-        convs[nc++] = &g->stem;
-        for (int i = 0; i < 8; i++) {
-            convs[nc++] = &g->blocks[i].conv1;
-            convs[nc++] = &g->blocks[i].conv2;
-            if (g->blocks[i].has_down) convs[nc++] = &g->blocks[i].down;
-        }
+        gconv *convs[NET_CONVS];
+        const int nc = net_convs(g, convs);
         for (int i = 0; i < nc; i++) {
             convs[i]->out = g->conv_tmp;
             convs[i]->ws_fwd = convs[i]->ws_bwd = g->ws;
-            convs[i]->ws_fwd_bytes = convs[i]->ws_bwd_bytes = g->ws_bytes;
+            convs[i]->ws_bytes = g->ws_bytes;
         }
     }
     if (mode == PASM_NET_EVAL) {
@@ -573,7 +582,7 @@ pasm_status pasm_cuda_net_pull_grads(pasm_net *net) {
 /* ---- forward ---- */
 
 static pasm_status conv_fwd(pasm_cuda_net *g, gconv *c, const void *x, int n) {
-    return pasm_cuda_conv_forward(c->plan, n, x, c->w_packed, c->out, c->ws_fwd, c->ws_fwd_bytes);
+    return pasm_cuda_conv_forward(c->plan, n, x, c->w_packed, c->out, c->ws_fwd, c->ws_bytes);
 }
 
 /* b->out = relu?(bn(x) + residual): batch statistics when training (the
@@ -605,14 +614,10 @@ static pasm_cuda_pack_job pack_job(const pasm_cuda_net *g, const gconv *c) {
 /* Every convolution's weights in one launch. */
 pasm_status pasm_cuda_net_packed(pasm_cuda_net *g) {
     if (g->packed) return PASM_OK;
-    pasm_cuda_pack_job jobs[1 + 8 * 3];
-    int n = 0;
-    jobs[n++] = pack_job(g, &g->stem);
-    for (int i = 0; i < 8; i++) {
-        jobs[n++] = pack_job(g, &g->blocks[i].conv1);
-        jobs[n++] = pack_job(g, &g->blocks[i].conv2);
-        if (g->blocks[i].has_down) jobs[n++] = pack_job(g, &g->blocks[i].down);
-    }
+    gconv *convs[NET_CONVS];
+    const int n = net_convs(g, convs);
+    pasm_cuda_pack_job jobs[NET_CONVS];
+    for (int i = 0; i < n; i++) jobs[i] = pack_job(g, convs[i]);
     TRY(pasm_cuda_pack_weights(g->ctx, n, jobs, g->t));
     g->packed = 1;
     return PASM_OK;
@@ -725,13 +730,13 @@ static pasm_status conv_bwd(pasm_cuda_net *g, gconv *c, const void *x, const voi
     const pasm_conv2d_shape *s = &c->shape;
     if (g->last_train) {
         TRY(pasm_cuda_conv_backward_filter(c->plan, n, x, dy, g->dw_packed, c->ws_bwd,
-                                           c->ws_bwd_bytes));
+                                           c->ws_bytes));
         TRY(pasm_cuda_unpack_weight(g->ctx, s->c_out, s->c_in, s->kernel * s->kernel,
                                     g->dw_packed, g->t, g->grad + c->w_off));
     }
     if (!dx) return PASM_OK;
     return pasm_cuda_conv_backward_data(c->plan, n, dy, c->w_packed, dx, add, c->ws_bwd,
-                                        c->ws_bwd_bytes);
+                                        c->ws_bytes);
 }
 
 /* The gradient buffers of block b's backward: a training network's from
@@ -813,7 +818,7 @@ pasm_status pasm_cuda_net_backward_dev(pasm_net *net, const float *dlogits, floa
     const void *stem_out = g->stem.out;
     if (g->arena && g->last_train) { /* its place is gone: again, the same bits */
         TRY(pasm_cuda_conv_forward(g->stem.plan, n, g->x_in, g->stem.w_packed, g->stem_again,
-                                   g->stem.ws_bwd, g->stem.ws_bwd_bytes));
+                                   g->stem.ws_bwd, g->stem.ws_bytes));
         stem_out = g->stem_again;
     }
     TRY(op_done(g));

@@ -12,12 +12,12 @@ typedef struct {
     int64_t w_off; /* the weight's offset in the parameter block */
     void *w_packed, *out; /* out: from the training plan, else the shared conv_tmp */
     size_t ws_need;       /* the cuDNN workspace its algorithms at the largest batch need */
-    /* The workspace of its forward and of its backward: a training
-     * network's places in the arena, alive for those ops alone (the stem's
-     * backward one also while its output is computed again); else both the
-     * network's one workspace. */
+    /* The workspace of its forward and of its backward, ws_bytes each: a
+     * training network's places in the arena, alive for those ops alone
+     * (the stem's backward one also while its output is computed again),
+     * ws_need; else both the network's one workspace. */
     void *ws_fwd, *ws_bwd;
-    size_t ws_fwd_bytes, ws_bwd_bytes;
+    size_t ws_bytes;
 } gconv;
 
 typedef struct {
