@@ -404,18 +404,23 @@ static void emu_end(emu_conv *e) {
     free(e->x), free(e->gx), free(e->y), free(e->w), free(e->gw), free(e->ws);
 }
 
-/* An emulated cuDNN call's use of its workspace (tests: with
- * PASM_CUDA_EMULATE_WORKSPACE_MB set, each needs that much and scribbles
- * over all of it, as a real algorithm may, so that a workspace placed over
- * a live tensor spoils results): refused when the caller gives less. */
-static pasm_status emu_workspace(const pasm_cuda_conv *c, void *ws, size_t ws_bytes,
-                                 const char *what) {
-    if (!c->emu_ws) return PASM_OK;
-    if (!ws || ws_bytes < c->emu_ws)
-        return pasm_errorf(PASM_ERR_INVALID, "emulated %s: %zu bytes of workspace given, %zu needed",
-                           what, ws ? ws_bytes : 0, c->emu_ws);
-    memset(ws, 0xA5, c->emu_ws);
-    return PASM_OK;
+/* An emulated cuDNN call: work, after its use of the workspace (tests:
+ * with PASM_CUDA_EMULATE_WORKSPACE_MB set, each needs that much and
+ * scribbles over all of it, as a real algorithm may, so that a workspace
+ * placed over a live tensor spoils results; refused when the caller gives
+ * less); now, or recorded with a graph. */
+template <typename W>
+static pasm_status emu_call(const pasm_cuda_conv *c, void *ws, size_t ws_bytes, const char *what,
+                            W work) {
+    return pasm_cuda_emulated([=]() {
+        if (!c->emu_ws) return work();
+        if (!ws || ws_bytes < c->emu_ws)
+            return pasm_errorf(PASM_ERR_INVALID,
+                               "emulated %s: %zu bytes of workspace given, %zu needed", what,
+                               ws ? ws_bytes : 0, c->emu_ws);
+        memset(ws, 0xA5, c->emu_ws);
+        return work();
+    });
 }
 
 /* The emulation's layout changes, between the backend's NHWC (or KRSC)
@@ -693,22 +698,16 @@ pasm_status pasm_cuda_conv_forward(pasm_cuda_conv *c, int n, const void *x, cons
     if (direct(c, PASM_CUDA_CONV_FORWARD))
         return PASM_BY_DTYPE(c->t, direct_forward(c, n, (const float *)x, (const float *)w, (float *)y),
                              direct_forward(c, n, (const bf16 *)x, (const bf16 *)w, (bf16 *)y));
-    if (pasm_cuda_emulating()) {
-        auto run = [=]() {
-            pasm_status e = emu_workspace(c, ws, ws_bytes, "convolution forward");
-            return e ? e : emu_forward(c, n, x, w, y);
-        };
-        if (!pasm_cuda_recording()) return run();
-        pasm_cuda_record(run);
-        return PASM_OK;
-    }
+    if (pasm_cuda_emulating())
+        return emu_call(c, ws, ws_bytes, "convolution forward",
+                        [=]() { return emu_forward(c, n, x, w, y); });
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->fwd_math), "math type");
     const float one = 1.0f, zero = 0.0f;
-    const double t0 = pasm_cuda_profile_start(c->ctx);
+    pasm_cuda_profile_start(c->ctx);
     CUDNN_TRY(cudnnConvolutionForward(c->ctx->cudnn, &one, c->xd, x, c->wd, w, c->cd, c->cur->fwd, ws,
                                       ws_bytes, &zero, c->yd, y),
               "convolution forward");
-    pasm_cuda_profile_stop(c->ctx, c->prof[0], t0);
+    pasm_cuda_profile_stop(c->ctx, c->prof[0]);
     return PASM_OK;
 }
 
@@ -721,22 +720,16 @@ pasm_status pasm_cuda_conv_backward_data(pasm_cuda_conv *c, int n, const void *d
         return PASM_BY_DTYPE(c->t,
                              direct_data(c, n, (const float *)dy, (const float *)w, (float *)dx, add),
                              direct_data(c, n, (const bf16 *)dy, (const bf16 *)w, (bf16 *)dx, add));
-    if (pasm_cuda_emulating()) {
-        auto run = [=]() {
-            pasm_status e = emu_workspace(c, ws, ws_bytes, "convolution input gradient");
-            return e ? e : emu_backward(c, n, NULL, w, dy, dx, add, NULL);
-        };
-        if (!pasm_cuda_recording()) return run();
-        pasm_cuda_record(run);
-        return PASM_OK;
-    }
+    if (pasm_cuda_emulating())
+        return emu_call(c, ws, ws_bytes, "convolution input gradient",
+                        [=]() { return emu_backward(c, n, NULL, w, dy, dx, add, NULL); });
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->data_math), "math type");
     const float one = 1.0f, beta = add ? 1.0f : 0.0f;
-    const double t0 = pasm_cuda_profile_start(c->ctx);
+    pasm_cuda_profile_start(c->ctx);
     CUDNN_TRY(cudnnConvolutionBackwardData(c->ctx->cudnn, &one, c->wd, w, c->yd, dy, c->cd,
                                            c->cur->bwd_data, ws, ws_bytes, &beta, c->xd, dx),
               "convolution input gradient");
-    pasm_cuda_profile_stop(c->ctx, c->prof[1], t0);
+    pasm_cuda_profile_stop(c->ctx, c->prof[1]);
     return PASM_OK;
 }
 
@@ -749,21 +742,15 @@ pasm_status pasm_cuda_conv_backward_filter(pasm_cuda_conv *c, int n, const void 
                                                  (float *)dw, ws, ws_bytes),
                              direct_filter(c, n, (const bf16 *)x, (const bf16 *)dy, (bf16 *)dw,
                                            ws, ws_bytes));
-    if (pasm_cuda_emulating()) {
-        auto run = [=]() {
-            pasm_status e = emu_workspace(c, ws, ws_bytes, "convolution weight gradient");
-            return e ? e : emu_backward(c, n, x, NULL, dy, NULL, 0, dw);
-        };
-        if (!pasm_cuda_recording()) return run();
-        pasm_cuda_record(run);
-        return PASM_OK;
-    }
+    if (pasm_cuda_emulating())
+        return emu_call(c, ws, ws_bytes, "convolution weight gradient",
+                        [=]() { return emu_backward(c, n, x, NULL, dy, NULL, 0, dw); });
     CUDNN_TRY(cudnnSetConvolutionMathType(c->cd, c->cur->filter_math), "math type");
     const float one = 1.0f, zero = 0.0f;
-    const double t0 = pasm_cuda_profile_start(c->ctx);
+    pasm_cuda_profile_start(c->ctx);
     CUDNN_TRY(cudnnConvolutionBackwardFilter(c->ctx->cudnn, &one, c->xd, x, c->yd, dy, c->cd,
                                              c->cur->bwd_filter, ws, ws_bytes, &zero, c->wd, dw),
               "convolution weight gradient");
-    pasm_cuda_profile_stop(c->ctx, c->prof[2], t0);
+    pasm_cuda_profile_stop(c->ctx, c->prof[2]);
     return PASM_OK;
 }

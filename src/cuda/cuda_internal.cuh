@@ -33,9 +33,9 @@ pasm_status pasm_cuda_launched(const char *what);
     } while (0)
 /* Profiling (pasm_cuda_profile): an event on ctx's stream before a launch,
  * and after it another, the pair's time going to the bucket what (read
- * back later, runtime.cu). t0 < 0: not profiling. */
-double pasm_cuda_profile_start(pasm_cuda_ctx *ctx);
-void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0);
+ * back later, runtime.cu); no-ops when not profiling. */
+void pasm_cuda_profile_start(pasm_cuda_ctx *ctx);
+void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what);
 
 typedef __nv_bfloat16 bf16;
 
@@ -60,30 +60,33 @@ void pasm_cuda_record(std::function<pasm_status()> work);
 /* PASM_ERR_UNSUPPORTED naming what, and the recording spoiled. */
 pasm_status pasm_cuda_unrecordable(const char *what);
 
+/* Emulated work (a pasm_status()): run now, or recorded while the
+ * emulation records a graph. */
+template <typename W> pasm_status pasm_cuda_emulated(W work) {
+    if (!pasm_cuda_recording()) return work();
+    pasm_cuda_record(work);
+    return PASM_OK;
+}
+
 /* f(i) for i in [0, n): a grid on ctx's stream, or a host loop when
  * emulating. f is a __host__ __device__ lambda. */
 template <typename F>
 pasm_status pasm_each(pasm_cuda_ctx *ctx, int64_t n, F f, const char *what) {
     if (n <= 0) return PASM_OK;
     if (pasm_cuda_emulating()) { /* every i writes its own outputs */
-        auto run = [=]() {
+        return pasm_cuda_emulated([=]() {
 #pragma omp parallel for schedule(static) if (n >= 4096)
             for (int64_t i = 0; i < n; i++) f(i);
             return PASM_OK;
-        };
-        if (pasm_cuda_recording()) {
-            pasm_cuda_record(run);
-            return PASM_OK;
-        }
-        return run();
+        });
     }
     const int threads = 256;
     int64_t blocks = (n + threads - 1) / threads;
     if (blocks > 132 * 64) blocks = 132 * 64;
-    const double t0 = pasm_cuda_profile_start(ctx);
+    pasm_cuda_profile_start(ctx);
     pasm_k_each<<<(unsigned)blocks, threads, 0, ctx->stream>>>(n, f);
     pasm_status st = pasm_cuda_launched(what);
-    pasm_cuda_profile_stop(ctx, what, t0);
+    pasm_cuda_profile_stop(ctx, what);
     return st;
 }
 

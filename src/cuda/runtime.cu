@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/env.h"
 #include "cuda/cuda_internal.cuh"
@@ -251,24 +250,23 @@ static void profile_flush(void) {
 }
 
 /* The start event, recorded by start and taken by stop (profiled ops do not
- * nest); t0 only says whether start recorded one. */
+ * nest); NULL: none recorded (not profiling, or recording failed). */
 static cudaEvent_t g_started = NULL;
 
-double pasm_cuda_profile_start(pasm_cuda_ctx *ctx) {
-    if (!profiling() || !ctx) return -1.0;
+void pasm_cuda_profile_start(pasm_cuda_ctx *ctx) {
+    if (!profiling() || !ctx) return;
     cudaEvent_t e = pool_event();
     if (!e || cudaEventRecord(e, ctx->stream) != cudaSuccess) {
         if (e) g_event_pool.push_back(e);
         cudaGetLastError(); /* not the launch's error */
-        return -1.0;
+        return;
     }
     if (g_started) g_event_pool.push_back(g_started); /* a start never stopped */
     g_started = e;
-    return 1.0;
 }
 
-void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what, double t0) {
-    if (t0 < 0 || !ctx || !g_started) return;
+void pasm_cuda_profile_stop(pasm_cuda_ctx *ctx, const char *what) {
+    if (!profiling() || !ctx || !g_started) return;
     cudaEvent_t a = g_started, b = pool_event();
     g_started = NULL;
     if (!b || cudaEventRecord(b, ctx->stream) != cudaSuccess) {
@@ -418,9 +416,9 @@ pasm_status pasm_cuda_to_device(pasm_cuda_ctx *ctx, void *dst, const void *src, 
         memcpy(dst, src, bytes);
         return PASM_OK;
     }
-    const double t0 = pasm_cuda_profile_start(ctx);
+    pasm_cuda_profile_start(ctx);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream);
-    pasm_cuda_profile_stop(ctx, "copy to the GPU", t0);
+    pasm_cuda_profile_stop(ctx, "copy to the GPU");
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying to the GPU");
 }
 
@@ -431,28 +429,24 @@ pasm_status pasm_cuda_to_host(pasm_cuda_ctx *ctx, void *dst, const void *src, si
         memcpy(dst, src, bytes);
         return PASM_OK;
     }
-    const double t0 = pasm_cuda_profile_start(ctx);
+    pasm_cuda_profile_start(ctx);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, ctx->stream);
     if (e != cudaSuccess) return pasm_cuda_error(e, "copying from the GPU");
     pasm_status st = pasm_cuda_sync(ctx, "copying from the GPU");
-    pasm_cuda_profile_stop(ctx, "copy from the GPU", t0);
+    pasm_cuda_profile_stop(ctx, "copy from the GPU");
     return st;
 }
 
 pasm_status pasm_cuda_copy(pasm_cuda_ctx *ctx, void *dst, const void *src, size_t bytes) {
     if (!bytes) return PASM_OK;
-    if (g_emulate) {
-        auto work = [=]() {
+    if (g_emulate)
+        return pasm_cuda_emulated([=]() {
             memcpy(dst, src, bytes);
             return PASM_OK;
-        };
-        if (!g_recording) return work();
-        pasm_cuda_record(work);
-        return PASM_OK;
-    }
-    const double t0 = pasm_cuda_profile_start(ctx);
+        });
+    pasm_cuda_profile_start(ctx);
     cudaError_t e = cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream);
-    pasm_cuda_profile_stop(ctx, "copy on the GPU", t0);
+    pasm_cuda_profile_stop(ctx, "copy on the GPU");
     return e == cudaSuccess ? PASM_OK : pasm_cuda_error(e, "copying on the GPU");
 }
 
