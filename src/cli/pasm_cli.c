@@ -51,38 +51,45 @@ int cli_load_train_val(const char *cmd, const char *data, const char *split, con
     return EXIT_OK;
 }
 
-int cli_eval_split(const char *cmd, const char *model, const char *data, const char *split,
-                   int device, double *accuracy, double *accuracy_tta, int *count) {
-    *accuracy = *accuracy_tta = 0;
-    *count = 0;
+/* One split's accuracy without and with flip TTA into *out (count 0 when the
+ * data has no such split). */
+static pasm_status eval_one(pasm_net *net, const pasm_model_meta *meta, const char *data,
+                            const char *split, cli_split_accuracy *out) {
+    memset(out, 0, sizeof *out);
+    pasm_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    pasm_load_spec spec = {.path = data, .split = split, .input_size = meta->net.input_size,
+                           .channels = meta->net.in_channels};
+    pasm_status st = cli_dataset_load(&spec, &ds);
+    if (st || ds.n == 0 || !ds.labelled) { /* the data has no such split */
+        pasm_clear_error();
+        pasm_dataset_free(&ds);
+        return PASM_OK;
+    }
+    st = pasm_dataset_match_classes(&ds, (const char *const *)meta->class_names, meta->n_classes,
+                                    1, NULL);
+    for (int tta = 0; tta < 2 && !st; tta++) {
+        pasm_metrics m;
+        if ((st = pasm_metrics_init(&m, meta->n_classes))) break;
+        st = pasm_evaluate(net, &ds, meta->norm_mean, meta->norm_std, tta, &m, NULL, NULL, NULL);
+        *(tta ? &out->accuracy_tta : &out->accuracy) = pasm_metrics_accuracy(&m);
+        pasm_metrics_free(&m);
+    }
+    if (!st) out->count = ds.n;
+    pasm_dataset_free(&ds);
+    return st;
+}
+
+int cli_eval_splits(const char *cmd, const char *model, int n, const char *const *data,
+                    const char *const *split, int device, cli_split_accuracy *out) {
+    memset(out, 0, (size_t)n * sizeof *out);
     pasm_net *net = NULL;
     pasm_model_meta meta;
     const cli_model_options mo = {.device = device};
     int rc = cli_load_model(cmd, model, &mo, 256, PASM_NET_EVAL, &net, &meta);
     if (rc) return rc;
-    pasm_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    pasm_load_spec spec = {.path = data, .split = split, .input_size = meta.net.input_size,
-                           .channels = meta.net.in_channels};
-    pasm_status st = cli_dataset_load(&spec, &ds);
-    if (st || ds.n == 0 || !ds.labelled) { /* the data has no such split */
-        pasm_clear_error();
-        st = PASM_OK;
-        goto done;
-    }
-    if ((st = pasm_dataset_match_classes(&ds, (const char *const *)meta.class_names,
-                                         meta.n_classes, 1, NULL)))
-        goto done;
-    for (int tta = 0; tta < 2 && !st; tta++) {
-        pasm_metrics m;
-        if ((st = pasm_metrics_init(&m, meta.n_classes))) break;
-        st = pasm_evaluate(net, &ds, meta.norm_mean, meta.norm_std, tta, &m, NULL, NULL, NULL);
-        *(tta ? accuracy_tta : accuracy) = pasm_metrics_accuracy(&m);
-        pasm_metrics_free(&m);
-    }
-    *count = ds.n;
-done:
-    pasm_dataset_free(&ds);
+    pasm_status st = PASM_OK;
+    for (int i = 0; i < n && !st; i++) st = eval_one(net, &meta, data[i], split[i], &out[i]);
     pasm_model_meta_free(&meta);
     pasm_net_free(net);
     return st ? cli_fail(cmd, st) : EXIT_OK;

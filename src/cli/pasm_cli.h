@@ -19,10 +19,17 @@ int cli_load_train_val(const char *cmd, const char *data, const char *split, con
                        const pasm_model_meta *meta, pasm_dataset *train, pasm_dataset *val,
                        int *held_out, int **train_idx, int *n_train);
 
-/* Evaluates a checkpoint on a split of data: accuracy without and with flip
- * TTA. Returns 0 and *count = 0 when the split is not there. */
-int cli_eval_split(const char *cmd, const char *model, const char *data, const char *split,
-                   int device, double *accuracy, double *accuracy_tta, int *count);
+/* A checkpoint's accuracy on one split, without and with flip TTA, and the
+ * faces counted (0: the data has no such split). */
+typedef struct {
+    double accuracy, accuracy_tta;
+    int count;
+} cli_split_accuracy;
+
+/* Evaluates a checkpoint on n splits (split[i] of data[i]) with one network
+ * (on device): out[i] for each. Returns an exit code (0 ok). */
+int cli_eval_splits(const char *cmd, const char *model, int n, const char *const *data,
+                    const char *const *split, int device, cli_split_accuracy *out);
 
 /* pasm mine's options (strings are borrowed). */
 typedef struct {

@@ -318,23 +318,23 @@ static int evaluate_into(const run_args *a, int round, cJSON *rec) {
     ckpt_path(a, round, ckpt, sizeof ckpt);
     const char *names[2] = {"val", "test"}, *splits[2] = {a->val_split, a->test_split};
     const char *paths[2] = {a->val_data ? a->val_data : a->data, a->data};
+    cli_split_accuracy res[2];
+    int rc = cli_eval_splits(CMD, ckpt, 2, paths, splits, a->round.device, res);
+    if (rc) return rc;
     for (int i = 0; i < 2; i++) {
-        double acc, acc_tta;
-        int count, rc = cli_eval_split(CMD, ckpt, paths[i], splits[i], a->round.device, &acc,
-                                      &acc_tta, &count);
-        if (rc) return rc;
+        const int count = res[i].count;
         char key[64];
         snprintf(key, sizeof key, "%s_count", names[i]);
         cJSON_AddNumberToObject(rec, key, count);
         snprintf(key, sizeof key, "%s_accuracy", names[i]);
-        if (count) cJSON_AddNumberToObject(rec, key, acc);
+        if (count) cJSON_AddNumberToObject(rec, key, res[i].accuracy);
         else cJSON_AddNullToObject(rec, key);
         snprintf(key, sizeof key, "%s_accuracy_tta", names[i]);
-        if (count) cJSON_AddNumberToObject(rec, key, acc_tta);
+        if (count) cJSON_AddNumberToObject(rec, key, res[i].accuracy_tta);
         else cJSON_AddNullToObject(rec, key);
         if (count)
             printf("round %d %s (%s): accuracy %.4f, with flip TTA %.4f (%d faces)\n", round,
-                   names[i], splits[i], acc, acc_tta, count);
+                   names[i], splits[i], res[i].accuracy, res[i].accuracy_tta, count);
     }
     /* outside the phase's seconds: the whole run's time is the sum of both */
     const double secs = pasm_now_seconds() - t0;

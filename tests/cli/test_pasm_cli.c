@@ -257,6 +257,24 @@ static void test_run_killed_and_resumed(void **state) {
         /* each round's evaluation timed apart from its training (a number there) */
         assert_true(test_summary_value(a, r, "seconds_eval") >= 0);
     }
+    /* the run's accuracies (both splits through one evaluation network) are
+     * pasm eval's of the same checkpoint */
+    const char *evals[][3] = {{"PrivateTest", "", "test_accuracy"},
+                              {"PublicTest", "--tta flip", "val_accuracy_tta"}};
+    for (int e = 0; e < 2; e++) {
+        snprintf(fa, sizeof fa, "%s/round2.safetensors", a);
+        rc = test_run_pasm(&out, "eval --model '%s' --data '%s' --split %s %s --json", fa, faces,
+                           evals[e][0], evals[e][1]);
+        if (rc) fail_msg("eval failed: %s", out);
+        cJSON *o = cJSON_Parse(out);
+        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "accuracy");
+        if (!cJSON_IsNumber(acc)) fail_msg("eval --json: %s", out);
+        if (acc->valuedouble != test_summary_value(a, 2, evals[e][2]))
+            fail_msg("%s: pasm eval %.17g, the run %.17g", evals[e][2], acc->valuedouble,
+                     test_summary_value(a, 2, evals[e][2]));
+        cJSON_Delete(o);
+        free(out);
+    }
     snprintf(fa, sizeof fa, "%s/summary.md", a);
     assert_int_equal(access(fa, R_OK), 0);
     /* other options in the same folder are refused */
