@@ -80,13 +80,12 @@ static pasm_status eval_one(pasm_net *net, const pasm_model_meta *meta, const ch
     return st;
 }
 
-int cli_eval_splits(const char *cmd, const char *model, int n, const char *const *data,
-                    const char *const *split, int device, cli_split_accuracy *out) {
+int cli_eval_splits(const char *cmd, const char *model, const cli_model_options *mo, int n,
+                    const char *const *data, const char *const *split, cli_split_accuracy *out) {
     memset(out, 0, (size_t)n * sizeof *out);
     pasm_net *net = NULL;
     pasm_model_meta meta;
-    const cli_model_options mo = {.device = device};
-    int rc = cli_load_model(cmd, model, &mo, 256, PASM_NET_EVAL, &net, &meta);
+    int rc = cli_load_model(cmd, model, mo, 256, PASM_NET_EVAL, &net, &meta);
     if (rc) return rc;
     pasm_status st = PASM_OK;
     for (int i = 0; i < n && !st; i++) st = eval_one(net, &meta, data[i], split[i], &out[i]);

@@ -27,9 +27,10 @@ typedef struct {
 } cli_split_accuracy;
 
 /* Evaluates a checkpoint on n splits (split[i] of data[i]) with one network
- * (on device): out[i] for each. Returns an exit code (0 ok). */
-int cli_eval_splits(const char *cmd, const char *model, int n, const char *const *data,
-                    const char *const *split, int device, cli_split_accuracy *out);
+ * (mo: its device and precision): out[i] for each. Returns an exit code (0
+ * ok). */
+int cli_eval_splits(const char *cmd, const char *model, const cli_model_options *mo, int n,
+                    const char *const *data, const char *const *split, cli_split_accuracy *out);
 
 /* pasm mine's options (strings are borrowed). */
 typedef struct {

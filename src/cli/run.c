@@ -75,7 +75,8 @@ static void usage(FILE *f) {
             "  --student-init S (teacher)  --round-epochs N (10)  --round-lr F (0.01)\n"
             "  --round-schedule S (cosine)\n"
             "  --erase-p F            random erasing in every phase (0 = off)\n"
-            "  --precision P          fp32 or bf16 convolutions in every phase, mining too (fp32)\n"
+            "  --precision P          fp32 or bf16 convolutions in every phase, mining and\n"
+            "                         evaluation too (fp32)\n"
             "  --device D             cpu, or cuda: every phase (training, mining, evaluation)\n"
             "                         on the GPU; not part of the run: a resume takes it anew (cpu)\n"
             "controls (pasm-method.md), each matched to PASM in sample-passes:\n"
@@ -319,7 +320,9 @@ static int evaluate_into(const run_args *a, int round, cJSON *rec) {
     const char *names[2] = {"val", "test"}, *splits[2] = {a->val_split, a->test_split};
     const char *paths[2] = {a->val_data ? a->val_data : a->data, a->data};
     cli_split_accuracy res[2];
-    int rc = cli_eval_splits(CMD, ckpt, 2, paths, splits, a->round.device, res);
+    /* in the run's precision, as its training validated and its mining scored */
+    const cli_model_options mo = {.device = a->round.device, .precision = a->round.precision};
+    int rc = cli_eval_splits(CMD, ckpt, &mo, 2, paths, splits, res);
     if (rc) return rc;
     for (int i = 0; i < 2; i++) {
         const int count = res[i].count;
@@ -339,7 +342,8 @@ static int evaluate_into(const run_args *a, int round, cJSON *rec) {
     /* outside the phase's seconds: the whole run's time is the sum of both */
     const double secs = pasm_now_seconds() - t0;
     cJSON_AddNumberToObject(rec, "eval_seconds", secs);
-    printf("round %d evaluated in %.1f s\n", round, secs);
+    printf("round %d evaluated in %.1f s (%s)\n", round, secs,
+           pasm_precision_name((pasm_precision)mo.precision));
     return EXIT_OK;
 }
 

@@ -161,8 +161,25 @@ static void test_student_init(void **state) {
 #define RUN_ARGS "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 --attack grad " \
                  "--attack-batch 32 --rounds 2 --mix masked --seed 3 --out '%s'"
 
+/* pasm eval OPTS of run's round r checkpoint gives the accuracy the run's
+ * summary has under key. */
+static void expect_eval_equal(const char *run, int r, const char *opts, const char *key) {
+    char model[520], *out;
+    snprintf(model, sizeof model, "%s/round%d.safetensors", run, r);
+    int rc = test_run_pasm(&out, "eval --model '%s' --data '%s' %s --json", model, faces, opts);
+    if (rc) fail_msg("eval %s failed: %s", opts, out);
+    cJSON *o = cJSON_Parse(out);
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "accuracy");
+    if (!cJSON_IsNumber(acc)) fail_msg("eval --json: %s", out);
+    const double x = acc->valuedouble, y = test_summary_value(run, r, key);
+    if (x != y) fail_msg("%s: pasm eval %s %.17g, the run %.17g", key, opts, x, y);
+    cJSON_Delete(o);
+    free(out);
+}
+
 /* pasm run --precision bf16: every training phase in bf16 (run.json says
- * so), the run ends, and the same folder with fp32 is another run, refused. */
+ * so), its mining and evaluation are in bf16, the run ends, and the same
+ * folder with fp32 is another run, refused. */
 static void test_run_bf16(void **state) {
     char c[400], *out;
     snprintf(c, sizeof c, "%s/runC", dir);
@@ -171,6 +188,8 @@ static void test_run_bf16(void **state) {
                                  "--precision bf16 --out '%s'", faces, c);
     if (rc) fail_msg("run --precision bf16 failed: %s", out);
     assert_non_null(strstr(out, "precision bf16"));
+    assert_non_null(strstr(out, "round 1 evaluated in"));
+    assert_non_null(strstr(strstr(out, "round 1 evaluated in"), "s (bf16)"));
     free(out);
     char json[520];
     snprintf(json, sizeof json, "%s/run.json", c);
@@ -191,6 +210,8 @@ static void test_run_bf16(void **state) {
     assert_int_equal(pasm_mined_sidecar_read(json, &settings, NULL), PASM_OK);
     if (!strstr(settings, "\"precision\":\"bf16\"")) fail_msg("mined settings: %s", settings);
     free(settings);
+    /* and its evaluation: pasm eval's in bf16 */
+    expect_eval_equal(c, 1, "--split PrivateTest --precision bf16", "test_accuracy");
     rc = test_run_pasm(&out, "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 "
                              "--attack grad --attack-batch 32 --rounds 1 --seed 3 --out '%s'",
                        faces, c);
@@ -259,22 +280,8 @@ static void test_run_killed_and_resumed(void **state) {
     }
     /* the run's accuracies (both splits through one evaluation network) are
      * pasm eval's of the same checkpoint */
-    const char *evals[][3] = {{"PrivateTest", "", "test_accuracy"},
-                              {"PublicTest", "--tta flip", "val_accuracy_tta"}};
-    for (int e = 0; e < 2; e++) {
-        snprintf(fa, sizeof fa, "%s/round2.safetensors", a);
-        rc = test_run_pasm(&out, "eval --model '%s' --data '%s' --split %s %s --json", fa, faces,
-                           evals[e][0], evals[e][1]);
-        if (rc) fail_msg("eval failed: %s", out);
-        cJSON *o = cJSON_Parse(out);
-        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "accuracy");
-        if (!cJSON_IsNumber(acc)) fail_msg("eval --json: %s", out);
-        if (acc->valuedouble != test_summary_value(a, 2, evals[e][2]))
-            fail_msg("%s: pasm eval %.17g, the run %.17g", evals[e][2], acc->valuedouble,
-                     test_summary_value(a, 2, evals[e][2]));
-        cJSON_Delete(o);
-        free(out);
-    }
+    expect_eval_equal(a, 2, "--split PrivateTest", "test_accuracy");
+    expect_eval_equal(a, 2, "--split PublicTest --tta flip", "val_accuracy_tta");
     snprintf(fa, sizeof fa, "%s/summary.md", a);
     assert_int_equal(access(fa, R_OK), 0);
     /* other options in the same folder are refused */
