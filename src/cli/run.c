@@ -342,6 +342,8 @@ static int evaluate_into(const run_args *a, int round, cJSON *rec) {
     /* outside the phase's seconds: the whole run's time is the sum of both */
     const double secs = pasm_now_seconds() - t0;
     cJSON_AddNumberToObject(rec, "eval_seconds", secs);
+    cJSON_AddStringToObject(rec, "eval_precision",
+                            pasm_precision_name((pasm_precision)mo.precision));
     printf("round %d evaluated in %.1f s (%s)\n", round, secs,
            pasm_precision_name((pasm_precision)mo.precision));
     return EXIT_OK;
@@ -417,6 +419,8 @@ static pasm_status write_summary(const run_args *a, const cJSON *state) {
         int ok_es;
         const double es = num(t, "eval_seconds", &ok_es); /* runs of older pasm: none */
         if (ok_es) cJSON_AddNumberToObject(row, "seconds_eval", es);
+        const cJSON *ep = cJSON_GetObjectItemCaseSensitive(t, "eval_precision");
+        if (cJSON_IsString(ep)) cJSON_AddStringToObject(row, "eval_precision", ep->valuestring);
         cJSON_AddItemToArray(rounds, row);
         char fool[32] = "–", mcell[32] = "–";
         if (ok_f) snprintf(fool, sizeof fool, "%.1f%%", 100 * fooled);
