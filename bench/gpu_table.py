@@ -300,7 +300,10 @@ def main():
                     s = json.load(f)
             except (OSError, ValueError):
                 continue
-            w("%s:" % title)
+            precs = sorted({r.get("eval_precision") or "fp32 (pasm before 9472ff2)"
+                            for r in s.get("rounds", [])})
+            w("%s (pasm evaluated in %s; PyTorch under bf16 autocast):" % (
+                title, ", ".join(precs) or NA))
             w()
             w("| round | PublicTest | PublicTest (flip TTA) | PrivateTest | PrivateTest (flip TTA) "
               "| mined fooled | PyTorch PublicTest / PrivateTest |")
