@@ -212,19 +212,9 @@ static void test_run_bf16(void **state) {
     if (!strstr(settings, "\"precision\":\"bf16\"")) fail_msg("mined settings: %s", settings);
     free(settings);
     /* and its evaluation: in bf16 (the summary says so), pasm eval's in bf16 */
-    snprintf(json, sizeof json, "%s/summary.json", c);
-    unsigned char *sum;
-    size_t sum_size;
-    assert_int_equal(pasm_read_file(json, &sum, &sum_size), PASM_OK);
-    cJSON *o = cJSON_ParseWithLength((const char *)sum, sum_size);
-    free(sum);
-    for (int r = 0; r <= 1; r++) {
-        const cJSON *row = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, "rounds"), r);
-        const cJSON *ep = cJSON_GetObjectItemCaseSensitive(row, "eval_precision");
-        if (!cJSON_IsString(ep) || strcmp(ep->valuestring, "bf16"))
+    for (int r = 0; r <= 1; r++)
+        if (!test_summary_string_is(c, r, "eval_precision", "bf16"))
             fail_msg("summary round %d: eval_precision is not \"bf16\"", r);
-    }
-    cJSON_Delete(o);
     expect_eval_equal(c, 1, "--split PrivateTest --precision bf16", "test_accuracy");
     rc = test_run_pasm(&out, "run --data '%s' " SMALL " --epochs 1 --round-epochs 1 "
                              "--attack grad --attack-batch 32 --rounds 1 --seed 3 --out '%s'",

@@ -102,21 +102,36 @@ int test_files_equal(const char *a, const char *b) {
     return same;
 }
 
-double test_summary_value(const char *run, int entry, const char *key) {
+/* The item `key` of a run's summary.json round entry (-1: the last), in
+ * *doc (cJSON_Delete it); NULL when absent. */
+static const cJSON *summary_item(const char *run, int entry, const char *key, cJSON **doc) {
     char path[4200];
     snprintf(path, sizeof path, "%s/summary.json", run);
     unsigned char *text;
     size_t size;
     if (pasm_read_file(path, &text, &size)) fail_msg("%s: %s", path, pasm_last_error());
-    cJSON *o = cJSON_ParseWithLength((const char *)text, size);
+    *doc = cJSON_ParseWithLength((const char *)text, size);
     free(text);
-    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(o, "rounds");
+    const cJSON *rows = cJSON_GetObjectItemCaseSensitive(*doc, "rounds");
     const cJSON *r = cJSON_GetArrayItem(rows, entry < 0 ? cJSON_GetArraySize(rows) - 1 : entry);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, key);
-    if (!cJSON_IsNumber(v)) fail_msg("%s: entry %d has no number %s", path, entry, key);
+    return cJSON_GetObjectItemCaseSensitive(r, key);
+}
+
+double test_summary_value(const char *run, int entry, const char *key) {
+    cJSON *o;
+    const cJSON *v = summary_item(run, entry, key, &o);
+    if (!cJSON_IsNumber(v)) fail_msg("%s/summary.json: entry %d has no number %s", run, entry, key);
     double x = v->valuedouble;
     cJSON_Delete(o);
     return x;
+}
+
+int test_summary_string_is(const char *run, int entry, const char *key, const char *want) {
+    cJSON *o;
+    const cJSON *v = summary_item(run, entry, key, &o);
+    const int same = cJSON_IsString(v) && !strcmp(v->valuestring, want);
+    cJSON_Delete(o);
+    return same;
 }
 
 int test_cuda_device(void) {

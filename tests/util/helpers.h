@@ -54,6 +54,8 @@ int test_files_equal(const char *a, const char *b);
 /* A number of a pasm run's RUN/summary.json: the `key` of its round entry at
  * position `entry` (-1: the last entry). Fails the test when it is missing. */
 double test_summary_value(const char *run, int entry, const char *key);
+/* 1 when that entry's `key` is the string want. */
+int test_summary_string_is(const char *run, int entry, const char *key, const char *want);
 
 /* pasm_net_init(net, seed), then BN weights, biases and running statistics
  * far from the identity (so folding matters), drawn from stream. */
