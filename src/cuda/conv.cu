@@ -55,27 +55,35 @@ struct pasm_cuda_conv {
     const conv_algos *cur;
 };
 
-/* The most workspace a convolution may ask for when its algorithms are
- * chosen (per layer; the network keeps one workspace, the largest):
- * 256 MiB, or PASM_CUDA_WORKSPACE_MB (a whole number of MiB, 0 allowed: a
- * smaller workspace may mean slower algorithms), read once. */
-static size_t ws_limit(void) {
-    static long long mb = -1;
-    long long v = __atomic_load_n(&mb, __ATOMIC_RELAXED);
-    if (v >= 0) return (size_t)v << 20;
-    v = 256;
-    const char *e = getenv("PASM_CUDA_WORKSPACE_MB");
+/* The environment variable name as a whole number of MiB from 0 to
+ * 1048576, in bytes; unset, dflt MiB (so also, said on stderr, when it is
+ * something else). */
+static size_t env_mib(const char *name, long long dflt) {
+    long long v = dflt;
+    const char *e = getenv(name);
     if (e && *e) {
         char *end;
         const long long got = strtoll(e, &end, 10);
         if (*end || got < 0 || got > (1LL << 20))
-            pasm_note("PASM_CUDA_WORKSPACE_MB=%s is not a whole number of MiB from 0 to 1048576: "
-                      "256 MiB",
-                      e);
+            pasm_note("%s=%s is not a whole number of MiB from 0 to 1048576: %lld MiB", name, e,
+                      dflt);
         else v = got;
     }
-    __atomic_store_n(&mb, v, __ATOMIC_RELAXED);
     return (size_t)v << 20;
+}
+
+/* The most workspace a convolution may ask for when its algorithms are
+ * chosen (per layer; the network keeps one workspace, the largest):
+ * 256 MiB, or PASM_CUDA_WORKSPACE_MB (0 allowed: a smaller workspace may
+ * mean slower algorithms), read once. */
+static size_t ws_limit(void) {
+    static long long bytes = -1;
+    long long v = __atomic_load_n(&bytes, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = (long long)env_mib("PASM_CUDA_WORKSPACE_MB", 256);
+        __atomic_store_n(&bytes, v, __ATOMIC_RELAXED);
+    }
+    return (size_t)v;
 }
 /* The most algorithms asked of cuDNN's ranking for one direction. */
 enum { MAX_ALGOS = 16 };
@@ -655,8 +663,7 @@ pasm_status pasm_cuda_conv_create(pasm_cuda_ctx *ctx, const pasm_conv2d_shape *s
     c->log = pasm_env_flag("PASM_CUDA_CONV_LOG");
     if (c->force_direct & PASM_CUDA_CONV_FILTER) c->ws_max = direct_filter_ws(s, s->n);
     if (pasm_cuda_emulating()) {
-        const char *e = getenv("PASM_CUDA_EMULATE_WORKSPACE_MB");
-        if (e && atoi(e) > 0) c->emu_ws = (size_t)atoi(e) << 20;
+        c->emu_ws = env_mib("PASM_CUDA_EMULATE_WORKSPACE_MB", 0); /* read each time: tests */
         if (c->emu_ws > c->ws_max) c->ws_max = c->emu_ws;
         *out = c;
         return PASM_OK;
